@@ -1,0 +1,32 @@
+"""tgo_store: record transformer activations per checkpoint, layer and token into Zarr v3.
+
+Everything up to and including the store; knows nothing of analysis.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tgo")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+local"
+
+from tgo_store.errors import TgoError  # noqa: E402
+from tgo_store.info import StoreInfo, store_info  # noqa: E402
+from tgo_store.ingest import StorePlan, ingest, ingest_block, missing_blocks, prepare_store  # noqa: E402
+from tgo_store.open import open_store  # noqa: E402
+from tgo_store.recorder import Recorder  # noqa: E402
+
+__all__ = [
+    "Recorder",
+    "StoreInfo",
+    "StorePlan",
+    "TgoError",
+    "ingest",
+    "ingest_block",
+    "missing_blocks",
+    "open_store",
+    "prepare_store",
+    "store_info",
+]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import xarray as xr
+
+from tgo_store.errors import TgoError
+
 SCHEMA_VERSION = 1
 
 ACTIVATIONS = "activations"
@@ -33,3 +37,29 @@ ATTR_SCHEMA = "tgo_schema"
 ATTR_MODEL = "model"
 ATTR_DATASET = "dataset"
 ATTR_CREATED_BY = "created_by"
+
+
+def validate_activations(ds: xr.Dataset) -> xr.DataArray:
+    """Return ``ds.activations`` after checking it has exactly the five SPEC dims, in order."""
+    if ACTIVATIONS not in ds.data_vars:
+        raise TgoError(
+            f"the dataset has no '{ACTIVATIONS}' variable (found: {', '.join(map(str, ds.data_vars)) or 'none'}); "
+            "point tgo at a store written by `tgo ingest` or any Zarr dataset with that variable"
+        )
+    act = ds[ACTIVATIONS]
+    if tuple(act.dims) != DIMS:
+        raise TgoError(
+            f"'{ACTIVATIONS}' has dims {tuple(act.dims)}, expected {DIMS}; "
+            "transpose or rename the dims before analysis"
+        )
+    return act
+
+
+def check_schema_version(attrs: dict, where: str) -> None:
+    """Refuse a store written with another schema version than this package writes."""
+    version = attrs.get(ATTR_SCHEMA)
+    if version is not None and int(version) != SCHEMA_VERSION:
+        raise TgoError(
+            f"{where} was written with tgo schema {version}, this tgo reads schema {SCHEMA_VERSION}; "
+            "use the tgo version that wrote it or re-ingest into a new store"
+        )

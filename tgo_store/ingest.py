@@ -1,0 +1,352 @@
+"""The ingest loop: for each checkpoint, for each missing block: capture -> write -> commit.
+
+``prepare_store`` fixes the store's metadata once (creating it or appending checkpoints) and
+returns a picklable ``StorePlan``; ``ingest_block`` computes and writes one (checkpoint,
+sample block) region on its own, so the same plan serves the serial loop here and parallel
+workers in ``tgo sweep``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import tgo_store
+from tgo_store import schema as S
+from tgo_store.capture import make_capturer, to_storage
+from tgo_store.checkpoints import CheckpointRef, load_checkpoint_into, resolve_checkpoints
+from tgo_store.errors import TgoError
+from tgo_store.layout import StoreLayout, choose_layout
+from tgo_store.models import build_model, input_config, model_description
+from tgo_store.sources import DataSource, open_source
+from tgo_store.writer import (
+    BackgroundWriter,
+    StoreSpec,
+    append_checkpoints,
+    consolidate,
+    create_store,
+    existing_checkpoints,
+    metadata_lock,
+    open_zarr_store,
+    read_commits,
+    write_commit,
+)
+
+DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """Everything needed to write any block of a store; small and picklable."""
+
+    url: str
+    model_spec: str
+    model_kwargs: dict
+    checkpoints: tuple[CheckpointRef, ...]
+    checkpoint_indices: tuple[int, ...]  # slot of each checkpoint along the store's `checkpoint` dim
+    data_spec: str
+    n_samples: int
+    layers: tuple[int, ...]
+    tokens: tuple[int, ...] | None
+    hook_modules: tuple[str, ...] | None
+    dtype: str
+    batch_size: int
+    layout: StoreLayout
+    storage_options: dict = field(default_factory=dict)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.layout.n_blocks(self.n_samples)
+
+
+@dataclass
+class BlockStats:
+    samples: int
+    bytes: int
+    seconds: float
+
+
+@dataclass
+class IngestSummary:
+    url: str
+    checkpoints: int
+    blocks_written: int
+    blocks_skipped: int
+    samples: int
+    bytes: int
+    seconds: float
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else float("nan")
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _open_parts(model_spec: str, model_kwargs: dict, data_spec: str) -> tuple[Any, DataSource]:
+    model = build_model(model_spec, **model_kwargs)
+    cfg = input_config(model)
+    source = open_source(data_spec, image_size=cfg["image_size"], in_chans=cfg["in_chans"],
+                         mean=cfg["mean"], std=cfg["std"])
+    return model, source
+
+
+def _capturer(model: Any, source: DataSource, layers: Sequence[int] | None, tokens: Sequence[int] | None,
+              hook_modules: Sequence[str] | None) -> Any:
+    example = None
+    if hook_modules:
+        import torch
+
+        example = torch.from_numpy(next(source.batches(1)).inputs)
+    return make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
+
+
+def _check_same(group_attrs: dict, key: str, expected: Any, what: str, url: str) -> None:
+    found = group_attrs.get(key)
+    if found != expected:
+        raise TgoError(f"store {url} holds another {what} ({_short(found)} vs {_short(expected)}); "
+                       "ingest into a new store, or use the same options as the first run")
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str] | Sequence[CheckpointRef],
+                  data_spec: str, layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
+                  dtype: str = "float16", batch_size: int = 64, samples_per_block: int | None = None,
+                  model_kwargs: dict | None = None, hook_modules: Sequence[str] | None = None,
+                  storage_options: dict | None = None) -> StorePlan:
+    """Create the store or append checkpoints to it; refuse anything that would mix data."""
+    if dtype not in DTYPES:
+        raise TgoError(f"unknown --dtype {dtype}; use float16 or float32")
+    if batch_size < 1:
+        raise TgoError(f"--batch-size must be at least 1, got {batch_size}")
+    model_kwargs = dict(model_kwargs or {})
+    refs = [c if isinstance(c, CheckpointRef) else None for c in checkpoints] if not isinstance(checkpoints, str) else []
+    refs = list(checkpoints) if refs and all(refs) else resolve_checkpoints(checkpoints)
+    if not refs:
+        raise TgoError("no checkpoints given; pass --checkpoints with a glob or a list of files")
+    model, source = _open_parts(model_spec, model_kwargs, data_spec)
+    capturer = _capturer(model, source, layers, tokens, hook_modules)
+    description = model_description(model, model_spec, model_kwargs)
+    dataset = {"name": data_spec, "fingerprint": source.fingerprint(), "n_samples": len(source)}
+    itemsize = 2 if dtype == "float16" else 4
+    layout = choose_layout(len(source), len(capturer.token_indices), capturer.feature_dim, itemsize,
+                           batch_size, samples_per_block)
+    store = open_zarr_store(url, storage_options=storage_options)
+    with metadata_lock(url):
+        group = _open_group(store, url)
+        if group is None:
+            spec = StoreSpec(
+                n_samples=len(source), layer_indices=list(capturer.layer_indices),
+                layer_names=list(capturer.layer_names), token_indices=np.asarray(capturer.token_indices),
+                token_kinds=capturer.token_layout.kinds, token_rows=capturer.token_layout.rows,
+                token_cols=capturer.token_layout.cols, n_features=capturer.feature_dim,
+                sample_ids=source.sample_ids, labels=source.labels, dtype=dtype,
+                chunk_shape=layout.chunk_shape(capturer.feature_dim),
+                shard_shape=layout.shard_shape(capturer.feature_dim),
+                attrs={S.ATTR_SCHEMA: S.SCHEMA_VERSION, S.ATTR_MODEL: description, S.ATTR_DATASET: dataset,
+                       S.ATTR_CREATED_BY: f"tgo {tgo_store.__version__}",
+                       "tgo_layout": {"samples_per_block": layout.samples_per_block,
+                                      "tokens_per_chunk": layout.tokens_per_chunk},
+                       "tgo_batch_size": batch_size})
+            group = _create(store, url, spec)
+        else:
+            layout = _check_compatible(group, url, description, dataset, capturer, dtype)
+        indices = _place_checkpoints(group, url, refs)
+        consolidate(store)
+    return StorePlan(url=url, model_spec=model_spec, model_kwargs=model_kwargs, checkpoints=tuple(refs),
+                     checkpoint_indices=tuple(indices), data_spec=data_spec, n_samples=len(source),
+                     layers=tuple(capturer.layer_indices),
+                     tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
+                     hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
+                     batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}))
+
+
+def _open_group(store: Any, url: str) -> Any:
+    import zarr
+
+    try:
+        return zarr.open_group(store, mode="r+")
+    except FileNotFoundError:
+        return None
+    except PermissionError as exc:
+        raise TgoError(f"store {url} is read-only ({exc}); ingest into a writable location") from exc
+    except (ValueError, TypeError) as exc:
+        if "read" in str(exc).lower() and "only" in str(exc).lower():
+            raise TgoError(f"store {url} is read-only; ingest into a writable location") from exc
+        raise TgoError(f"{url} is not a tgo store ({exc}); choose a new store URL") from exc
+
+
+def _create(store: Any, url: str, spec: StoreSpec) -> Any:
+    try:
+        return create_store(store, spec)
+    except (PermissionError, OSError) as exc:
+        raise TgoError(f"cannot write the store at {url} ({exc}); choose a writable location") from exc
+
+
+def _check_compatible(group: Any, url: str, description: dict, dataset: dict, capturer: Any, dtype: str) -> StoreLayout:
+    attrs = dict(group.attrs)
+    if S.ACTIVATIONS not in group:
+        raise TgoError(f"{url} is a Zarr group without '{S.ACTIVATIONS}'; choose a new store URL")
+    S.check_schema_version(attrs, f"store {url}")
+    _check_same(attrs, S.ATTR_MODEL, description, "model configuration", url)
+    _check_same(attrs, S.ATTR_DATASET, dataset, "dataset", url)
+    act = group[S.ACTIVATIONS]
+    if str(act.dtype) != dtype:
+        raise TgoError(f"store {url} holds {act.dtype} activations, this run asks for {dtype}; use --dtype {act.dtype}")
+    layers = [int(x) for x in group[S.LAYER][:]]
+    tokens = [int(x) for x in group[S.TOKEN][:]]
+    if layers != list(capturer.layer_indices) or tokens != [int(t) for t in capturer.token_indices]:
+        raise TgoError(f"store {url} holds layers/tokens other than this run's selection; "
+                       "use the --layers/--tokens of the first run or a new store")
+    info = attrs.get("tgo_layout", {})
+    return StoreLayout(int(info.get("samples_per_block", act.shards[2])),
+                       int(info.get("tokens_per_chunk", act.chunks[3])), act.shape[3])
+
+
+def _place_checkpoints(group: Any, url: str, refs: Sequence[CheckpointRef]) -> list[int]:
+    """The slot of each checkpoint: its existing slot, or a new one appended at the end."""
+    existing = existing_checkpoints(group)
+    by_path = {path: (i, sha) for i, (_, path, sha) in enumerate(existing)}
+    indices, new = [], []
+    for ref in refs:
+        if ref.url in by_path:
+            index, sha = by_path[ref.url]
+            if sha != ref.sha256:
+                raise TgoError(f"checkpoint {ref.url} changed since it was ingested (sha256 {sha[:12]} -> "
+                               f"{ref.sha256[:12]}); restore the file or ingest into a new store")
+            indices.append(index)
+        else:
+            indices.append(len(existing) + len(new))
+            new.append(ref)
+    if new:
+        append_checkpoints(group, [r.step for r in new], [r.url for r in new], [r.sha256 for r in new])
+    return indices
+
+
+def missing_blocks(plan: StorePlan) -> list[tuple[int, int]]:
+    """(position in plan.checkpoints, block) pairs that have no valid commit record."""
+    commits = read_commits(open_zarr_store(plan.url, storage_options=plan.storage_options))
+    missing = []
+    for position, (ref, index) in enumerate(zip(plan.checkpoints, plan.checkpoint_indices, strict=True)):
+        for block in range(plan.n_blocks):
+            record = commits.get((index, block))
+            if record is None or record.get("sha256") != ref.sha256:
+                missing.append((position, block))
+    return missing
+
+
+class _Runner:
+    """A model loaded at one checkpoint, its capturer and the data source, reused across blocks."""
+
+    def __init__(self, plan: StorePlan, position: int, device: str):
+        import torch
+
+        self.model, self.source = _open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec)
+        load_checkpoint_into(self.model, plan.checkpoints[position])
+        self.device = torch.device(_device(device))
+        self.model.to(self.device)
+        layers = list(plan.layers) if not plan.hook_modules else None
+        self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules)
+        self.plan, self.position = plan, position
+
+    def capture_block(self, block: int) -> np.ndarray:
+        import torch
+
+        plan = self.plan
+        start, stop = plan.layout.block_range(block, plan.n_samples)
+        n_layers, n_tokens = len(plan.layers), len(self.capturer.token_indices)
+        out = np.empty((n_layers, stop - start, n_tokens, self.capturer.feature_dim), dtype=plan.dtype)
+        offset = 0
+        for batch in self.source.batches(plan.batch_size, start, stop):
+            inputs = torch.from_numpy(batch.inputs).to(self.device, non_blocking=True)
+            acts = self.capturer(inputs)
+            if not bool(torch.isfinite(acts).all()):
+                bad = [self.capturer.layer_names[i] for i in range(acts.shape[0]) if not bool(torch.isfinite(acts[i]).all())]
+                raise TgoError(f"checkpoint {plan.checkpoints[self.position].url} gives NaN/Inf activations at "
+                               f"{', '.join(bad[:3])} (samples {start + offset}+); nothing of this block was stored: "
+                               "fix the checkpoint or drop it from --checkpoints")
+            host = to_storage(acts, plan.dtype)
+            if host.size and not np.isfinite(host).all():
+                raise TgoError(f"activations of {plan.checkpoints[self.position].url} overflow {plan.dtype}; "
+                               "ingest with --dtype float32")
+            out[:, offset:offset + host.shape[1]] = host
+            offset += host.shape[1]
+        return out
+
+
+def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, array: Any = None) -> None:
+    """Write one block's shards, then its commit record (the order is the durability guarantee)."""
+    import zarr
+
+    store = open_zarr_store(plan.url, storage_options=plan.storage_options)
+    array = array if array is not None else zarr.open_array(store, path=S.ACTIVATIONS, mode="r+")
+    start, stop = plan.layout.block_range(block, plan.n_samples)
+    index = plan.checkpoint_indices[position]
+    array[index, :, start:stop] = data
+    ref = plan.checkpoints[position]
+    write_commit(store, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
+                                       "written_at": time.time()})
+
+
+def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",
+                 model_cache: dict | None = None) -> BlockStats:
+    """Capture and write one (checkpoint, sample block) region; safe to repeat."""
+    start_time = time.perf_counter()
+    key = plan.checkpoints[position].sha256
+    runner = model_cache.get(key) if model_cache is not None else None
+    if runner is None:
+        runner = _Runner(plan, position, device)
+        if model_cache is not None:
+            model_cache.clear()
+            model_cache[key] = runner
+    data = runner.capture_block(block)
+    write_block(plan, position, block, data)
+    return BlockStats(samples=data.shape[1], bytes=data.nbytes, seconds=time.perf_counter() - start_time)
+
+
+def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_spec: str,
+           layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
+           batch_size: int = 64, samples_per_block: int | None = None, model_kwargs: dict | None = None,
+           hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
+           progress: bool = True) -> IngestSummary:
+    """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
+    import zarr
+
+    from tgo_store.progress import IngestProgress
+
+    plan = prepare_store(url, model_spec=model_spec, checkpoints=checkpoints, data_spec=data_spec, layers=layers,
+                         tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
+                         model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options)
+    todo = missing_blocks(plan)
+    array = zarr.open_array(open_zarr_store(url, storage_options=storage_options), path=S.ACTIVATIONS, mode="r+")
+    started = time.perf_counter()
+    samples = 0
+    with IngestProgress(plan, todo, enabled=progress) as bar:
+        writer = BackgroundWriter(lambda p, b, d: write_block(plan, p, b, d, array), depth=2)
+        try:
+            runner = None
+            for position, block in todo:
+                if runner is None or runner.position != position:
+                    runner = _Runner(plan, position, device)
+                data = runner.capture_block(block)
+                writer.put(position, block, data, on_done=lambda d=data, p=position: bar.advance(p, d))
+                samples += data.shape[1]
+        finally:
+            writer.close()
+    return IngestSummary(url=url, checkpoints=len(plan.checkpoints), blocks_written=len(todo),
+                         blocks_skipped=len(plan.checkpoints) * plan.n_blocks - len(todo), samples=samples,
+                         bytes=writer.bytes_written, seconds=time.perf_counter() - started)

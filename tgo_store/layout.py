@@ -1,0 +1,60 @@
+"""Chunk and shard shapes of the activation store.
+
+One shard holds (1 checkpoint, 1 layer, one block of samples, every token, every feature):
+that is exactly what one ingest task writes for one layer, so parallel writers never share a
+shard, and exactly what analysis reads per task ("all tokens of one layer for a block of
+samples"). Inside a shard, inner chunks split the token axis, so that "one token across
+layers" reads only its own inner chunks instead of whole shards.
+
+Sizes: a shard targets ~32 MB (one layer of one block); inner chunks ~16 MB when a shard is
+larger than that. fp16 activations barely compress (measured ratio 1.00-1.06 on ViT
+activations), so no compressor is used: compression costs write time for no space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SHARD_TARGET_BYTES = 32 * 2**20
+INNER_CHUNK_TARGET_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Samples per block (= per shard) and tokens per inner chunk."""
+
+    samples_per_block: int
+    tokens_per_chunk: int
+    n_tokens: int
+
+    def shard_shape(self, n_features: int) -> tuple[int, ...]:
+        n_chunks = math.ceil(self.n_tokens / self.tokens_per_chunk)
+        return (1, 1, self.samples_per_block, n_chunks * self.tokens_per_chunk, n_features)
+
+    def chunk_shape(self, n_features: int) -> tuple[int, ...]:
+        return (1, 1, self.samples_per_block, self.tokens_per_chunk, n_features)
+
+    def n_blocks(self, n_samples: int) -> int:
+        return math.ceil(n_samples / self.samples_per_block)
+
+    def block_range(self, block: int, n_samples: int) -> tuple[int, int]:
+        start = block * self.samples_per_block
+        return start, min(start + self.samples_per_block, n_samples)
+
+
+def choose_layout(n_samples: int, n_tokens: int, n_features: int, itemsize: int, batch_size: int,
+                  samples_per_block: int | None = None) -> StoreLayout:
+    """Blocks are whole batches and ~32 MB per layer; inner chunks split tokens to ~16 MB."""
+    per_sample = n_tokens * n_features * itemsize
+    if samples_per_block is None:
+        batches = max(1, round(SHARD_TARGET_BYTES / (per_sample * batch_size)))
+        samples_per_block = batches * batch_size
+    samples_per_block = max(1, min(int(samples_per_block), n_samples))
+    shard_bytes = samples_per_block * per_sample
+    if shard_bytes <= INNER_CHUNK_TARGET_BYTES * 1.5:
+        tokens_per_chunk = n_tokens
+    else:
+        n_chunks = math.ceil(shard_bytes / INNER_CHUNK_TARGET_BYTES)
+        tokens_per_chunk = math.ceil(n_tokens / n_chunks)
+    return StoreLayout(samples_per_block, tokens_per_chunk, n_tokens)

@@ -1,0 +1,30 @@
+"""open_store(url) -> a lazy, dask-backed xarray Dataset, chunked along the store's shards."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import xarray as xr
+
+from tgo_store import schema as S
+from tgo_store.errors import TgoError
+
+
+def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "shards") -> xr.Dataset:
+    """Open a store lazily; by default one dask chunk per shard (one layer of one sample block)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(url, storage_options=storage_options, chunks=None if chunks == "shards" else chunks,
+                              zarr_format=3)
+    except FileNotFoundError as exc:
+        raise TgoError(f"no store at {url}; check the URL or run `tgo ingest` first") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TgoError(f"cannot open {url} as a Zarr v3 store ({exc}); check the URL") from exc
+    S.check_schema_version(dict(ds.attrs), f"store {url}")
+    if chunks == "shards" and S.ACTIVATIONS in ds:
+        shards = ds[S.ACTIVATIONS].encoding.get("shards") or ds[S.ACTIVATIONS].encoding.get("chunks")
+        ds = xr.open_zarr(url, storage_options=storage_options, zarr_format=3,
+                          chunks=dict(zip(S.DIMS, shards, strict=True)) if shards else {})
+    return ds

@@ -1,0 +1,110 @@
+"""Live capture from a training loop: no checkpoint files, same store schema and writer.
+
+    rec = Recorder("runs/exp1.zarr", model, probe_images, labels=probe_labels)
+    for step in range(steps):
+        train_step(...)
+        if step % 100 == 0:
+            rec.capture(step=step)
+
+Each call records one checkpoint (the model as it is now) over the fixed probe inputs, then
+puts the model back in the train/eval mode it was in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tgo_store.checkpoints import CheckpointRef
+from tgo_store.errors import TgoError
+from tgo_store.ingest import StorePlan, prepare_store, write_block
+
+
+class Recorder:
+    """Capture a live model's activations on fixed probe inputs into a store, one step per call."""
+
+    def __init__(self, store: str, model: Any, probe_inputs: Any, *, labels: Sequence[int] | None = None,
+                 layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
+                 batch_size: int = 64, model_name: str = "live", storage_options: dict | None = None):
+        import torch
+
+        self.store, self.model = store, model
+        self.inputs = torch.as_tensor(np.asarray(probe_inputs, dtype=np.float32))
+        if self.inputs.ndim != 4:
+            raise TgoError(f"probe inputs have shape {tuple(self.inputs.shape)}; pass a (N, C, H, W) batch of images")
+        self.labels = np.asarray(labels if labels is not None else np.full(len(self.inputs), -1), np.int64)
+        self.layers, self.tokens, self.dtype, self.batch_size = layers, tokens, dtype, batch_size
+        self.model_name, self.storage_options = model_name, storage_options
+        self._probe_path = self._save_probe()
+
+    def _save_probe(self) -> str:
+        """Probe inputs become an .npz source, so the store records their fingerprint like any dataset."""
+        digest = hashlib.sha256(self.inputs.numpy().tobytes() + self.labels.tobytes()).hexdigest()[:16]
+        path = os.path.join(tempfile.gettempdir(), f"tgo-probe-{digest}.npz")
+        if not os.path.exists(path):
+            np.savez(path, images=self.inputs.numpy(), labels=self.labels)
+        return path
+
+    def _state_sha(self) -> str:
+        import torch
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def capture(self, step: int) -> None:
+        """Record the model as it is now as checkpoint `step`; restores train/eval mode."""
+        import torch
+
+        from tgo_store.capture import make_capturer, to_storage
+
+        was_training = self.model.training
+        try:
+            sha = self._state_sha()
+            ref = CheckpointRef(url=f"live:{self.model_name}@step{int(step)}", step=int(step), sha256=sha)
+            plan = self._plan(ref)
+            capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens)
+            device = next(self.model.parameters()).device
+            for block in range(plan.n_blocks):
+                start, stop = plan.layout.block_range(block, plan.n_samples)
+                parts = [to_storage(capturer(self.inputs[i:i + self.batch_size].to(device)), self.dtype)
+                         for i in range(start, stop, self.batch_size)]
+                write_block(plan, 0, block, np.concatenate(parts, axis=1))
+        finally:
+            self.model.train(was_training)
+            torch.set_grad_enabled(True)
+
+    def _plan(self, ref: CheckpointRef) -> StorePlan:
+        return prepare_store(self.store, model_spec=_LiveModel.register(self.model, self.model_name), checkpoints=[ref],
+                             data_spec=self._probe_path, layers=self.layers, tokens=self.tokens, dtype=self.dtype,
+                             batch_size=self.batch_size, storage_options=self.storage_options)
+
+
+class _LiveModel:
+    """Lets prepare_store 'build' the live model through the ordinary factory path."""
+
+    models: dict[str, Any] = {}
+
+    @classmethod
+    def register(cls, model: Any, name: str) -> str:
+        key = "".join(ch if ch.isalnum() else "_" for ch in name)
+        cls.models[key] = model
+        return f"tgo_store.recorder:_live_{key}"
+
+    @classmethod
+    def get(cls, key: str) -> Any:
+        return cls.models[key]
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("_live_"):
+        return lambda **_: _LiveModel.get(name[len("_live_"):])
+    raise AttributeError(name)
+

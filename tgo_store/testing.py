@@ -1,0 +1,36 @@
+"""Tiny models and checkpoints for tests and examples (no network, seconds on a CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TINY_VIT = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2,
+            "num_classes": 10, "in_chans": 1}
+TINY_VIT_SPEC = "vit_tiny_patch16_224"
+
+
+def tiny_vit(**overrides: Any) -> Any:
+    """A timm ViT small enough for unit tests (17 tokens, 16 features, 2 blocks)."""
+    import timm
+
+    return timm.create_model(TINY_VIT_SPEC, pretrained=False, **{**TINY_VIT, **overrides})
+
+
+def save_checkpoints(directory: str | Path, steps: list[int], seed: int = 0, **overrides: Any) -> list[str]:
+    """Save one randomly perturbed tiny ViT per step as ``step_<n>.pth``; returns the paths."""
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = tiny_vit(**overrides)
+    paths = []
+    for step in steps:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        path = directory / f"step_{step}.pth"
+        torch.save({"model": model.state_dict(), "step": step}, path)
+        paths.append(str(path))
+    return paths
