@@ -1,0 +1,34 @@
+"""`tgo info STORE`: dims, sizes, completeness, bytes on disk."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tgo_analysis.cli.app import app
+
+
+@app.command()
+def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
+    """Show what is in a store without reading its activations."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tgo_store.info import store_info
+
+    facts = store_info(store)
+    console = Console()
+    dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
+    console.print(f"[bold]{facts.url}[/bold]  activations {facts.dtype}  {dims}")
+    console.print(f"chunks {facts.chunks}  shards {facts.shards}")
+    ratio = facts.bytes_stored / facts.bytes_logical if facts.bytes_logical else 0.0
+    console.print(f"bytes stored {facts.bytes_stored / 1e6:.1f} MB of {facts.bytes_logical / 1e6:.1f} MB logical ({ratio:.2f})")
+    console.print(f"model {facts.attrs.get('model', {}).get('name', '?')}  dataset {facts.attrs.get('dataset', {}).get('name', '?')}")
+    table = Table("index", "step", "blocks", "complete", "path")
+    for c in facts.checkpoints:
+        done = c["blocks_done"] == facts.blocks_per_checkpoint
+        table.add_row(str(c["index"]), str(c["step"]), f"{c['blocks_done']}/{facts.blocks_per_checkpoint}",
+                      "yes" if done else "no", c["path"])
+    console.print(table)
+    console.print("complete" if facts.complete else "incomplete: re-run the same `tgo ingest` to finish")
