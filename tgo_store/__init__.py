@@ -5,7 +5,13 @@ Everything up to and including the store; knows nothing of analysis.
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import PackageNotFoundError, version
+
+# Our commit records live under `_tgo/` inside the store, a prefix zarr rightly skips; and we
+# consolidate metadata on purpose so plain `xarray.open_zarr` opens stores without probing.
+warnings.filterwarnings("ignore", message="Object at _tgo is not recognized", category=UserWarning)
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
 
 try:
     __version__ = version("tgo")

@@ -16,6 +16,7 @@ def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_zarr(url, storage_options=storage_options, chunks=None if chunks == "shards" else chunks,
                               zarr_format=3)
     except FileNotFoundError as exc:
@@ -25,6 +26,8 @@ def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "
     S.check_schema_version(dict(ds.attrs), f"store {url}")
     if chunks == "shards" and S.ACTIVATIONS in ds:
         shards = ds[S.ACTIVATIONS].encoding.get("shards") or ds[S.ACTIVATIONS].encoding.get("chunks")
-        ds = xr.open_zarr(url, storage_options=storage_options, zarr_format=3,
-                          chunks=dict(zip(S.DIMS, shards, strict=True)) if shards else {})
+        with warnings.catch_warnings():  # coords have other chunks than the shards; they are tiny
+            warnings.simplefilter("ignore", UserWarning)
+            ds = xr.open_zarr(url, storage_options=storage_options, zarr_format=3,
+                              chunks=dict(zip(S.DIMS, shards, strict=True)) if shards else {})
     return ds

@@ -1,0 +1,47 @@
+"""`tgo analyze STORE --out RESULTS`: the metrics of SPEC section 3, out of core."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tgo_analysis.cli.app import app
+from tgo_store.errors import TgoError
+
+
+def parse_fit_range(text: str) -> tuple[int, int]:
+    try:
+        first, last = (int(v) for v in text.replace("-", ":").split(":"))
+    except ValueError as exc:
+        raise TgoError(f"cannot read --fit-range '{text}'; use FIRST:LAST ranks, e.g. 11:100") from exc
+    return first, last
+
+
+@app.command()
+def analyze(
+    store: Annotated[str, typer.Argument(help="activation store URL (any Zarr dataset with `activations`)")],
+    out: Annotated[str, typer.Option(help="results store URL (Zarr)")],
+    metrics: Annotated[str, typer.Option(help="all, or a comma-separated list of metric names")] = "all",
+    scheduler: Annotated[str | None, typer.Option(help="address of an existing dask.distributed scheduler")] = None,
+    workers: Annotated[int | None, typer.Option(help="start a LocalCluster with this many worker processes")] = None,
+    memory_limit: Annotated[str | None, typer.Option(help="memory limit per LocalCluster worker, e.g. 6GB")] = None,
+    fit_range: Annotated[str, typer.Option(help="alpha fit ranks FIRST:LAST (inclusive, from 1)")] = "11:100",
+    id_samples: Annotated[int, typer.Option(help="samples used for the TwoNN intrinsic dimension")] = 2000,
+    clusters: Annotated[int, typer.Option(help="number of alpha-trajectory clusters")] = 4,
+    umap: Annotated[bool, typer.Option(help="embed alpha trajectories with UMAP before k-means")] = False,
+    all_tokens: Annotated[str, typer.Option(help="all-token spectrum: auto, gram, randomized or off")] = "auto",
+    svd_rank: Annotated[int, typer.Option(help="rank of the randomized SVD for all tokens")] = 200,
+    power_iters: Annotated[int, typer.Option(help="power iterations of the randomized SVD (>= 4)")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing results store")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Compute spectra and geometry metrics; an interrupted run resumes where it stopped."""
+    from tgo_analysis.analyze import analyze as run_analyze
+    from tgo_store.open import open_store
+
+    run_analyze(open_store(store), metrics, out=out, overwrite=overwrite, fit_range=parse_fit_range(fit_range),
+                id_samples=id_samples, n_clusters=clusters, use_umap=umap, all_tokens=all_tokens,
+                svd_rank=svd_rank, power_iters=power_iters, scheduler=scheduler, workers=workers,
+                memory_limit=memory_limit, progress=not quiet)
+    typer.echo(f"results written to {out}")
