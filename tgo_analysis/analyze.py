@@ -488,7 +488,7 @@ def _assemble(out: str | None, template: xr.Dataset, computed: dict, attrs: dict
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
         zarr.consolidate_metadata(_store_of(out))
         return xr.open_zarr(out, zarr_format=3).load()
-    result = template.copy(deep=False).compute()
+    result = template.compute().copy(deep=True)  # dask dedupes identical all-NaN arrays: un-share them
     for (ci, li), arrays in computed.items():
         for name, value in arrays.items():
             if not name.startswith("_") and name in result:
