@@ -296,10 +296,27 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     array = array if array is not None else zarr.open_array(store, path=S.ACTIVATIONS, mode="r+")
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
+    discard_shards(store, array, index, block)
     array[index, :, start:stop] = data
     ref = plan.checkpoints[position]
     write_commit(store, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
                                        "written_at": time.time()})
+
+
+def discard_shards(store: Any, array: Any, checkpoint_index: int, block: int) -> None:
+    """Delete the block's shards before rewriting them.
+
+    A block without a commit record may hold a torn shard from a killed writer; zarr's sharding
+    codec merges new data into an existing shard, so the old bytes must go first.
+    """
+    from zarr.core.sync import sync
+
+    prefix = array.path
+    token_shards = -(-array.shape[3] // array.shards[3])
+    for layer in range(array.shape[1]):
+        for token_shard in range(token_shards):
+            key = array.metadata.encode_chunk_key((checkpoint_index, layer, block, token_shard, 0))
+            sync(store.delete(f"{prefix}/{key}"))
 
 
 def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",

@@ -8,6 +8,7 @@ from typing import Any
 TINY_VIT = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2,
             "num_classes": 10, "in_chans": 1}
 TINY_VIT_SPEC = "vit_tiny_patch16_224"
+DATA = "sklearn:digits:test"
 
 
 def tiny_vit(**overrides: Any) -> Any:
@@ -34,3 +35,20 @@ def save_checkpoints(directory: str | Path, steps: list[int], seed: int = 0, **o
         torch.save({"model": model.state_dict(), "step": step}, path)
         paths.append(str(path))
     return paths
+
+
+
+def ingest_kwargs(ckpts: Any, **overrides: Any) -> dict:
+    """Keyword arguments of `ingest` for the tiny ViT on the digits test split (tests, examples)."""
+    base = {"model_spec": TINY_VIT_SPEC, "model_kwargs": dict(TINY_VIT), "checkpoints": ckpts, "data_spec": DATA,
+            "batch_size": 32, "samples_per_block": 64, "device": "cpu", "progress": False}
+    return {**base, **overrides}
+
+
+def cli_args(ckpt_glob: str, store: str, *extra: str) -> list[str]:
+    """The `tgo ingest` arguments equivalent to `ingest_kwargs`."""
+    args = ["ingest", "--model", TINY_VIT_SPEC, "--checkpoints", ckpt_glob, "--data", DATA, "--store", store,
+            "--batch-size", "32", "--samples-per-block", "64", "--device", "cpu", "--quiet"]
+    for key, value in TINY_VIT.items():
+        args += ["--model-kwargs", f"{key}={value}"]
+    return [*args, *extra]
