@@ -8,8 +8,9 @@ import xarray as xr
 from tgo_store.errors import TgoError
 
 
-def cluster_alpha_trajectories(alpha: xr.DataArray, n_clusters: int, *, use_umap: bool = False,
-                               seed: int = 0) -> xr.DataArray:
+def cluster_alpha_trajectories(
+    alpha: xr.DataArray, n_clusters: int, *, use_umap: bool = False, seed: int = 0
+) -> xr.DataArray:
     """alpha (layer, token) -> cluster id per token; -1 for tokens with NaN in their trajectory.
 
     Trajectories are standardised per layer; ids are ordered by the cluster's mean alpha, so
@@ -30,16 +31,22 @@ def cluster_alpha_trajectories(alpha: xr.DataArray, n_clusters: int, *, use_umap
         fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(features).labels_
         order = np.argsort([data[fitted == c].mean() for c in range(k)])
         labels[valid] = np.argsort(order)[fitted]
-    return xr.DataArray(labels, dims=("token",), coords={"token": alpha["token"].values}, name="alpha_cluster")
+    return xr.DataArray(
+        labels, dims=("token",), coords={"token": alpha["token"].values}, name="alpha_cluster"
+    )
 
 
 def _umap(features: np.ndarray, seed: int) -> np.ndarray:
     try:
         import umap
     except ImportError as exc:
-        raise TgoError("UMAP clustering needs umap-learn; install it with `pip install 'tgo[umap]'`") from exc
+        raise TgoError(
+            "UMAP clustering needs umap-learn; install it with `pip install 'tgo[umap]'`"
+        ) from exc
     n_neighbors = max(2, min(15, features.shape[0] - 1))
-    return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed).fit_transform(features)
+    return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed).fit_transform(
+        features
+    )
 
 
 def clusters_on_grid(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

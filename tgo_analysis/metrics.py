@@ -29,8 +29,16 @@ METRIC_REASONS = {
     REASON_SINGLE_DIRECTION: "one nonzero eigenvalue: entropy normalisation log m is zero",
 }
 
-SPECTRAL_METRICS = ("alpha", "alpha_r2", "effective_rank", "stable_rank", "participation_ratio",
-                    "spectral_entropy", "spectral_flatness", "top1_share")
+SPECTRAL_METRICS = (
+    "alpha",
+    "alpha_r2",
+    "effective_rank",
+    "stable_rank",
+    "participation_ratio",
+    "spectral_entropy",
+    "spectral_flatness",
+    "top1_share",
+)
 
 
 def nonzero_mask(eigs: np.ndarray, n_features: int) -> np.ndarray:
@@ -39,8 +47,9 @@ def nonzero_mask(eigs: np.ndarray, n_features: int) -> np.ndarray:
     return (eigs > top * n_features * np.finfo(np.float64).eps) & (top > 0)
 
 
-def fit_alpha(eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
-              n_features: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_alpha(
+    eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_features: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Power-law exponent, its R², and a reason code per spectrum (eigs (..., m) descending)."""
     eigs = np.asarray(eigs, dtype=np.float64)
     lead = eigs.shape[:-1]
@@ -59,7 +68,7 @@ def fit_alpha(eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
             reason[row] = REASON_FEW_RANKS
             continue
         ranks = np.arange(first, upper + 1, dtype=np.float64)
-        y = np.log(spectrum[first - 1:upper])
+        y = np.log(spectrum[first - 1 : upper])
         design = np.stack([-np.log(ranks), np.ones_like(ranks)], axis=1)
         w = 1.0 / ranks
         coef = np.linalg.solve(design.T @ (design * w[:, None]), (design * w[:, None]).T @ y)
@@ -70,8 +79,9 @@ def fit_alpha(eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
     return alpha.reshape(lead), r2.reshape(lead), reason.reshape(lead)
 
 
-def spectral_metrics(eigs: np.ndarray, n_features: int,
-                     fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, np.ndarray]:
+def spectral_metrics(
+    eigs: np.ndarray, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
+) -> dict[str, np.ndarray]:
     """Every spectral metric of SPEC section 3 plus ``reason`` (int8 codes of METRIC_REASONS)."""
     eigs = np.asarray(eigs, dtype=np.float64)
     mask = nonzero_mask(eigs, n_features)
@@ -98,7 +108,9 @@ def spectral_metrics(eigs: np.ndarray, n_features: int,
     alpha, r2, reason = fit_alpha(eigs, fit_range, n_features)
     out["alpha"], out["alpha_r2"] = alpha, r2
     reason = np.where(zero, REASON_ZERO_VARIANCE, reason).astype(np.int8)
-    out["reason"] = np.where((m == 1) & (reason == REASON_OK), REASON_SINGLE_DIRECTION, reason).astype(np.int8)
+    out["reason"] = np.where(
+        (m == 1) & (reason == REASON_OK), REASON_SINGLE_DIRECTION, reason
+    ).astype(np.int8)
     out["nonzero_count"] = m
     return out
 
@@ -117,7 +129,7 @@ def metric_attrs(fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, ob
         "nonzero_threshold": "lambda > lambda_1 * D * eps(float64)",
         "alpha_fit_range": list(fit_range),
         "alpha_fit": "weighted least squares of log lambda_i on [-log i, 1], weights 1/i, i from 1, "
-                     "ranks inclusive, upper rank clipped to nonzero count - 10, NaN below 5 ranks",
+        "ranks inclusive, upper rank clipped to nonzero count - 10, NaN below 5 ranks",
         "alpha_r2": "unweighted R^2 of the fitted log lambda over the fit ranks",
         "effective_rank": "exp(H), H = -sum p log p over nonzero p (natural log, no epsilon)",
         "spectral_entropy": "H / log m, m = nonzero count",
@@ -127,4 +139,27 @@ def metric_attrs(fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, ob
         "top1_share": "lambda_1 / sum lambda",
         "cosine_anisotropy": "(|sum_i x_i/|x_i||^2 - N) / (N (N - 1)) on un-centred sample vectors",
         "reason_codes": {str(k): v for k, v in METRIC_REASONS.items()},
+    }
+
+
+TRUNCATED_METRICS = ("alpha", "alpha_r2", "stable_rank", "top1_share")
+
+
+def truncated_spectrum_metrics(
+    eigs: np.ndarray, trace: float, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
+) -> dict[str, np.ndarray]:
+    """The metrics a truncated (top-k) spectrum supports, with Σλ from the exact trace (SPEC 3)."""
+    eigs = np.asarray(eigs, dtype=np.float64)
+    alpha, r2, reason = fit_alpha(eigs, fit_range, n_features)
+    top = eigs[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stable = np.where(top > 0, trace / top, np.nan)
+        share = np.where(top > 0, top / trace, np.nan)
+    reason = np.where(top > 0, reason, REASON_ZERO_VARIANCE).astype(np.int8)
+    return {
+        "alpha": alpha,
+        "alpha_r2": r2,
+        "stable_rank": stable,
+        "top1_share": share,
+        "reason": reason,
     }

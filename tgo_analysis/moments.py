@@ -50,8 +50,10 @@ def merge_all(parts: Iterable[Moments]) -> Moments:
     """Pairwise tree merge of many chunk moments (keeps rounding error O(log chunks))."""
     items = list(parts)
     while len(items) > 1:
-        items = [merge_moments(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
-                 for i in range(0, len(items), 2)]
+        items = [
+            merge_moments(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+            for i in range(0, len(items), 2)
+        ]
     return reduce(merge_moments, items)
 
 

@@ -38,6 +38,18 @@ def randomized_eigenvalues(x, k: int, n_power_iter: int = 4, seed: int = 0) -> n
     x = da.asarray(x).astype(np.float64)
     centred = x - x.mean(axis=0)
     k = int(min(k, *x.shape))
-    _, s, _ = da.linalg.svd_compressed(centred, k=k, n_power_iter=n_power_iter, seed=seed, compute=False)
+    _, s, _ = da.linalg.svd_compressed(
+        centred, k=k, n_power_iter=n_power_iter, seed=seed, compute=False
+    )
     s = np.asarray(s.compute())
     return np.sort(s**2 / (x.shape[0] - 1))[::-1]
+
+
+def exact_trace(comoment_diagonal_sum: np.ndarray | float, count: int) -> float:
+    """Σλ of the covariance exactly: the streamed centred sum of squares / (N - 1).
+
+    Pass the sum of the co-moment diagonals (over every token for the all-tokens spectrum,
+    e.g. ``np.trace(m.comoment, axis1=-2, axis2=-1).sum()`` of a merged ``Moments``); a
+    truncated randomized spectrum misses the tail, so its own sum would understate Σλ.
+    """
+    return float(np.sum(comoment_diagonal_sum)) / (count - 1)

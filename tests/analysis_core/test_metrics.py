@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import scipy.stats
 import torch
 
-from tgo_analysis.correlation import mean_lower_triangle, merge_gram_sums, token_correlation, token_gram_sums
+from tgo_analysis.correlation import (
+    mean_lower_triangle,
+    merge_gram_sums,
+    token_correlation,
+    token_gram_sums,
+)
 from tgo_analysis.intrinsic import twonn_dimension
 from tgo_analysis.metrics import (
     REASON_FEW_RANKS,
@@ -32,7 +39,9 @@ def planted(n: int, d: int, alpha: float, seed: int = 0) -> np.ndarray:
 
 
 def oracle_eigs(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.sort(np.linalg.eigvalsh(np.cov(x.astype(np.float64), rowvar=False)))[::-1], 0, None)
+    return np.clip(
+        np.sort(np.linalg.eigvalsh(np.cov(x.astype(np.float64), rowvar=False)))[::-1], 0, None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +55,7 @@ def test_chunked_moments_equal_np_cov_for_uneven_chunks_and_dtypes(tokens: np.nd
     for dtype in (np.float64, np.float32, np.float16):
         x = tokens.astype(dtype)
         cuts = [0, 7, 100, 101, 250, 400]
-        merged = merge_all(chunk_moments(x[a:b]) for a, b in zip(cuts, cuts[1:], strict=False))
+        merged = merge_all(chunk_moments(x[a:b]) for a, b in pairwise(cuts))
         for t in range(x.shape[1]):
             ref = np.cov(x[:, t].astype(np.float64), rowvar=False)
             np.testing.assert_allclose(covariance(merged)[t], ref, rtol=1e-9, atol=1e-12)
@@ -58,7 +67,7 @@ def test_raw_float32_sums_fail_where_the_merge_does_not() -> None:
     ref = np.cov(x[:, 0].astype(np.float64), rowvar=False)
     raw = (x[:, 0].T @ x[:, 0] - np.outer(x[:, 0].sum(0), x[:, 0].sum(0)) / len(x)) / (len(x) - 1)
     assert np.max(np.abs(raw - ref) / np.abs(ref).max()) > 0.1
-    merged = merge_all(chunk_moments(x[i:i + 300]) for i in range(0, 2000, 300))
+    merged = merge_all(chunk_moments(x[i : i + 300]) for i in range(0, 2000, 300))
     np.testing.assert_allclose(covariance(merged)[0], ref, rtol=1e-6)
 
 
@@ -96,8 +105,12 @@ def test_metrics_match_references(tokens: np.ndarray) -> None:
         h = scipy.stats.entropy(p)
         np.testing.assert_allclose(got["effective_rank"][t], np.exp(h), rtol=RTOL)
         np.testing.assert_allclose(got["spectral_entropy"][t], h / np.log(nz.size), rtol=RTOL)
-        np.testing.assert_allclose(got["spectral_flatness"][t], scipy.stats.gmean(nz) / nz.mean(), rtol=RTOL)
-        np.testing.assert_allclose(got["participation_ratio"][t], nz.sum() ** 2 / (nz**2).sum(), rtol=RTOL)
+        np.testing.assert_allclose(
+            got["spectral_flatness"][t], scipy.stats.gmean(nz) / nz.mean(), rtol=RTOL
+        )
+        np.testing.assert_allclose(
+            got["participation_ratio"][t], nz.sum() ** 2 / (nz**2).sum(), rtol=RTOL
+        )
         np.testing.assert_allclose(got["stable_rank"][t], nz.sum() / nz[0], rtol=RTOL)
         anis = calculate_anisotropy_torch(torch.from_numpy(x))
         np.testing.assert_allclose(got["top1_share"][t], anis, rtol=RTOL)
@@ -151,7 +164,9 @@ def test_token_correlation_equals_corrcoef_of_flattened_tokens() -> None:
     merged = merge_gram_sums(token_gram_sums(x[:40]), token_gram_sums(x[40:]))
     ref = np.corrcoef(x.transpose(1, 0, 2).reshape(5, -1))
     np.testing.assert_allclose(token_correlation(merged), ref, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(mean_lower_triangle(ref), ref[np.tril_indices(5, -1)].mean(), rtol=1e-12)
+    np.testing.assert_allclose(
+        mean_lower_triangle(ref), ref[np.tril_indices(5, -1)].mean(), rtol=1e-12
+    )
 
 
 def test_twonn_matches_scikit_dimension() -> None:
@@ -176,6 +191,47 @@ def test_gram_and_randomized_spectra_equal_the_exact_spectrum() -> None:
     right, _ = np.linalg.qr(rng.standard_normal((f, n)))
     x = (left * np.arange(1, n + 1) ** -0.5) @ right.T
     exact = np.sort(np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2 / (n - 1))[::-1]
-    np.testing.assert_allclose(gram_eigenvalues(x)[:n - 1], exact[:n - 1], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(gram_eigenvalues(x)[: n - 1], exact[: n - 1], rtol=1e-8, atol=1e-12)
     approx = randomized_eigenvalues(da.from_array(x, chunks=(100, f)), k=200, n_power_iter=4)
     np.testing.assert_allclose(approx[:100], exact[:100], rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "eigs",
+    [
+        np.ones(50),  # flat: every rank equals the nonzero count
+        np.r_[1.0, np.zeros(49)],  # one direction
+        np.r_[5.0, np.ones(30), np.zeros(19)],  # spike + flat + exact zeros
+        np.arange(1, 301, dtype=np.float64) ** -1.2,  # power law
+        np.r_[np.ones(10), 1e-20 * np.ones(40)],  # below the nonzero threshold: treated as zero
+    ],
+)
+def test_spec_invariants_on_structured_spectra(eigs: np.ndarray) -> None:
+    m = spectral_metrics(eigs, eigs.size)
+    nnz = nonzero_mask(eigs, eigs.size).sum()
+    np.testing.assert_allclose(m["top1_share"], 1 / m["stable_rank"], rtol=1e-12)
+    assert m["stable_rank"] <= m["participation_ratio"] * (1 + 1e-12)
+    assert m["participation_ratio"] <= m["effective_rank"] * (1 + 1e-12)
+    assert m["effective_rank"] <= nnz * (1 + 1e-12)
+    assert m["nonzero_count"] == nnz
+    if np.all(eigs[:nnz] == eigs[0]):  # flat nonzero part: every rank measure equals nnz
+        np.testing.assert_allclose(
+            [m["effective_rank"], m["participation_ratio"], m["stable_rank"]], nnz
+        )
+        np.testing.assert_allclose(m["spectral_flatness"], 1.0)
+
+
+def test_twonn_drops_duplicate_points_like_scikit_dimension() -> None:
+    import warnings
+
+    from skdim.id import TwoNN
+
+    x = np.random.default_rng(8).standard_normal((300, 4)) @ np.random.default_rng(
+        9
+    ).standard_normal((4, 12))
+    x = np.concatenate([x, x[:20]])  # 20 exact duplicates: r1 = 0 for 40 points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = TwoNN(discard_fraction=0.1).fit(x).dimension_
+    np.testing.assert_allclose(twonn_dimension(x), ref, rtol=1e-6)
+    assert np.isfinite(twonn_dimension(x))
