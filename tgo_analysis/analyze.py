@@ -24,9 +24,20 @@ import xarray as xr
 from dask import delayed
 
 from tgo_analysis import names as N
-from tgo_analysis.correlation import GramSums, mean_lower_triangle, merge_gram_sums, token_correlation, token_gram_sums
+from tgo_analysis.correlation import (
+    GramSums,
+    mean_lower_triangle,
+    merge_gram_sums,
+    token_correlation,
+    token_gram_sums,
+)
 from tgo_analysis.intrinsic import subsample_indices, twonn_dimension
-from tgo_analysis.metrics import DEFAULT_FIT_RANGE, cosine_anisotropy, metric_attrs, spectral_metrics
+from tgo_analysis.metrics import (
+    DEFAULT_FIT_RANGE,
+    cosine_anisotropy,
+    metric_attrs,
+    spectral_metrics,
+)
 from tgo_analysis.moments import Moments, chunk_moments, covariance, merge_moments, unit_vector_sum
 from tgo_analysis.spectra import covariance_eigenvalues, randomized_eigenvalues
 from tgo_store import schema as S
@@ -57,6 +68,10 @@ class Options:
 
     def wants(self, name: str) -> bool:
         return name in self.metrics
+
+    @property
+    def all_tokens_on(self) -> bool:
+        return self.wants("all_tokens") and self.all_tokens != "off"
 
 
 def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
@@ -164,10 +179,9 @@ def _layer_graph(slab: Any, opts: Options, n_samples: int) -> dict[str, Any]:
         parts = [delayed(_limited(_block_extras))(b, want_unit, want_gram) for b in blocks]
         graph["extras"] = _tree(parts, _merge_extras)
     flat = slab.reshape(n_samples, n_tokens * n_features)
-    if opts.wants("all_tokens") and opts.all_tokens != "off":
-        if _all_tokens_method(opts, n_samples, n_tokens * n_features) == "gram":
-            flat64 = flat.astype(np.float64)
-            graph["gram_eigs"] = delayed(_limited(_gram_spectrum))(flat64 @ flat64.T, n_samples)
+    if opts.all_tokens_on and _all_tokens_method(opts, n_samples, n_tokens * n_features) == "gram":
+        flat64 = flat.astype(np.float64)
+        graph["gram_eigs"] = delayed(_limited(_gram_spectrum))(flat64 @ flat64.T, n_samples)
     if opts.wants(N.INTRINSIC_DIMENSION):
         idx = subsample_indices(n_samples, opts.id_samples, opts.seed)
         graph["id"] = delayed(_limited(_twonn))(slab[idx])
@@ -193,43 +207,43 @@ class Layout:
 
 
 def _input_layout(act: xr.DataArray, opts: Options) -> Layout:
-    n_ckpt, n_layer, n_samples, n_tokens, n_features = act.shape
+    _n_ckpt, _n_layer, n_samples, n_tokens, n_features = act.shape
     coords = {d: (np.asarray(act[d].values) if d in act.coords else np.arange(act.sizes[d])) for d in S.DIMS}
     n_all = min(n_samples, n_tokens * n_features)
-    if opts.wants("all_tokens") and opts.all_tokens != "off" and _all_tokens_method(opts, n_samples, n_tokens * n_features) == "randomized":
+    if opts.all_tokens_on and _all_tokens_method(opts, n_samples, n_tokens * n_features) == "randomized":
         n_all = min(opts.svd_rank, n_all)
-    n_rank = max(n_features, n_all if opts.wants("all_tokens") and opts.all_tokens != "off" else 0)
+    n_rank = max(n_features, n_all if opts.all_tokens_on else 0)
     return Layout(coords[S.CHECKPOINT], coords[S.LAYER], coords[S.TOKEN], n_samples, n_features, n_rank)
 
 
 def _template(act: xr.DataArray, lay: Layout, opts: Options) -> xr.Dataset:
     """An all-NaN dataset with every requested variable, to create the output store's metadata."""
-    c, l, t, r = len(lay.checkpoints), len(lay.layers), len(lay.tokens), lay.n_rank
+    c, n_layers, t, r = len(lay.checkpoints), len(lay.layers), len(lay.tokens), lay.n_rank
     shapes: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
     cl, clt = (N.CHECKPOINT, N.LAYER), (N.CHECKPOINT, N.LAYER, N.TOKEN)
     if opts.wants(N.EIGENVALUES):
-        shapes[N.EIGENVALUES] = ((*clt, N.RANK), (c, l, t, r))
+        shapes[N.EIGENVALUES] = ((*clt, N.RANK), (c, n_layers, t, r))
     for m in PER_TOKEN:
         if opts.wants(m):
-            shapes[m] = (clt, (c, l, t))
+            shapes[m] = (clt, (c, n_layers, t))
     if opts.wants(N.ALPHA):
-        shapes[N.ALPHA_R2] = (clt, (c, l, t))
+        shapes[N.ALPHA_R2] = (clt, (c, n_layers, t))
     if any(opts.wants(m) for m in PER_TOKEN):
-        shapes["metric_reason"] = (clt, (c, l, t))
+        shapes["metric_reason"] = (clt, (c, n_layers, t))
     if opts.wants(N.COSINE_ANISOTROPY):
-        shapes[N.COSINE_ANISOTROPY] = (clt, (c, l, t))
+        shapes[N.COSINE_ANISOTROPY] = (clt, (c, n_layers, t))
     if opts.wants(N.TOKEN_CORRELATION):
-        shapes[N.TOKEN_CORRELATION] = ((*clt, N.TOKEN_OTHER), (c, l, t, t))
-        shapes[N.MEAN_TOKEN_CORRELATION] = (cl, (c, l))
-    if opts.wants("all_tokens") and opts.all_tokens != "off":
-        shapes[N.all_tokens(N.EIGENVALUES)] = ((*cl, N.RANK), (c, l, r))
+        shapes[N.TOKEN_CORRELATION] = ((*clt, N.TOKEN_OTHER), (c, n_layers, t, t))
+        shapes[N.MEAN_TOKEN_CORRELATION] = (cl, (c, n_layers))
+    if opts.all_tokens_on:
+        shapes[N.all_tokens(N.EIGENVALUES)] = ((*cl, N.RANK), (c, n_layers, r))
         full = _all_tokens_method(opts, lay.n_samples, len(lay.tokens) * lay.n_features) == "gram"
         for m in (PER_TOKEN if full else TRUNCATED_OK):
-            shapes[N.all_tokens(m)] = (cl, (c, l))
+            shapes[N.all_tokens(m)] = (cl, (c, n_layers))
         if full:
-            shapes[N.all_tokens(N.ALPHA_R2)] = (cl, (c, l))
+            shapes[N.all_tokens(N.ALPHA_R2)] = (cl, (c, n_layers))
     if opts.wants(N.INTRINSIC_DIMENSION):
-        shapes[N.INTRINSIC_DIMENSION] = (cl, (c, l))
+        shapes[N.INTRINSIC_DIMENSION] = (cl, (c, n_layers))
     import dask.array as da
 
     data_vars = {}
@@ -435,7 +449,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             results = dask.compute(*graphs)
             for (ci, li), graph_result in zip(chunk, results, strict=True):
                 arrays = _unit_dataset(graph_result, opts, lay)
-                if opts.wants("all_tokens") and opts.all_tokens != "off":
+                if opts.all_tokens_on:
                     _add_all_tokens(arrays, graph_result, act.data[ci, li], lay, opts)
                 if out:
                     _write_unit(out, ci, li, arrays, template)
@@ -447,7 +461,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     read_bytes = len(units) * act.dtype.itemsize * lay.n_samples * len(lay.tokens) * lay.n_features
     attrs = {**provenance(where), **metric_attrs(opts.fit_range), "tgo_config": config,
              "all_tokens_method": _all_tokens_method(opts, lay.n_samples, len(lay.tokens) * lay.n_features)
-             if opts.wants("all_tokens") and opts.all_tokens != "off" else "off",
+             if opts.all_tokens_on else "off",
              "svd_rank": opts.svd_rank, "power_iters": opts.power_iters,
              "intrinsic_dimension": f"TwoNN, linear fit through the origin, discard fraction 0.1, on at most "
                                     f"{opts.id_samples} seeded samples (seed {opts.seed}) of un-centred vectors of all tokens concatenated",

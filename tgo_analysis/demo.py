@@ -106,7 +106,8 @@ def headline_rows(results: Any, accuracy: dict[int, float]) -> list[tuple[str, .
         corr = results.mean_token_correlation.isel(checkpoint=ci).values if "mean_token_correlation" in results else None
         ids = results.intrinsic_dimension.isel(checkpoint=ci).values if "intrinsic_dimension" in results else None
         all_alpha = results.alpha_all.isel(checkpoint=ci).values if "alpha_all" in results else None
-        fmt = (lambda v: "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}")
+        def fmt(v):
+            return ("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}")
         lowest = "n/a" if corr is None or not np.isfinite(corr).any() else str(int(results.layer.values[np.nanargmin(corr)]))
         rows.append((str(int(step)), fmt(accuracy.get(int(step))),
                      fmt(None if cls_alpha is None else cls_alpha[1]), fmt(None if cls_alpha is None else cls_alpha[-1]),

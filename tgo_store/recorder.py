@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,7 +91,7 @@ class Recorder:
 class _LiveModel:
     """Lets prepare_store 'build' the live model through the ordinary factory path."""
 
-    models: dict[str, Any] = {}
+    models: typing.ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def register(cls, model: Any, name: str) -> str:

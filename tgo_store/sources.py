@@ -197,7 +197,7 @@ def digits_split(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     digits = load_digits()
     images = digits.images.astype(np.float32) / 16.0
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
-    n_test = int(round(len(images) * DIGITS_TEST_FRACTION))
+    n_test = round(len(images) * DIGITS_TEST_FRACTION)
     ids = {"all": np.arange(len(images)), "test": np.sort(order[:n_test]),
            "train": np.sort(order[n_test:])}.get(split)
     if ids is None:
@@ -228,7 +228,7 @@ def _array_file(url: str, fmt: ImageFormat) -> ArraySource:
     if isinstance(loaded, np.lib.npyio.NpzFile):
         if "images" not in loaded:
             raise TgoError(f"{url} has no 'images' array (found {sorted(loaded.files)}); save it as images=..., labels=...")
-        images, labels = loaded["images"], loaded["labels"] if "labels" in loaded else None
+        images, labels = loaded["images"], loaded.get("labels", None)
     else:
         images, labels = loaded, None
     images = np.asarray(images, np.float32)

@@ -86,7 +86,7 @@ def test_correlation_all_tokens_and_intrinsic_dimension(plain_store, threaded) -
 
 
 def test_results_schema_and_provenance(threaded) -> None:
-    res, out = threaded
+    _res, out = threaded
     reopened = xr.open_zarr(out)
     for name, dims in {"eigenvalues": ("checkpoint", "layer", "token", "rank"), "alpha": ("checkpoint", "layer", "token"),
                        "token_correlation": ("checkpoint", "layer", "token", "token_other"),

@@ -47,7 +47,7 @@ def test_demo_store_follows_spec_section_1(demo_dir) -> None:
     act = ds.activations
     assert act.dims == ("checkpoint", "layer", "sample", "token", "feature")
     assert act.dtype == np.float16 and act.shape[1:] == (7, 359, 65, 128)
-    assert STORE_COORDS <= set(ds.coords)
+    assert set(ds.coords) >= STORE_COORDS
     assert ds.checkpoint.values[0] == 0 and np.all(np.diff(ds.checkpoint.values) > 0)
     assert {"tgo_schema", "model", "dataset", "created_by"} <= set(ds.attrs)
     assert [str(k) for k in ds.token_kind.values].count("cls") == 1

@@ -6,6 +6,7 @@ import pytest
 
 from tgo_store.testing import save_checkpoints
 
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> list[str]:
     return save_checkpoints(tmp_path_factory.mktemp("ckpt"), [0, 50, 200])

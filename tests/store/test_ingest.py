@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 import zarr
 
 from tgo_store import Recorder, ingest, open_store, store_info
@@ -293,4 +292,4 @@ def test_read_only_store_is_refused(reference_store, checkpoints, tmp_path) -> N
         p.chmod(0o555 if p.is_dir() else 0o444)
     store.chmod(0o555)
     done = tgo(*cli_args(checkpoints[0], str(store)))
-    assert done.returncode == 2 and "read-only" in done.stderr or "cannot write" in done.stderr
+    assert (done.returncode == 2 and "read-only" in done.stderr) or "cannot write" in done.stderr

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from tgo_store.checkpoints import load_checkpoint_into, load_state_dict, resolve_checkpoints, step_from_name
+from tgo_store.checkpoints import (
+    load_checkpoint_into,
+    load_state_dict,
+    resolve_checkpoints,
+    step_from_name,
+)
 from tgo_store.errors import TgoError
 from tgo_store.sources import open_source
 from tgo_store.testing import tiny_vit

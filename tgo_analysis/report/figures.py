@@ -8,12 +8,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-from tgo_analysis import names as N  # noqa: E402
-from tgo_analysis.metrics import fit_alpha  # noqa: E402
+from tgo_analysis import names as N
+from tgo_analysis.metrics import fit_alpha
 
 SPECTRAL = (N.EFFECTIVE_RANK, N.PARTICIPATION_RATIO, N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE,
             N.COSINE_ANISOTROPY)

@@ -1,0 +1,93 @@
+"""Row 3: covariance spectra of every (layer, token): tgo vs numpy in memory vs scikit-learn's
+IncrementalPCA vs the machine's roofline (SGEMM for the co-moments + batched eigvalsh)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import SIZES, run_child, write_store
+from benchmarks.machine import gemm_gflops
+
+SPECTRA = "eigenvalues,alpha,effective_rank,stable_rank,participation_ratio,spectral_entropy,spectral_flatness,top1_share"
+TGO = """
+import json, resource, sys, time
+import xarray as xr
+import tgo_analysis
+ds = xr.open_zarr(sys.argv[1])
+start = time.perf_counter()
+tgo_analysis.analyze(ds, sys.argv[2], fit_range=(2, 40), all_tokens="off", progress=False,
+                     workers=int(sys.argv[3]) if len(sys.argv) > 3 else None)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+IPCA_TOKENS = 4
+
+
+def numpy_in_memory(x: np.ndarray) -> float:
+    """Per (layer, token): np.cov + eigvalsh on data already in RAM."""
+    start = time.perf_counter()
+    for layer in range(x.shape[0]):
+        for token in range(x.shape[2]):
+            np.linalg.eigvalsh(np.cov(x[layer, :, token], rowvar=False))
+    return time.perf_counter() - start
+
+
+def incremental_pca(x: np.ndarray, batch: int = 256) -> float:
+    """IncrementalPCA over the same sample batches, on a few tokens, scaled to all (layer, token)."""
+    from sklearn.decomposition import IncrementalPCA
+
+    start = time.perf_counter()
+    for token in range(IPCA_TOKENS):
+        model = IncrementalPCA(n_components=x.shape[-1])
+        for lo in range(0, x.shape[1], batch):
+            chunk = x[0, lo:lo + batch, token]
+            if chunk.shape[0] >= x.shape[-1]:
+                model.partial_fit(chunk)
+    per_token = (time.perf_counter() - start) / IPCA_TOKENS
+    return per_token * x.shape[0] * x.shape[2]
+
+
+def roofline(x: np.ndarray, sgemm: float) -> dict[str, float]:
+    """The floor: co-moment GEMM FLOPs at the measured SGEMM rate, plus measured batched eigvalsh."""
+    n_layer, n, t, d = x.shape
+    flops = 2.0 * n_layer * t * n * d * d
+    cov = np.repeat(np.eye(d)[None], n_layer * t, axis=0) + 0.01
+    start = time.perf_counter()
+    np.linalg.eigvalsh(cov)
+    eig = time.perf_counter() - start
+    return {"gemm_seconds": flops / (sgemm * 1e9), "eigvalsh_seconds": eig, "seconds": flops / (sgemm * 1e9) + eig}
+
+
+def run(size: str = "small", device: str = "cpu") -> dict[str, float]:
+    import xarray as xr
+
+    shape = SIZES[size]["store"]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = write_store(Path(tmp) / "bench.zarr", shape)
+        tgo = run_child(TGO, str(store), SPECTRA)
+        x = xr.open_zarr(store).activations.isel(checkpoint=0).values
+        sgemm = gemm_gflops(np.float32)
+        floor = roofline(x, sgemm)
+        numpy_s = numpy_in_memory(x)
+        ipca_s = incremental_pca(x)
+    return {
+        "store_shape": list(shape), "store_mb": float(np.prod(shape)) * 4 / 1e6,
+        "tgo_seconds": tgo["seconds"], "tgo_peak_rss_mb": tgo["peak_rss_mb"],
+        "numpy_in_memory_seconds": numpy_s, "incremental_pca_seconds_extrapolated": ipca_s,
+        "roofline_seconds": floor["seconds"], "roofline_gemm_seconds": floor["gemm_seconds"],
+        "roofline_eigvalsh_seconds": floor["eigvalsh_seconds"], "sgemm_gflops": sgemm,
+        "tgo_fraction_of_roofline": floor["seconds"] / tgo["seconds"],
+        "tgo_speedup_vs_incremental_pca": ipca_s / tgo["seconds"],
+        "tgo_time_vs_numpy_in_memory": tgo["seconds"] / numpy_s,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "small"), indent=1))
