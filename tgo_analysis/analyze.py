@@ -359,7 +359,10 @@ def _prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: boo
         existing = None
     if existing is not None and not overwrite:
         previous = dict(existing.attrs).get("tgo_config")
-        if previous != json.loads(json.dumps(config)):
+        wanted = json.loads(json.dumps(config))
+        if previous is not None and _grown_along_checkpoint(previous, wanted):
+            _grow_checkpoints(out, template, wanted)
+        elif previous != wanted:
             raise TgoError(f"output {out} already exists from another analysis; pass --overwrite to replace it "
                            "or choose another --out")
         return _done_units(out)
@@ -376,6 +379,27 @@ def _prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: boo
         if name in group:
             group[name][:] = template[name].values
     return set()
+
+
+def _grown_along_checkpoint(previous: dict, wanted: dict) -> bool:
+    """Same analysis of a store that gained checkpoints since (training is still running)."""
+    same = {k: v for k, v in previous.items() if k != "shape"} == {k: v for k, v in wanted.items() if k != "shape"}
+    return same and previous["shape"][1:] == wanted["shape"][1:] and previous["shape"][0] < wanted["shape"][0]
+
+
+def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
+    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written."""
+    import zarr
+
+    group = zarr.open_group(_store_of(out), mode="r+")
+    n = template.sizes[N.CHECKPOINT]
+    for name in list(template.data_vars) + [c for c in template.coords if template[c].dims == (N.CHECKPOINT,)]:
+        if name in group and template[name].dims[:1] == (N.CHECKPOINT,):
+            array = group[name]
+            array.resize((n, *array.shape[1:]))
+            if name in template.coords:
+                array[:] = template[name].values
+    group.attrs["tgo_config"] = config
 
 
 def _write_unit(out: str, ci: int, li: int, arrays: dict[str, np.ndarray], template: xr.Dataset) -> None:
@@ -416,8 +440,13 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, id_samples: int = 2000,
             n_clusters: int = 4, use_umap: bool = False, all_tokens: str = "auto", svd_rank: int = 200,
             power_iters: int = 4, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
-            memory_limit: str | None = None, progress: bool = True) -> xr.Dataset:
-    """The metrics of SPEC section 3 for every (checkpoint, layer, token), out of core."""
+            memory_limit: str | None = None, progress: bool = True,
+            checkpoints: Sequence[int] | None = None) -> xr.Dataset:
+    """The metrics of SPEC section 3 for every (checkpoint, layer, token), out of core.
+
+    ``checkpoints`` (indices) limits this call to those checkpoints: a sweep analyses each
+    checkpoint into the same results store as soon as its ingest is complete.
+    """
     from tgo_analysis.progress import UnitProgress
     from tgo_analysis.provenance import provenance
     from tgo_analysis.scheduler import scheduler_context
@@ -438,7 +467,8 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     done = _prepare_output(out, template, config, overwrite) if out else set()
     computed: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     started = time.perf_counter()
-    units = [(ci, li) for ci in range(len(lay.checkpoints)) for li in range(len(lay.layers)) if (ci, li) not in done]
+    chosen = range(len(lay.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
+    units = [(ci, li) for ci in chosen for li in range(len(lay.layers)) if (ci, li) not in done]
     per_unit = len(lay.tokens) * lay.n_features**2 * 8 * 3
     batch = max(1, UNIT_MEMORY_BYTES // max(per_unit, 1))
     with scheduler_context(scheduler, workers, memory_limit) as where, \

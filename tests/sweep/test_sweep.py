@@ -1,0 +1,130 @@
+"""`tgo sweep` on a 2-process LocalCluster equals single-process ingest and analysis; a killed
+worker loses nothing; bad sweep files are refused before anything is written."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from tgo_analysis.analyze import analyze
+from tgo_analysis.sweep import ingest_task, load_config, run_sweep
+from tgo_store import ingest, open_store
+from tgo_store.errors import TgoError
+from tgo_store.testing import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
+
+FIT = [2, 6]
+
+
+def sweep_file(tmp: Path, ckpt_glob: str, store: str, results: str) -> Path:
+    kwargs = ", ".join(f"{k} = {v}" for k, v in TINY_VIT.items())
+    text = f"""
+[model]
+spec = "{TINY_VIT_SPEC}"
+kwargs = {{ {kwargs} }}
+[checkpoints]
+paths = "{ckpt_glob}"
+[data]
+spec = "{DATA}"
+[store]
+url = "{store}"
+batch_size = 32
+samples_per_block = 64
+[analysis]
+out = "{results}"
+metrics = "alpha,effective_rank,token_correlation"
+fit_range = {FIT}
+[run]
+retries = 3
+"""
+    path = tmp / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+def store_files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and "_tgo" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, Client(lc) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("single")
+    ckpts = save_checkpoints(tmp / "ck", [0, 10, 100])
+    ingest(str(tmp / "store.zarr"), **ingest_kwargs(ckpts))
+    res = analyze(open_store(str(tmp / "store.zarr")), "alpha,effective_rank,token_correlation", fit_range=tuple(FIT),
+                  progress=False)
+    return tmp, res
+
+
+def test_sweep_equals_single_process(cluster, single_process, tmp_path) -> None:
+    ref_dir, ref_res = single_process
+    cfg = load_config(sweep_file(tmp_path, str(ref_dir / "ck" / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr")))
+    summary = run_sweep(cfg, cluster, progress=False)
+    assert summary.blocks_written == 3 * 6
+    assert store_files(tmp_path / "s.zarr") == store_files(ref_dir / "store.zarr")
+    res = xr.open_zarr(tmp_path / "r.zarr")
+    for name in ("alpha", "effective_rank", "token_correlation"):
+        np.testing.assert_allclose(res[name].values, ref_res[name].values, rtol=1e-12, equal_nan=True)
+    again = run_sweep(cfg, cluster, progress=False)
+    assert again.blocks_written == 0 and again.blocks_skipped == 18
+
+
+def killing_task(plan, position, block, marker: str):
+    """Kills its own worker process the first time it runs (a marker file says it did)."""
+    marker = Path(marker)
+    if not marker.exists():
+        marker.write_text("killed")
+        os._exit(1)
+    return ingest_task(plan, position, block)
+
+
+def test_a_killed_worker_loses_and_doubles_nothing(cluster, single_process, tmp_path) -> None:
+    ref_dir, _ = single_process
+    marker = tmp_path / "killed"
+    cfg = load_config(sweep_file(tmp_path, str(ref_dir / "ck" / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr")))
+    summary = run_sweep(cfg, cluster, task=functools.partial(killing_task, marker=str(marker)), progress=False)
+    assert marker.exists()
+    assert summary.blocks_written == 18
+    assert store_files(tmp_path / "s.zarr") == store_files(ref_dir / "store.zarr")
+    cluster.wait_for_workers(2, timeout=60)
+
+
+def test_growing_checkpoints_append_to_the_results(cluster, single_process, tmp_path) -> None:
+    ref_dir, ref_res = single_process
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for name in ("step_0.pth", "step_10.pth"):
+        (ck / name).write_bytes((ref_dir / "ck" / name).read_bytes())
+    cfg = load_config(sweep_file(tmp_path, str(ck / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr")))
+    run_sweep(cfg, cluster, progress=False)
+    (ck / "step_100.pth").write_bytes((ref_dir / "ck" / "step_100.pth").read_bytes())
+    run_sweep(cfg, cluster, progress=False)
+    res = xr.open_zarr(tmp_path / "r.zarr")
+    assert list(res.checkpoint.values) == [0, 10, 100]
+    np.testing.assert_allclose(res.alpha.values, ref_res.alpha.values, rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[model]\nspec = 'x'\n", "no \\[checkpoints\\] table"),
+    ("[model]\n[checkpoints]\npaths='a'\n[data]\nspec='d'\n[store]\nurl='s'\n", "lacks model.spec"),
+    ("[model]\nspec = 3\n[checkpoints]\npaths='a'\n[data]\nspec='d'\n[store]\nurl='s'\n", "model.spec must be str"),
+    ("[model\n", "not valid TOML"),
+])
+def test_bad_sweep_files_name_the_key(tmp_path, text, message) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(TgoError, match=message):
+        load_config(path)

@@ -1,0 +1,247 @@
+"""Cluster-scale sweeps: ingest and analyze many checkpoints on dask.distributed.
+
+The client reads ``sweep.toml``, creates or extends the store's metadata once
+(``tgo_store.prepare_store``), then submits one task per missing (checkpoint, sample block).
+Each task writes whole shards of its own region and commits them, so workers never share a
+shard and need no locks; a task that dies is retried a bounded number of times, and a re-run
+skips committed blocks. Workers build the model once per checkpoint and reuse it for their
+next blocks (a per-process cache), reading the weights from the checkpoint URL themselves.
+As soon as every block of a checkpoint is committed, its (checkpoint, layer) units are analysed
+on the same cluster and written into the results store.
+
+    [model]
+    spec = "vit_small_patch8_224"            # timm name or package.module:factory
+    kwargs = { img_size = 224 }
+    [checkpoints]
+    paths = "runs/exp1/ckpt_*.pth"           # a glob or a list of fsspec URLs
+    [data]
+    spec = "path/to/images/"
+    [store]
+    url = "s3://bucket/exp1.zarr"
+    batch_size = 64                          # optional: samples_per_block, dtype, layers, tokens
+    [analysis]                               # optional: no table, no analysis
+    out = "s3://bucket/exp1-metrics.zarr"
+    metrics = "all"
+    fit_range = [11, 100]
+    [resources]                              # optional: dask worker resources of capture tasks
+    capture = { GPU = 1 }
+    [run]
+    retries = 2
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tgo_store.errors import TgoError
+
+REQUIRED = {"model": ("spec",), "checkpoints": ("paths",), "data": ("spec",), "store": ("url",)}
+_WORKER_MODELS: dict = {}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    model_spec: str
+    model_kwargs: dict
+    checkpoints: str | list[str]
+    data_spec: str
+    store: str
+    batch_size: int = 64
+    samples_per_block: int | None = None
+    dtype: str = "float16"
+    layers: list[int] | None = None
+    tokens: list[int] | None = None
+    analysis: dict | None = None
+    capture_resources: dict = field(default_factory=dict)
+    retries: int = 2
+    stop_file: str | None = None
+
+
+def _need(table: dict, section: str, key: str, kind: type | tuple) -> Any:
+    if section not in table or not isinstance(table[section], dict):
+        raise TgoError(f"sweep file has no [{section}] table; add it (see `tgo sweep --help`)")
+    if key not in table[section]:
+        raise TgoError(f"sweep file lacks {section}.{key}; add it (see `tgo sweep --help`)")
+    value = table[section][key]
+    if not isinstance(value, kind):
+        raise TgoError(f"sweep file {section}.{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Parse and check the whole sweep file before anything is written."""
+    try:
+        table = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise TgoError(f"sweep file {path} does not exist; pass the path of a sweep.toml") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TgoError(f"sweep file {path} is not valid TOML ({exc}); fix the syntax") from exc
+    paths = _need(table, "checkpoints", "paths", (str, list))
+    store = table["store"] if isinstance(table.get("store"), dict) else {}
+    analysis = table.get("analysis")
+    if analysis is not None and ("out" not in analysis or not isinstance(analysis["out"], str)):
+        raise TgoError("sweep file lacks analysis.out (the results store URL); add it or drop [analysis]")
+    resources = table.get("resources", {}).get("capture", {})
+    if not isinstance(resources, dict) or not all(isinstance(v, int | float) for v in resources.values()):
+        raise TgoError("sweep file resources.capture must map resource names to numbers, e.g. { GPU = 1 }")
+    return SweepConfig(
+        model_spec=_need(table, "model", "spec", str), model_kwargs=dict(table["model"].get("kwargs", {})),
+        checkpoints=paths, data_spec=_need(table, "data", "spec", str), store=_need(table, "store", "url", str),
+        batch_size=int(store.get("batch_size", 64)), samples_per_block=store.get("samples_per_block"),
+        dtype=str(store.get("dtype", "float16")), layers=store.get("layers"), tokens=store.get("tokens"),
+        analysis=dict(analysis) if analysis else None, capture_resources=dict(resources),
+        retries=int(table.get("run", {}).get("retries", 2)), stop_file=table.get("run", {}).get("stop_file"))
+
+
+def ingest_task(plan: Any, position: int, block: int) -> dict:
+    """One (checkpoint, sample block) on a worker; the model is cached per worker process."""
+    from tgo_store.ingest import ingest_block
+
+    stats = ingest_block(plan, position, block, device="auto", model_cache=_WORKER_MODELS)
+    return {"position": position, "block": block, "samples": stats.samples, "seconds": stats.seconds}
+
+
+@dataclass
+class SweepSummary:
+    blocks_written: int
+    blocks_skipped: int
+    seconds: float
+    per_checkpoint: dict[int, dict] = field(default_factory=dict)
+
+
+def _prepare(cfg: SweepConfig) -> Any:
+    from tgo_store.ingest import prepare_store
+
+    return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
+                         layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                         samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs)
+
+
+def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], address: str) -> None:
+    from tgo_analysis.analyze import analyze
+    from tgo_store.open import open_store
+
+    options = {k: v for k, v in cfg.analysis.items() if k not in ("out", "metrics")}
+    if "fit_range" in options:
+        options["fit_range"] = tuple(options["fit_range"])
+    analyze(open_store(cfg.store), cfg.analysis.get("metrics", "all"), out=cfg.analysis["out"], scheduler=address,
+            checkpoints=[plan.checkpoint_indices[p] for p in positions], progress=False, **options)
+
+
+def _check_resources(client: Any, cfg: SweepConfig) -> None:
+    if not cfg.capture_resources:
+        return
+    workers = client.scheduler_info()["workers"].values()
+    if not any(all(w.get("resources", {}).get(k, 0) >= v for k, v in cfg.capture_resources.items()) for w in workers):
+        print(f"tgo sweep: warning: no worker offers {cfg.capture_resources}; capture tasks wait until one joins "
+              "(start workers with --resources, see README)", flush=True)
+
+
+def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, progress: bool = True) -> SweepSummary:
+    """Ingest every missing block on the cluster, then analyze each checkpoint as it completes."""
+    from distributed import as_completed
+
+    from tgo_store.ingest import missing_blocks
+
+    started = time.perf_counter()
+    plan = _prepare(cfg)
+    todo = missing_blocks(plan)
+    _check_resources(client, cfg)
+    remaining = {p: 0 for p in range(len(plan.checkpoints))}
+    for position, _ in todo:
+        remaining[position] += 1
+    plan_future = client.scatter(plan, broadcast=True)
+    run_id = uuid.uuid4().hex[:8]
+    futures = [client.submit(task, plan_future, position, block, pure=False, retries=cfg.retries,
+                             resources=cfg.capture_resources or None,
+                             key=f"ingest-step{plan.checkpoints[position].step}-block{block}-{run_id}")
+               for position, block in todo]
+    table = SweepTable(plan, remaining, enabled=progress)
+    done_positions = [p for p, n in remaining.items() if n == 0]
+    if cfg.analysis and done_positions:
+        _analyze_checkpoints(cfg, plan, done_positions, client.scheduler.address)
+    failures = []
+    for future in as_completed(futures):
+        try:
+            result = future.result()
+        except Exception as exc:  # recorded and reported; a re-run retries the block
+            failures.append(f"{future.key}: {type(exc).__name__}: {exc}")
+            continue
+        position = result["position"]
+        remaining[position] -= 1
+        table.block_done(result)
+        if remaining[position] == 0 and cfg.analysis:
+            _analyze_checkpoints(cfg, plan, [position], client.scheduler.address)
+    table.close()
+    _record_failures(cfg.store, failures)
+    if failures:
+        raise TgoError(f"{len(failures)} blocks failed after {cfg.retries} retries (first: {failures[0][:200]}); "
+                       "re-run the same `tgo sweep` to retry them, `--status` lists them")
+    return SweepSummary(len(todo), len(plan.checkpoints) * plan.n_blocks - len(todo), time.perf_counter() - started,
+                        table.per_checkpoint)
+
+
+def _record_failures(store: str, failures: list[str]) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from tgo_store.writer import open_zarr_store
+
+    record = json.dumps({"failures": failures, "at": time.time()}).encode()
+    sync(open_zarr_store(store).set("_tgo/sweep/status.json", default_buffer_prototype().buffer.from_bytes(record)))
+
+
+def sweep_status(cfg: SweepConfig) -> list[tuple[str, ...]]:
+    """Per checkpoint: step, blocks committed / total, state; plus failures of the last run."""
+    from tgo_store.info import store_info
+
+    info = store_info(cfg.store)
+    rows = [(str(c["step"]), f"{c['blocks_done']}/{info.blocks_per_checkpoint}",
+             "done" if c["blocks_done"] == info.blocks_per_checkpoint else "incomplete", c["path"])
+            for c in info.checkpoints]
+    return rows
+
+
+class SweepTable:
+    """Per-checkpoint progress: blocks done / total and img/s (rich live table)."""
+
+    def __init__(self, plan: Any, remaining: dict[int, int], enabled: bool):
+        self.plan = plan
+        self.total = dict(remaining)
+        self.per_checkpoint: dict[int, dict] = {p: {"blocks": 0, "samples": 0, "seconds": 0.0} for p in remaining}
+        self.started = time.perf_counter()
+        self._live: Any = None
+        if enabled and any(remaining.values()):
+            from rich.live import Live
+
+            self._live = Live(self._render(), refresh_per_second=4)
+            self._live.__enter__()
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table("step", "blocks", "img/s", title="tgo sweep")
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        for p, stats in self.per_checkpoint.items():
+            table.add_row(str(self.plan.checkpoints[p].step), f"{stats['blocks']}/{self.total[p]}",
+                          f"{stats['samples'] / elapsed:.1f}")
+        return table
+
+    def block_done(self, result: dict) -> None:
+        stats = self.per_checkpoint[result["position"]]
+        stats["blocks"] += 1
+        stats["samples"] += result["samples"]
+        stats["seconds"] += result["seconds"]
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
