@@ -128,3 +128,34 @@ def test_bad_sweep_files_name_the_key(tmp_path, text, message) -> None:
     path.write_text(text)
     with pytest.raises(TgoError, match=message):
         load_config(path)
+
+
+def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    ref_dir, _ = single_process
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "step_0.pth").write_bytes((ref_dir / "ck" / "step_0.pth").read_bytes())
+    path = sweep_file(tmp_path, str(ck / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
+    path.write_text(path.read_text() + f'stop_file = "{tmp_path / "STOP"}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--watch", "--poll", "1",
+                             "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "s.zarr" / "_tgo" / "blocks").exists():
+        time.sleep(0.5)
+    (ck / "step_10.pth").write_bytes((ref_dir / "ck" / "step_10.pth").read_bytes())
+    while time.time() < deadline and len(list((tmp_path / "s.zarr" / "_tgo" / "blocks").rglob("*.json"))) < 12:
+        time.sleep(0.5)
+    (tmp_path / "STOP").write_text("")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert list(open_store(str(tmp_path / "s.zarr")).checkpoint.values) == [0, 10]
+    status = subprocess.run([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--status"],
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout.count("done") == 2
+    bad = subprocess.run([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--scheduler",
+                          "tcp://127.0.0.1:1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot reach the Dask scheduler" in bad.stderr

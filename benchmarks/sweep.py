@@ -1,0 +1,40 @@
+"""Row 7: `tgo sweep` throughput with 1 and 2 worker processes, and where the time goes (a dask
+performance report saved to benchmarks/results/sweep-performance-report.html)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import RESULTS, SIZES
+
+MODEL = "vit_tiny_patch16_224"
+
+
+def run(size: str = "small", device: str = "cpu") -> dict[str, float]:
+    import torch
+    from distributed import Client, LocalCluster, performance_report
+
+    from tgo_analysis.sweep import SweepConfig, run_sweep
+    from tgo_store.models import build_model
+
+    cfg = SIZES[size]
+    kwargs = {**cfg["vit"], "in_chans": 1, "num_classes": 10}
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in (0, 1, 2):
+            torch.manual_seed(step)
+            torch.save(build_model(MODEL, **kwargs).state_dict(), Path(tmp) / f"step_{step}.pth")
+        for workers in (1, 2):
+            sweep = SweepConfig(model_spec=MODEL, model_kwargs=kwargs, checkpoints=f"{tmp}/step_*.pth",
+                                data_spec=f"synthetic:{cfg['images']}", store=f"{tmp}/w{workers}.zarr", batch_size=64,
+                                samples_per_block=128)
+            with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
+                    Client(cluster) as client:
+                report = RESULTS / "sweep-performance-report.html" if workers == 2 else Path(tmp) / "r.html"
+                with performance_report(filename=str(report)):
+                    summary = run_sweep(sweep, client, progress=False)
+            images = 3 * cfg["images"]
+            out[f"workers_{workers}_img_s"] = images / summary.seconds
+    out["speedup_2_over_1"] = out["workers_2_img_s"] / out["workers_1_img_s"]
+    return out
