@@ -54,6 +54,30 @@ def _layer_colors(res: xr.Dataset) -> list:
     return [plt.cm.plasma(v) for v in np.linspace(0.05, 0.9, n)]
 
 
+def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str, title: str) -> None:
+    """One line per checkpoint (colour = training step) of a (checkpoint, layer) quantity."""
+    colors = _step_colors(res)
+    for ci, step in enumerate(res[N.CHECKPOINT].values):
+        ax.plot(res[N.LAYER].values, data.isel(checkpoint=ci).values, "o-", ms=3, color=colors[ci],
+                label=f"step {int(step)}")
+    ax.set_title(title)
+    ax.set_xlabel("layer (0 = embedding)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def _lines_per_layer(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str, title: str) -> None:
+    """One line per layer of a (checkpoint, layer) quantity against training step."""
+    colors = _layer_colors(res)
+    for li, layer in enumerate(res[N.LAYER].values):
+        ax.plot(res[N.CHECKPOINT].values, data.isel(layer=li).values, "o-", ms=2, color=colors[li],
+                label=f"layer {int(layer)}")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    _step_axis(ax, res)
+    ax.grid(alpha=0.3)
+
+
 def _step_axis(ax: Any, res: xr.Dataset) -> None:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("training step (symlog)")
@@ -69,15 +93,9 @@ def alpha_trajectories(res: xr.Dataset) -> Any:
     has_clusters = N.ALPHA_CLUSTER in res
     fig, axes = plt.subplots(1, len(panels) + has_clusters, figsize=(4.2 * (len(panels) + has_clusters), 3.6),
                              squeeze=False)
-    colors = _step_colors(res)
     layers = res[N.LAYER].values
     for ax, (title, data) in zip(axes[0], panels, strict=False):
-        for ci, step in enumerate(res[N.CHECKPOINT].values):
-            ax.plot(layers, data.isel(checkpoint=ci).values, "o-", ms=3, color=colors[ci], label=f"step {int(step)}")
-        ax.set_title(title)
-        ax.set_xlabel("layer (0 = embedding)")
-        ax.set_ylabel(LABELS[N.ALPHA])
-        ax.grid(alpha=0.3)
+        _lines_per_checkpoint(ax, res, data, LABELS[N.ALPHA], title)
     axes[0][0].legend(fontsize=7, ncol=1)
     if has_clusters:
         ax = axes[0][-1]
@@ -121,15 +139,9 @@ def token_correlation_profile(res: xr.Dataset) -> Any:
     if N.MEAN_TOKEN_CORRELATION not in res:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    colors = _step_colors(res)
-    for ci, step in enumerate(res[N.CHECKPOINT].values):
-        ax.plot(res[N.LAYER].values, res[N.MEAN_TOKEN_CORRELATION].isel(checkpoint=ci).values, "o-", ms=3,
-                color=colors[ci], label=f"step {int(step)}")
-    ax.set_xlabel("layer (0 = embedding)")
-    ax.set_ylabel(LABELS[N.MEAN_TOKEN_CORRELATION])
-    ax.set_title("mean inter-token correlation")
+    _lines_per_checkpoint(ax, res, res[N.MEAN_TOKEN_CORRELATION], LABELS[N.MEAN_TOKEN_CORRELATION],
+                          "mean inter-token correlation")
     ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
@@ -156,18 +168,9 @@ def metrics_over_training(res: xr.Dataset) -> Any:
         return None
     views = list(token_views(res, present[0]))
     fig, axes = plt.subplots(len(views), len(present), figsize=(3.3 * len(present), 3.0 * len(views)), squeeze=False)
-    colors = _layer_colors(res)
-    steps = res[N.CHECKPOINT].values
     for row, view in enumerate(views):
         for col, metric in enumerate(present):
-            ax = axes[row][col]
-            data = token_views(res, metric)[view]
-            for li, layer in enumerate(res[N.LAYER].values):
-                ax.plot(steps, data.isel(layer=li).values, "o-", ms=2, color=colors[li], label=f"layer {int(layer)}")
-            ax.set_title(f"{view}: {metric}", fontsize=9)
-            ax.set_ylabel(LABELS[metric], fontsize=8)
-            _step_axis(ax, res)
-            ax.grid(alpha=0.3)
+            _lines_per_layer(axes[row][col], res, token_views(res, metric)[view], LABELS[metric], f"{view}: {metric}")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     return fig
@@ -179,16 +182,9 @@ def anisotropy_profiles(res: xr.Dataset) -> Any:
     if not present:
         return None
     fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 3.6), squeeze=False)
-    colors = _step_colors(res)
     for ax, metric in zip(axes[0], present, strict=True):
-        mean = res[metric].mean("token", skipna=True)
-        for ci, step in enumerate(res[N.CHECKPOINT].values):
-            ax.plot(res[N.LAYER].values, mean.isel(checkpoint=ci).values, "o-", ms=3, color=colors[ci],
-                    label=f"step {int(step)}")
-        ax.set_title(f"{metric} (mean over tokens)")
-        ax.set_xlabel("layer (0 = embedding)")
-        ax.set_ylabel(LABELS[metric])
-        ax.grid(alpha=0.3)
+        _lines_per_checkpoint(ax, res, res[metric].mean("token", skipna=True), LABELS[metric],
+                              f"{metric} (mean over tokens)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -199,15 +195,9 @@ def intrinsic_dimension(res: xr.Dataset) -> Any:
     if N.INTRINSIC_DIMENSION not in res:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    colors = _layer_colors(res)
-    for li, layer in enumerate(res[N.LAYER].values):
-        ax.plot(res[N.CHECKPOINT].values, res[N.INTRINSIC_DIMENSION].isel(layer=li).values, "o-", ms=3,
-                color=colors[li], label=f"layer {int(layer)}")
-    _step_axis(ax, res)
-    ax.set_ylabel(LABELS[N.INTRINSIC_DIMENSION])
-    ax.set_title("intrinsic dimension of all tokens concatenated")
+    _lines_per_layer(ax, res, res[N.INTRINSIC_DIMENSION], LABELS[N.INTRINSIC_DIMENSION],
+                     "intrinsic dimension of all tokens concatenated")
     ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
