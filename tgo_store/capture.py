@@ -34,12 +34,17 @@ def _select(selection: Sequence[int] | None, n: int, what: str) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     chosen = np.asarray(sorted(set(int(i) for i in selection)), dtype=np.int64)
     if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n:
-        raise TgoError(f"{what} selection {list(selection)} is out of range; this model has {what}s 0 to {n - 1}")
+        raise TgoError(
+            f"{what} selection {list(selection)} is out of range; this model has {what}s 0 to {n - 1}"
+        )
     return chosen
 
 
 def _is_timm_vit(model: Any) -> bool:
-    return all(hasattr(model, a) for a in ("forward_intermediates", "blocks", "patch_embed", "num_prefix_tokens"))
+    return all(
+        hasattr(model, a)
+        for a in ("forward_intermediates", "blocks", "patch_embed", "num_prefix_tokens")
+    )
 
 
 class TimmViTCapturer:
@@ -56,11 +61,17 @@ class TimmViTCapturer:
         self.token_indices = _select(tokens, n_tokens, "token")
         n_cls = 1 if getattr(model, "cls_token", None) is not None else 0
         kinds = ["cls"] * n_cls + ["register"] * (n_prefix - n_cls) + ["patch"] * (grid_h * grid_w)
-        rows = np.concatenate([np.full(n_prefix, -1), np.repeat(np.arange(grid_h), grid_w)]).astype(np.int64)
-        cols = np.concatenate([np.full(n_prefix, -1), np.tile(np.arange(grid_w), grid_h)]).astype(np.int64)
+        rows = np.concatenate([np.full(n_prefix, -1), np.repeat(np.arange(grid_h), grid_w)]).astype(
+            np.int64
+        )
+        cols = np.concatenate([np.full(n_prefix, -1), np.tile(np.arange(grid_w), grid_h)]).astype(
+            np.int64
+        )
         self.token_layout = TokenLayout(kinds, rows, cols).subset(self.token_indices)
         self._embed_module = "norm_pre" if hasattr(model, "norm_pre") else "pos_drop"
-        self.layer_names = [self._embed_module if i == 0 else f"blocks.{i - 1}" for i in self.layer_indices]
+        self.layer_names = [
+            self._embed_module if i == 0 else f"blocks.{i - 1}" for i in self.layer_indices
+        ]
         self._all_tokens = len(self.token_indices) == n_tokens
 
     def __call__(self, inputs: Any) -> Any:
@@ -73,12 +84,20 @@ class TimmViTCapturer:
         try:
             with torch.inference_mode():
                 outputs = self.model.forward_intermediates(
-                    inputs, indices=block_indices or [0], return_prefix_tokens=True, norm=False,
-                    output_fmt="NLC", intermediates_only=True, stop_early=True)
+                    inputs,
+                    indices=block_indices or [0],
+                    return_prefix_tokens=True,
+                    norm=False,
+                    output_fmt="NLC",
+                    intermediates_only=True,
+                    stop_early=True,
+                )
         finally:
             handle.remove()
-        per_layer = {i + 1: torch.cat([prefix, patches], dim=1) if prefix is not None else patches
-                     for i, (patches, prefix) in zip(block_indices or [0], outputs, strict=True)}
+        per_layer = {
+            i + 1: torch.cat([prefix, patches], dim=1) if prefix is not None else patches
+            for i, (patches, prefix) in zip(block_indices or [0], outputs, strict=True)
+        }
         per_layer[0] = captured["embed"]
         stacked = torch.stack([per_layer[i] for i in self.layer_indices])
         if not self._all_tokens:
@@ -89,29 +108,44 @@ class TimmViTCapturer:
 class HookCapturer:
     """Outputs (B, T, D) of named modules of any torch module, captured with forward hooks."""
 
-    def __init__(self, model: Any, modules: Sequence[str], tokens: Sequence[int] | None,
-                 example: Any, token_kind: str = "text"):
+    def __init__(
+        self,
+        model: Any,
+        modules: Sequence[str],
+        tokens: Sequence[int] | None,
+        example: Any,
+        token_kind: str = "text",
+    ):
         self.model = model.eval()
         names = dict(model.named_modules())
         unknown = [m for m in modules if m not in names]
         if unknown:
-            raise TgoError(f"model has no module named {', '.join(unknown)}; "
-                           f"pick --hook-modules from: {', '.join(list(names)[1:8])} ...")
+            raise TgoError(
+                f"model has no module named {', '.join(unknown)}; "
+                f"pick --hook-modules from: {', '.join(list(names)[1:8])} ..."
+            )
         self.layer_names = list(modules)
         self.layer_indices = list(range(len(modules)))
         first = self._run(example)
         n_tokens, self.feature_dim = int(first.shape[2]), int(first.shape[3])
         self.token_indices = _select(tokens, n_tokens, "token")
         minus = np.full(n_tokens, -1, np.int64)
-        self.token_layout = TokenLayout([token_kind] * n_tokens, minus, minus.copy()).subset(self.token_indices)
+        self.token_layout = TokenLayout([token_kind] * n_tokens, minus, minus.copy()).subset(
+            self.token_indices
+        )
 
     def _run(self, inputs: Any) -> Any:
         import torch
 
         captured: dict[str, Any] = {}
-        handles = [self.model.get_submodule(name).register_forward_hook(
-            lambda _m, _i, out, name=name: captured.__setitem__(name, out[0] if isinstance(out, tuple) else out))
-            for name in self.layer_names]
+        handles = [
+            self.model.get_submodule(name).register_forward_hook(
+                lambda _m, _i, out, name=name: captured.__setitem__(
+                    name, out[0] if isinstance(out, tuple) else out
+                )
+            )
+            for name in self.layer_names
+        ]
         try:
             with torch.inference_mode():
                 self.model(inputs)
@@ -120,8 +154,10 @@ class HookCapturer:
                 h.remove()
         shapes = {name: tuple(captured[name].shape) for name in self.layer_names}
         if any(len(s) != 3 for s in shapes.values()) or len(set(shapes.values())) != 1:
-            raise TgoError(f"hooked modules must all output (batch, tokens, features) tensors, got {shapes}; "
-                           "choose modules with sequence outputs of one shape")
+            raise TgoError(
+                f"hooked modules must all output (batch, tokens, features) tensors, got {shapes}; "
+                "choose modules with sequence outputs of one shape"
+            )
         return torch.stack([captured[name] for name in self.layer_names])
 
     def __call__(self, inputs: Any) -> Any:
@@ -131,20 +167,32 @@ class HookCapturer:
         return stacked[:, :, torch.as_tensor(self.token_indices, device=stacked.device)]
 
 
-def make_capturer(model: Any, *, layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
-                  hook_modules: Sequence[str] | None = None, example: Any = None) -> Any:
+def make_capturer(
+    model: Any,
+    *,
+    layers: Sequence[int] | None = None,
+    tokens: Sequence[int] | None = None,
+    hook_modules: Sequence[str] | None = None,
+    example: Any = None,
+) -> Any:
     """The capturer for a model: timm ViTs natively, anything else through hooks on named modules."""
     if hook_modules:
         if example is None:
-            raise TgoError("hook capture needs an example input to learn the token count; pass example=")
+            raise TgoError(
+                "hook capture needs an example input to learn the token count; pass example="
+            )
         capturer = HookCapturer(model, hook_modules, tokens, example)
         if layers is not None:
-            raise TgoError("--layers selects timm blocks; with --hook-modules list only the modules you want")
+            raise TgoError(
+                "--layers selects timm blocks; with --hook-modules list only the modules you want"
+            )
         return capturer
     if _is_timm_vit(model):
         return TimmViTCapturer(model, layers, tokens)
-    raise TgoError(f"{type(model).__name__} is not a timm Vision Transformer; "
-                   "name the modules to record with --hook-modules (e.g. encoder.layers.0,encoder.layers.1)")
+    raise TgoError(
+        f"{type(model).__name__} is not a timm Vision Transformer; "
+        "name the modules to record with --hook-modules (e.g. encoder.layers.0,encoder.layers.1)"
+    )
 
 
 def to_storage(x: Any, dtype: str) -> np.ndarray:
@@ -153,3 +201,41 @@ def to_storage(x: Any, dtype: str) -> np.ndarray:
 
     target = torch.float16 if dtype == "float16" else torch.float32
     return x.detach().to(device="cpu", dtype=target).numpy()
+
+
+def pinned_buffer(shape: Sequence[int], dtype: Any, device: Any) -> Any:
+    """Host memory for `to_host`: page-locked when the device is CUDA (async copies need it)."""
+    import torch
+
+    pin = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    return torch.empty(tuple(shape), dtype=dtype, pin_memory=pin)
+
+
+def to_host(x: Any, buffer: Any | None = None, stream: Any | None = None) -> tuple[Any, Any]:
+    """Start copying a device tensor into host memory; returns (host tensor, event to wait on).
+
+    On CUDA the copy runs on `stream` (a side stream by default) into a pinned `buffer`, so the
+    next forward pass overlaps the transfer; call ``event.synchronize()`` before reading the
+    host tensor. On CPU the tensor is copied (or returned) at once and the event is None.
+    """
+    import torch
+
+    if x.device.type != "cuda":
+        if buffer is None:
+            return x, None
+        buffer.copy_(x)
+        return buffer, None
+    if buffer is None:
+        buffer = pinned_buffer(x.shape, x.dtype, x.device)
+    if tuple(buffer.shape) != tuple(x.shape) or buffer.dtype != x.dtype:
+        raise ValueError(
+            f"host buffer {tuple(buffer.shape)} {buffer.dtype} does not fit {tuple(x.shape)} {x.dtype}"
+        )
+    stream = stream or torch.cuda.Stream(device=x.device)
+    stream.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(stream):
+        buffer.copy_(x, non_blocking=True)
+        x.record_stream(stream)
+        event = torch.cuda.Event()
+        event.record(stream)
+    return buffer, event

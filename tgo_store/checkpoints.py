@@ -40,7 +40,9 @@ def _expand(spec: str | Sequence[str]) -> list[str]:
             fs, _ = fsspec.core.url_to_fs(item)
             matches = sorted(fs.glob(item))
             if not matches:
-                raise TgoError(f"no checkpoint matches '{item}'; check the glob pattern and the folder")
+                raise TgoError(
+                    f"no checkpoint matches '{item}'; check the glob pattern and the folder"
+                )
             protocol = item.split("://")[0] + "://" if "://" in item else ""
             urls += [m if "://" in m or not protocol else protocol + m for m in matches]
         else:
@@ -105,23 +107,39 @@ def _parse(data: bytes, url: str) -> Any:
         ) from exc
 
 
-def unwrap_state_dict(raw: Any, url: str = "<checkpoint>", prefer_ema: bool = False) -> dict[str, Any]:
-    """Find the model's tensors inside a training checkpoint and strip wrapper prefixes."""
+def unwrap_state_dict(
+    raw: Any, url: str = "<checkpoint>", prefer_ema: bool = False
+) -> dict[str, Any]:
+    """Find the model's tensors inside a training checkpoint and strip wrapper prefixes.
+
+    The raw weights (`model`, `state_dict`, ...) are preferred: they are what training evaluates.
+    `model_ema` / `state_dict_ema` are used only with ``prefer_ema=True``.
+    """
     import torch
 
     order = ("model_ema", "state_dict_ema", *WRAPPER_KEYS) if prefer_ema else WRAPPER_KEYS
     state = raw
-    while isinstance(state, Mapping) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+    while isinstance(state, Mapping) and not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         inner = next((state[k] for k in order if isinstance(state.get(k), Mapping)), None)
         if inner is None:
             break
         state = inner
     if not isinstance(state, Mapping) or not state:
-        raise TgoError(f"checkpoint {url} holds no state dict; save model.state_dict() or a dict with a 'model' key")
+        raise TgoError(
+            f"checkpoint {url} holds no state dict; save model.state_dict() or a dict with a 'model' key"
+        )
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(sorted(map(str, state))[:6])
+        raise TgoError(
+            f"checkpoint {url} holds no weight tensors (top-level keys: {keys}); save model.state_dict() "
+            "or a dict with a 'model' / 'state_dict' key (EMA weights are read only with prefer_ema=True)"
+        )
     for prefix in PREFIXES:
         if tensors and all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -149,11 +167,17 @@ def load_checkpoint_into(model: Any, ref: CheckpointRef | str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    mismatched = [
+        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or mismatched:
         detail = "; ".join(
             f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape mismatch", mismatched),
+            )
             if keys
         )
         raise TgoError(

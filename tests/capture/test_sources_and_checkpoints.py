@@ -1,0 +1,150 @@
+"""Data sources and checkpoint loading: determinism, formats, steps and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tgo_store.checkpoints import (
+    load_checkpoint_into,
+    load_state_dict,
+    read_step,
+    resolve_checkpoints,
+    step_from_name,
+)
+from tgo_store.errors import TgoError
+from tgo_store.sources import open_source
+from tgo_store.testing import tiny_vit
+
+GREY = {"image_size": 8, "in_chans": 1, "mean": (0.5,), "std": (0.25,)}
+
+
+def test_synthetic_is_deterministic_and_resumes_at_any_sample() -> None:
+    src = open_source("synthetic:10:3", **GREY)
+    full = np.concatenate([b.inputs for b in src.batches(4)])
+    again = np.concatenate([b.inputs for b in open_source("synthetic:10:3", **GREY).batches(3)])
+    np.testing.assert_array_equal(full, again)
+    tail = list(src.batches(4, start=7, stop=10))
+    np.testing.assert_array_equal(np.concatenate([b.inputs for b in tail]), full[7:10])
+    assert np.concatenate([b.sample_ids for b in tail]).tolist() == [7, 8, 9]
+    assert open_source("synthetic:10:4", **GREY).fingerprint() != src.fingerprint()
+    assert full.dtype == np.float32 and full.shape == (10, 1, 8, 8)
+
+
+def test_digits_is_the_real_dataset_normalised_and_resized() -> None:
+    from sklearn.datasets import load_digits
+
+    src = open_source("sklearn:digits", **GREY)
+    assert len(src) == 1797
+    batch = next(src.batches(5))
+    raw = load_digits().images[:5] / 16.0
+    np.testing.assert_allclose(batch.inputs[:, 0] * 0.25 + 0.5, raw, atol=1e-6)  # 8x8: no resize
+    rgb = next(open_source("sklearn:digits:test", image_size=16, in_chans=3).batches(2)).inputs
+    assert rgb.shape == (2, 3, 16, 16)
+    np.testing.assert_array_equal(rgb[:, 0], rgb[:, 2])  # grey replicated to every channel
+
+
+def test_image_folder_labels_conversion_and_fingerprint(tmp_path) -> None:
+    for cls, colour in (("b_cat", (255, 0, 0)), ("a_dog", (0, 0, 255))):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (12, 10), colour).save(tmp_path / cls / "0.png")
+    src = open_source(str(tmp_path), **GREY)
+    assert src.labels.tolist() == [0, 1]  # sorted class folders: a_dog, b_cat
+    batch = next(src.batches(8))
+    assert batch.inputs.shape == (2, 1, 8, 8)
+    grey = batch.inputs[:, 0, 0, 0] * 0.25 + 0.5
+    np.testing.assert_allclose(grey, [0.114 * 255 / 255, 0.299], atol=0.01)  # PIL's L conversion
+    before = src.fingerprint()
+    Image.new("RGB", (4, 4)).save(tmp_path / "a_dog" / "1.png")
+    assert open_source(f"file://{tmp_path}", **GREY).fingerprint() != before
+
+
+def test_bad_sources_say_what_was_found(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TgoError, match="holds no images"):
+        open_source(str(tmp_path / "empty"), **GREY)
+    (tmp_path / "bad" / "x").mkdir(parents=True)
+    (tmp_path / "bad" / "x" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(TgoError, match="cannot read image"):
+        next(open_source(str(tmp_path / "bad"), **GREY).batches(1))
+    np.save(tmp_path / "two.npy", np.zeros((3, 2, 8, 8), np.float32))
+    with pytest.raises(TgoError, match="2 channels but the model expects 1"):
+        open_source(str(tmp_path / "two.npy"), **GREY)
+    np.savez(tmp_path / "nolabel.npz", pixels=np.zeros((2, 8, 8)))
+    with pytest.raises(TgoError, match="no 'images' array"):
+        open_source(str(tmp_path / "nolabel.npz"), **GREY)
+    with pytest.raises(TgoError, match="unknown data spec"):
+        open_source("hub:imagenet", **GREY)
+    with pytest.raises(TgoError, match="synthetic:N"):
+        open_source("synthetic:many", **GREY)
+
+
+def test_npz_with_labels_nhwc_uint8(tmp_path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=np.arange(4))
+    src = open_source(
+        str(tmp_path / "d.npz"), image_size=8, in_chans=3, mean=(0, 0, 0), std=(1, 1, 1)
+    )
+    batch = next(src.batches(4))
+    np.testing.assert_allclose(batch.inputs, images.transpose(0, 3, 1, 2) / 255.0, atol=1e-6)
+    assert batch.labels.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("runs/step_1200.pth", 1200),
+        ("ckpt-300.pt", 300),
+        ("epoch3.safetensors", 3),
+        ("vit_small_patch8_224_e7.pth", 7),
+        ("memory://b/checkpoint=42.pt", 42),
+        ("final.pth", None),
+    ],
+)
+def test_step_from_name(name: str, step: int | None) -> None:
+    assert step_from_name(name) == step
+
+
+def test_step_from_file_beats_name_and_index() -> None:
+    assert read_step("step_5.pth", {"global_step": 9}, 0) == 9
+    assert read_step("step_5.pth", {"epoch": True}, 0) == 5  # a bool is not a step
+    assert read_step("final.pth", None, 4) == 4
+
+
+def test_wrappers_prefixes_and_ema(tmp_path) -> None:
+    model = tiny_vit()
+    state = model.state_dict()
+    ema = {k: v + 1 for k, v in state.items()}
+    torch.save(
+        {"model": {f"_orig_mod.{k}": v for k, v in state.items()}, "model_ema": ema},
+        tmp_path / "both.pt",
+    )
+    torch.testing.assert_close(
+        load_state_dict(str(tmp_path / "both.pt"))["head.bias"], state["head.bias"]
+    )
+    chosen = load_state_dict(str(tmp_path / "both.pt"), prefer_ema=True)
+    torch.testing.assert_close(chosen["head.bias"], ema["head.bias"])
+    torch.save({"state_dict_ema": ema, "step": 3}, tmp_path / "ema_only.pt")
+    with pytest.raises(TgoError, match="prefer_ema"):
+        load_state_dict(str(tmp_path / "ema_only.pt"))
+
+
+def test_refs_are_sorted_by_step_and_hash_the_bytes(tmp_path) -> None:
+    import hashlib
+
+    for step in (20, 3, 100):
+        torch.save({"model": tiny_vit().state_dict(), "step": step}, tmp_path / f"ck_{step}.pt")
+    refs = resolve_checkpoints(str(tmp_path / "ck_*.pt"))
+    assert [r.step for r in refs] == [3, 20, 100]
+    assert refs[0].sha256 == hashlib.sha256((tmp_path / "ck_3.pt").read_bytes()).hexdigest()
+    with pytest.raises(TgoError, match="no checkpoint matches"):
+        resolve_checkpoints(str(tmp_path / "none_*.pt"))
+
+
+def test_another_architecture_names_keys_and_the_fix(tmp_path) -> None:
+    torch.save(tiny_vit(reg_tokens=2).state_dict(), tmp_path / "reg.pth")
+    ref = resolve_checkpoints(str(tmp_path / "reg.pth"))[0]
+    with pytest.raises(TgoError, match=r"unexpected: reg_token.*--model"):
+        load_checkpoint_into(tiny_vit(), ref)
