@@ -31,6 +31,7 @@ from tgo_store.writer import (
     create_store,
     existing_checkpoints,
     metadata_lock,
+    open_activations_for_writing,
     open_zarr_store,
     read_commits,
     write_commit,
@@ -290,10 +291,9 @@ class _Runner:
 
 def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, array: Any = None) -> None:
     """Write one block's shards, then its commit record (the order is the durability guarantee)."""
-    import zarr
 
     store = open_zarr_store(plan.url, storage_options=plan.storage_options)
-    array = array if array is not None else zarr.open_array(store, path=S.ACTIVATIONS, mode="r+")
+    array = array if array is not None else open_activations_for_writing(plan.url, plan.storage_options)
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
     discard_shards(store, array, index, block)
@@ -341,7 +341,6 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
            hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
            progress: bool = True) -> IngestSummary:
     """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
-    import zarr
 
     from tgo_store.progress import IngestProgress
 
@@ -349,7 +348,7 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
                          tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
                          model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options)
     todo = missing_blocks(plan)
-    array = zarr.open_array(open_zarr_store(url, storage_options=storage_options), path=S.ACTIVATIONS, mode="r+")
+    array = open_activations_for_writing(url, storage_options)
     started = time.perf_counter()
     samples = 0
     with IngestProgress(plan, todo, enabled=progress) as bar:
