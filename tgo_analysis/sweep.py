@@ -135,13 +135,16 @@ def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], addr
             checkpoints=[plan.checkpoint_indices[p] for p in positions], progress=False, **options)
 
 
-def _check_resources(client: Any, cfg: SweepConfig) -> None:
+def missing_resources(client: Any, cfg: SweepConfig) -> dict | None:
+    """The capture resources no connected worker offers (tasks then wait for such a worker)."""
     if not cfg.capture_resources:
-        return
+        return None
     workers = client.scheduler_info()["workers"].values()
-    if not any(all(w.get("resources", {}).get(k, 0) >= v for k, v in cfg.capture_resources.items()) for w in workers):
-        print(f"tgo sweep: warning: no worker offers {cfg.capture_resources}; capture tasks wait until one joins "
-              "(start workers with --resources, see README)", flush=True)
+    if any(all(w.get("resources", {}).get(k, 0) >= v for k, v in cfg.capture_resources.items()) for w in workers):
+        return None
+    print(f"tgo sweep: warning: no worker offers {cfg.capture_resources}; capture tasks wait until one joins "
+          "(start workers with --resources, see README)", flush=True)
+    return dict(cfg.capture_resources)
 
 
 def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, progress: bool = True) -> SweepSummary:
@@ -153,7 +156,7 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
     started = time.perf_counter()
     plan = _prepare(cfg)
     todo = missing_blocks(plan)
-    _check_resources(client, cfg)
+    _write_status(cfg.store, {"running": True, "waiting_for": missing_resources(client, cfg), "failures": []})
     remaining = {p: 0 for p in range(len(plan.checkpoints))}
     for position, _ in todo:
         remaining[position] += 1
@@ -180,7 +183,7 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
         if remaining[position] == 0 and cfg.analysis:
             _analyze_checkpoints(cfg, plan, [position], client.scheduler.address)
     table.close()
-    _record_failures(cfg.store, failures)
+    _write_status(cfg.store, {"running": False, "waiting_for": None, "failures": failures})
     if failures:
         raise TgoError(f"{len(failures)} blocks failed after {cfg.retries} retries (first: {failures[0][:200]}); "
                        "re-run the same `tgo sweep` to retry them, `--status` lists them")
@@ -188,25 +191,44 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
                         table.per_checkpoint)
 
 
-def _record_failures(store: str, failures: list[str]) -> None:
+STATUS_KEY = "_tgo/sweep/status.json"
+
+
+def _write_status(store: str, status: dict) -> None:
+    """What the client last knew: running, waiting for a resource, failed blocks."""
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
     from tgo_store.writer import open_zarr_store
 
-    record = json.dumps({"failures": failures, "at": time.time()}).encode()
-    sync(open_zarr_store(store).set("_tgo/sweep/status.json", default_buffer_prototype().buffer.from_bytes(record)))
+    record = json.dumps({**status, "at": time.time()}).encode()
+    sync(open_zarr_store(store).set(STATUS_KEY, default_buffer_prototype().buffer.from_bytes(record)))
 
 
-def sweep_status(cfg: SweepConfig) -> list[tuple[str, ...]]:
-    """Per checkpoint: step, blocks committed / total, state; plus failures of the last run."""
+def _read_status(store: str) -> dict:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from tgo_store.writer import open_zarr_store
+
+    raw = sync(open_zarr_store(store).get(STATUS_KEY, prototype=default_buffer_prototype()))
+    return json.loads(raw.to_bytes()) if raw is not None else {}
+
+
+def sweep_status(cfg: SweepConfig) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Per checkpoint: step, blocks committed / total, state, path; and notes on the last run."""
     from tgo_store.info import store_info
 
     info = store_info(cfg.store)
+    status = _read_status(cfg.store)
+    unfinished = "running" if status.get("running") else "incomplete"
+    if status.get("waiting_for"):
+        unfinished = f"waiting for a worker with {status['waiting_for']}"
     rows = [(str(c["step"]), f"{c['blocks_done']}/{info.blocks_per_checkpoint}",
-             "done" if c["blocks_done"] == info.blocks_per_checkpoint else "incomplete", c["path"])
+             "done" if c["blocks_done"] == info.blocks_per_checkpoint else unfinished, c["path"])
             for c in info.checkpoints]
-    return rows
+    notes = [f"failed: {f}" for f in status.get("failures", [])]
+    return rows, notes
 
 
 class SweepTable:

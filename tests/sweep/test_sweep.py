@@ -159,3 +159,19 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     bad = subprocess.run([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--scheduler",
                           "tcp://127.0.0.1:1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot reach the Dask scheduler" in bad.stderr
+
+
+def test_tasks_waiting_for_a_resource_are_reported(cluster, single_process, tmp_path) -> None:
+    from tgo_analysis.sweep import _write_status, missing_resources, sweep_status
+
+    ref_dir, _ = single_process
+    path = sweep_file(tmp_path, str(ref_dir / "ck" / "step_0.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
+    path.write_text(path.read_text() + "[resources]\ncapture = { GPU = 1 }\n")
+    cfg = load_config(path)
+    assert missing_resources(cluster, cfg) == {"GPU": 1}
+    from tgo_analysis.sweep import _prepare
+
+    _prepare(cfg)
+    _write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})
+    rows, _ = sweep_status(cfg)
+    assert rows[0][2] == "waiting for a worker with {'GPU': 1}"

@@ -32,10 +32,13 @@ def sweep(
 
     cfg = load_config(config)
     if status:
+        rows, notes = sweep_status(cfg)
         table = Table("step", "blocks", "state", "path", title=cfg.store)
-        for row in sweep_status(cfg):
+        for row in rows:
             table.add_row(*row)
         Console().print(table)
+        for note in notes:
+            typer.echo(note)
         return
     from distributed import get_client
 
