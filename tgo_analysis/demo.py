@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEMO_MODEL = "vit_tiny_patch16_224"
-DEMO_MODEL_KWARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 128, "depth": 6, "num_heads": 4,
-                     "in_chans": 1, "num_classes": 10}
+from tgo_store.errors import TgoError
+
+DEMO_MODEL = "vit_tiny_patch16_224"  # a timm name; the kwargs below make it the small demo ViT
+DEMO_MODEL_KWARGS = {
+    "img_size": 32,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depth": 6,
+    "num_heads": 4,
+    "in_chans": 1,
+    "num_classes": 10,
+}
 TRAIN_DATA, TEST_DATA = "sklearn:digits:train", "sklearn:digits:test"
+TRAINING_LOG = "training.json"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """Everything that decides the checkpoints; a folder trained with another config is refused."""
+
     train_steps: int = 600
     n_checkpoints: int = 7
     batch_size: int = 64
@@ -31,7 +43,13 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
+        """A smoke run: the same model, 40 steps, 3 checkpoints (about a minute on 2 cores)."""
         return cls(train_steps=40, n_checkpoints=3)
+
+    def steps(self) -> list[int]:
+        from tgo_analysis.training import log_spaced_steps
+
+        return log_spaced_steps(self.train_steps, self.n_checkpoints)
 
 
 @dataclass
@@ -40,77 +58,148 @@ class DemoSummary:
     store: str
     results: str
     report: Path
-    accuracy: dict[int, float]
+    training: dict  # {"steps", "accuracy", "loss", "seconds"}
     seconds: dict[str, float]
 
+    @property
+    def accuracy(self) -> dict[int, float]:
+        return dict(zip(self.training["steps"], self.training["accuracy"], strict=True))
 
-def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> dict[int, float]:
-    """Train unless every planned checkpoint is already there (resume = skip)."""
-    from tgo_analysis.training import checkpoint_path, log_spaced_steps, train
+
+def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
+    """Train unless this config's checkpoints are all there (resume = skip); returns the log and files."""
+    from tgo_analysis.training import checkpoint_path, train
+
+    steps = cfg.steps()
+    files = [checkpoint_path(ckpt_dir, s) for s in steps]
+    log_file = ckpt_dir / TRAINING_LOG
+    if log_file.exists():
+        log = json.loads(log_file.read_text())
+        recorded = log.get("config")
+        if recorded is not None:
+            matches = recorded == json.loads(json.dumps(asdict(cfg)))
+        else:  # a log written before configs were recorded: compare the steps
+            matches = log.get("steps") == steps
+        if not matches:
+            raise TgoError(
+                f"{ckpt_dir} holds checkpoints of a different demo configuration "
+                f"(e.g. --quick vs full); use another --out or delete {ckpt_dir.parent}"
+            )
+        if all(f.exists() for f in files):
+            return log, files
+    import torch
+
     from tgo_store.models import build_model, input_config
     from tgo_store.sources import open_source
-
-    steps = log_spaced_steps(cfg.train_steps, cfg.n_checkpoints)
-    log_file = ckpt_dir / "training.json"
-    if log_file.exists() and all(checkpoint_path(ckpt_dir, s).exists() for s in steps):
-        log = json.loads(log_file.read_text())
-        return dict(zip(log["steps"], log["accuracy"], strict=True))
-    import torch
 
     torch.manual_seed(cfg.seed)
     model = build_model(DEMO_MODEL, **cfg.model_kwargs)
     inp = input_config(model)
-    kwargs = {"image_size": inp["image_size"], "in_chans": inp["in_chans"], "mean": inp["mean"], "std": inp["std"]}
-    log = train(model, open_source(TRAIN_DATA, **kwargs), open_source(TEST_DATA, **kwargs), steps, ckpt_dir,
-                batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress)
-    return dict(zip(log.steps, log.accuracy, strict=True))
+    kwargs = {k: inp[k] for k in ("in_chans", "mean", "std")}
+    train_source = open_source(TRAIN_DATA, image_size=inp["image_size"], **kwargs)
+    test_source = open_source(TEST_DATA, image_size=inp["image_size"], **kwargs)
+    log = train(
+        model, train_source, test_source, steps, ckpt_dir,
+        batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress,
+    ).to_json()
+    log["config"] = json.loads(json.dumps(asdict(cfg)))
+    log_file.write_text(json.dumps(log, indent=1))
+    return log, files
 
 
-def run_demo(out_dir: str | Path = "tgo-demo", *, quick: bool = False, progress: bool = True) -> DemoSummary:
+def run_demo(
+    out_dir: str | Path = "tgo-demo",
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    config: DemoConfig | None = None,
+) -> DemoSummary:
     """Run (or resume) the whole demo into out_dir; returns where everything is."""
     from tgo_analysis.analyze import analyze
     from tgo_analysis.report import write_report
     from tgo_store.ingest import ingest
     from tgo_store.open import open_store
 
-    cfg = DemoConfig.quick() if quick else DemoConfig()
+    cfg = config or (DemoConfig.quick() if quick else DemoConfig())
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out / "checkpoints"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TgoError(f"cannot create {out} ({exc}); choose a writable --out") from exc
     store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
     seconds: dict[str, float] = {}
+
     t0 = time.perf_counter()
-    accuracy = _train_if_needed(cfg, ckpt_dir, progress)
+    training, files = _train_if_needed(cfg, out / "checkpoints", progress)
     seconds["train"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    ingest(store, model_spec=DEMO_MODEL, model_kwargs=cfg.model_kwargs, checkpoints=str(ckpt_dir / "step_*.pth"),
-           data_spec=TEST_DATA, batch_size=cfg.batch_size, device="cpu", progress=progress)
+    ingest(
+        store,
+        model_spec=DEMO_MODEL,
+        model_kwargs=cfg.model_kwargs,
+        checkpoints=[str(f) for f in files],
+        data_spec=TEST_DATA,
+        batch_size=cfg.batch_size,
+        device="cpu",
+        progress=progress,
+    )
     seconds["ingest"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     analyze(open_store(store), "all", out=results, progress=progress)
     seconds["analyze"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    report = write_report(results, out / "report", training={"steps": list(accuracy), "accuracy": list(accuracy.values())})
+    title = f"tgo demo: ViT on scikit-learn digits ({'quick' if quick else 'full'} run)"
+    report = write_report(results, out / "report", title=title, training=training)
     seconds["report"] = time.perf_counter() - t0
-    return DemoSummary(out, store, results, report, accuracy, seconds)
+    return DemoSummary(out, store, results, report, training, seconds)
+
+
+HEADLINE_COLUMNS = (
+    "step",
+    "held-out acc",
+    "CLS alpha, first block",
+    "CLS alpha, last layer",
+    "all-token alpha, last layer",
+    "layer of min mean token corr",
+    "ID, last layer",
+)
 
 
 def headline_rows(results: Any, accuracy: dict[int, float]) -> list[tuple[str, ...]]:
-    """One row per checkpoint: step, accuracy, CLS alpha at the first block and the last layer,
-    all-token alpha at the last layer, the layer of lowest mean token correlation, and ID."""
+    """One row per checkpoint (HEADLINE_COLUMNS); 'n/a' where a metric is absent or NaN.
+
+    CLS alpha is read at layer 1 (the first block): at layer 0 the CLS token is the same
+    learned vector for every image, so its spectrum is all zeros and alpha is NaN.
+    """
     import numpy as np
 
+    def value(name: str, ci: int, **sel: int) -> np.ndarray | None:
+        return results[name].isel(checkpoint=ci, **sel).values if name in results else None
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
+
     rows = []
-    for ci, step in enumerate(results.checkpoint.values):
-        cls_alpha = results.alpha.isel(checkpoint=ci, token=0).values if "alpha" in results else None
-        corr = results.mean_token_correlation.isel(checkpoint=ci).values if "mean_token_correlation" in results else None
-        ids = results.intrinsic_dimension.isel(checkpoint=ci).values if "intrinsic_dimension" in results else None
-        all_alpha = results.alpha_all.isel(checkpoint=ci).values if "alpha_all" in results else None
-        def fmt(v):
-            return ("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}")
-        lowest = "n/a" if corr is None or not np.isfinite(corr).any() else str(int(results.layer.values[np.nanargmin(corr)]))
-        rows.append((str(int(step)), fmt(accuracy.get(int(step))),
-                     fmt(None if cls_alpha is None else cls_alpha[1]), fmt(None if cls_alpha is None else cls_alpha[-1]),
-                     fmt(None if all_alpha is None else all_alpha[-1]), lowest,
-                     fmt(None if ids is None else ids[-1])))
+    for ci, step in enumerate(results["checkpoint"].values):
+        cls_alpha = value("alpha", ci, token=0)
+        corr = value("mean_token_correlation", ci)
+        all_alpha = value("alpha_all", ci)
+        ids = value("intrinsic_dimension", ci)
+        lowest = "n/a"
+        if corr is not None and np.isfinite(corr).any():
+            lowest = str(int(results["layer"].values[np.nanargmin(corr)]))
+        rows.append(
+            (
+                str(int(step)),
+                fmt(accuracy.get(int(step))),
+                fmt(None if cls_alpha is None or cls_alpha.size < 2 else cls_alpha[1]),
+                fmt(None if cls_alpha is None else cls_alpha[-1]),
+                fmt(None if all_alpha is None else all_alpha[-1]),
+                lowest,
+                fmt(None if ids is None else ids[-1]),
+            )
+        )
     return rows

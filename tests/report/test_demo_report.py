@@ -77,8 +77,8 @@ def test_report_is_self_contained_with_every_figure(demo_dir) -> None:
     assert not re.search(r"""(src|href)=["']https?://""", text)
     images = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,", text)
     assert len(images) == len(SECTIONS)
-    for key, *_ in SECTIONS:
-        assert (demo_dir / "report" / f"{key}.png").stat().st_size > 5000
+    for section in SECTIONS:
+        assert (demo_dir / "report" / f"{section.key}.png").stat().st_size > 5000
     assert "Provenance" in text and "alpha_fit_range" in text and "sha256" in text
 
 

@@ -11,28 +11,29 @@ from tgo_analysis.cli.app import app
 
 @app.command()
 def demo(
-    out: Annotated[str, typer.Option(help="folder for checkpoints, stores and the report")] = "tgo-demo",
-    quick: Annotated[bool, typer.Option(help="a one-minute smoke run (fewer training steps and checkpoints)")] = False,
+    out: Annotated[
+        str, typer.Option(help="folder for checkpoints, stores and the report")
+    ] = "tgo-demo",
+    quick: Annotated[
+        bool, typer.Option(help="a one-minute smoke run (40 training steps, 3 checkpoints)")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train a small ViT on scikit-learn's digits, record every checkpoint, layer and token,
     analyse the geometry and write a report. Re-running resumes."""
+    import xarray as xr
     from rich.console import Console
     from rich.table import Table
 
-    from tgo_analysis.demo import headline_rows, run_demo
+    from tgo_analysis.demo import HEADLINE_COLUMNS, headline_rows, run_demo
 
     summary = run_demo(out, quick=quick, progress=not quiet)
-    import xarray as xr
-
     results = xr.open_zarr(summary.results, zarr_format=3)
-    table = Table("step", "held-out acc", "CLS alpha L1", "CLS alpha last", "all-token alpha last",
-                  "min mean-corr layer", "ID last layer", title="tgo demo: headline numbers")
+    table = Table(*HEADLINE_COLUMNS, title="tgo demo: headline numbers")
     for row in headline_rows(results, summary.accuracy):
         table.add_row(*row)
     console = Console()
     console.print(table)
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
-    console.print(f"time: {timing}")
-    console.print(f"store:   {summary.store}\nresults: {summary.results}")
-    console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)")
+    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
+    console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
+    console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)

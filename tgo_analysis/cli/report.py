@@ -14,9 +14,18 @@ def report(
     results: Annotated[str, typer.Argument(help="results store written by `tgo analyze`")],
     out: Annotated[str, typer.Option(help="folder for index.html and the PNG figures")],
     title: Annotated[str | None, typer.Option(help="page title")] = None,
+    spectrum_token: Annotated[
+        int | None, typer.Option(help="token of the eigenspectrum figure [default: first token]")
+    ] = None,
+    spectrum_step: Annotated[
+        int | None,
+        typer.Option(help="checkpoint (training step) of the eigenspectrum figure [default: last]"),
+    ] = None,
 ) -> None:
-    """Draw every figure the results support and write DIR/index.html."""
+    """Draw every figure the results support and write DIR/index.html (self-contained)."""
     from tgo_analysis.report import write_report
 
-    page = write_report(results, out, title=title)
+    page = write_report(
+        results, out, title=title, spectrum_token=spectrum_token, spectrum_step=spectrum_step
+    )
     typer.echo(f"report written: {page.resolve()}")

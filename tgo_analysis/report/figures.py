@@ -1,5 +1,8 @@
-"""Matplotlib figures of a results dataset (SPEC section 2). Each returns a Figure or None when
-the metrics it needs are absent: a figure is skipped, never drawn from placeholders."""
+"""Matplotlib figures of a results dataset (SPEC section 2).
+
+Each figure function returns a Figure, or None when the metrics it needs are absent: a figure
+is skipped, never drawn from placeholders. Figures are sized for a ~1200 px wide page.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +16,34 @@ import numpy as np
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis.metrics import fit_alpha
 
-SPECTRAL = (N.EFFECTIVE_RANK, N.PARTICIPATION_RATIO, N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE,
-            N.COSINE_ANISOTROPY)
+SPECTRAL = (
+    N.EFFECTIVE_RANK,
+    N.PARTICIPATION_RATIO,
+    N.SPECTRAL_ENTROPY,
+    N.SPECTRAL_FLATNESS,
+    N.TOP1_SHARE,
+    N.COSINE_ANISOTROPY,
+)
 LABELS = {
-    N.ALPHA: "alpha (power-law exponent)", N.EFFECTIVE_RANK: "effective rank", N.PARTICIPATION_RATIO:
-    "participation ratio", N.SPECTRAL_ENTROPY: "spectral entropy (normalised)", N.SPECTRAL_FLATNESS:
-    "spectral flatness", N.TOP1_SHARE: "top-1 share λ₁/Σλ", N.COSINE_ANISOTROPY: "mean cosine similarity",
-    N.INTRINSIC_DIMENSION: "intrinsic dimension (TwoNN)", N.MEAN_TOKEN_CORRELATION: "mean token correlation r",
+    N.ALPHA: "alpha (power-law exponent)",
+    N.EFFECTIVE_RANK: "effective rank (dimensions)",
+    N.PARTICIPATION_RATIO: "participation ratio (dimensions)",
+    N.SPECTRAL_ENTROPY: "spectral entropy H / log m",
+    N.SPECTRAL_FLATNESS: "spectral flatness (geo / arith mean)",
+    N.TOP1_SHARE: "top-1 share λ₁ / Σλ",
+    N.COSINE_ANISOTROPY: "mean pairwise cosine similarity",
+    N.INTRINSIC_DIMENSION: "intrinsic dimension (TwoNN)",
+    N.MEAN_TOKEN_CORRELATION: "mean token correlation (Pearson r)",
 }
+LOG_SCALE = {N.SPECTRAL_FLATNESS}
+CLS_VIEW, PATCH_VIEW = "CLS token", "mean patch token"
+LAYER_AXIS = "layer (0 = embedding output)"
+STEP_AXIS = "training step (symlog scale)"
 
 
-def _kinds(res: xr.Dataset) -> np.ndarray:
+def token_kinds(res: xr.Dataset) -> np.ndarray:
+    """Kind of each token; without the coordinate, token 0 is taken as CLS (timm ViT layout)."""
     if "token_kind" in res.coords:
         return np.array([str(k) for k in res["token_kind"].values])
     kinds = np.full(res.sizes[N.TOKEN], "patch", dtype=object)
@@ -35,102 +53,113 @@ def _kinds(res: xr.Dataset) -> np.ndarray:
 
 def token_views(res: xr.Dataset, var: str) -> dict[str, xr.DataArray]:
     """The CLS token and the mean over patch tokens of a (checkpoint, layer, token) variable."""
-    kinds = _kinds(res)
+    kinds = token_kinds(res)
     views = {}
     if (kinds == "cls").any():
-        views["CLS token"] = res[var].isel(token=int(np.flatnonzero(kinds == "cls")[0]))
+        views[CLS_VIEW] = res[var].isel(token=int(np.flatnonzero(kinds == "cls")[0]))
     if (kinds == "patch").any():
-        views["mean patch token"] = res[var].isel(token=np.flatnonzero(kinds == "patch")).mean("token", skipna=True)
+        patches = res[var].isel(token=np.flatnonzero(kinds == "patch"))
+        views[PATCH_VIEW] = patches.mean("token", skipna=True)
     return views
 
 
-def _step_colors(res: xr.Dataset) -> list:
-    n = res.sizes[N.CHECKPOINT]
-    return [plt.cm.viridis(v) for v in np.linspace(0.05, 0.95, n)]
+def _colors(cmap: str, n: int) -> list:
+    return [plt.get_cmap(cmap)(v) for v in np.linspace(0.05, 0.9, n)]
 
 
-def _layer_colors(res: xr.Dataset) -> list:
-    n = res.sizes[N.LAYER]
-    return [plt.cm.plasma(v) for v in np.linspace(0.05, 0.9, n)]
-
-
-def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str, title: str) -> None:
-    """One line per checkpoint (colour = training step) of a (checkpoint, layer) quantity."""
-    colors = _step_colors(res)
+def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str) -> None:
+    """One line per checkpoint (viridis: dark = early, yellow = late) of a (checkpoint, layer) quantity."""
+    colors = _colors("viridis", res.sizes[N.CHECKPOINT])
     for ci, step in enumerate(res[N.CHECKPOINT].values):
-        ax.plot(res[N.LAYER].values, data.isel(checkpoint=ci).values, "o-", ms=3, color=colors[ci],
-                label=f"step {int(step)}")
-    ax.set_title(title)
-    ax.set_xlabel("layer (0 = embedding)")
+        values = data.isel(checkpoint=ci).values
+        ax.plot(res[N.LAYER].values, values, "o-", ms=3, color=colors[ci], label=f"step {int(step)}")
+    ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
 
-def _lines_per_layer(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str, title: str) -> None:
-    """One line per layer of a (checkpoint, layer) quantity against training step."""
-    colors = _layer_colors(res)
+def _lines_per_layer(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str) -> None:
+    """One line per layer (plasma: dark = early layer) of a (checkpoint, layer) quantity against step."""
+    colors = _colors("plasma", res.sizes[N.LAYER])
     for li, layer in enumerate(res[N.LAYER].values):
-        ax.plot(res[N.CHECKPOINT].values, data.isel(layer=li).values, "o-", ms=2, color=colors[li],
-                label=f"layer {int(layer)}")
-    ax.set_title(title, fontsize=9)
-    ax.set_ylabel(ylabel, fontsize=8)
-    _step_axis(ax, res)
+        values = data.isel(layer=li).values
+        ax.plot(res[N.CHECKPOINT].values, values, "o-", ms=3, color=colors[li], label=f"layer {int(layer)}")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(STEP_AXIS)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
 
-def _step_axis(ax: Any, res: xr.Dataset) -> None:
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("training step (symlog)")
+def _legend_right(fig: Any, ax: Any, title: str) -> None:
+    """One legend for a whole figure, outside the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", title=title, fontsize=8)
 
 
 def alpha_trajectories(res: xr.Dataset) -> Any:
     """Alpha across layers: CLS, mean patch, all tokens, per cluster (Joseph et al. Fig. 1A)."""
     if N.ALPHA not in res:
         return None
-    panels: list[tuple[str, Any]] = [(k, v) for k, v in token_views(res, N.ALPHA).items()]
+    panels = list(token_views(res, N.ALPHA).items())
     if N.all_tokens(N.ALPHA) in res:
         panels.append(("all tokens concatenated", res[N.all_tokens(N.ALPHA)]))
     has_clusters = N.ALPHA_CLUSTER in res
-    fig, axes = plt.subplots(1, len(panels) + has_clusters, figsize=(4.2 * (len(panels) + has_clusters), 3.6),
-                             squeeze=False)
-    layers = res[N.LAYER].values
-    for ax, (title, data) in zip(axes[0], panels, strict=False):
-        _lines_per_checkpoint(ax, res, data, LABELS[N.ALPHA], title)
-    axes[0][0].legend(fontsize=7, ncol=1)
+    count = len(panels) + has_clusters
+    ncols = 2 if count > 1 else 1
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(11, 3.6 * nrows), squeeze=False, layout="constrained"
+    )
+    flat = axes.ravel()
+    for ax, (title, data) in zip(flat, panels, strict=False):
+        _lines_per_checkpoint(ax, res, data, LABELS[N.ALPHA])
+        ax.set_title(title)
+    _legend_right(fig, flat[0], "checkpoint")
     if has_clusters:
-        ax = axes[0][-1]
-        labels = res[N.ALPHA_CLUSTER].values
-        last = res[N.ALPHA].isel(checkpoint=-1)
-        for c in sorted(set(labels[labels >= 0])):
-            members = np.flatnonzero(labels == c)
-            ax.plot(layers, last.isel(token=members).mean("token").values, "o-", ms=3,
-                    color=plt.cm.tab10(c), label=f"cluster {c} ({members.size} tokens)")
-        ax.set_title(f"alpha clusters, step {int(res[N.CHECKPOINT].values[-1])}")
-        ax.set_xlabel("layer (0 = embedding)")
-        ax.set_ylabel(LABELS[N.ALPHA])
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+        _cluster_alpha_lines(flat[len(panels)], res)
+    for ax in flat[count:]:
+        ax.set_visible(False)
     return fig
+
+
+def _cluster_alpha_lines(ax: Any, res: xr.Dataset) -> None:
+    """Mean alpha across layers of each cluster's tokens, at the last checkpoint."""
+    labels = res[N.ALPHA_CLUSTER].values
+    last = res[N.ALPHA].isel(checkpoint=-1)
+    for c in sorted(set(labels[labels >= 0].tolist())):
+        members = np.flatnonzero(labels == c)
+        mean = last.isel(token=members).mean("token").values
+        ax.plot(res[N.LAYER].values, mean, "o-", ms=3, color=plt.get_cmap("tab10")(c % 10),
+                label=f"cluster {c} ({members.size} tokens)")
+    ax.set_title(f"alpha clusters (mean of members), step {int(res[N.CHECKPOINT].values[-1])}")
+    ax.set_xlabel(LAYER_AXIS)
+    ax.set_ylabel(LABELS[N.ALPHA])
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def cluster_grid(res: xr.Dataset) -> Any:
     """Alpha-trajectory clusters drawn on the patch grid (Joseph et al. Fig. 1C)."""
+    from matplotlib.colors import ListedColormap
+
     from tgo_analysis.clustering import clusters_on_grid
 
     if N.ALPHA_CLUSTER not in res or "token_row" not in res.coords:
         return None
-    grid = clusters_on_grid(res[N.ALPHA_CLUSTER].values, res["token_row"].values, res["token_col"].values)
+    grid = clusters_on_grid(
+        res[N.ALPHA_CLUSTER].values, res["token_row"].values, res["token_col"].values
+    )
     if grid.size == 0:
         return None
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
-    n = int(grid.max()) + 1
-    image = ax.imshow(np.ma.masked_less(grid, 0), cmap=plt.get_cmap("tab10", max(n, 1)), vmin=-0.5, vmax=n - 0.5)
-    fig.colorbar(image, ax=ax, ticks=range(n), label="alpha cluster")
+    n = int(max(grid.max(), 0)) + 1
+    colors = ["#d9d9d9"] + [plt.get_cmap("tab10")(c % 10) for c in range(n)]
+    fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
+    image = ax.imshow(grid, cmap=ListedColormap(colors), vmin=-1.5, vmax=n - 0.5)
+    bar = fig.colorbar(image, ax=ax, ticks=range(-1, n), label="alpha cluster")
+    bar.ax.set_yticklabels(["none (NaN alpha)", *[str(c) for c in range(n)]])
     ax.set_title("alpha clusters on the patch grid")
     ax.set_xlabel("patch column")
     ax.set_ylabel("patch row")
-    fig.tight_layout()
     return fig
 
 
@@ -138,11 +167,10 @@ def token_correlation_profile(res: xr.Dataset) -> Any:
     """Mean inter-token correlation per layer, one line per checkpoint (Fig. 2)."""
     if N.MEAN_TOKEN_CORRELATION not in res:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    _lines_per_checkpoint(ax, res, res[N.MEAN_TOKEN_CORRELATION], LABELS[N.MEAN_TOKEN_CORRELATION],
-                          "mean inter-token correlation")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), layout="constrained")
+    _lines_per_checkpoint(ax, res, res[N.MEAN_TOKEN_CORRELATION], LABELS[N.MEAN_TOKEN_CORRELATION])
+    ax.set_title("mean of the strict lower triangle of the token correlation matrix")
+    _legend_right(fig, ax, "checkpoint")
     return fig
 
 
@@ -151,28 +179,39 @@ def correlation_matrices(res: xr.Dataset, n_layers: int = 3) -> Any:
     if N.TOKEN_CORRELATION not in res:
         return None
     layers = sorted(set(np.linspace(0, res.sizes[N.LAYER] - 1, n_layers).round().astype(int)))
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.0 * len(layers), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(layers), figsize=(3.6 * len(layers) + 1, 3.8), squeeze=False, layout="constrained"
+    )
+    step = int(res[N.CHECKPOINT].values[-1])
     for ax, li in zip(axes[0], layers, strict=True):
-        image = ax.imshow(res[N.TOKEN_CORRELATION].isel(checkpoint=-1, layer=li).values, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(f"layer {int(res[N.LAYER].values[li])}, step {int(res[N.CHECKPOINT].values[-1])}")
-        ax.set_xlabel("token")
-        ax.set_ylabel("token")
-    fig.colorbar(image, ax=axes[0].tolist(), label="Pearson r")
+        matrix = res[N.TOKEN_CORRELATION].isel(checkpoint=-1, layer=li).values
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(f"layer {int(res[N.LAYER].values[li])}, step {step}")
+        ax.set_xlabel("token (0 = first, CLS for a ViT)")
+    axes[0][0].set_ylabel("token")
+    fig.colorbar(image, ax=axes[0].tolist(), label="Pearson r", shrink=0.9)
     return fig
 
 
-def metrics_over_training(res: xr.Dataset) -> Any:
-    """Each spectral metric against training step, one line per layer, CLS and mean patch."""
+def metrics_over_training(res: xr.Dataset, view: str) -> Any:
+    """Each spectral metric against training step, one line per layer, for one token view."""
     present = [m for m in SPECTRAL if m in res]
-    if not present or res.sizes[N.CHECKPOINT] < 2:
+    if not present or res.sizes[N.CHECKPOINT] < 2 or view not in token_views(res, present[0]):
         return None
-    views = list(token_views(res, present[0]))
-    fig, axes = plt.subplots(len(views), len(present), figsize=(3.3 * len(present), 3.0 * len(views)), squeeze=False)
-    for row, view in enumerate(views):
-        for col, metric in enumerate(present):
-            _lines_per_layer(axes[row][col], res, token_views(res, metric)[view], LABELS[metric], f"{view}: {metric}")
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
+    ncols = 3
+    nrows = -(-len(present) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(12, 3.3 * nrows), squeeze=False, layout="constrained"
+    )
+    for ax, metric in zip(axes.ravel(), present, strict=False):
+        _lines_per_layer(ax, res, token_views(res, metric)[view], LABELS[metric])
+        ax.set_title(metric)
+        if metric in LOG_SCALE:
+            ax.set_yscale("log")
+    for ax in axes.ravel()[len(present) :]:
+        ax.set_visible(False)
+    fig.suptitle(view)
+    _legend_right(fig, axes[0][0], "layer")
     return fig
 
 
@@ -181,74 +220,102 @@ def anisotropy_profiles(res: xr.Dataset) -> Any:
     present = [m for m in (N.TOP1_SHARE, N.COSINE_ANISOTROPY) if m in res]
     if not present:
         return None
-    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(present), figsize=(5.2 * len(present) + 1.5, 3.8), squeeze=False, layout="constrained"
+    )
     for ax, metric in zip(axes[0], present, strict=True):
-        _lines_per_checkpoint(ax, res, res[metric].mean("token", skipna=True), LABELS[metric],
-                              f"{metric} (mean over tokens)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+        _lines_per_checkpoint(ax, res, res[metric].mean("token", skipna=True), LABELS[metric])
+        ax.set_title(f"{metric}, mean over tokens")
+    _legend_right(fig, axes[0][0], "checkpoint")
     return fig
 
 
 def intrinsic_dimension(res: xr.Dataset) -> Any:
     """TwoNN intrinsic dimension against training step, one line per layer."""
-    if N.INTRINSIC_DIMENSION not in res:
+    if N.INTRINSIC_DIMENSION not in res or res.sizes[N.CHECKPOINT] < 2:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    _lines_per_layer(ax, res, res[N.INTRINSIC_DIMENSION], LABELS[N.INTRINSIC_DIMENSION],
-                     "intrinsic dimension of all tokens concatenated")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), layout="constrained")
+    _lines_per_layer(ax, res, res[N.INTRINSIC_DIMENSION], LABELS[N.INTRINSIC_DIMENSION])
+    ax.set_title("intrinsic dimension of all tokens concatenated")
+    _legend_right(fig, ax, "layer")
     return fig
 
 
-def eigenspectra(res: xr.Dataset, token: int = 0, checkpoint: int = -1) -> Any:
-    """Eigenspectra on log-log axes with the alpha fit line, for first, middle and last layers."""
+def alpha_fit_line(eigs: np.ndarray, alpha: float, fit_range: tuple[int, int]) -> tuple:
+    """Ranks and values of the fitted power law λ = e^b · i^-alpha over the fit ranks.
+
+    The results store alpha but not the intercept b; with the slope fixed, the weighted
+    (1/i) least-squares intercept is the weighted mean of log λ_i + alpha · log i.
+    The upper rank is clipped to the nonzero count - 10, as in the fit itself.
+    """
+    eigs = np.asarray(eigs, dtype=np.float64)
+    positive = int(np.sum(np.isfinite(eigs) & (eigs > 0)))
+    lo, hi = int(fit_range[0]), min(int(fit_range[1]), positive - 10)
+    if not np.isfinite(alpha) or hi < lo:
+        return np.zeros(0), np.zeros(0)
+    ranks = np.arange(lo, hi + 1, dtype=np.float64)
+    weights = 1.0 / ranks
+    intercept = np.sum(weights * (np.log(eigs[lo - 1 : hi]) + alpha * np.log(ranks))) / weights.sum()
+    return ranks, np.exp(intercept) * ranks**-alpha
+
+
+def eigenspectra(
+    res: xr.Dataset, token: int | None = None, step: int | None = None, layers: list[int] | None = None
+) -> Any:
+    """Eigenspectra on log-log axes with the stored alpha's fit line, for one (checkpoint, token).
+
+    Defaults: the last checkpoint, the first token (CLS for a ViT), and the middle layer with
+    the first and last layers for comparison.
+    """
     if N.EIGENVALUES not in res:
         return None
-    fit_range = tuple(res.attrs.get("alpha_fit_range", (11, 100)))
-    layers = sorted(set(np.linspace(0, res.sizes[N.LAYER] - 1, 3).round().astype(int)))
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    colors = _layer_colors(res)
-    n_features = int(np.isfinite(res[N.EIGENVALUES].isel(checkpoint=0, layer=0, token=0).values).sum())
-    for li in layers:
-        eigs = res[N.EIGENVALUES].isel(checkpoint=checkpoint, layer=li, token=token).values
+    fit_range = tuple(int(v) for v in res.attrs.get("alpha_fit_range", (11, 100)))
+    token = int(res[N.TOKEN].values[0]) if token is None else int(token)
+    step = int(res[N.CHECKPOINT].values[-1]) if step is None else int(step)
+    all_layers = [int(v) for v in res[N.LAYER].values]
+    if layers is None:
+        layers = sorted({all_layers[0], all_layers[len(all_layers) // 2], all_layers[-1]})
+    colors = _colors("plasma", len(all_layers))
+    fig, ax = plt.subplots(figsize=(8.0, 4.8), layout="constrained")
+    for layer in layers:
+        eigs = res[N.EIGENVALUES].sel(checkpoint=step, layer=layer, token=token).values
         eigs = eigs[np.isfinite(eigs)]
-        positive = eigs > 0
         ranks = np.arange(1, eigs.size + 1)
-        label = f"layer {int(res[N.LAYER].values[li])}"
-        ax.loglog(ranks[positive], eigs[positive], ".", ms=3, color=colors[li])
-        alpha, _, _ = fit_alpha(eigs[None], fit_range, n_features)
-        if np.isfinite(alpha[0]):
-            lo, hi = fit_range[0], min(fit_range[1], int(positive.sum()) - 10)
-            r = np.arange(lo, hi + 1)
-            w = 1.0 / r
-            intercept = np.sum(w * (np.log(eigs[lo - 1:hi]) + alpha[0] * np.log(r))) / np.sum(w)
-            ax.loglog(r, np.exp(intercept) * r ** -alpha[0], "-", lw=2, color=colors[li],
-                      label=f"{label}: alpha = {alpha[0]:.2f}")
+        positive = eigs > 0
+        color = colors[all_layers.index(layer)]
+        ax.loglog(ranks[positive], eigs[positive], ".", ms=3, color=color)
+        alpha = float(res[N.ALPHA].sel(checkpoint=step, layer=layer, token=token)) if N.ALPHA in res else np.nan
+        line_ranks, line = alpha_fit_line(eigs, alpha, fit_range)
+        if line.size:
+            ax.loglog(line_ranks, line, "-", lw=2, color=color, label=f"layer {layer}: alpha = {alpha:.2f}")
         else:
-            ax.plot([], [], ".", color=colors[li], label=f"{label}: alpha n/a")
-    ax.axvspan(fit_range[0], fit_range[1], color="grey", alpha=0.1, label=f"fit ranks {fit_range[0]}-{fit_range[1]}")
-    token_label = int(res[N.TOKEN].values[token])
-    ax.set_title(f"eigenspectrum of token {token_label}, step {int(res[N.CHECKPOINT].values[checkpoint])}")
+            why = "zero variance" if not positive.any() else "no fit"
+            ax.plot([], [], ".", color=color, label=f"layer {layer}: alpha n/a ({why})")
+    ax.axvspan(*fit_range, color="grey", alpha=0.12, label=f"fit ranks {fit_range[0]}-{fit_range[1]}")
+    ax.set_title(f"covariance eigenspectrum of token {token}, step {step}")
     ax.set_xlabel("rank i")
-    ax.set_ylabel("covariance eigenvalue λᵢ")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("eigenvalue λᵢ (activation units²)")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
     return fig
 
 
 def training_curve(training: dict | None) -> Any:
+    """Held-out accuracy (and train loss when logged) of each saved checkpoint."""
     if not training or not training.get("steps"):
         return None
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    ax.plot(training["steps"], training["accuracy"], "o-")
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    ax.plot(training["steps"], training["accuracy"], "o-", label="held-out accuracy")
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("training step (symlog)")
-    ax.set_ylabel("held-out accuracy")
+    ax.set_xlabel(STEP_AXIS)
+    ax.set_ylabel("held-out accuracy (fraction)")
     ax.set_ylim(0, 1)
-    ax.set_title("training")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    loss = training.get("loss")
+    if loss and np.isfinite(np.asarray(loss, dtype=float)).any():
+        twin = ax.twinx()
+        twin.plot(training["steps"], loss, "s--", color="tab:red", label="train loss (last batch)")
+        twin.set_ylabel("train cross-entropy loss (nats)")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="center left", fontsize=8)
     return fig
