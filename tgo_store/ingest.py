@@ -9,7 +9,7 @@ workers in ``tgo sweep``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,19 +17,25 @@ import numpy as np
 
 import tgo_store
 from tgo_store import schema as S
-from tgo_store.capture import make_capturer, to_storage
+from tgo_store.capture import make_capturer
 from tgo_store.checkpoints import CheckpointRef, load_checkpoint_into, resolve_checkpoints
 from tgo_store.errors import TgoError
 from tgo_store.layout import StoreLayout, choose_layout
 from tgo_store.models import build_model, input_config, model_description
 from tgo_store.sources import DataSource, open_source
+from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
 from tgo_store.writer import (
     BackgroundWriter,
     StoreSpec,
     append_checkpoints,
+    block_shard_keys,
     consolidate,
     create_store,
+    discard_shards,
     existing_checkpoints,
+    fsync_files,
+    is_local,
+    local_path,
     metadata_lock,
     open_activations_for_writing,
     open_zarr_store,
@@ -38,6 +44,7 @@ from tgo_store.writer import (
 )
 
 DTYPES = ("float16", "float32")
+WRITE_QUEUE_DEPTH = 2  # blocks waiting for the writer; memory is bounded by depth + 2 blocks
 
 
 @dataclass(frozen=True)
@@ -250,10 +257,31 @@ def missing_blocks(plan: StorePlan) -> list[tuple[int, int]]:
     return missing
 
 
+def capture_block(filler: BlockFiller, capturer: Any, batches: Iterable[Any], n_samples: int, source: str,
+                  samples: str) -> np.ndarray:
+    """Fill one block (layer, sample, token, feature) from input batches; TgoError on NaN/Inf."""
+    shape = (len(capturer.layer_indices), n_samples, len(capturer.token_indices), capturer.feature_dim)
+    filler.start(shape)
+    offset = 0
+    try:
+        for inputs in batches:
+            filler.add(capturer(inputs), offset)
+            offset += int(inputs.shape[0])
+        return filler.finish()
+    except NonFiniteActivations as exc:
+        names = [capturer.layer_names[i] for i in exc.layers]
+        raise TgoError(
+            f"{source} gives NaN/Inf activations (or values beyond {filler.dtype}) at {', '.join(names[:3])} "
+            f"in {samples}; nothing of this block was stored: fix the model, drop the checkpoint, or use --dtype float32"
+        ) from None
+    finally:
+        filler.abandon()
+
+
 class _Runner:
     """A model loaded at one checkpoint, its capturer and the data source, reused across blocks."""
 
-    def __init__(self, plan: StorePlan, position: int, device: str):
+    def __init__(self, plan: StorePlan, position: int, device: str, pool: BufferPool | None = None):
         import torch
 
         self.model, self.source = _open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec)
@@ -262,61 +290,45 @@ class _Runner:
         self.model.to(self.device)
         layers = list(plan.layers) if not plan.hook_modules else None
         self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules)
+        self.filler = BlockFiller(self.device, plan.dtype, pool)
         self.plan, self.position = plan, position
 
     def capture_block(self, block: int) -> np.ndarray:
+        """Every layer and token of one sample block, in the storage dtype.
+
+        The returned array is a pooled host buffer: give it back with ``release`` once stored.
+        """
         import torch
 
         plan = self.plan
         start, stop = plan.layout.block_range(block, plan.n_samples)
-        n_layers, n_tokens = len(plan.layers), len(self.capturer.token_indices)
-        out = np.empty((n_layers, stop - start, n_tokens, self.capturer.feature_dim), dtype=plan.dtype)
-        offset = 0
-        for batch in self.source.batches(plan.batch_size, start, stop):
-            inputs = torch.from_numpy(batch.inputs).to(self.device, non_blocking=True)
-            acts = self.capturer(inputs)
-            if not bool(torch.isfinite(acts).all()):
-                bad = [self.capturer.layer_names[i] for i in range(acts.shape[0]) if not bool(torch.isfinite(acts[i]).all())]
-                raise TgoError(f"checkpoint {plan.checkpoints[self.position].url} gives NaN/Inf activations at "
-                               f"{', '.join(bad[:3])} (samples {start + offset}+); nothing of this block was stored: "
-                               "fix the checkpoint or drop it from --checkpoints")
-            host = to_storage(acts, plan.dtype)
-            if host.size and not np.isfinite(host).all():
-                raise TgoError(f"activations of {plan.checkpoints[self.position].url} overflow {plan.dtype}; "
-                               "ingest with --dtype float32")
-            out[:, offset:offset + host.shape[1]] = host
-            offset += host.shape[1]
-        return out
+        inputs = (torch.from_numpy(b.inputs).to(self.device, non_blocking=True)
+                  for b in self.source.batches(plan.batch_size, start, stop))
+        return capture_block(self.filler, self.capturer, inputs, stop - start,
+                             f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
+
+    def release(self, data: np.ndarray) -> None:
+        self.filler.pool.release(data)
 
 
 def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, array: Any = None) -> None:
-    """Write one block's shards, then its commit record (the order is the durability guarantee)."""
+    """Write one block's shards, make them durable, then write its commit record.
 
+    The order is the guarantee: a commit record exists only for a block whose every shard is
+    on disk (fsync'd on local stores; a completed PUT on object stores).
+    """
     store = open_zarr_store(plan.url, storage_options=plan.storage_options)
     array = array if array is not None else open_activations_for_writing(plan.url, plan.storage_options)
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
-    discard_shards(store, array, index, block)
+    keys = block_shard_keys(array, index, block)
+    discard_shards(store, keys)
     array[index, :, start:stop] = data
+    if is_local(plan.url):
+        fsync_files(local_path(plan.url), keys)
     ref = plan.checkpoints[position]
     write_commit(store, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
                                        "written_at": time.time()})
-
-
-def discard_shards(store: Any, array: Any, checkpoint_index: int, block: int) -> None:
-    """Delete the block's shards before rewriting them.
-
-    A block without a commit record may hold a torn shard from a killed writer; zarr's sharding
-    codec merges new data into an existing shard, so the old bytes must go first.
-    """
-    from zarr.core.sync import sync
-
-    prefix = array.path
-    token_shards = -(-array.shape[3] // array.shards[3])
-    for layer in range(array.shape[1]):
-        for token_shard in range(token_shards):
-            key = array.metadata.encode_chunk_key((checkpoint_index, layer, block, token_shard, 0))
-            sync(store.delete(f"{prefix}/{key}"))
 
 
 def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",
@@ -331,7 +343,10 @@ def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "a
             model_cache.clear()
             model_cache[key] = runner
     data = runner.capture_block(block)
-    write_block(plan, position, block, data)
+    try:
+        write_block(plan, position, block, data)
+    finally:
+        runner.release(data)
     return BlockStats(samples=data.shape[1], bytes=data.nbytes, seconds=time.perf_counter() - start_time)
 
 
@@ -352,14 +367,17 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
     started = time.perf_counter()
     samples = 0
     with IngestProgress(plan, todo, enabled=progress) as bar:
-        writer = BackgroundWriter(lambda p, b, d: write_block(plan, p, b, d, array), depth=2)
+        writer = BackgroundWriter(lambda p, b, d: write_block(plan, p, b, d, array), depth=WRITE_QUEUE_DEPTH)
+        pool = None
         try:
             runner = None
             for position, block in todo:
                 if runner is None or runner.position != position:
-                    runner = _Runner(plan, position, device)
+                    pool = pool or BufferPool(_device(device), size=WRITE_QUEUE_DEPTH + 2)
+                    runner = _Runner(plan, position, device, pool)
                 data = runner.capture_block(block)
-                writer.put(position, block, data, on_done=lambda d=data, p=position: bar.advance(p, d))
+                writer.put(position, block, data, on_done=lambda d=data, p=position: bar.advance(p, d),
+                           release=lambda d=data, r=runner: r.release(d))
                 samples += data.shape[1]
         finally:
             writer.close()

@@ -23,7 +23,7 @@ import numpy as np
 
 from tgo_store.checkpoints import CheckpointRef
 from tgo_store.errors import TgoError
-from tgo_store.ingest import StorePlan, prepare_store, write_block
+from tgo_store.ingest import StorePlan, capture_block, prepare_store, write_block
 
 
 class Recorder:
@@ -64,7 +64,8 @@ class Recorder:
         """Record the model as it is now as checkpoint `step`; restores train/eval mode."""
         import torch
 
-        from tgo_store.capture import make_capturer, to_storage
+        from tgo_store.capture import make_capturer
+        from tgo_store.transfer import BlockFiller
 
         was_training = self.model.training
         try:
@@ -73,11 +74,17 @@ class Recorder:
             plan = self._plan(ref)
             capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens)
             device = next(self.model.parameters()).device
+            filler = BlockFiller(device, self.dtype)
             for block in range(plan.n_blocks):
                 start, stop = plan.layout.block_range(block, plan.n_samples)
-                parts = [to_storage(capturer(self.inputs[i:i + self.batch_size].to(device)), self.dtype)
-                         for i in range(start, stop, self.batch_size)]
-                write_block(plan, 0, block, np.concatenate(parts, axis=1))
+                batches = (self.inputs[i:min(i + self.batch_size, stop)].to(device)
+                           for i in range(start, stop, self.batch_size))
+                data = capture_block(filler, capturer, batches, stop - start, f"{self.model_name} at step {step}",
+                                     f"probe samples {start}-{stop - 1}")
+                try:
+                    write_block(plan, 0, block, data)
+                finally:
+                    filler.pool.release(data)
         finally:
             self.model.train(was_training)
             torch.set_grad_enabled(True)

@@ -63,8 +63,8 @@ def open_activations_for_writing(url: str, storage_options: dict | None = None) 
     """
     store = open_zarr_store(url, storage_options=storage_options)
     pipeline = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"} if is_local(url) and _has_zarrs() else {}
-    with zarr.config.set(pipeline):
-        return zarr.open_array(store, path=S.ACTIVATIONS, mode="r+")
+    with zarr.config.set(pipeline):  # whole shards are written: no need to scan for empty chunks
+        return zarr.open_array(store, path=S.ACTIVATIONS, mode="r+", config={"write_empty_chunks": True})
 
 
 def _has_zarrs() -> bool:
@@ -104,8 +104,65 @@ def commit_key(checkpoint_index: int, block: int) -> str:
 
 
 def write_commit(store: Any, checkpoint_index: int, block: int, record: dict) -> None:
-    buf = default_buffer_prototype().buffer.from_bytes(json.dumps(record, sort_keys=True).encode())
-    _sync(store.set(commit_key(checkpoint_index, block), buf))
+    """Write a block's commit record; on local stores atomically (temp file, fsync, rename)."""
+    key = commit_key(checkpoint_index, block)
+    data = json.dumps(record, sort_keys=True).encode()
+    if isinstance(store, zarr.storage.LocalStore):
+        path = os.path.join(str(store.root), key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+        return
+    _sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def block_shard_keys(array: Any, checkpoint_index: int, block: int) -> list[str]:
+    """Store keys of every shard of one (checkpoint, sample block): one per layer and token shard."""
+    token_shards = -(-array.shape[3] // array.shards[3])
+    return [
+        f"{array.path}/{array.metadata.encode_chunk_key((checkpoint_index, layer, block, token_shard, 0))}"
+        for layer in range(array.shape[1])
+        for token_shard in range(token_shards)
+    ]
+
+
+def discard_shards(store: Any, keys: Sequence[str]) -> None:
+    """Delete a block's shards before rewriting them.
+
+    A block without a commit record may hold a torn shard from a killed writer; zarr's sharding
+    codec merges new data into an existing shard, so the old bytes must go first.
+    """
+    for key in keys:
+        _sync(store.delete(key))
+
+
+def fsync_files(root: str, keys: Sequence[str]) -> None:
+    """Flush written shard files (and their folders) to disk before the commit record names them."""
+    folders = set()
+    for key in keys:
+        path = os.path.join(root, key)
+        if os.path.exists(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folders.add(os.path.dirname(path))
+    for folder in folders:
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_commits(store: Any) -> dict[tuple[int, int], dict]:
@@ -228,26 +285,30 @@ class BackgroundWriter:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is not None:
-                continue
-            args, on_done = item
+            args, on_done, release = item
             try:
-                start = time.perf_counter()
-                self._write(*args)
-                self.seconds_writing += time.perf_counter() - start
-                self.bytes_written += sum(a.nbytes for a in args if isinstance(a, np.ndarray))
-                if on_done is not None:
-                    on_done()
+                if self._error is None:
+                    start = time.perf_counter()
+                    self._write(*args)
+                    self.seconds_writing += time.perf_counter() - start
+                    self.bytes_written += sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+                    if on_done is not None:
+                        on_done()
             except BaseException as exc:
                 self._error = exc
+            finally:
+                if release is not None:
+                    release()
 
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def put(self, *args: Any, on_done: Callable[[], None] | None = None) -> None:
+    def put(self, *args: Any, on_done: Callable[[], None] | None = None,
+            release: Callable[[], None] | None = None) -> None:
+        """Queue a write; ``on_done`` runs after it succeeds, ``release`` after it ends either way."""
         self._raise()
-        self._queue.put((args, on_done))
+        self._queue.put((args, on_done, release))
 
     def close(self) -> None:
         self._queue.put(None)

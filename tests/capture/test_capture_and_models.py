@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tgo_store.capture import make_capturer, to_host, to_storage
+from tgo_store.capture import make_capturer
 from tgo_store.errors import TgoError
 from tgo_store.models import build_model, input_config, model_description
 
@@ -107,18 +107,6 @@ def test_out_of_range_selections_name_the_valid_range(tiny_vit) -> None:
         make_capturer(tiny_vit, layers=[-1])
     with pytest.raises(TgoError, match="tokens 0 to 16"):
         make_capturer(tiny_vit, tokens=[])
-
-
-def test_bf16_is_cast_exactly_and_to_host_falls_back_on_cpu() -> None:
-    x = torch.randn(4, 5).to(torch.bfloat16)
-    exact = np.array(x.float().tolist(), dtype=np.float32)  # bf16 values are exact in float32
-    np.testing.assert_array_equal(to_storage(x, "float32"), exact)
-    np.testing.assert_array_equal(to_storage(x, "float16"), exact.astype(np.float16))
-    host, event = to_host(x)
-    assert host is x and event is None
-    buffer = torch.empty(4, 5, dtype=torch.bfloat16)
-    host, event = to_host(x, buffer)
-    assert host is buffer and event is None and torch.equal(buffer, x)
 
 
 def test_build_model_timm_name_factory_and_errors() -> None:

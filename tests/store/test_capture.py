@@ -72,11 +72,3 @@ def test_hook_capture_of_any_module() -> None:
 def test_non_vit_without_hooks_is_refused_with_the_fix() -> None:
     with pytest.raises(TgoError, match="--hook-modules"):
         make_capturer(torch.nn.Linear(3, 3))
-
-
-def test_bf16_models_are_cast_for_storage() -> None:
-    from tgo_store.capture import to_storage
-
-    x = torch.randn(2, 3, dtype=torch.bfloat16)
-    assert to_storage(x, "float16").dtype == np.float16
-    assert to_storage(x, "float32").dtype == np.float32
