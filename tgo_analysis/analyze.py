@@ -31,6 +31,7 @@ from tgo_analysis.correlation import (
     token_correlation,
     token_gram_sums,
 )
+from tgo_analysis.device import LazySlab, check_device, layer_spectra
 from tgo_analysis.intrinsic import subsample_indices, twonn_dimension
 from tgo_analysis.metrics import (
     DEFAULT_FIT_RANGE,
@@ -38,7 +39,13 @@ from tgo_analysis.metrics import (
     metric_attrs,
     spectral_metrics,
 )
-from tgo_analysis.moments import Moments, chunk_moments, covariance, merge_moments, unit_vector_sum
+from tgo_analysis.moments import (
+    Moments,
+    chunk_moments,
+    covariance,
+    merge_moments_into,
+    unit_vector_sum,
+)
 from tgo_analysis.spectra import covariance_eigenvalues, randomized_eigenvalues
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
@@ -65,6 +72,7 @@ class Options:
     svd_rank: int
     power_iters: int
     seed: int
+    device: str = "cpu"
 
     def wants(self, name: str) -> bool:
         return name in self.metrics
@@ -101,16 +109,32 @@ def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- per-block tasks (chunk step)
 
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context with one BLAS thread: Dask already runs one task per core.
+
+    The threadpoolctl controller is built once per process (building it scans the loaded
+    libraries: 2.6 ms, paid by every task before); entering its limit costs 0.05 ms.
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def _limited(func: Any) -> Any:
-    """Run a task with one BLAS thread: Dask already runs one task per core."""
+    """``func`` run under one BLAS thread; module-level wrappers keep Dask's task names."""
 
     def run(*args: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):
+        with _one_blas_thread():
             return func(*args)
 
     run.__name__ = func.__name__
+    run.__qualname__ = func.__qualname__
     return run
 
 
@@ -139,12 +163,22 @@ def _tree(items: list, merge: Any) -> Any:
 
 # ---------------------------------------------------------------- aggregate step
 
-def _finish_group(m: Moments, n_features: int, fit_range: tuple[int, int]) -> dict[str, np.ndarray]:
-    eigs = covariance_eigenvalues(covariance(m))
+def _spectra_result(eigs: np.ndarray, trace: np.ndarray, n_features: int,
+                    fit_range: tuple[int, int]) -> dict[str, np.ndarray]:
     out = spectral_metrics(eigs, n_features, fit_range)
     out[N.EIGENVALUES] = eigs
-    out["trace"] = np.trace(m.comoment, axis1=-2, axis2=-1) / (m.count - 1)
+    out["trace"] = trace
     return out
+
+
+def _finish_group(m: Moments, n_features: int, fit_range: tuple[int, int]) -> dict[str, np.ndarray]:
+    eigs = covariance_eigenvalues(covariance(m))
+    return _spectra_result(eigs, np.trace(m.comoment, axis1=-2, axis2=-1) / (m.count - 1), n_features, fit_range)
+
+
+def _device_group(lazy: LazySlab, device: str, n_features: int, fit_range: tuple[int, int]) -> dict[str, np.ndarray]:
+    spectra = layer_spectra(lazy, device)
+    return _spectra_result(spectra["eigenvalues"], spectra["trace"], n_features, fit_range)
 
 
 def _gram_spectrum(gram: np.ndarray, n: int) -> np.ndarray:
@@ -158,6 +192,15 @@ def _twonn(x: np.ndarray) -> float:
     return twonn_dimension(x.reshape(x.shape[0], -1))
 
 
+_block_moments_task = _limited(_block_moments)
+_merge_task = _limited(merge_moments_into)
+_finish_group_task = _limited(_finish_group)
+_block_extras_task = _limited(_block_extras)
+_gram_spectrum_task = _limited(_gram_spectrum)
+_twonn_task = _limited(_twonn)
+_device_group_task = _limited(_device_group)
+
+
 # ---------------------------------------------------------------- graph for one (checkpoint, layer)
 
 def _layer_graph(slab: Any, opts: Options, n_samples: int) -> dict[str, Any]:
@@ -166,25 +209,27 @@ def _layer_graph(slab: Any, opts: Options, n_samples: int) -> dict[str, Any]:
     _, n_tokens, n_features = slab.shape
     blocks = list(slab.to_delayed().ravel())
     graph: dict[str, Any] = {}
-    if any(opts.wants(m) for m in (N.EIGENVALUES, *PER_TOKEN, "all_tokens")):
+    if opts.device != "cpu" and any(opts.wants(m) for m in (N.EIGENVALUES, *PER_TOKEN, "all_tokens")):
+        graph["groups"] = [delayed(_device_group_task)(LazySlab(slab), opts.device, n_features, opts.fit_range)]
+    elif any(opts.wants(m) for m in (N.EIGENVALUES, *PER_TOKEN, "all_tokens")):
         group = max(1, min(n_tokens, GROUP_MEMORY_BYTES // (n_features * n_features * 8)))
         graph["groups"] = []
         for lo in range(0, n_tokens, group):
             hi = min(n_tokens, lo + group)
-            parts = [delayed(_limited(_block_moments))(b, lo, hi) for b in blocks]
-            merged = _tree(parts, _limited(merge_moments))
-            graph["groups"].append(delayed(_limited(_finish_group))(merged, n_features, opts.fit_range))
+            parts = [delayed(_block_moments_task)(b, lo, hi) for b in blocks]
+            merged = _tree(parts, _merge_task)
+            graph["groups"].append(delayed(_finish_group_task)(merged, n_features, opts.fit_range))
     want_unit, want_gram = opts.wants(N.COSINE_ANISOTROPY), opts.wants(N.TOKEN_CORRELATION)
     if want_unit or want_gram:
-        parts = [delayed(_limited(_block_extras))(b, want_unit, want_gram) for b in blocks]
+        parts = [delayed(_block_extras_task)(b, want_unit, want_gram) for b in blocks]
         graph["extras"] = _tree(parts, _merge_extras)
     flat = slab.reshape(n_samples, n_tokens * n_features)
     if opts.all_tokens_on and _all_tokens_method(opts, n_samples, n_tokens * n_features) == "gram":
         flat64 = flat.astype(np.float64)
-        graph["gram_eigs"] = delayed(_limited(_gram_spectrum))(flat64 @ flat64.T, n_samples)
+        graph["gram_eigs"] = delayed(_gram_spectrum_task)(flat64 @ flat64.T, n_samples)
     if opts.wants(N.INTRINSIC_DIMENSION):
         idx = subsample_indices(n_samples, opts.id_samples, opts.seed)
-        graph["id"] = delayed(_limited(_twonn))(slab[idx])
+        graph["id"] = delayed(_twonn_task)(slab[idx])
     return graph
 
 
@@ -441,11 +486,14 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             n_clusters: int = 4, use_umap: bool = False, all_tokens: str = "auto", svd_rank: int = 200,
             power_iters: int = 4, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
             memory_limit: str | None = None, progress: bool = True,
-            checkpoints: Sequence[int] | None = None) -> xr.Dataset:
+            checkpoints: Sequence[int] | None = None, device: str = "cpu") -> xr.Dataset:
     """The metrics of SPEC section 3 for every (checkpoint, layer, token), out of core.
 
     ``checkpoints`` (indices) limits this call to those checkpoints: a sweep analyses each
     checkpoint into the same results store as soon as its ingest is complete.
+    ``device``: "cpu" (numpy, a Dask task per sample block), "cuda" or "cuda:N" (per-token
+    spectra streamed through the GPU with torch, ``tgo_analysis.device``), or "torch:cpu" (that
+    device path on the CPU, for testing it without a GPU).
     """
     from tgo_analysis.progress import UnitProgress
     from tgo_analysis.provenance import provenance
@@ -456,7 +504,8 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     if power_iters < 4 and all_tokens != "gram":
         raise TgoError(f"--power-iters {power_iters} is below 4; truncated spectra without power iterations inflate alpha")
     opts = Options(parse_metrics(metrics), (int(fit_range[0]), int(fit_range[1])), int(id_samples),
-                   int(n_clusters), bool(use_umap), all_tokens, int(svd_rank), int(power_iters), int(seed))
+                   int(n_clusters), bool(use_umap), all_tokens, int(svd_rank), int(power_iters), int(seed),
+                   check_device(device))
     act = _validate(ds, opts)
     lay = _input_layout(act, opts)
     template = _template(act, lay, opts)
@@ -492,7 +541,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     attrs = {**provenance(where), **metric_attrs(opts.fit_range), "tgo_config": config,
              "all_tokens_method": _all_tokens_method(opts, lay.n_samples, len(lay.tokens) * lay.n_features)
              if opts.all_tokens_on else "off",
-             "svd_rank": opts.svd_rank, "power_iters": opts.power_iters,
+             "svd_rank": opts.svd_rank, "power_iters": opts.power_iters, "device": opts.device,
              "intrinsic_dimension": f"TwoNN, linear fit through the origin, discard fraction 0.1, on at most "
                                     f"{opts.id_samples} seeded samples (seed {opts.seed}) of un-centred vectors of all tokens concatenated",
              "token_correlation": "Pearson r between tokens' flattened (sample x feature) activations from float64 Gram sums",

@@ -8,6 +8,7 @@ workers in ``tgo sweep``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -173,14 +174,35 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
             group = _create(store, url, spec)
         else:
             layout = _check_compatible(group, url, description, dataset, capturer, dtype)
-        indices = _place_checkpoints(group, url, refs)
-        consolidate(store)
+            _check_writable(store, url)
+        try:
+            indices = _place_checkpoints(group, url, refs)
+            consolidate(store)
+        except PermissionError as exc:
+            raise TgoError(f"store {url} is read-only ({exc}); ingest into a writable location") from exc
     return StorePlan(url=url, model_spec=model_spec, model_kwargs=model_kwargs, checkpoints=tuple(refs),
                      checkpoint_indices=tuple(indices), data_spec=data_spec, n_samples=len(source),
                      layers=tuple(capturer.layer_indices),
                      tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
                      hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
                      batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}))
+
+
+def _check_writable(store: Any, url: str) -> None:
+    """Write and delete a probe key before touching anything: a read-only store stays as it is.
+
+    Opening a local store with mode="r+" does not check permissions, so without the probe the
+    first failing write would come after metadata changes had started.
+    """
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    key = f"_tgo/write-probe-{os.getpid()}"
+    try:
+        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(b"probe")))
+        sync(store.delete(key))
+    except (PermissionError, OSError) as exc:
+        raise TgoError(f"store {url} is read-only ({type(exc).__name__}: {exc}); ingest into a writable location") from exc
 
 
 def _open_group(store: Any, url: str) -> Any:

@@ -9,12 +9,13 @@ import xarray as xr
 
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.writer import fast_codecs
 
 
 def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "shards") -> xr.Dataset:
     """Open a store lazily; by default one dask chunk per shard (one layer of one sample block)."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), fast_codecs(url):
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_zarr(url, storage_options=storage_options, chunks=None if chunks == "shards" else chunks,
@@ -26,7 +27,7 @@ def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "
     S.check_schema_version(dict(ds.attrs), f"store {url}")
     if chunks == "shards" and S.ACTIVATIONS in ds:
         shards = ds[S.ACTIVATIONS].encoding.get("shards") or ds[S.ACTIVATIONS].encoding.get("chunks")
-        with warnings.catch_warnings():  # coords have other chunks than the shards; they are tiny
+        with warnings.catch_warnings(), fast_codecs(url):  # coords have other chunks than the shards
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_zarr(url, storage_options=storage_options, zarr_format=3,
                               chunks=dict(zip(S.DIMS, shards, strict=True)) if shards else {})

@@ -62,15 +62,22 @@ def open_activations_for_writing(url: str, storage_options: dict | None = None) 
     the default pipeline (the fsspec path is the one every test exercises there).
     """
     store = open_zarr_store(url, storage_options=storage_options)
-    pipeline = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"} if is_local(url) and _has_zarrs() else {}
-    with zarr.config.set(pipeline):  # whole shards are written: no need to scan for empty chunks
+    with fast_codecs(url):  # whole shards are written: no need to scan for empty chunks
         return zarr.open_array(store, path=S.ACTIVATIONS, mode="r+", config={"write_empty_chunks": True})
 
 
-def _has_zarrs() -> bool:
+def fast_codecs(url: str) -> Any:
+    """Open arrays inside this context to encode and decode with the `zarrs` (Rust) pipeline.
+
+    Local stores only (the fsspec path is the one every remote test exercises); a no-op when
+    zarrs is not installed. The pipeline is chosen when an array is opened and travels with
+    it, also to Dask workers.
+    """
     import importlib.util
 
-    return importlib.util.find_spec("zarrs") is not None
+    if is_local(url) and importlib.util.find_spec("zarrs") is not None:
+        return zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

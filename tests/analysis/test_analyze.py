@@ -114,6 +114,43 @@ def test_local_cluster_gives_the_same_numbers(plain_store, threaded) -> None:
         np.testing.assert_allclose(dist[name].values, res[name].values, rtol=1e-12, equal_nan=True)
 
 
+def test_the_device_path_gives_the_same_numbers_and_refuses_a_missing_gpu(plain_store, threaded) -> None:
+    """The CUDA path (torch, one streaming task per layer) run on torch's CPU device."""
+    import torch
+
+    url, _ = plain_store
+    res, _ = threaded
+    spectral = "eigenvalues,alpha,effective_rank,stable_rank,participation_ratio,spectral_flatness,top1_share"
+    dev = analyze(xr.open_zarr(url), spectral, fit_range=FIT, device="torch:cpu", progress=False)
+    assert dev.attrs["device"] == "torch:cpu"
+    for name in spectral.split(","):
+        want = res[name].isel(rank=slice(0, dev.sizes["rank"])) if name == "eigenvalues" else res[name]
+        np.testing.assert_allclose(dev[name].values, want.values, rtol=1e-9, atol=1e-12, equal_nan=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(TgoError, match="no CUDA device"):
+            analyze(xr.open_zarr(url), "alpha", fit_range=FIT, device="cuda", progress=False)
+    with pytest.raises(TgoError, match="unknown --device"):
+        analyze(xr.open_zarr(url), "alpha", fit_range=FIT, device="tpu", progress=False)
+
+
+def test_device_path_splits_tokens_into_groups_that_fit_the_memory_budget(plain_store) -> None:
+    import dask.array as da
+
+    from tgo_analysis.device import LazySlab, layer_spectra
+    from tgo_analysis.moments import chunk_moments, covariance
+
+    _, data = plain_store
+    x = data[1, 2]
+    whole = layer_spectra(LazySlab(da.from_array(x, chunks=(50, -1, -1))), "torch:cpu")
+    budget = 2 * 3 * x.shape[-1] ** 2 * 8  # two tokens per group: 3 groups for 5 tokens
+    grouped = layer_spectra(LazySlab(da.from_array(x, chunks=(37, -1, -1))), "torch:cpu", memory_bytes=budget)
+    cov = covariance(chunk_moments(x))
+    ref = np.clip(np.sort(np.linalg.eigvalsh(cov), axis=-1)[:, ::-1], 0, None)
+    for got in (whole, grouped):
+        np.testing.assert_allclose(got["eigenvalues"], ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got["trace"], np.trace(cov, axis1=1, axis2=2), rtol=1e-12)
+
+
 def test_interrupted_analysis_resumes_with_written_layers(plain_store, tmp_path, monkeypatch) -> None:
     engine = importlib.import_module("tgo_analysis.analyze")  # the package re-exports the function of that name
 

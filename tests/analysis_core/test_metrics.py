@@ -61,6 +61,22 @@ def test_chunked_moments_equal_np_cov_for_uneven_chunks_and_dtypes(tokens: np.nd
             np.testing.assert_allclose(covariance(merged)[t], ref, rtol=1e-9, atol=1e-12)
 
 
+def test_the_in_place_merge_of_the_reduction_tree_equals_the_pure_merge(tokens: np.ndarray) -> None:
+    from functools import reduce
+
+    from tgo_analysis.moments import merge_moments, merge_moments_into
+
+    cuts = [0, 3, 150, 151, 400]
+    pure = reduce(merge_moments, [chunk_moments(tokens[a:b]) for a, b in pairwise(cuts)])
+    first = chunk_moments(tokens[:3])
+    kept = first.comoment.copy()
+    in_place = reduce(merge_moments_into, [first] + [chunk_moments(tokens[a:b]) for a, b in pairwise(cuts[1:])])
+    assert in_place.count == pure.count == 400
+    np.testing.assert_allclose(in_place.mean, pure.mean, rtol=1e-12)
+    np.testing.assert_allclose(in_place.comoment, pure.comoment, rtol=1e-12)
+    assert not np.array_equal(first.comoment, kept), "the first operand's buffer is reused"
+
+
 def test_raw_float32_sums_fail_where_the_merge_does_not() -> None:
     """One-pass E[x²]-E[x]² in float32 loses the variance of data with a large offset."""
     x = (np.random.default_rng(1).standard_normal((2000, 1, 4)) * 1e-2 + 1e3).astype(np.float32)

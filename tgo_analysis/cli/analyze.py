@@ -33,6 +33,7 @@ def analyze(
     all_tokens: Annotated[str, typer.Option(help="all-token spectrum: auto, gram, randomized or off")] = "auto",
     svd_rank: Annotated[int, typer.Option(help="rank of the randomized SVD for all tokens")] = 200,
     power_iters: Annotated[int, typer.Option(help="power iterations of the randomized SVD (>= 4)")] = 4,
+    device: Annotated[str, typer.Option(help="cpu, or cuda[:N] for per-token spectra on a GPU (torch)")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="replace an existing results store")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
@@ -43,5 +44,5 @@ def analyze(
     run_analyze(open_store(store), metrics, out=out, overwrite=overwrite, fit_range=parse_fit_range(fit_range),
                 id_samples=id_samples, n_clusters=clusters, use_umap=umap, all_tokens=all_tokens,
                 svd_rank=svd_rank, power_iters=power_iters, scheduler=scheduler, workers=workers,
-                memory_limit=memory_limit, progress=not quiet)
+                memory_limit=memory_limit, progress=not quiet, device=device)
     typer.echo(f"results written to {out}")
