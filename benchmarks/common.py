@@ -16,11 +16,14 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # (checkpoints, layers, samples, tokens, features) of the activation stores each size uses.
+# "analysis" is the store of the analysis row: at `small` one ViT-S/8 layer (1024 images, 785
+# tokens, 384 features, float32), the shape whose numpy / IncrementalPCA / roofline times the
+# analysis issue quotes; "store" is the smaller store of the out-of-core and scaling rows.
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"store": (1, 2, 256, 8, 32), "vit": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}, "images": 64},
-    "small": {"store": (1, 4, 1024, 65, 192), "vit": {"img_size": 32, "patch_size": 4, "embed_dim": 128, "depth": 6, "num_heads": 4}, "images": 512},
-    "medium": {"store": (1, 7, 1024, 197, 384), "vit": {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}, "images": 1024},
-    "large": {"store": (1, 13, 1024, 785, 384), "vit": {"img_size": 224, "patch_size": 8, "embed_dim": 384, "depth": 12, "num_heads": 6}, "images": 1024},
+    "tiny": {"store": (1, 2, 256, 8, 32), "analysis": (1, 2, 256, 8, 32), "vit": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}, "images": 256},
+    "small": {"store": (1, 4, 1024, 65, 192), "analysis": (1, 1, 1024, 785, 384), "vit": {"img_size": 32, "patch_size": 4, "embed_dim": 128, "depth": 6, "num_heads": 4}, "images": 2048},
+    "medium": {"store": (1, 7, 1024, 197, 384), "analysis": (1, 4, 1024, 785, 384), "vit": {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}, "images": 4096},
+    "large": {"store": (1, 13, 1024, 785, 384), "analysis": (1, 13, 1024, 785, 384), "vit": {"img_size": 224, "patch_size": 8, "embed_dim": 384, "depth": 12, "num_heads": 6}, "images": 4096},
 }
 
 
@@ -35,7 +38,10 @@ def best_of(func: Callable[[], Any], repeat: int = 3) -> float:
 
 
 def write_store(path: Path, shape: tuple[int, ...], seed: int = 0, chunk: int = 256) -> Path:
-    """A float32 store with a power-law spectrum per token, written by plain xarray."""
+    """A float32 store with a power-law spectrum per token, written by plain xarray.
+
+    Uncompressed like the stores tgo writes (float activations barely compress; see layout.py).
+    """
     import dask.array as da
     import xarray as xr
 
@@ -44,7 +50,7 @@ def write_store(path: Path, shape: tuple[int, ...], seed: int = 0, chunk: int = 
     data = da.random.RandomState(seed).standard_normal(shape, chunks=(1, 1, min(chunk, n), t, d)).astype("float32")
     data = data * da.from_array(scale)
     xr.Dataset({"activations": (("checkpoint", "layer", "sample", "token", "feature"), data)}).to_zarr(
-        str(path), mode="w", zarr_format=3)
+        str(path), mode="w", zarr_format=3, encoding={"activations": {"compressors": None}})  # as tgo writes
     return path
 
 

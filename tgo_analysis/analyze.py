@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
+import dask.threaded
 import numpy as np
 import xarray as xr
 from dask import delayed
@@ -296,7 +297,8 @@ def _template(act: xr.DataArray, lay: Layout, opts: Options) -> xr.Dataset:
         chunks = tuple(1 if d in (N.CHECKPOINT, N.LAYER) else s for d, s in zip(dims, shape, strict=True))
         dtype = np.int8 if name == "metric_reason" else np.float64
         fill = -1 if dtype is np.int8 else np.nan
-        data_vars[name] = (dims, da.full(shape, fill, dtype=dtype, chunks=chunks))
+        # a fixed name: tokenizing ten arrays of NaN costs 50 ms and buys nothing here
+        data_vars[name] = (dims, da.full(shape, fill, dtype=dtype, chunks=chunks, name=f"tgo-template-{name}"))
     coords: dict[str, Any] = {N.CHECKPOINT: lay.checkpoints, N.LAYER: lay.layers, N.TOKEN: lay.tokens,
                               N.RANK: np.arange(1, lay.n_rank + 1)}
     if opts.wants(N.TOKEN_CORRELATION):
@@ -580,8 +582,9 @@ def _assemble(out: str | None, template: xr.Dataset, computed: dict, attrs: dict
         group = zarr.open_group(_store_of(out), mode="r+")
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
         zarr.consolidate_metadata(_store_of(out))
-        return xr.open_zarr(out, zarr_format=3).load()
-    result = template.compute().copy(deep=True)  # dask dedupes identical all-NaN arrays: un-share them
+        return xr.open_zarr(out, zarr_format=3).load(scheduler=dask.threaded.get)
+    # dask dedupes identical all-NaN arrays: un-share them
+    result = template.compute(scheduler=dask.threaded.get).copy(deep=True)
     for (ci, li), arrays in computed.items():
         for name, value in arrays.items():
             if not name.startswith("_") and name in result:

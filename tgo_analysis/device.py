@@ -65,17 +65,23 @@ def check_device(device: str) -> str:
     return device
 
 
+def _read(slab: Any, i: int) -> np.ndarray:
+    from dask.local import get_sync  # a function, so dask does not go looking for a client
+
+    return np.asarray(slab.blocks[i].compute(scheduler=get_sync))
+
+
 def _blocks(slab: Any) -> Iterator[np.ndarray]:
     """The slab's sample blocks in order, the next one read while the caller works."""
     n = slab.numblocks[0]
     if n == 0:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(lambda: np.asarray(slab.blocks[0].compute(scheduler="sync")))
+        pending = pool.submit(_read, slab, 0)
         for i in range(n):
             block = pending.result()
             if i + 1 < n:
-                pending = pool.submit(lambda i=i: np.asarray(slab.blocks[i + 1].compute(scheduler="sync")))
+                pending = pool.submit(_read, slab, i + 1)
             yield block
 
 
