@@ -56,6 +56,7 @@ class SweepConfig:
     batch_size: int = 64
     samples_per_block: int | None = None
     dtype: str = "float16"
+    precision: str = "float32"
     layers: list[int] | None = None
     tokens: list[int] | None = None
     analysis: dict | None = None
@@ -95,7 +96,8 @@ def load_config(path: str | Path) -> SweepConfig:
         model_spec=_need(table, "model", "spec", str), model_kwargs=dict(table["model"].get("kwargs", {})),
         checkpoints=paths, data_spec=_need(table, "data", "spec", str), store=_need(table, "store", "url", str),
         batch_size=int(store.get("batch_size", 64)), samples_per_block=store.get("samples_per_block"),
-        dtype=str(store.get("dtype", "float16")), layers=store.get("layers"), tokens=store.get("tokens"),
+        dtype=str(store.get("dtype", "float16")), precision=str(store.get("precision", "float32")),
+        layers=store.get("layers"), tokens=store.get("tokens"),
         analysis=dict(analysis) if analysis else None, capture_resources=dict(resources),
         retries=int(table.get("run", {}).get("retries", 2)), stop_file=table.get("run", {}).get("stop_file"))
 
@@ -121,7 +123,8 @@ def _prepare(cfg: SweepConfig) -> Any:
 
     return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
                          layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                         samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs)
+                         samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs,
+                         precision=cfg.precision)
 
 
 def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], address: str) -> None:

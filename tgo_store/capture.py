@@ -74,7 +74,10 @@ class TimmViTCapturer:
         ]
         self._all_tokens = len(self.token_indices) == n_tokens
 
-    def __call__(self, inputs: Any) -> Any:
+    def parts(self, inputs: Any) -> list[list[Any]]:
+        """Per captured layer, (B, t, D) pieces that concatenate along tokens to the layer's
+        (B, T, D) output: prefix and patch tokens come separately from ``forward_intermediates``,
+        and copying each straight into its place saves a concatenation and a stack."""
         import torch
 
         captured: dict[str, Any] = {}
@@ -95,14 +98,18 @@ class TimmViTCapturer:
         finally:
             handle.remove()
         per_layer = {
-            i + 1: torch.cat([prefix, patches], dim=1) if prefix is not None else patches
+            i + 1: [patches] if prefix is None else [prefix, patches]
             for i, (patches, prefix) in zip(block_indices or [0], outputs, strict=True)
         }
-        per_layer[0] = captured["embed"]
-        stacked = torch.stack([per_layer[i] for i in self.layer_indices])
-        if not self._all_tokens:
-            stacked = stacked[:, :, torch.as_tensor(self.token_indices, device=stacked.device)]
-        return stacked
+        per_layer[0] = [captured["embed"]]
+        parts = [per_layer[i] for i in self.layer_indices]
+        if self._all_tokens:
+            return parts
+        index = torch.as_tensor(self.token_indices, device=inputs.device)
+        return [[torch.cat(p, dim=1)[:, index]] for p in parts]
+
+    def __call__(self, inputs: Any) -> Any:
+        return stack_parts(self.parts(inputs))
 
 
 class HookCapturer:
@@ -126,8 +133,8 @@ class HookCapturer:
             )
         self.layer_names = list(modules)
         self.layer_indices = list(range(len(modules)))
-        first = self._run(example)
-        n_tokens, self.feature_dim = int(first.shape[2]), int(first.shape[3])
+        first = self._run(example)[0]
+        n_tokens, self.feature_dim = int(first.shape[1]), int(first.shape[2])
         self.token_indices = _select(tokens, n_tokens, "token")
         minus = np.full(n_tokens, -1, np.int64)
         self.token_layout = TokenLayout([token_kind] * n_tokens, minus, minus.copy()).subset(
@@ -158,13 +165,27 @@ class HookCapturer:
                 f"hooked modules must all output (batch, tokens, features) tensors, got {shapes}; "
                 "choose modules with sequence outputs of one shape"
             )
-        return torch.stack([captured[name] for name in self.layer_names])
+        return [captured[name] for name in self.layer_names]
 
-    def __call__(self, inputs: Any) -> Any:
+    def parts(self, inputs: Any) -> list[list[Any]]:
+        """Per hooked module, its (B, T, D) output restricted to the captured tokens."""
         import torch
 
-        stacked = self._run(inputs)
-        return stacked[:, :, torch.as_tensor(self.token_indices, device=stacked.device)]
+        outputs = self._run(inputs)
+        if len(self.token_indices) == outputs[0].shape[1]:
+            return [[out] for out in outputs]
+        index = torch.as_tensor(self.token_indices, device=outputs[0].device)
+        return [[out[:, index]] for out in outputs]
+
+    def __call__(self, inputs: Any) -> Any:
+        return stack_parts(self.parts(inputs))
+
+
+def stack_parts(parts: list[list[Any]]) -> Any:
+    """(L, B, T, D) from per-layer token pieces."""
+    import torch
+
+    return torch.stack([p[0] if len(p) == 1 else torch.cat(p, dim=1) for p in parts])
 
 
 def make_capturer(

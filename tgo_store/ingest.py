@@ -45,6 +45,7 @@ from tgo_store.writer import (
 )
 
 DTYPES = ("float16", "float32")
+PRECISIONS = ("float32", "float16", "bfloat16")
 WRITE_QUEUE_DEPTH = 2  # blocks waiting for the writer; memory is bounded by depth + 2 blocks
 
 
@@ -66,6 +67,7 @@ class StorePlan:
     batch_size: int
     layout: StoreLayout
     storage_options: dict = field(default_factory=dict)
+    precision: str = "float32"  # the model's compute dtype
 
     @property
     def n_blocks(self) -> int:
@@ -111,12 +113,12 @@ def _open_parts(model_spec: str, model_kwargs: dict, data_spec: str) -> tuple[An
 
 
 def _capturer(model: Any, source: DataSource, layers: Sequence[int] | None, tokens: Sequence[int] | None,
-              hook_modules: Sequence[str] | None) -> Any:
+              hook_modules: Sequence[str] | None, device: Any = "cpu", dtype: Any = None) -> Any:
     example = None
     if hook_modules:
         import torch
 
-        example = torch.from_numpy(next(source.batches(1)).inputs)
+        example = torch.from_numpy(next(source.batches(1)).inputs).to(device, dtype or torch.float32)
     return make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
 
 
@@ -136,10 +138,16 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                   data_spec: str, layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
                   dtype: str = "float16", batch_size: int = 64, samples_per_block: int | None = None,
                   model_kwargs: dict | None = None, hook_modules: Sequence[str] | None = None,
-                  storage_options: dict | None = None) -> StorePlan:
-    """Create the store or append checkpoints to it; refuse anything that would mix data."""
+                  storage_options: dict | None = None, precision: str = "float32") -> StorePlan:
+    """Create the store or append checkpoints to it; refuse anything that would mix data.
+
+    ``precision`` is the dtype the model computes in (float32, or float16/bfloat16 for speed on
+    a GPU); it changes the activations, so it is part of the store's model description.
+    """
     if dtype not in DTYPES:
         raise TgoError(f"unknown --dtype {dtype}; use float16 or float32")
+    if precision not in PRECISIONS:
+        raise TgoError(f"unknown --precision {precision}; use {', '.join(PRECISIONS)}")
     if batch_size < 1:
         raise TgoError(f"--batch-size must be at least 1, got {batch_size}")
     model_kwargs = dict(model_kwargs or {})
@@ -150,6 +158,8 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     model, source = _open_parts(model_spec, model_kwargs, data_spec)
     capturer = _capturer(model, source, layers, tokens, hook_modules)
     description = model_description(model, model_spec, model_kwargs)
+    if precision != "float32":  # stores from before this option computed in float32 and say nothing
+        description["precision"] = precision
     dataset = {"name": data_spec, "fingerprint": source.fingerprint(), "n_samples": len(source)}
     itemsize = 2 if dtype == "float16" else 4
     layout = choose_layout(len(source), len(capturer.token_indices), capturer.feature_dim, itemsize,
@@ -185,7 +195,8 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                      layers=tuple(capturer.layer_indices),
                      tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
                      hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
-                     batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}))
+                     batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}),
+                     precision=precision)
 
 
 def _check_writable(store: Any, url: str) -> None:
@@ -287,7 +298,7 @@ def capture_block(filler: BlockFiller, capturer: Any, batches: Iterable[Any], n_
     offset = 0
     try:
         for inputs in batches:
-            filler.add(capturer(inputs), offset)
+            filler.add(capturer.parts(inputs), offset)
             offset += int(inputs.shape[0])
         return filler.finish()
     except NonFiniteActivations as exc:
@@ -309,9 +320,11 @@ class _Runner:
         self.model, self.source = _open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec)
         load_checkpoint_into(self.model, plan.checkpoints[position])
         self.device = torch.device(_device(device))
-        self.model.to(self.device)
+        self.compute_dtype = getattr(torch, plan.precision)
+        self.model.to(self.device, self.compute_dtype)
         layers = list(plan.layers) if not plan.hook_modules else None
-        self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules)
+        self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules,
+                                  self.device, self.compute_dtype)
         self.filler = BlockFiller(self.device, plan.dtype, pool)
         self.plan, self.position = plan, position
 
@@ -324,7 +337,7 @@ class _Runner:
 
         plan = self.plan
         start, stop = plan.layout.block_range(block, plan.n_samples)
-        inputs = (torch.from_numpy(b.inputs).to(self.device, non_blocking=True)
+        inputs = (torch.from_numpy(b.inputs).to(self.device, self.compute_dtype, non_blocking=True)
                   for b in self.source.batches(plan.batch_size, start, stop))
         return capture_block(self.filler, self.capturer, inputs, stop - start,
                              f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
@@ -376,14 +389,15 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
            layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
            batch_size: int = 64, samples_per_block: int | None = None, model_kwargs: dict | None = None,
            hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
-           progress: bool = True) -> IngestSummary:
+           progress: bool = True, precision: str = "float32") -> IngestSummary:
     """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
 
     from tgo_store.progress import IngestProgress
 
     plan = prepare_store(url, model_spec=model_spec, checkpoints=checkpoints, data_spec=data_spec, layers=layers,
                          tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
-                         model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options)
+                         model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options,
+                         precision=precision)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)
     started = time.perf_counter()

@@ -104,25 +104,40 @@ class BlockFiller:
         self._host = self.pool.acquire(shape, self.dtype)
         self._sums = None
 
-    def add(self, acts: Any, offset: int) -> None:
-        """Cast, check and copy one batch into samples [offset, offset + B) of the block."""
+    def add(self, parts: list[list[Any]], offset: int) -> None:
+        """Cast, check and copy one batch into samples [offset, offset + B) of the block.
+
+        ``parts``: per layer, (B, t, D) tensors that concatenate along tokens (a capturer's
+        ``parts``). On the CPU each piece is cast while it is copied into place; on CUDA the
+        layer is assembled and cast on the device, then copied as one contiguous slice.
+        """
         import torch
 
-        rows = slice(offset, offset + acts.shape[1])
+        batch = int(parts[0][0].shape[0])
+        rows = slice(offset, offset + batch)
         if self.cuda:
-            stored = acts.detach().to(self.dtype)
-        else:  # cast while copying: one pass
-            stored = self._host[:, rows]
-            stored.copy_(acts.detach())
-        sums = stored.sum(dim=tuple(range(1, stored.ndim)), dtype=self.sum_dtype)
-        self._sums = sums if self._sums is None else self._sums + sums
-        if not self.cuda:
+            stored = torch.stack([p[0] if len(p) == 1 else torch.cat(p, dim=1) for p in parts]).to(self.dtype)
+            self._accumulate(stored.sum(dim=(1, 2, 3), dtype=self.sum_dtype))
+            self._stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._stream):
+                for layer in range(stored.shape[0]):  # each destination slice is contiguous
+                    self._host[layer, rows].copy_(stored[layer], non_blocking=True)
+                stored.record_stream(self._stream)
             return
-        self._stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self._stream):
-            for layer in range(stored.shape[0]):  # each destination slice is contiguous
-                self._host[layer, rows].copy_(stored[layer], non_blocking=True)
-            stored.record_stream(self._stream)
+        sums = []
+        for layer, pieces in enumerate(parts):
+            start, total = 0, 0
+            for piece in pieces:
+                stop = start + int(piece.shape[1])
+                target = self._host[layer, rows, start:stop]
+                target.copy_(piece.detach())
+                total = total + target.sum(dtype=self.sum_dtype)
+                start = stop
+            sums.append(total)
+        self._accumulate(torch.stack(sums))
+
+    def _accumulate(self, sums: Any) -> None:
+        self._sums = sums if self._sums is None else self._sums + sums
 
     def finish(self) -> np.ndarray:
         """Wait for the copies; the block as numpy, or NonFiniteActivations (buffer released)."""

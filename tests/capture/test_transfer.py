@@ -12,20 +12,23 @@ import torch
 from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
 
 
-def fill(filler: BlockFiller, batches: list[torch.Tensor]) -> np.ndarray:
+def fill(filler: BlockFiller, batches: list[torch.Tensor], split: int | None = None) -> np.ndarray:
+    """Fill a block from (L, B, T, D) batches, each layer given whole or as two token pieces."""
     n = sum(b.shape[1] for b in batches)
     filler.start((batches[0].shape[0], n, *batches[0].shape[2:]))
     offset = 0
     for b in batches:
-        filler.add(b, offset)
+        parts = [[layer] if split is None else [layer[:, :split], layer[:, split:]] for layer in b]
+        filler.add(parts, offset)
         offset += b.shape[1]
     return filler.finish()
 
 
+@pytest.mark.parametrize("split", [None, 1, 3])
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_batches_land_in_place_and_bf16_is_cast_exactly(dtype: str) -> None:
+def test_batches_land_in_place_and_bf16_is_cast_exactly(dtype: str, split: int | None) -> None:
     batches = [torch.randn(3, b, 5, 4).to(torch.bfloat16) for b in (2, 3, 1)]
-    block = fill(BlockFiller("cpu", dtype), batches)
+    block = fill(BlockFiller("cpu", dtype), batches, split)
     exact = np.concatenate([np.array(b.float().tolist(), np.float32) for b in batches], axis=1)
     assert block.dtype == np.dtype(dtype) and block.shape == (3, 6, 5, 4)
     np.testing.assert_array_equal(block, exact.astype(dtype))  # bf16 values are exact in fp16/fp32 here
@@ -41,7 +44,7 @@ def test_non_finite_values_name_their_layers_and_free_the_buffer(value: float, d
     batches = [torch.randn(3, 4, 5, 2), torch.randn(3, 4, 5, 2)]
     batches[1][layer, 2, 3, 1] = value
     with pytest.raises(NonFiniteActivations) as err:
-        fill(filler, batches)
+        fill(filler, batches, split=2)
     assert err.value.layers == [layer]
     assert fill(filler, [torch.ones(3, 8, 5, 2)]).sum() == 3 * 8 * 5 * 2  # the pool's only buffer came back
 

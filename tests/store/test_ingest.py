@@ -159,6 +159,26 @@ def test_changed_checkpoint_dataset_or_model_are_refused(reference_store, checkp
     assert tree_bytes(store) == snapshot
 
 
+def test_bf16_compute_precision_is_recorded_and_never_mixed(reference_store, checkpoints, tmp_path) -> None:
+    """A model run in bfloat16 gives close but different activations: its store says so, and
+    a float32 run cannot append to it (nor a bfloat16 run to a float32 store)."""
+    store = str(tmp_path / "bf16.zarr")
+    ingest(store, **ingest_kwargs(checkpoints[1], precision="bfloat16"))
+    ds, ref = open_store(store), open_store(str(reference_store))
+    assert ds.attrs["model"]["precision"] == "bfloat16" and "precision" not in ref.attrs["model"]
+    low = ds.activations.isel(checkpoint=0).values.astype(np.float32)
+    high = ref.activations.isel(checkpoint=1).values.astype(np.float32)
+    assert not np.array_equal(low, high)
+    scale = np.abs(high).max(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(low / scale, high / scale, atol=0.05)  # bf16 keeps 8 bits of mantissa
+    with pytest.raises(TgoError, match="another model configuration"):
+        ingest(store, **ingest_kwargs(checkpoints[1]))
+    with pytest.raises(TgoError, match="another model configuration"):
+        ingest(str(reference_store), **ingest_kwargs(checkpoints, precision="bfloat16"))
+    with pytest.raises(TgoError, match="unknown --precision"):
+        ingest(store, **ingest_kwargs(checkpoints[1], precision="int8"))
+
+
 def test_two_processes_ingesting_different_checkpoints(checkpoints, reference_store, tmp_path) -> None:
     store = str(tmp_path / "shared.zarr")
     procs = [subprocess.Popen([*TGO, *cli_args(path, store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -21,6 +21,7 @@ def ingest(
     tokens: Annotated[str | None, typer.Option(help="tokens to keep, e.g. 0-16")] = None,
     dtype: Annotated[str, typer.Option(help="storage dtype: float16 or float32")] = "float16",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    precision: Annotated[str, typer.Option(help="model compute dtype: float32, or float16/bfloat16 (GPU speed)")] = "float32",
     model_kwargs: Annotated[list[str] | None, typer.Option("--model-kwargs", help="model option key=value; repeatable")] = None,
     hook_modules: Annotated[str | None, typer.Option(help="for non-timm models: comma-separated module names to record")] = None,
     samples_per_block: Annotated[int | None, typer.Option(help="samples per shard (default: ~32 MB per layer)")] = None,
@@ -33,7 +34,8 @@ def ingest(
         store, model_spec=model, checkpoints=checkpoints[0] if len(checkpoints) == 1 else checkpoints,
         data_spec=data, layers=parse_selection(layers), tokens=parse_selection(tokens), dtype=dtype,
         batch_size=batch_size, samples_per_block=samples_per_block, model_kwargs=parse_kwargs(model_kwargs),
-        hook_modules=hook_modules.split(",") if hook_modules else None, device=device, progress=not quiet)
+        hook_modules=hook_modules.split(",") if hook_modules else None, device=device, progress=not quiet,
+        precision=precision)
     typer.echo(f"{summary.url}: {summary.blocks_written} blocks written, {summary.blocks_skipped} already there; "
                f"{summary.samples} samples in {summary.seconds:.1f} s ({summary.samples_per_second:.1f} samples/s, "
                f"{summary.bytes / max(summary.seconds, 1e-9) / 1e6:.1f} MB/s)")
