@@ -3,6 +3,7 @@ IncrementalPCA vs the machine's roofline (SGEMM for the co-moments + batched eig
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -13,15 +14,15 @@ from benchmarks.common import SIZES, run_child, write_store
 from benchmarks.machine import gemm_gflops
 
 SPECTRA = "eigenvalues,alpha,effective_rank,stable_rank,participation_ratio,spectral_entropy,spectral_flatness,top1_share"
+# tgo in a fresh process: argv = store, metrics[, JSON of extra analyze() keywords]
 TGO = """
 import json, resource, sys, time
-import xarray as xr
 import tgo_analysis
 import tgo_store
 ds = tgo_store.open_store(sys.argv[1])  # as `tgo analyze` opens it
+extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 start = time.perf_counter()
-tgo_analysis.analyze(ds, sys.argv[2], fit_range=(2, 40), all_tokens="off", progress=False,
-                     workers=int(sys.argv[3]) if len(sys.argv) > 3 else None)
+tgo_analysis.analyze(ds, sys.argv[2], fit_range=(2, 40), all_tokens="off", progress=False, **extra)
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -73,9 +74,40 @@ def roofline(x: np.ndarray, sgemm: float, dgemm: float) -> dict[str, float]:
             "seconds": flops / (sgemm * 1e9) + eig, "float64_seconds": flops / (dgemm * 1e9) + eig}
 
 
+def cuda_roofline(x: np.ndarray) -> dict[str, float]:
+    """The GPU's own floor: co-moment FLOPs at its measured float64 matmul rate (what the device
+    path runs) plus batched eigvalsh of this data's covariances on the device."""
+    import torch
+
+    n_layer, n, t, d = x.shape
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float64)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    tflops = 3 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
+    covs = torch.from_numpy(np.stack([np.cov(x[0, :, tok], rowvar=False) for tok in range(t)])).cuda()
+    torch.linalg.eigvalsh(covs[:2])
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n_layer):
+        torch.linalg.eigvalsh(covs)
+    torch.cuda.synchronize()
+    eig = time.perf_counter() - start
+    gemm = 2.0 * n_layer * t * n * d * d / (tflops * 1e12)
+    return {"cuda_fp64_tflops": tflops, "cuda_roofline_gemm_seconds": gemm, "cuda_roofline_eigvalsh_seconds": eig,
+            "cuda_roofline_seconds": gemm + eig}
+
+
 def run(size: str = "small", device: str = "cpu") -> dict[str, float]:
     import xarray as xr
 
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"skipped": "no CUDA device on this machine"}
     shape = SIZES[size]["analysis"]
     with tempfile.TemporaryDirectory() as tmp:
         store = write_store(Path(tmp) / "bench.zarr", shape)
@@ -85,22 +117,29 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, float]:
         floor = roofline(x, sgemm, dgemm)
         numpy_s = numpy_in_memory(x)
         ipca_s = incremental_pca(x)
-    return {
-        "store_shape": list(shape), "store_mb": float(np.prod(shape)) * 4 / 1e6,
-        "tgo_seconds": tgo["seconds"], "tgo_peak_rss_mb": tgo["peak_rss_mb"],
-        "numpy_in_memory_seconds": numpy_s, "incremental_pca_seconds_extrapolated": ipca_s,
-        "roofline_seconds": floor["seconds"], "roofline_gemm_seconds": floor["gemm_seconds"],
-        "roofline_eigvalsh_seconds": floor["eigvalsh_seconds"], "sgemm_gflops": sgemm, "dgemm_gflops": dgemm,
-        "roofline_float64_seconds": floor["float64_seconds"],
-        "tgo_fraction_of_roofline": floor["seconds"] / tgo["seconds"],
-        "tgo_fraction_of_float64_roofline": floor["float64_seconds"] / tgo["seconds"],
-        "tgo_speedup_vs_incremental_pca": ipca_s / tgo["seconds"],
-        "tgo_time_vs_numpy_in_memory": tgo["seconds"] / numpy_s,
-    }
+        out = {
+            "store_shape": list(shape), "store_mb": float(np.prod(shape)) * 4 / 1e6,
+            "tgo_seconds": tgo["seconds"], "tgo_peak_rss_mb": tgo["peak_rss_mb"],
+            "numpy_in_memory_seconds": numpy_s, "incremental_pca_seconds_extrapolated": ipca_s,
+            "roofline_seconds": floor["seconds"], "roofline_gemm_seconds": floor["gemm_seconds"],
+            "roofline_eigvalsh_seconds": floor["eigvalsh_seconds"], "sgemm_gflops": sgemm, "dgemm_gflops": dgemm,
+            "roofline_float64_seconds": floor["float64_seconds"],
+            "tgo_fraction_of_roofline": floor["seconds"] / tgo["seconds"],
+            "tgo_fraction_of_float64_roofline": floor["float64_seconds"] / tgo["seconds"],
+            "tgo_speedup_vs_incremental_pca": ipca_s / tgo["seconds"],
+            "tgo_time_vs_numpy_in_memory": tgo["seconds"] / numpy_s,
+        }
+        if device == "cuda":
+            gpu = run_child(TGO, str(store), SPECTRA, json.dumps({"device": "cuda"}))
+            gpu_floor = cuda_roofline(x)
+            out.update(gpu_floor)
+            out.update({"tgo_cuda_seconds": gpu["seconds"],
+                        "tgo_cuda_fraction_of_cuda_roofline": gpu_floor["cuda_roofline_seconds"] / gpu["seconds"],
+                        "tgo_cuda_speedup_over_tgo_cpu": tgo["seconds"] / gpu["seconds"]})
+    return out
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "small"), indent=1))

@@ -43,11 +43,12 @@ def test_inflight_covariance_equals_np_cov_of_captured_activations() -> None:
 def test_suite_runs_and_writes_every_row(tmp_path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--size", "tiny", "--only",
-                           "machine,analysis,randomized", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                           "machine,ingest,analysis,randomized", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
-    for row in ("machine", "analysis", "randomized"):
+    assert 0 < results["rows"]["ingest"]["ingest_fraction_of_forward"] < 2
+    for row in ("machine", "ingest", "analysis", "randomized"):
         assert "error" not in results["rows"][row], results["rows"][row]
     for key in ("sgemm_gflops", "dgemm_gflops", "memcpy_gbs", "disk_write_fsync_gbs"):
         assert results["rows"]["machine"][key] > 0
@@ -59,7 +60,8 @@ def test_cuda_rows_fall_back_cleanly_without_cuda(tmp_path) -> None:
     if torch.cuda.is_available():
         return
     out = tmp_path / "cuda.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--size", "tiny", "--device", "cuda", "--only", "ingest",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--size", "tiny", "--device", "cuda", "--only",
+                           "ingest,analysis", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(out.read_text())["rows"]["ingest"]["skipped"] == "no CUDA device on this machine"
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["ingest"]["skipped"] == rows["analysis"]["skipped"] == "no CUDA device on this machine"
