@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tgo_analysis.moments import Moments, covariance, merge_moments
 from tgo_store.errors import TgoError
 
 DEVICE_MEMORY_BYTES = 8 << 30
@@ -85,28 +86,18 @@ def _blocks(slab: Any) -> Iterator[np.ndarray]:
             yield block
 
 
-def _group_moments(slab: Any, lo: int, hi: int, device: Any) -> tuple[int, Any, Any]:
-    """count, mean (T, D) and co-moment (T, D, D) of tokens [lo, hi), float64 on the device."""
+def _group_moments(slab: Any, lo: int, hi: int, device: Any) -> Moments:
+    """Moments of tokens [lo, hi), float64 tensors on the device (the merge is the CPU path's)."""
     import torch
 
-    count, mean, comoment = 0, None, None
+    running = Moments(0, None, None)
     for block in _blocks(slab):
         x = torch.from_numpy(np.ascontiguousarray(block[:, lo:hi])).to(device, non_blocking=True)
         x = x.to(torch.float64).transpose(0, 1)  # (T, n, D)
-        n_b = x.shape[1]
         mean_b = x.mean(dim=1)
         centred = x - mean_b.unsqueeze(1)
-        co_b = centred.transpose(1, 2) @ centred
-        if count == 0:
-            count, mean, comoment = n_b, mean_b, co_b
-            continue
-        total = count + n_b
-        delta = mean_b - mean
-        comoment += co_b
-        comoment += delta.unsqueeze(-1) * (delta.unsqueeze(-2) * (count * n_b / total))
-        mean += delta * (n_b / total)
-        count = total
-    return count, mean, comoment
+        running = merge_moments(running, Moments(int(x.shape[1]), mean_b, centred.transpose(1, 2) @ centred))
+    return running
 
 
 def layer_spectra(lazy: LazySlab, device: str, memory_bytes: int = DEVICE_MEMORY_BYTES) -> dict[str, np.ndarray]:
@@ -121,9 +112,8 @@ def layer_spectra(lazy: LazySlab, device: str, memory_bytes: int = DEVICE_MEMORY
     with _LOCKS.setdefault(str(dev), threading.Lock()):  # one layer at a time per device
         for lo in range(0, n_tokens, group):
             hi = min(n_tokens, lo + group)
-            count, _, comoment = _group_moments(slab, lo, hi, dev)
-            cov = comoment / (count - 1)
+            cov = covariance(_group_moments(slab, lo, hi, dev))
             eigs.append(torch.linalg.eigvalsh(cov).flip(-1).clamp_min(0).cpu().numpy())
             traces.append(torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1).cpu().numpy())
-            del comoment, cov
+            del cov
     return {"eigenvalues": np.concatenate(eigs), "trace": np.concatenate(traces)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tgo_analysis.moments import Moments
+from tgo_analysis.moments import Moments, merge_moments
 
 
 class InflightMoments:
@@ -29,9 +29,7 @@ class InflightMoments:
         self.capturer = make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
         self.device = next(model.parameters()).device
         self.gemm_dtype = torch.float32 if self.device.type == "cuda" else torch.float64
-        self.count = 0
-        self.mean: Any = None
-        self.comoment: Any = None
+        self.state = Moments(0, None, None)  # torch tensors on the model's device
 
     def update(self, inputs: Any) -> None:
         """Capture one batch and fold its moments into the running state."""
@@ -39,22 +37,13 @@ class InflightMoments:
 
         acts = self.capturer(inputs.to(self.device))  # (L, B, T, D)
         x = acts.to(self.gemm_dtype).permute(0, 2, 1, 3)  # (L, T, B, D)
-        n_b = x.shape[2]
         mean_b = x.mean(dim=2)
         centred = x - mean_b.unsqueeze(2)
         co_b = torch.matmul(centred.transpose(-1, -2), centred).to(torch.float64)
-        mean_b = mean_b.to(torch.float64)
-        if self.count == 0:
-            self.count, self.mean, self.comoment = n_b, mean_b, co_b
-            return
-        total = self.count + n_b
-        delta = mean_b - self.mean
-        self.comoment += co_b + delta.unsqueeze(-1) * delta.unsqueeze(-2) * (self.count * n_b / total)
-        self.mean += delta * (n_b / total)
-        self.count = total
+        self.state = merge_moments(self.state, Moments(int(x.shape[2]), mean_b.to(torch.float64), co_b))
 
     def result(self) -> Moments:
         """The accumulated state as numpy float64 ``Moments`` with batch dims (layer, token)."""
-        if self.count == 0:
+        if self.state.count == 0:
             raise ValueError("no batch was seen: call update() first")
-        return Moments(self.count, self.mean.cpu().numpy(), self.comoment.cpu().numpy())
+        return Moments(self.state.count, self.state.mean.cpu().numpy(), self.state.comoment.cpu().numpy())

@@ -41,7 +41,11 @@ def chunk_moments(x: np.ndarray) -> Moments:
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Chan-Golub-LeVeque: M = Ma + Mb + δδᵀ · na·nb/n with δ = mean_b - mean_a."""
+    """Chan-Golub-LeVeque: M = Ma + Mb + δδᵀ · na·nb/n with δ = mean_b - mean_a.
+
+    Only arithmetic and ``[..., None]`` indexing: numpy arrays and torch tensors (the device
+    path, in-flight mode) merge through this one function.
+    """
     if a.count == 0:
         return b
     if b.count == 0:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from tgo_store.capture import stack_parts
+
 STORAGE_DTYPES = ("float16", "float32")
 
 
@@ -116,7 +118,7 @@ class BlockFiller:
         batch = int(parts[0][0].shape[0])
         rows = slice(offset, offset + batch)
         if self.cuda:
-            stored = torch.stack([p[0] if len(p) == 1 else torch.cat(p, dim=1) for p in parts]).to(self.dtype)
+            stored = stack_parts(parts).to(self.dtype)
             self._accumulate(stored.sum(dim=(1, 2, 3), dtype=self.sum_dtype))
             self._stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(self._stream):

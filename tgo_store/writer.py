@@ -125,7 +125,7 @@ def write_commit(store: Any, checkpoint_index: int, block: int, record: dict) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
+        _fsync(os.path.dirname(path))
         return
     _sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
@@ -152,22 +152,14 @@ def discard_shards(store: Any, keys: Sequence[str]) -> None:
 
 def fsync_files(root: str, keys: Sequence[str]) -> None:
     """Flush written shard files (and their folders) to disk before the commit record names them."""
-    folders = set()
-    for key in keys:
-        path = os.path.join(root, key)
-        if os.path.exists(path):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            folders.add(os.path.dirname(path))
-    for folder in folders:
-        _fsync_dir(folder)
+    paths = [p for p in (os.path.join(root, key) for key in keys) if os.path.exists(p)]
+    for path in [*paths, *sorted({os.path.dirname(p) for p in paths})]:
+        _fsync(path)
 
 
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: str) -> None:
+    """fsync a file or a folder (a folder's entry for a new file is only durable once it is)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
