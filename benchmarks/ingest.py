@@ -36,7 +36,7 @@ def measure(spec: str, kwargs: dict, n_images: int, device: str, precision: str)
     """Every rate for one model, side by side on the same inputs."""
     import torch
 
-    from tgo_analysis.inflight import InflightMoments
+    from benchmarks.inflight import InflightMoments
     from tgo_store.capture import make_capturer
     from tgo_store.ingest import ingest
     from tgo_store.models import build_model, input_config

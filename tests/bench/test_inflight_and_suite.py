@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgo_analysis.inflight import InflightMoments
+from benchmarks.inflight import InflightMoments
 from tgo_analysis.metrics import spectral_metrics
 from tgo_analysis.moments import covariance
 from tgo_analysis.spectra import covariance_eigenvalues
 from tgo_store.capture import make_capturer
-from tgo_store.testing import tiny_vit
+from tests.support import tiny_vit
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,11 @@
-"""Tiny models for capture tests (the factory lives in tgo_store.testing so other areas reuse it)."""
+"""Tiny models for capture tests (the factory lives in tests.support so other areas reuse it)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tgo_store.testing import tiny_vit as make_tiny_vit
+from tests.support import tiny_vit as make_tiny_vit
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_last_layer_is_the_pre_norm_output_of_the_model(tiny_vit) -> None:
 
 
 def test_registers_are_laid_out_between_cls_and_patches() -> None:
-    from tgo_store.testing import tiny_vit as make
+    from tests.support import tiny_vit as make
 
     model = make(reg_tokens=3, img_size=8, patch_size=4).eval()
     capturer = make_capturer(model, tokens=[0, 1, 3, 4, 7])
@@ -115,14 +115,14 @@ def test_build_model_timm_name_factory_and_errors() -> None:
     assert len(model.blocks) == 1
     with pytest.raises(TgoError, match="vit_tiny_patch16_224"):
         build_model("vit_tiny_patch16_22")  # typo: the close match is named
-    factory = build_model("tgo_store.testing:tiny_vit", depth=3)
+    factory = build_model("tests.support:tiny_vit", depth=3)
     assert len(factory.blocks) == 3
     with pytest.raises(TgoError, match=r"package\.module:function"):
-        build_model("tgo_store.testing:no_such_factory")
+        build_model("tests.support:no_such_factory")
 
 
 def test_model_description_is_stable_and_sees_config_changes() -> None:
-    from tgo_store.testing import TINY_VIT, TINY_VIT_SPEC
+    from tests.support import TINY_VIT, TINY_VIT_SPEC
 
     a = model_description(build_model(TINY_VIT_SPEC, **TINY_VIT), TINY_VIT_SPEC, TINY_VIT)
     b = model_description(build_model(TINY_VIT_SPEC, **TINY_VIT), TINY_VIT_SPEC, TINY_VIT)

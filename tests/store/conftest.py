@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tgo_store.testing import save_checkpoints
+from tests.support import save_checkpoints
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import torch
 
 from tgo_store.capture import make_capturer
 from tgo_store.errors import TgoError
-from tgo_store.testing import tiny_vit
+from tests.support import tiny_vit
 
 
 def manual_stream(model, x) -> list[torch.Tensor]:

@@ -19,9 +19,9 @@ import zarr
 
 from tgo_store import Recorder, ingest, open_store, store_info
 from tgo_store.errors import TgoError
-from tgo_store.testing import DATA, cli_args, ingest_kwargs, tiny_vit
+from tests.support import DATA, cli_args, ingest_kwargs, tiny_vit
 
-TGO = [sys.executable, "-m", "tgo_analysis.cli"]
+TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
 
 
 def tgo(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from tgo_store.checkpoints import (
 )
 from tgo_store.errors import TgoError
 from tgo_store.sources import open_source
-from tgo_store.testing import tiny_vit
+from tests.support import tiny_vit
 
 FMT = {"image_size": 16, "in_chans": 1, "mean": (0.5,), "std": (0.5,)}
 

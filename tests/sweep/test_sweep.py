@@ -12,10 +12,10 @@ import pytest
 import xarray as xr
 
 from tgo_analysis.analyze import analyze
-from tgo_analysis.sweep import ingest_task, load_config, run_sweep
+from tgo_analysis.orchestration.sweep import ingest_task, load_config, run_sweep
 from tgo_store import ingest, open_store
 from tgo_store.errors import TgoError
-from tgo_store.testing import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
+from tests.support import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
 
 FIT = [2, 6]
 
@@ -141,7 +141,7 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     (ck / "step_0.pth").write_bytes((ref_dir / "ck" / "step_0.pth").read_bytes())
     path = sweep_file(tmp_path, str(ck / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
     path.write_text(path.read_text() + f'stop_file = "{tmp_path / "STOP"}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--watch", "--poll", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--watch", "--poll", "1",
                              "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "s.zarr" / "_tgo" / "blocks").exists():
@@ -153,23 +153,23 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert list(open_store(str(tmp_path / "s.zarr")).checkpoint.values) == [0, 10]
-    status = subprocess.run([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--status"],
+    status = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--status"],
                             capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.count("done") == 2
-    bad = subprocess.run([sys.executable, "-m", "tgo_analysis.cli", "sweep", str(path), "--scheduler",
+    bad = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--scheduler",
                           "tcp://127.0.0.1:1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot reach the Dask scheduler" in bad.stderr
 
 
 def test_tasks_waiting_for_a_resource_are_reported(cluster, single_process, tmp_path) -> None:
-    from tgo_analysis.sweep import _write_status, missing_resources, sweep_status
+    from tgo_analysis.orchestration.sweep import _write_status, missing_resources, sweep_status
 
     ref_dir, _ = single_process
     path = sweep_file(tmp_path, str(ref_dir / "ck" / "step_0.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
     path.write_text(path.read_text() + "[resources]\ncapture = { GPU = 1 }\n")
     cfg = load_config(path)
     assert missing_resources(cluster, cfg) == {"GPU": 1}
-    from tgo_analysis.sweep import _prepare
+    from tgo_analysis.orchestration.sweep import _prepare
 
     _prepare(cfg)
     _write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})

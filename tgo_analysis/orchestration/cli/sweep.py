@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.cli.app import app
+from tgo_analysis.orchestration.cli.app import app
 
 
 @app.command()
 def sweep(
-    config: Annotated[str, typer.Argument(help="sweep.toml (see the tgo_analysis.sweep docstring or README)")],
+    config: Annotated[str, typer.Argument(help="sweep.toml (see the tgo_analysis.orchestration.sweep docstring or README)")],
     scheduler: Annotated[str | None, typer.Option(help="address of an existing cluster's scheduler")] = None,
     workers: Annotated[int, typer.Option(help="LocalCluster worker processes (when no --scheduler)")] = 2,
     threads_per_worker: Annotated[int, typer.Option(help="threads per LocalCluster worker")] = 1,
@@ -28,7 +28,7 @@ def sweep(
     from rich.table import Table
 
     from tgo_analysis.scheduler import scheduler_context
-    from tgo_analysis.sweep import load_config, run_sweep, sweep_status
+    from tgo_analysis.orchestration.sweep import load_config, run_sweep, sweep_status
 
     cfg = load_config(config)
     if status:

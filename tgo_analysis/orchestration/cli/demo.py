@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.cli.app import app
+from tgo_analysis.orchestration.cli.app import app
 
 
 @app.command()
@@ -25,7 +25,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from tgo_analysis.demo import HEADLINE_COLUMNS, headline_rows, run_demo
+    from tgo_analysis.orchestration.demo import HEADLINE_COLUMNS, headline_rows, run_demo
 
     summary = run_demo(out, quick=quick, progress=not quiet)
     results = xr.open_zarr(summary.results, zarr_format=3)

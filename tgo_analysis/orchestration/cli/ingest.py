@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.cli.app import app
-from tgo_analysis.cli.options import parse_kwargs, parse_selection
+from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.options import parse_kwargs, parse_selection
 
 
 @app.command()

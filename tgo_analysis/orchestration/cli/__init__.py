@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from tgo_analysis.cli.app import app, run
+from tgo_analysis.orchestration.cli.app import app, run
 
 VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep")
 
@@ -15,9 +15,9 @@ VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep")
 def _register_verbs() -> None:
     for name in VERB_MODULES:
         try:
-            importlib.import_module(f"tgo_analysis.cli.{name}")
+            importlib.import_module(f"tgo_analysis.orchestration.cli.{name}")
         except ModuleNotFoundError as exc:  # a verb not written yet
-            if exc.name != f"tgo_analysis.cli.{name}":
+            if exc.name != f"tgo_analysis.orchestration.cli.{name}":
                 raise
 
 
