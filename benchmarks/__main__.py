@@ -13,7 +13,7 @@ import traceback
 
 from benchmarks.common import RESULTS
 
-ROWS = ("machine", "ingest", "analysis", "oocore", "randomized", "scaling", "sweep")
+ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language")
 
 
 def host_kind(device: str) -> str:

@@ -37,7 +37,7 @@ def best_of(func: Callable[[], Any], repeat: int = 3) -> float:
     return min(times)
 
 
-def write_store(path: Path, shape: tuple[int, ...], seed: int = 0, chunk: int = 256) -> Path:
+def write_store(path: Path, shape: tuple[int, ...], seed: int = 0, chunk: int = 256, dtype: str = "float32") -> Path:
     """A float32 store with a power-law spectrum per token, written by plain xarray.
 
     Uncompressed like the stores tgo writes (float activations barely compress; see layout.py).
@@ -48,7 +48,7 @@ def write_store(path: Path, shape: tuple[int, ...], seed: int = 0, chunk: int = 
     _, _, n, t, d = shape
     scale = (np.arange(1, d + 1, dtype=np.float32) ** -0.5)
     data = da.random.RandomState(seed).standard_normal(shape, chunks=(1, 1, min(chunk, n), t, d)).astype("float32")
-    data = data * da.from_array(scale)
+    data = (data * da.from_array(scale)).astype(dtype)
     xr.Dataset({"activations": (("checkpoint", "layer", "sample", "token", "feature"), data)}).to_zarr(
         str(path), mode="w", zarr_format=3, encoding={"activations": {"compressors": None}})  # as tgo writes
     return path

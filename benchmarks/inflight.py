@@ -24,7 +24,7 @@ class InflightMoments:
                  hook_modules: Sequence[str] | None = None, example: Any = None):
         import torch
 
-        from tgo_store.capture import make_capturer
+        from tgo_store.capturers import make_capturer
 
         self.capturer = make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
         self.device = next(model.parameters()).device

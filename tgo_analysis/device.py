@@ -17,37 +17,17 @@ is how the tests check it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from tgo_analysis import names as N
 from tgo_analysis.moments import Moments, covariance, merge_moments
+from tgo_analysis.reductions.blocks import LazySlab, prefetched
 from tgo_store.errors import TgoError
 
 DEVICE_MEMORY_BYTES = 8 << 30
 _LOCKS: dict[str, threading.Lock] = {}
-
-
-class LazySlab:
-    """A (sample, token, feature) dask array handed to a task unevaluated.
-
-    Dask computes dask collections passed as task arguments (also inside dataclasses) before
-    the task runs; in this plain wrapper the task reads the blocks itself, one at a time, so a
-    layer never sits in memory whole.
-    """
-
-    __slots__ = ("array",)
-
-    def __init__(self, array: Any):
-        self.array = array
-
-    def __getstate__(self) -> Any:
-        return self.array
-
-    def __setstate__(self, state: Any) -> None:
-        self.array = state
 
 
 def check_device(device: str) -> str:
@@ -66,32 +46,12 @@ def check_device(device: str) -> str:
     return device
 
 
-def _read(slab: Any, i: int) -> np.ndarray:
-    from dask.local import get_sync  # a function, so dask does not go looking for a client
-
-    return np.asarray(slab.blocks[i].compute(scheduler=get_sync))
-
-
-def _blocks(slab: Any) -> Iterator[np.ndarray]:
-    """The slab's sample blocks in order, the next one read while the caller works."""
-    n = slab.numblocks[0]
-    if n == 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(_read, slab, 0)
-        for i in range(n):
-            block = pending.result()
-            if i + 1 < n:
-                pending = pool.submit(_read, slab, i + 1)
-            yield block
-
-
 def _group_moments(slab: Any, lo: int, hi: int, device: Any) -> Moments:
     """Moments of tokens [lo, hi), float64 tensors on the device (the merge is the CPU path's)."""
     import torch
 
     running = Moments(0, None, None)
-    for block in _blocks(slab):
+    for block in prefetched(slab):
         x = torch.from_numpy(np.ascontiguousarray(block[:, lo:hi])).to(device, non_blocking=True)
         x = x.to(torch.float64).transpose(0, 1)  # (T, n, D)
         mean_b = x.mean(dim=1)
@@ -116,4 +76,4 @@ def layer_spectra(lazy: LazySlab, device: str, memory_bytes: int = DEVICE_MEMORY
             eigs.append(torch.linalg.eigvalsh(cov).flip(-1).clamp_min(0).cpu().numpy())
             traces.append(torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1).cpu().numpy())
             del cov
-    return {"eigenvalues": np.concatenate(eigs), "trace": np.concatenate(traces)}
+    return {N.EIGENVALUES: np.concatenate(eigs), "trace": np.concatenate(traces)}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tgo_analysis import names as N
+
 DEFAULT_FIT_RANGE = (11, 100)
 MIN_FIT_RANKS = 5
 
@@ -28,18 +30,6 @@ METRIC_REASONS = {
     REASON_FEW_RANKS: f"fewer than {MIN_FIT_RANKS} nonzero eigenvalues inside the alpha fit range (after clipping to nonzero count - 10)",
     REASON_SINGLE_DIRECTION: "one nonzero eigenvalue: entropy normalisation log m is zero",
 }
-
-SPECTRAL_METRICS = (
-    "alpha",
-    "alpha_r2",
-    "effective_rank",
-    "stable_rank",
-    "participation_ratio",
-    "spectral_entropy",
-    "spectral_flatness",
-    "top1_share",
-)
-
 
 def nonzero_mask(eigs: np.ndarray, n_features: int) -> np.ndarray:
     """λ > λ₁ · D · eps(float64), per spectrum; all False for an all-zero spectrum."""
@@ -96,17 +86,17 @@ def spectral_metrics(
         log_lam = np.where(mask, np.log(np.where(mask, lam, 1.0)), 0.0)
         gmean = np.exp(log_lam.sum(axis=-1) / m)
         out = {
-            "effective_rank": np.exp(entropy),
-            "spectral_entropy": np.where(m > 1, entropy / np.log(np.maximum(m, 1)), np.nan),
-            "participation_ratio": total**2 / (lam**2).sum(axis=-1),
-            "stable_rank": total / lam[..., 0],
-            "spectral_flatness": gmean / (total / m),
-            "top1_share": lam[..., 0] / total,
+            N.EFFECTIVE_RANK: np.exp(entropy),
+            N.SPECTRAL_ENTROPY: np.where(m > 1, entropy / np.log(np.maximum(m, 1)), np.nan),
+            N.PARTICIPATION_RATIO: total**2 / (lam**2).sum(axis=-1),
+            N.STABLE_RANK: total / lam[..., 0],
+            N.SPECTRAL_FLATNESS: gmean / (total / m),
+            N.TOP1_SHARE: lam[..., 0] / total,
         }
     for key in out:
         out[key] = np.where(zero, np.nan, out[key])
     alpha, r2, reason = fit_alpha(eigs, fit_range, n_features)
-    out["alpha"], out["alpha_r2"] = alpha, r2
+    out[N.ALPHA], out[N.ALPHA_R2] = alpha, r2
     reason = np.where(zero, REASON_ZERO_VARIANCE, reason).astype(np.int8)
     out["reason"] = np.where(
         (m == 1) & (reason == REASON_OK), REASON_SINGLE_DIRECTION, reason
@@ -142,7 +132,7 @@ def metric_attrs(fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, ob
     }
 
 
-TRUNCATED_METRICS = ("alpha", "alpha_r2", "stable_rank", "top1_share")
+TRUNCATED_METRICS = (N.ALPHA, N.STABLE_RANK, N.TOP1_SHARE)  # what a truncated spectrum supports (SPEC 3)
 
 
 def truncated_spectrum_metrics(
@@ -157,9 +147,9 @@ def truncated_spectrum_metrics(
         share = np.where(top > 0, top / trace, np.nan)
     reason = np.where(top > 0, reason, REASON_ZERO_VARIANCE).astype(np.int8)
     return {
-        "alpha": alpha,
-        "alpha_r2": r2,
-        "stable_rank": stable,
-        "top1_share": share,
+        N.ALPHA: alpha,
+        N.ALPHA_R2: r2,
+        N.STABLE_RANK: stable,
+        N.TOP1_SHARE: share,
         "reason": reason,
     }

@@ -58,7 +58,7 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     return Moments(n, mean, comoment)
 
 
-def merge_moments_into(a: Moments, b: Moments) -> Moments:
+def merge_moments_into(a: Moments, b: Moments, scratch: np.ndarray | None = None) -> Moments:
     """The same merge, reusing a's arrays for the result (a is consumed).
 
     Inside a reduction tree every partial result feeds exactly one merge, so its buffers can
@@ -75,7 +75,7 @@ def merge_moments_into(a: Moments, b: Moments) -> Moments:
     scale = a.count * b.count / n
     target = a.comoment.reshape(-1, *a.comoment.shape[-2:])
     source = b.comoment.reshape(target.shape)
-    scratch = np.empty(target.shape[1:])
+    scratch = np.empty(target.shape[1:]) if scratch is None else scratch
     # every allocation is above: a retried task never sees a half-updated input
     for t in range(target.shape[0]):
         np.multiply.outer(delta[t] * scale, delta[t], out=scratch)
@@ -84,15 +84,45 @@ def merge_moments_into(a: Moments, b: Moments) -> Moments:
     return Moments(n, mean, a.comoment)
 
 
+def fold_moments(acc: Moments | None, x: np.ndarray) -> Moments:
+    """Chan's merge of chunk x (n, T, D) into ``acc`` in place, without a (T, D, D) chunk partial.
+
+    Per token, M += Xcᵀ Xc + δδᵀ · na·nb/n is one in-place BLAS rank-k update (dsyrk) of
+    [Xc; √(na·nb/n) δ], so a fold over sample blocks keeps one live accumulator (the memory
+    budget counts on it) and touches it once per block. dsyrk writes the lower triangle only:
+    call ``symmetrize`` before using the co-moment as a full matrix.
+    """
+    from scipy.linalg.blas import dsyrk
+
+    if acc is None or acc.count == 0:
+        return chunk_moments(x)
+    x = np.asarray(x)
+    n, n_tokens, n_features = x.shape
+    mean = x.mean(axis=0, dtype=np.float64)
+    total = acc.count + int(n)
+    scale = np.sqrt(acc.count * n / total)
+    stacked = np.empty((n_features, n + 1), order="C")  # transposed [Xc; √s δ], Fortran-ordered for BLAS
+    for t in range(n_tokens):
+        np.subtract(x[:, t], mean[t], out=stacked[:, :n].T)
+        np.multiply(mean[t] - acc.mean[t], scale, out=stacked[:, n])
+        # acc.comoment[t].T is Fortran-contiguous: dsyrk updates it in place (upper of Mᵀ = lower of M)
+        dsyrk(1.0, stacked.T, beta=1.0, c=acc.comoment[t].T, trans=1, lower=0, overwrite_c=1)
+    delta = mean - acc.mean
+    return Moments(total, acc.mean + delta * (n / total), acc.comoment)
+
+
+def symmetrize(m: Moments) -> Moments:
+    """Copy each co-moment's lower triangle onto its upper one, in place (after ``fold_moments``)."""
+    upper = np.triu_indices(m.comoment.shape[-1], k=1)
+    for t in range(m.comoment.reshape(-1, *m.comoment.shape[-2:]).shape[0]):
+        matrix = m.comoment.reshape(-1, *m.comoment.shape[-2:])[t]
+        matrix[upper] = matrix.T[upper]
+    return m
+
+
 def merge_all(parts: Iterable[Moments]) -> Moments:
-    """Pairwise tree merge of many chunk moments (keeps rounding error O(log chunks))."""
-    items = list(parts)
-    while len(items) > 1:
-        items = [
-            merge_moments(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
-            for i in range(0, len(items), 2)
-        ]
-    return reduce(merge_moments, items)
+    """Sequential Chan fold of many chunk moments into the first (one live accumulator)."""
+    return reduce(merge_moments_into, parts)
 
 
 def covariance(m: Moments) -> np.ndarray:

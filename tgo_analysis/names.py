@@ -18,6 +18,9 @@ TOKEN_CORRELATION = "token_correlation"
 MEAN_TOKEN_CORRELATION = "mean_token_correlation"
 INTRINSIC_DIMENSION = "intrinsic_dimension"
 ALPHA_CLUSTER = "alpha_cluster"
+MEAN_NORM = "mean_norm"
+ALL_TOKENS = "all_tokens"  # the selectable name of the all-tokens-concatenated metrics
+METRIC_REASON = "metric_reason"
 
 ALL_TOKENS_SUFFIX = "_all"
 
@@ -25,3 +28,40 @@ ALL_TOKENS_SUFFIX = "_all"
 def all_tokens(name: str) -> str:
     """The result name of a metric computed on all tokens concatenated (``alpha`` -> ``alpha_all``)."""
     return name + ALL_TOKENS_SUFFIX
+
+
+# SPEC section 5: pooled positions (every valid (sample, token) vector of a layer as a point)
+POOLED = "pooled"  # the metric group
+POOLED_SUFFIX = "_pooled"
+RANK_POOLED = "rank_pooled"
+
+
+def pooled(name: str) -> str:
+    """The result name of a metric on pooled positions (``top1_share`` -> ``top1_share_pooled``)."""
+    return name + POOLED_SUFFIX
+
+
+EIGENVALUES_POOLED = pooled(EIGENVALUES)
+TOP1_SHARE_POOLED = pooled(TOP1_SHARE)
+COSINE_ANISOTROPY_POOLED = pooled(COSINE_ANISOTROPY)
+INTRINSIC_DIMENSION_POOLED = pooled(INTRINSIC_DIMENSION)
+
+# SPEC section 5: token frequency buckets
+FREQUENCY = "frequency"  # the metric group
+FREQUENCY_BUCKET, FREQUENCY_LOW, FREQUENCY_HIGH = "frequency_bucket", "frequency_low", "frequency_high"
+TOP1_SHARE_BY_FREQUENCY = "top1_share_by_frequency"
+EFFECTIVE_RANK_BY_FREQUENCY = "effective_rank_by_frequency"
+MEAN_NORM_BY_FREQUENCY = "mean_norm_by_frequency"
+CENTROID_DISTANCE_BY_FREQUENCY = "centroid_distance_by_frequency"
+FREQUENCY_CENTROID_SPEARMAN = "frequency_centroid_spearman"
+
+# SPEC section 5: tangent proxies (semi-NMF of the activations) against the gradients
+TANGENT = "tangent"  # the metric group
+CONTROL_DRAW = "control_draw"
+TANGENT_ENERGY = "tangent_energy"
+CONTROL_ENERGY = "control_energy"
+TANGENT_ENRICHMENT = "tangent_enrichment"
+TANGENT_ALIGNMENT = "tangent_alignment"
+CONTROL_ALIGNMENT = "control_alignment"
+TANGENT_ENRICHMENT_BY_FREQUENCY = "tangent_enrichment_by_frequency"
+TANGENT_ISOTROPIC = "tangent_isotropic_expectation"  # result attr: r / D, the isotropic yardstick

@@ -12,17 +12,21 @@ def covariance_eigenvalues(cov: np.ndarray) -> np.ndarray:
     return np.clip(eigs, 0.0, None)
 
 
-def gram_eigenvalues(x: np.ndarray) -> np.ndarray:
-    """Covariance eigenvalues of x (N, F) via the N x N Gram of the centred rows.
+def gram_spectrum(gram: np.ndarray, n: int) -> np.ndarray:
+    """Covariance eigenvalues from the un-centred N x N Gram X Xᵀ, centred on both sides.
 
     The nonzero eigenvalues of XcᵀXc and XcXcᵀ coincide, so for F >> N this is exact and
-    cheap. Returns min(N, F) values, descending, divided by N - 1.
+    cheap; the Gram is additive over feature (and token) ranges, so it can be streamed.
     """
+    row = gram.mean(axis=1, keepdims=True)
+    centred = gram - row - row.T + gram.mean()
+    return covariance_eigenvalues(centred / (n - 1))
+
+
+def gram_eigenvalues(x: np.ndarray) -> np.ndarray:
+    """Covariance eigenvalues of x (N, F) via its Gram: min(N, F) values, descending, / (N - 1)."""
     x64 = np.asarray(x, dtype=np.float64)
-    centred = x64 - x64.mean(axis=0)
-    gram = centred @ centred.T
-    eigs = covariance_eigenvalues(gram / (x64.shape[0] - 1))
-    return eigs[: min(x64.shape)]
+    return gram_spectrum(x64 @ x64.T, x64.shape[0])[: min(x64.shape)]
 
 
 def randomized_eigenvalues(x, k: int, n_power_iter: int = 4, seed: int = 0) -> np.ndarray:
@@ -45,11 +49,10 @@ def randomized_eigenvalues(x, k: int, n_power_iter: int = 4, seed: int = 0) -> n
     return np.sort(s**2 / (x.shape[0] - 1))[::-1]
 
 
-def exact_trace(comoment_diagonal_sum: np.ndarray | float, count: int) -> float:
-    """Σλ of the covariance exactly: the streamed centred sum of squares / (N - 1).
+def exact_trace(comoment_diagonal_sum: np.ndarray | float, count: int) -> np.ndarray:
+    """Σλ of covariances exactly: streamed centred sums of squares / (N - 1), element-wise.
 
-    Pass the sum of the co-moment diagonals (over every token for the all-tokens spectrum,
-    e.g. ``np.trace(m.comoment, axis1=-2, axis2=-1).sum()`` of a merged ``Moments``); a
-    truncated randomized spectrum misses the tail, so its own sum would understate Σλ.
+    Per token pass the co-moment traces; for the all-tokens spectrum their sum. A truncated
+    randomized spectrum misses the tail, so its own sum would understate Σλ.
     """
-    return float(np.sum(comoment_diagonal_sum)) / (count - 1)
+    return np.asarray(comoment_diagonal_sum, dtype=np.float64) / (count - 1)

@@ -18,11 +18,29 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+local"
 
-from tgo_store.errors import TgoError  # noqa: E402
-from tgo_store.info import StoreInfo, store_info  # noqa: E402
-from tgo_store.ingest import StorePlan, ingest, ingest_block, missing_blocks, prepare_store  # noqa: E402
-from tgo_store.open import open_store  # noqa: E402
-from tgo_store.recorder import Recorder  # noqa: E402
+# The public names load on first use (PEP 562): `import tgo_store.errors` or `tgo_store.records`
+# from the measuring core of tgo_analysis must not pull in capture, ingest or torch.
+_EXPORTS = {
+    "TgoError": "tgo_store.errors",
+    "StoreInfo": "tgo_store.info",
+    "store_info": "tgo_store.info",
+    "StorePlan": "tgo_store.ingest",
+    "ingest": "tgo_store.ingest",
+    "ingest_block": "tgo_store.ingest",
+    "missing_blocks": "tgo_store.ingest",
+    "prepare_store": "tgo_store.ingest",
+    "open_store": "tgo_store.open",
+    "Recorder": "tgo_store.recorder",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tgo_store' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "Recorder",

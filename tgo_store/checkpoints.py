@@ -1,10 +1,17 @@
-"""Finding, hashing and loading checkpoint files at any fsspec URL; reading the training step."""
+"""Finding, hashing and loading checkpoints at any fsspec URL; reading the training step.
+
+A checkpoint is a file (torch pickle or ``.safetensors``) or a folder of weight files as
+``save_pretrained`` / ``transformers.Trainer`` write them (``checkpoint-1200/``). Its hash
+covers the weight bytes; two checkpoints of one series with the same hash hold the same
+weights under different names (a known trap of public series) and are refused.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,7 @@ class CheckpointRef:
     url: str
     step: int
     sha256: str
+    builtin: bool = False  # the weights the model was built with (hf:PATH without --checkpoints): nothing to load
 
 
 def _expand(spec: str | Sequence[str]) -> list[str]:
@@ -48,18 +56,6 @@ def _expand(spec: str | Sequence[str]) -> list[str]:
         else:
             urls.append(item)
     return urls
-
-
-def sha256_of(url: str) -> str:
-    """Stream the file and hash it; refuses a missing file with the path."""
-    digest = hashlib.sha256()
-    try:
-        with fsspec.open(url, "rb") as f:
-            while block := f.read(1 << 22):
-                digest.update(block)
-    except FileNotFoundError as exc:
-        raise TgoError(f"checkpoint {url} does not exist; check the path or glob") from exc
-    return digest.hexdigest()
 
 
 def step_from_name(url: str) -> int | None:
@@ -81,6 +77,37 @@ def read_step(url: str, state: Mapping | None, index: int) -> int:
                 return int(value)
     from_name = step_from_name(url)
     return index if from_name is None else from_name
+
+
+def _is_folder(url: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.isdir(path)
+
+
+def _folder_files(url: str) -> list[str]:
+    """The weight files of a checkpoint folder, as URLs, sorted (safetensors preferred)."""
+    from pathlib import PurePosixPath
+
+    fs, path = fsspec.core.url_to_fs(url)
+    skip = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
+    names = sorted(p for p in fs.ls(path, detail=False)
+                   if p.endswith((".safetensors", ".bin", ".pt", ".pth")) and not PurePosixPath(p).name.startswith(skip))
+    names = [p for p in names if p.endswith(".safetensors")] or names
+    if not names:
+        raise TgoError(f"checkpoint folder {url} holds no weight files (.safetensors, .bin); "
+                       "pass a folder written by save_pretrained or transformers.Trainer")
+    prefix = url[: url.index("://") + 3] if "://" in url else ""
+    return [p if "://" in p or not prefix else prefix + p for p in names]
+
+
+def _folder_step(url: str) -> int | None:
+    import json
+
+    try:
+        with fsspec.open(url.rstrip("/") + "/trainer_state.json", "rt") as f:
+            return int(json.load(f)["global_step"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_bytes(url: str) -> bytes:
@@ -144,28 +171,59 @@ def unwrap_state_dict(
 
 
 def load_state_dict(url: str, prefer_ema: bool = False) -> dict[str, Any]:
-    """The model weights of a checkpoint file (torch pickle or .safetensors)."""
+    """The model weights of a checkpoint file (torch pickle or .safetensors) or folder (shards merged)."""
+    if _is_folder(url):
+        state: dict[str, Any] = {}
+        for file in _folder_files(url):
+            state.update(unwrap_state_dict(_parse(_read_bytes(file), file), file, prefer_ema))
+        return state
     return unwrap_state_dict(_parse(_read_bytes(url), url), url, prefer_ema)
 
 
+def resolve_checkpoint(url: str, index: int = 0) -> CheckpointRef:
+    """One checkpoint file or folder: hashed, its step read (``index`` when nothing says)."""
+    if _is_folder(url):
+        digest = hashlib.sha256()
+        for file in _folder_files(url):
+            data = _read_bytes(file)
+            _parse(data, file)  # refuse a damaged shard now, not in the middle of an ingest
+            digest.update(file.rsplit("/", 1)[-1].encode() + b"\0" + data)
+        step = _folder_step(url)
+        step = read_step(url, None, index) if step is None else step
+        return CheckpointRef(url=url, step=int(step), sha256=digest.hexdigest())
+    data = _read_bytes(url)
+    raw = _parse(data, url)
+    step = read_step(url, raw if isinstance(raw, Mapping) else None, index)
+    return CheckpointRef(url=url, step=int(step), sha256=hashlib.sha256(data).hexdigest())
+
+
+def refuse_duplicates(refs: Sequence[CheckpointRef]) -> None:
+    """Two checkpoints with the same weights hash are one checkpoint under two names: refuse."""
+    seen: dict[str, CheckpointRef] = {}
+    for ref in refs:
+        first = seen.setdefault(ref.sha256, ref)
+        if first is not ref:
+            raise TgoError(f"checkpoints {first.url} (step {first.step}) and {ref.url} (step {ref.step}) hold identical "
+                           f"weights (sha256 {ref.sha256[:12]}); drop one of them from --checkpoints")
+
+
 def resolve_checkpoints(spec: str | Sequence[str]) -> list[CheckpointRef]:
-    """Expand globs, hash each file, read each step; sorted by step."""
-    refs = []
-    for index, url in enumerate(_expand(spec)):
-        data = _read_bytes(url)
-        raw = _parse(data, url)
-        step = read_step(url, raw if isinstance(raw, Mapping) else None, index)
-        refs.append(CheckpointRef(url=url, step=int(step), sha256=hashlib.sha256(data).hexdigest()))
+    """Expand globs, hash each file or folder, read each step; sorted by step; duplicates refused."""
+    refs = [resolve_checkpoint(url, index) for index, url in enumerate(_expand(spec))]
     refs.sort(key=lambda r: (r.step, r.url))
+    refuse_duplicates(refs)
     return refs
 
 
 def load_checkpoint_into(model: Any, ref: CheckpointRef | str) -> None:
     """Load weights strictly; a checkpoint of another architecture is refused with key names."""
+    if isinstance(ref, CheckpointRef) and ref.builtin:
+        return
     url = ref.url if isinstance(ref, CheckpointRef) else ref
     state = load_state_dict(url)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    shared = Counter(v.data_ptr() for v in expected.values())  # tied weights (an LM head) are saved once
+    missing = [k for k in expected if k not in state and shared[expected[k].data_ptr()] == 1]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
@@ -184,4 +242,4 @@ def load_checkpoint_into(model: Any, ref: CheckpointRef | str) -> None:
             f"checkpoint {url} does not fit the model ({detail}); it was saved from another architecture: "
             "pass the --model (and model options) it was trained with"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not any(k not in state for k in expected))

@@ -10,7 +10,9 @@ import zarr
 
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.writer import open_zarr_store, read_commits
+from tgo_store.metadata import interrupted_change
+from tgo_store.records import RecordStore
+from tgo_store.writer import open_zarr_store, read_commits, store_records
 
 
 @dataclass
@@ -25,42 +27,52 @@ class StoreInfo:
     bytes_logical: int = 0
     bytes_stored: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
+    interrupted: str | None = None  # "appending" when a kill cut a checkpoint append short
 
     @property
     def complete(self) -> bool:
-        return all(c["blocks_done"] == self.blocks_per_checkpoint for c in self.checkpoints)
+        return self.interrupted is None and all(c["blocks_done"] == self.blocks_per_checkpoint
+                                                for c in self.checkpoints)
 
 
-def _stored_bytes(store: Any) -> int:
-    from zarr.core.sync import sync
+def _stored_bytes(records: RecordStore) -> int:
+    """Bytes of the activation objects as stored (fsspec ``du``: local files or object sizes)."""
+    try:
+        return int(records.fs.du(records.path(S.ACTIVATIONS), total=True))
+    except FileNotFoundError:
+        return 0
 
-    async def total() -> int:
-        size = 0
-        async for key in store.list_prefix(S.ACTIVATIONS + "/"):
-            size += await store.getsize(key)
-        return size
 
-    return sync(total())
+def _open_group(store: Any, url: str, records: RecordStore) -> Any:
+    change = interrupted_change(records)
+    if change == "creating":
+        raise TgoError(f"store {url} was cut short while being created; re-run the `tgo ingest` that "
+                       "created it (it starts the store again), or delete the folder")
+    try:
+        group = zarr.open_group(store, mode="r")
+        return group, group[S.ACTIVATIONS]
+    except (FileNotFoundError, KeyError) as exc:
+        raise TgoError(f"no tgo store at {url}; check the URL or run `tgo ingest` first") from exc
+    except (ValueError, TypeError) as exc:  # a corrupt zarr.json, or JSON that is not Zarr metadata
+        raise TgoError(f"{url} holds unreadable Zarr metadata ({type(exc).__name__}: {str(exc)[:120]}); "
+                       "restore its zarr.json files or ingest into a new store") from exc
 
 
 def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
     """Read only metadata, commit records and object sizes; never the activations."""
+    records = store_records(url, storage_options)
     store = open_zarr_store(url, read_only=True, storage_options=storage_options)
-    try:
-        group = zarr.open_group(store, mode="r")
-        act = group[S.ACTIVATIONS]
-    except (FileNotFoundError, KeyError) as exc:
-        raise TgoError(f"no tgo store at {url}; check the URL or run `tgo ingest` first") from exc
+    group, act = _open_group(store, url, records)
     S.check_schema_version(dict(group.attrs), f"store {url}")
     n_ckpt = act.shape[0]
     spb = int(dict(group.attrs).get("tgo_layout", {}).get("samples_per_block", (act.shards or act.chunks)[2]))
     n_blocks = int(np.ceil(act.shape[2] / spb)) if act.shape[2] else 0
-    commits = read_commits(store)
+    commits = read_commits(records)
     steps = group[S.CHECKPOINT][:n_ckpt] if n_ckpt else []
     paths = group[S.CHECKPOINT_PATH][:n_ckpt] if n_ckpt and S.CHECKPOINT_PATH in group else [""] * n_ckpt
     shas = group[S.CHECKPOINT_SHA256][:n_ckpt] if n_ckpt and S.CHECKPOINT_SHA256 in group else [""] * n_ckpt
     checkpoints = []
-    for i in range(n_ckpt):
+    for i in range(min(n_ckpt, len(steps), len(paths), len(shas))):
         done = sum(1 for b in range(n_blocks) if commits.get((i, b), {}).get("sha256") == str(shas[i]))
         checkpoints.append({"index": i, "step": int(steps[i]), "path": str(paths[i]), "sha256": str(shas[i]),
                             "blocks_done": done})
@@ -68,4 +80,5 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
                      chunks=tuple(act.chunks), shards=tuple(act.shards) if act.shards else None,
                      checkpoints=checkpoints, blocks_per_checkpoint=n_blocks,
                      bytes_logical=int(np.prod(act.shape)) * act.dtype.itemsize,
-                     bytes_stored=_stored_bytes(store), attrs=dict(group.attrs))
+                     bytes_stored=_stored_bytes(records), attrs=dict(group.attrs),
+                     interrupted=interrupted_change(records))

@@ -8,7 +8,6 @@ workers in ``tgo sweep``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,29 +17,39 @@ import numpy as np
 
 import tgo_store
 from tgo_store import schema as S
-from tgo_store.capture import make_capturer
+from tgo_store.capturers import make_capturer
 from tgo_store.checkpoints import CheckpointRef, load_checkpoint_into, resolve_checkpoints
 from tgo_store.errors import TgoError
+from tgo_store.gradients import (
+    DEFAULT_MASK_RATE,
+    LossSpec,
+    capture_gradient_block,
+    check_same_loss,
+    loss_for_ingest,
+)
 from tgo_store.layout import StoreLayout, choose_layout
-from tgo_store.models import build_model, input_config, model_description
+from tgo_store.metadata import (
+    StoreSpec,
+    append_checkpoints,
+    create_store,
+    existing_checkpoints,
+    finish,
+    metadata_lock,
+    recover,
+)
+from tgo_store.models import build_model, default_checkpoints, input_config, model_description
+from tgo_store.records import RecordStore
 from tgo_store.sources import DataSource, open_source
 from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
 from tgo_store.writer import (
     BackgroundWriter,
-    StoreSpec,
-    append_checkpoints,
     block_shard_keys,
-    consolidate,
-    create_store,
     discard_shards,
-    existing_checkpoints,
-    fsync_files,
-    is_local,
-    local_path,
-    metadata_lock,
     open_activations_for_writing,
     open_zarr_store,
     read_commits,
+    store_records,
+    sync_shards,
     write_commit,
 )
 
@@ -68,6 +77,8 @@ class StorePlan:
     layout: StoreLayout
     storage_options: dict = field(default_factory=dict)
     precision: str = "float32"  # the model's compute dtype
+    data_options: dict = field(default_factory=dict)  # SourceOptions fields: seq_len, padding, samples, seed
+    loss: LossSpec | None = None  # with --gradients: the loss whose ∂L/∂h is recorded (SPEC section 5)
 
     @property
     def n_blocks(self) -> int:
@@ -96,29 +107,43 @@ class IngestSummary:
         return self.samples / self.seconds if self.seconds else float("nan")
 
 
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
+PROBE_SAMPLES = 16  # samples of the one batch each new checkpoint runs before the store is touched
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when there is a GPU, else cpu; any other name is checked against torch."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise TgoError(f"unknown --device '{device}'; use auto, cpu, cuda or cuda:N") from exc
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise TgoError(f"--device {device} asks for a GPU but torch sees none; use --device cpu or auto")
+        if parsed.index is not None and parsed.index >= count:
+            raise TgoError(f"--device {device}: torch sees {count} GPU(s) (cuda:0..cuda:{count - 1}); pick one of them")
+    elif parsed.type not in ("cpu", "mps", "xpu"):
+        raise TgoError(f"unsupported --device '{device}'; use auto, cpu, cuda or cuda:N")
+    return str(parsed)
 
 
-def _open_parts(model_spec: str, model_kwargs: dict, data_spec: str) -> tuple[Any, DataSource]:
+
+
+def _open_parts(model_spec: str, model_kwargs: dict, data_spec: str,
+                data_options: dict | None = None) -> tuple[Any, DataSource]:
+    """The model, then the source opened with what it needs of the model (image format or tokenizer)."""
     model = build_model(model_spec, **model_kwargs)
-    cfg = input_config(model)
-    source = open_source(data_spec, image_size=cfg["image_size"], in_chans=cfg["in_chans"],
-                         mean=cfg["mean"], std=cfg["std"])
+    source = open_source(data_spec, **input_config(model), **(data_options or {}))
     return model, source
 
 
 def _capturer(model: Any, source: DataSource, layers: Sequence[int] | None, tokens: Sequence[int] | None,
               hook_modules: Sequence[str] | None, device: Any = "cpu", dtype: Any = None) -> Any:
-    example = None
-    if hook_modules:
-        import torch
-
-        example = torch.from_numpy(next(source.batches(1)).inputs).to(device, dtype or torch.float32)
+    example = next(source.batches(1)).inputs  # capturers that need one learn the token count from it
     return make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
 
 
@@ -138,8 +163,13 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                   data_spec: str, layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
                   dtype: str = "float16", batch_size: int = 64, samples_per_block: int | None = None,
                   model_kwargs: dict | None = None, hook_modules: Sequence[str] | None = None,
-                  storage_options: dict | None = None, precision: str = "float32") -> StorePlan:
+                  storage_options: dict | None = None, precision: str = "float32",
+                  data_options: dict | None = None, check_checkpoints: bool = True, gradients: bool = False,
+                  loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE, mask_seed: int = 0) -> StorePlan:
     """Create the store or append checkpoints to it; refuse anything that would mix data.
+
+    Before the store is touched, each new checkpoint is loaded into the model and runs one
+    batch (``check_checkpoints``; the live ``Recorder`` has no files and checks while capturing).
 
     ``precision`` is the dtype the model computes in (float32, or float16/bfloat16 for speed on
     a GPU); it changes the activations, so it is part of the store's model description.
@@ -151,12 +181,15 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     if batch_size < 1:
         raise TgoError(f"--batch-size must be at least 1, got {batch_size}")
     model_kwargs = dict(model_kwargs or {})
-    refs = [c if isinstance(c, CheckpointRef) else None for c in checkpoints] if not isinstance(checkpoints, str) else []
-    refs = list(checkpoints) if refs and all(refs) else resolve_checkpoints(checkpoints)
+    refs = [c if isinstance(c, CheckpointRef) else None for c in checkpoints or []] if not isinstance(checkpoints, str) else []
+    refs = list(checkpoints) if refs and all(refs) else (
+        resolve_checkpoints(checkpoints) if checkpoints else default_checkpoints(model_spec))
     if not refs:
         raise TgoError("no checkpoints given; pass --checkpoints with a glob or a list of files")
-    model, source = _open_parts(model_spec, model_kwargs, data_spec)
+    records = store_records(url, storage_options)
+    model, source = _open_parts(model_spec, model_kwargs, data_spec, data_options)
     capturer = _capturer(model, source, layers, tokens, hook_modules)
+    loss_spec = loss_for_ingest(model, source, capturer, gradients, loss, mask_rate, mask_seed)
     description = model_description(model, model_spec, model_kwargs)
     if precision != "float32":  # stores from before this option computed in float32 and say nothing
         description["precision"] = precision
@@ -165,53 +198,91 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     layout = choose_layout(len(source), len(capturer.token_indices), capturer.feature_dim, itemsize,
                            batch_size, samples_per_block)
     store = open_zarr_store(url, storage_options=storage_options)
+    known = {path for _, path, _ in _existing(store)}
+    if check_checkpoints:
+        _probe_checkpoints(model, source, capturer, [r for r in refs if r.url not in known], dtype, precision)
     with metadata_lock(url):
-        group = _open_group(store, url)
-        if group is None:
-            spec = StoreSpec(
-                n_samples=len(source), layer_indices=list(capturer.layer_indices),
-                layer_names=list(capturer.layer_names), token_indices=np.asarray(capturer.token_indices),
-                token_kinds=capturer.token_layout.kinds, token_rows=capturer.token_layout.rows,
-                token_cols=capturer.token_layout.cols, n_features=capturer.feature_dim,
-                sample_ids=source.sample_ids, labels=source.labels, dtype=dtype,
-                chunk_shape=layout.chunk_shape(capturer.feature_dim),
-                shard_shape=layout.shard_shape(capturer.feature_dim),
-                attrs={S.ATTR_SCHEMA: S.SCHEMA_VERSION, S.ATTR_MODEL: description, S.ATTR_DATASET: dataset,
-                       S.ATTR_CREATED_BY: f"tgo {tgo_store.__version__}",
-                       "tgo_layout": {"samples_per_block": layout.samples_per_block,
-                                      "tokens_per_chunk": layout.tokens_per_chunk},
-                       "tgo_batch_size": batch_size})
-            group = _create(store, url, spec)
-        else:
-            layout = _check_compatible(group, url, description, dataset, capturer, dtype)
-            _check_writable(store, url)
         try:
-            indices = _place_checkpoints(group, url, refs)
-            consolidate(store)
-        except PermissionError as exc:
-            raise TgoError(f"store {url} is read-only ({exc}); ingest into a writable location") from exc
+            if _open_group(store, url) is not None:  # an existing store: refuse a read-only one before any write
+                _check_writable(records, url)
+            recover(store, records)
+            group = _open_group(store, url)
+            if group is None:
+                spec = StoreSpec(
+                    n_samples=len(source), layer_indices=list(capturer.layer_indices),
+                    layer_names=list(capturer.layer_names), token_indices=np.asarray(capturer.token_indices),
+                    token_kinds=capturer.token_layout.kinds, token_rows=capturer.token_layout.rows,
+                    token_cols=capturer.token_layout.cols, n_features=capturer.feature_dim,
+                    sample_ids=source.sample_ids, labels=source.labels, dtype=dtype,
+                    chunk_shape=layout.chunk_shape(capturer.feature_dim),
+                    shard_shape=layout.shard_shape(capturer.feature_dim),
+                    attrs={S.ATTR_SCHEMA: S.SCHEMA_VERSION, S.ATTR_MODEL: description, S.ATTR_DATASET: dataset,
+                           S.ATTR_CREATED_BY: f"tgo {tgo_store.__version__}",
+                           "tgo_layout": {"samples_per_block": layout.samples_per_block,
+                                          "tokens_per_chunk": layout.tokens_per_chunk},
+                           "tgo_batch_size": batch_size, **source.store_attrs(),
+                           **({S.ATTR_SCHEMA: S.TEXT_SCHEMA_VERSION, S.ATTR_LOSS: loss_spec.attr()} if loss_spec else {})},
+                    positions=source.positions(), gradients=loss_spec is not None)
+                group = create_store(store, spec, records)
+            else:
+                for key, value in source.store_attrs().items():  # text: tokenizer and text settings
+                    _check_same(dict(group.attrs), key, value, f"'{key}' setting", url)
+                layout = _check_compatible(group, url, description, dataset, capturer, dtype)
+                check_same_loss(dict(group.attrs).get(S.ATTR_LOSS), loss_spec, url)
+            indices = _place_checkpoints(group, records, url, refs)
+            finish(store, records)
+        except (PermissionError, OSError) as exc:
+            raise TgoError(f"cannot write the store at {url} ({type(exc).__name__}: {exc}); "
+                           "choose a writable location") from exc
     return StorePlan(url=url, model_spec=model_spec, model_kwargs=model_kwargs, checkpoints=tuple(refs),
                      checkpoint_indices=tuple(indices), data_spec=data_spec, n_samples=len(source),
                      layers=tuple(capturer.layer_indices),
                      tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
                      hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
                      batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}),
-                     precision=precision)
+                     precision=precision, data_options=dict(data_options or {}), loss=loss_spec)
 
 
-def _check_writable(store: Any, url: str) -> None:
-    """Write and delete a probe key before touching anything: a read-only store stays as it is.
+def _existing(store: Any) -> list[tuple[int, str, str]]:
+    """The checkpoints a finished store already holds (none for a new or half-made one); read only."""
+    import zarr
+
+    try:
+        group = zarr.open_group(store, mode="r")
+        return existing_checkpoints(group) if S.ACTIVATIONS in group else []
+    except (FileNotFoundError, KeyError, ValueError, TypeError, IndexError):
+        return []
+
+
+def _probe_checkpoints(model: Any, source: DataSource, capturer: Any, refs: Sequence[CheckpointRef], dtype: str,
+                       precision: str) -> None:
+    """Load each new checkpoint, match it to the model and run one batch, before the store is touched.
+
+    A refused checkpoint (no tensors, another architecture, NaN/Inf or float16-overflowing
+    activations) then leaves an existing store byte for byte as it was.
+    """
+    if not refs:
+        return
+    import torch
+
+    n = min(PROBE_SAMPLES, len(source))
+    inputs = capturer.prepare(next(source.batches(n, 0, n)).inputs, "cpu", getattr(torch, precision))
+    model.to(getattr(torch, precision))
+    filler = BlockFiller("cpu", dtype)
+    for ref in refs:
+        load_checkpoint_into(model, ref)
+        data = capture_block(filler, capturer, [inputs], n, f"checkpoint {ref.url}", f"samples 0-{n - 1}")
+        filler.pool.release(data)
+
+
+def _check_writable(records: RecordStore, url: str) -> None:
+    """Write and delete a probe record before touching anything: a read-only store stays as it is.
 
     Opening a local store with mode="r+" does not check permissions, so without the probe the
     first failing write would come after metadata changes had started.
     """
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    key = f"_tgo/write-probe-{os.getpid()}"
     try:
-        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(b"probe")))
-        sync(store.delete(key))
+        records.probe_writable()
     except (PermissionError, OSError) as exc:
         raise TgoError(f"store {url} is read-only ({type(exc).__name__}: {exc}); ingest into a writable location") from exc
 
@@ -229,13 +300,6 @@ def _open_group(store: Any, url: str) -> Any:
         if "read" in str(exc).lower() and "only" in str(exc).lower():
             raise TgoError(f"store {url} is read-only; ingest into a writable location") from exc
         raise TgoError(f"{url} is not a tgo store ({exc}); choose a new store URL") from exc
-
-
-def _create(store: Any, url: str, spec: StoreSpec) -> Any:
-    try:
-        return create_store(store, spec)
-    except (PermissionError, OSError) as exc:
-        raise TgoError(f"cannot write the store at {url} ({exc}); choose a writable location") from exc
 
 
 def _check_compatible(group: Any, url: str, description: dict, dataset: dict, capturer: Any, dtype: str) -> StoreLayout:
@@ -258,7 +322,7 @@ def _check_compatible(group: Any, url: str, description: dict, dataset: dict, ca
                        int(info.get("tokens_per_chunk", act.chunks[3])), act.shape[3])
 
 
-def _place_checkpoints(group: Any, url: str, refs: Sequence[CheckpointRef]) -> list[int]:
+def _place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence[CheckpointRef]) -> list[int]:
     """The slot of each checkpoint: its existing slot, or a new one appended at the end."""
     existing = existing_checkpoints(group)
     by_path = {path: (i, sha) for i, (_, path, sha) in enumerate(existing)}
@@ -274,13 +338,13 @@ def _place_checkpoints(group: Any, url: str, refs: Sequence[CheckpointRef]) -> l
             indices.append(len(existing) + len(new))
             new.append(ref)
     if new:
-        append_checkpoints(group, [r.step for r in new], [r.url for r in new], [r.sha256 for r in new])
+        append_checkpoints(group, records, [r.step for r in new], [r.url for r in new], [r.sha256 for r in new])
     return indices
 
 
 def missing_blocks(plan: StorePlan) -> list[tuple[int, int]]:
     """(position in plan.checkpoints, block) pairs that have no valid commit record."""
-    commits = read_commits(open_zarr_store(plan.url, storage_options=plan.storage_options))
+    commits = read_commits(store_records(plan.url, plan.storage_options))
     missing = []
     for position, (ref, index) in enumerate(zip(plan.checkpoints, plan.checkpoint_indices, strict=True)):
         for block in range(plan.n_blocks):
@@ -299,7 +363,7 @@ def capture_block(filler: BlockFiller, capturer: Any, batches: Iterable[Any], n_
     try:
         for inputs in batches:
             filler.add(capturer.parts(inputs), offset)
-            offset += int(inputs.shape[0])
+            offset += len(inputs)
         return filler.finish()
     except NonFiniteActivations as exc:
         names = [capturer.layer_names[i] for i in exc.layers]
@@ -317,52 +381,63 @@ class _Runner:
     def __init__(self, plan: StorePlan, position: int, device: str, pool: BufferPool | None = None):
         import torch
 
-        self.model, self.source = _open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec)
+        self.model, self.source = _open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec, plan.data_options)
         load_checkpoint_into(self.model, plan.checkpoints[position])
-        self.device = torch.device(_device(device))
+        self.device = torch.device(resolve_device(device))
         self.compute_dtype = getattr(torch, plan.precision)
         self.model.to(self.device, self.compute_dtype)
         layers = list(plan.layers) if not plan.hook_modules else None
         self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules,
                                   self.device, self.compute_dtype)
         self.filler = BlockFiller(self.device, plan.dtype, pool)
+        self.grad_filler = BlockFiller(self.device, plan.dtype, self.filler.pool) if plan.loss else None
         self.plan, self.position = plan, position
 
-    def capture_block(self, block: int) -> np.ndarray:
-        """Every layer and token of one sample block, in the storage dtype.
+    def capture_block(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every layer and token of one sample block, in the storage dtype, and with gradients
+        their ∂L/∂h from the same forward (else None).
 
-        The returned array is a pooled host buffer: give it back with ``release`` once stored.
+        The returned arrays are pooled host buffers: give them back with ``release`` once stored.
         """
-        import torch
-
         plan = self.plan
         start, stop = plan.layout.block_range(block, plan.n_samples)
-        inputs = (torch.from_numpy(b.inputs).to(self.device, self.compute_dtype, non_blocking=True)
-                  for b in self.source.batches(plan.batch_size, start, stop))
-        return capture_block(self.filler, self.capturer, inputs, stop - start,
-                             f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
+        batches = self.source.batches(plan.batch_size, start, stop)
+        where = (f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
+        if plan.loss is not None:
+            pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)
+            return capture_gradient_block((self.filler, self.grad_filler), self.capturer, pairs, stop - start,
+                                          plan.loss, *where)
+        inputs = (self.capturer.prepare(b.inputs, self.device, self.compute_dtype) for b in batches)
+        return capture_block(self.filler, self.capturer, inputs, stop - start, *where), None
 
-    def release(self, data: np.ndarray) -> None:
-        self.filler.pool.release(data)
+    def release(self, *arrays: np.ndarray | None) -> None:
+        for data in arrays:
+            if data is not None:
+                self.filler.pool.release(data)
 
 
-def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, array: Any = None) -> None:
-    """Write one block's shards, make them durable, then write its commit record.
+def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, array: Any = None,
+                gradients: np.ndarray | None = None, gradient_array: Any = None) -> None:
+    """Write one block's shards (activations, and gradients when given), make them durable, then
+    write its commit record.
 
     The order is the guarantee: a commit record exists only for a block whose every shard is
     on disk (fsync'd on local stores; a completed PUT on object stores).
     """
-    store = open_zarr_store(plan.url, storage_options=plan.storage_options)
-    array = array if array is not None else open_activations_for_writing(plan.url, plan.storage_options)
+    records = store_records(plan.url, plan.storage_options)
+    arrays = [(array if array is not None else open_activations_for_writing(plan.url, plan.storage_options), data)]
+    if gradients is not None:
+        arrays.append((gradient_array if gradient_array is not None else
+                       open_activations_for_writing(plan.url, plan.storage_options, S.GRADIENTS), gradients))
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
-    keys = block_shard_keys(array, index, block)
-    discard_shards(store, keys)
-    array[index, :, start:stop] = data
-    if is_local(plan.url):
-        fsync_files(local_path(plan.url), keys)
+    keys = [key for target, _ in arrays for key in block_shard_keys(target, index, block)]
+    discard_shards(records, keys)
+    for target, values in arrays:
+        target[index, :, start:stop] = values
+    sync_shards(records, keys)
     ref = plan.checkpoints[position]
-    write_commit(store, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
+    write_commit(records, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
                                        "written_at": time.time()})
 
 
@@ -377,43 +452,51 @@ def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "a
         if model_cache is not None:
             model_cache.clear()
             model_cache[key] = runner
-    data = runner.capture_block(block)
+    data, grads = runner.capture_block(block)
     try:
-        write_block(plan, position, block, data)
+        write_block(plan, position, block, data, gradients=grads)
     finally:
-        runner.release(data)
-    return BlockStats(samples=data.shape[1], bytes=data.nbytes, seconds=time.perf_counter() - start_time)
+        runner.release(data, grads)
+    return BlockStats(samples=data.shape[1], bytes=data.nbytes + (0 if grads is None else grads.nbytes),
+                      seconds=time.perf_counter() - start_time)
 
 
 def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_spec: str,
            layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
            batch_size: int = 64, samples_per_block: int | None = None, model_kwargs: dict | None = None,
            hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
-           progress: bool = True, precision: str = "float32") -> IngestSummary:
+           progress: bool = True, precision: str = "float32", data_options: dict | None = None,
+           gradients: bool = False, loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE,
+           mask_seed: int = 0) -> IngestSummary:
     """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
 
     from tgo_store.progress import IngestProgress
 
+    resolve_device(device)  # an unusable device is refused before the store is touched
     plan = prepare_store(url, model_spec=model_spec, checkpoints=checkpoints, data_spec=data_spec, layers=layers,
                          tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
                          model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options,
-                         precision=precision)
+                         precision=precision, data_options=data_options, gradients=gradients, loss=loss,
+                         mask_rate=mask_rate, mask_seed=mask_seed)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)
+    grad_array = open_activations_for_writing(url, storage_options, S.GRADIENTS) if plan.loss else None
     started = time.perf_counter()
     samples = 0
     with IngestProgress(plan, todo, enabled=progress) as bar:
-        writer = BackgroundWriter(lambda p, b, d: write_block(plan, p, b, d, array), depth=WRITE_QUEUE_DEPTH)
+        writer = BackgroundWriter(lambda p, b, d, g: write_block(plan, p, b, d, array, g, grad_array),
+                                  depth=WRITE_QUEUE_DEPTH)
         pool = None
         try:
             runner = None
             for position, block in todo:
                 if runner is None or runner.position != position:
-                    pool = pool or BufferPool(_device(device), size=WRITE_QUEUE_DEPTH + 2)
+                    pool = pool or BufferPool(resolve_device(device),
+                                              size=(WRITE_QUEUE_DEPTH + 2) * (2 if plan.loss else 1))
                     runner = _Runner(plan, position, device, pool)
-                data = runner.capture_block(block)
-                writer.put(position, block, data, on_done=lambda d=data, p=position: bar.advance(p, d),
-                           release=lambda d=data, r=runner: r.release(d))
+                data, grads = runner.capture_block(block)
+                writer.put(position, block, data, grads, on_done=lambda d=data, p=position: bar.advance(p, d),
+                           release=lambda d=data, g=grads, r=runner: r.release(d, g))
                 samples += data.shape[1]
         finally:
             writer.close()

@@ -1,24 +1,47 @@
-"""Build a model from a timm name or an importable factory, and describe it for the store."""
+"""Build a model from its spec and describe it (and its inputs) for the store.
+
+Specs: a timm name (random init, never pretrained), ``package.module:factory``, or a
+``scheme:...`` handled by a loader of ``LOADERS`` (``hf:PATH`` for transformers models).
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tgo_store.errors import TgoError
 
 
+def _load_hf(spec: str, **kwargs: Any) -> Any:
+    from tgo_store.hf import load_hf_model
+
+    return load_hf_model(spec, **kwargs)
+
+
+LOADERS: dict[str, Callable[..., Any]] = {"hf": _load_hf}  # model spec scheme -> loader
+# what a model constructor raises for options it rejects (a wrong name, type or value)
+REJECTED_OPTIONS = (TypeError, ValueError, AssertionError, KeyError, ZeroDivisionError, RuntimeError)
+
+
 def build_model(spec: str, **kwargs: Any) -> Any:
-    """A timm model name (never pretrained: no hub access) or ``package.module:factory``."""
+    """A model from its spec: a ``LOADERS`` scheme, ``package.module:factory`` or a timm name."""
+    loader = LOADERS.get(spec.partition(":")[0]) if ":" in spec else None
+    if loader is not None:
+        return loader(spec, **kwargs)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise TgoError(f"cannot import model factory '{spec}' ({exc}); use package.module:function") from exc
-        return factory(**kwargs)
+        try:
+            return factory(**kwargs)
+        except REJECTED_OPTIONS as exc:
+            raise TgoError(f"model options {kwargs} do not fit '{spec}' ({type(exc).__name__}: {exc}); "
+                           "check --model-kwargs") from exc
     import timm
 
     if not timm.is_model(spec):
@@ -27,8 +50,26 @@ def build_model(spec: str, **kwargs: Any) -> Any:
         raise TgoError(f"unknown timm model '{spec}'{hint}; see timm.list_models() or pass package.module:factory")
     try:
         return timm.create_model(spec, pretrained=False, **kwargs)
-    except TypeError as exc:
-        raise TgoError(f"model options {kwargs} do not fit '{spec}' ({exc}); check --model-kwargs") from exc
+    except REJECTED_OPTIONS as exc:
+        raise TgoError(f"model options {kwargs} do not fit '{spec}' ({type(exc).__name__}: {exc}); "
+                       "check --model-kwargs") from exc
+
+
+def _own_hf_weights(spec: str) -> Any:
+    from tgo_store.hf import own_weights
+
+    return own_weights(spec)
+
+
+OWN_WEIGHTS: dict[str, Callable[[str], Any]] = {"hf": _own_hf_weights}  # scheme -> the weights it was built with
+
+
+def default_checkpoints(spec: str) -> list[Any]:
+    """Without --checkpoints: the weights the model spec loads (hf:PATH), as its one checkpoint."""
+    own = OWN_WEIGHTS.get(spec.partition(":")[0]) if ":" in spec else None
+    if own is None:
+        raise TgoError("no checkpoints given; pass --checkpoints with a glob or a list of files")
+    return [own(spec)]
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,6 +92,10 @@ def model_description(model: Any, spec: str, kwargs: dict | None = None) -> dict
         "parameters": n_params,
         "parameter_shapes": _shape_digest(model),
     }
+    if _is_hf(model):
+        from tgo_store.capturers.hf import describe
+
+        description["transformers"] = describe(model)
     json.dumps(description)
     return description
 
@@ -62,8 +107,24 @@ def _shape_digest(model: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _is_hf(model: Any) -> bool:
+    from tgo_store.hf import is_hf_model
+
+    return is_hf_model(model)
+
+
 def input_config(model: Any) -> dict:
-    """Image size, channels and normalisation the model expects."""
+    """What a data source needs from the model (``SourceOptions`` fields).
+
+    Image models: size, channels and normalisation. Transformers models: the tokenizer, the
+    maximum sequence length and the embedding's vocabulary size.
+    """
+    if _is_hf(model):
+        from tgo_store.capturers.hf import max_positions
+        from tgo_store.hf import tokenizer_of
+
+        return {"tokenizer": tokenizer_of(model), "max_length": max_positions(model),
+                "vocab_size": int(model.get_input_embeddings().num_embeddings)}
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     embed = getattr(model, "patch_embed", None)
     size = None

@@ -23,7 +23,12 @@ import numpy as np
 
 from tgo_store.checkpoints import CheckpointRef
 from tgo_store.errors import TgoError
+from tgo_store.gradients import capture_gradient_block
+from tgo_store.hf import attach_tokenizer
 from tgo_store.ingest import StorePlan, capture_block, prepare_store, write_block
+from tgo_store.sources.base import Batch, TokenBatch
+from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
+from tgo_store.sources.tokens import save_tokens
 
 
 class Recorder:
@@ -31,20 +36,35 @@ class Recorder:
 
     def __init__(self, store: str, model: Any, probe_inputs: Any, *, labels: Sequence[int] | None = None,
                  layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
-                 batch_size: int = 64, model_name: str = "live", storage_options: dict | None = None):
+                 batch_size: int = 64, model_name: str = "live", storage_options: dict | None = None,
+                 gradients: bool = False, tokenizer: Any = None):
         import torch
 
         self.store, self.model = store, model
-        self.inputs = torch.as_tensor(np.asarray(probe_inputs, dtype=np.float32))
-        if self.inputs.ndim != 4:
-            raise TgoError(f"probe inputs have shape {tuple(self.inputs.shape)}; pass a (N, C, H, W) batch of images")
+        if isinstance(probe_inputs, TokenBatch):  # text: token ids + masks (a text source's batch.inputs)
+            self.inputs = probe_inputs
+            if tokenizer is not None:
+                attach_tokenizer(model, tokenizer)  # recorded in the store's tokenizer attrs
+        else:
+            self.inputs = torch.as_tensor(np.asarray(probe_inputs, dtype=np.float32))
+            if self.inputs.ndim != 4:
+                raise TgoError(f"probe inputs have shape {tuple(self.inputs.shape)}; "
+                               "pass a (N, C, H, W) batch of images or a TokenBatch of token ids")
         self.labels = np.asarray(labels if labels is not None else np.full(len(self.inputs), -1), np.int64)
         self.layers, self.tokens, self.dtype, self.batch_size = layers, tokens, dtype, batch_size
         self.model_name, self.storage_options = model_name, storage_options
+        self.gradients = gradients  # also record ∂L/∂h of the classification loss (needs labels)
         self._probe_path = self._save_probe()
 
     def _save_probe(self) -> str:
         """Probe inputs become an .npz source, so the store records their fingerprint like any dataset."""
+        if isinstance(self.inputs, TokenBatch):
+            raw = b"".join(np.asarray(a).tobytes() for a in (self.inputs.ids, self.inputs.attention_mask,
+                                                             self.inputs.special, self.labels))
+            path = os.path.join(tempfile.gettempdir(), f"tgo-probe-{hashlib.sha256(raw).hexdigest()[:16]}.npz")
+            if not os.path.exists(path):
+                save_tokens(path, self.inputs, self.labels)
+            return TOKENS_PREFIX + path
         digest = hashlib.sha256(self.inputs.numpy().tobytes() + self.labels.tobytes()).hexdigest()[:16]
         path = os.path.join(tempfile.gettempdir(), f"tgo-probe-{digest}.npz")
         if not os.path.exists(path):
@@ -64,27 +84,35 @@ class Recorder:
         """Record the model as it is now as checkpoint `step`; restores train/eval mode."""
         import torch
 
-        from tgo_store.capture import make_capturer
+        from tgo_store.capturers import make_capturer
         from tgo_store.transfer import BlockFiller
 
         was_training = self.model.training
         try:
             sha = self._state_sha()
-            ref = CheckpointRef(url=f"live:{self.model_name}@step{int(step)}", step=int(step), sha256=sha)
+            ref = CheckpointRef(url=f"live:{self.model_name}@step{int(step)}", step=int(step), sha256=sha, builtin=True)
             plan = self._plan(ref)
-            capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens)
+            capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens, example=self.inputs[:1])
             device = next(self.model.parameters()).device
             filler = BlockFiller(device, self.dtype)
             for block in range(plan.n_blocks):
                 start, stop = plan.layout.block_range(block, plan.n_samples)
-                batches = (self.inputs[i:min(i + self.batch_size, stop)].to(device)
+                where = (f"{self.model_name} at step {step}", f"probe samples {start}-{stop - 1}")
+                batches = ((capturer.prepare(self.inputs[i:min(i + self.batch_size, stop)], device, None),
+                            Batch(None, np.arange(i, min(i + self.batch_size, stop)),
+                                  self.labels[i:min(i + self.batch_size, stop)]))
                            for i in range(start, stop, self.batch_size))
-                data = capture_block(filler, capturer, batches, stop - start, f"{self.model_name} at step {step}",
-                                     f"probe samples {start}-{stop - 1}")
+                if plan.loss is None:
+                    data, grads = capture_block(filler, capturer, (x for x, _ in batches), stop - start, *where), None
+                else:
+                    fillers = (filler, BlockFiller(device, self.dtype, filler.pool))
+                    data, grads = capture_gradient_block(fillers, capturer, batches, stop - start, plan.loss, *where)
                 try:
-                    write_block(plan, 0, block, data)
+                    write_block(plan, 0, block, data, gradients=grads)
                 finally:
-                    filler.pool.release(data)
+                    for array in (data, grads):
+                        if array is not None:
+                            filler.pool.release(array)
         finally:
             self.model.train(was_training)
             torch.set_grad_enabled(True)
@@ -92,7 +120,8 @@ class Recorder:
     def _plan(self, ref: CheckpointRef) -> StorePlan:
         return prepare_store(self.store, model_spec=_LiveModel.register(self.model, self.model_name), checkpoints=[ref],
                              data_spec=self._probe_path, layers=self.layers, tokens=self.tokens, dtype=self.dtype,
-                             batch_size=self.batch_size, storage_options=self.storage_options)
+                             batch_size=self.batch_size, storage_options=self.storage_options,
+                             check_checkpoints=False, gradients=self.gradients)
 
 
 class _LiveModel:

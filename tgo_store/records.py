@@ -15,12 +15,15 @@ Keys are relative to the store root and use ``/`` separators, like Zarr keys.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
+
+from tgo_store.errors import TgoError
 
 RECORD_ROOT = "_tgo"
 
@@ -46,7 +49,11 @@ class RecordStore:
 
     def __init__(self, url: str, storage_options: dict | None = None):
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except (ValueError, ImportError) as exc:  # unknown protocol, or its fsspec backend not installed
+            raise TgoError(f"cannot use the URL {url} ({exc}); use a local path, file://, memory://, s3:// "
+                           "or another fsspec protocol whose package is installed") from exc
         self.root = root.rstrip("/")
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
                                 else (self.fs.protocol,))
@@ -107,10 +114,8 @@ class RecordStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are fine (deleting is idempotent)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(key))
-        except FileNotFoundError:
-            pass
 
     def probe_writable(self) -> None:
         """Write and delete a probe record; raises OSError/PermissionError on a read-only store."""

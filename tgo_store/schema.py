@@ -6,9 +6,12 @@ import xarray as xr
 
 from tgo_store.errors import TgoError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # what image stores are written with
+TEXT_SCHEMA_VERSION = 2  # stores that use SPEC section 5 names (text positions, gradients)
+SCHEMA_VERSIONS: tuple[int, ...] = (SCHEMA_VERSION, TEXT_SCHEMA_VERSION)  # what this tgo reads
 
 ACTIVATIONS = "activations"
+GRADIENTS = "gradients"  # SPEC section 5: ∂L/∂h, same dims, chunks and dtype as ACTIVATIONS
 DIMS: tuple[str, ...] = ("checkpoint", "layer", "sample", "token", "feature")
 CHECKPOINT, LAYER, SAMPLE, TOKEN, FEATURE = DIMS
 
@@ -30,13 +33,24 @@ COORDS: dict[str, str] = {
     TOKEN_COL: TOKEN,
 }
 
-TOKEN_KINDS: tuple[str, ...] = ("cls", "register", "patch", "text")
+TEXT_TOKEN_KIND = "text"
+
+# SPEC section 5: per-position labels of text stores (coords over (sample, token)) and counts.
+VOCAB = "vocab"
+TOKEN_ID = "token_id"
+ATTENTION_MASK = "attention_mask"
+TOKEN_SPECIAL = "token_special"
+POSITION_COORDS: tuple[str, ...] = (TOKEN_ID, ATTENTION_MASK, TOKEN_SPECIAL)
+VOCAB_COUNT = "vocab_count"
 
 # Group attributes.
 ATTR_SCHEMA = "tgo_schema"
 ATTR_MODEL = "model"
 ATTR_DATASET = "dataset"
 ATTR_CREATED_BY = "created_by"
+ATTR_TOKENIZER = "tokenizer"  # name, vocab_size, sha256 of its serialised form
+ATTR_TEXT = "text"  # seq_len, packing, padding_side, corpus, corpus_sha256, ...
+ATTR_LOSS = "loss"  # SPEC section 5: the loss whose gradients are recorded (kind, reduction, scale)
 
 
 def validate_activations(ds: xr.Dataset) -> xr.DataArray:
@@ -58,8 +72,8 @@ def validate_activations(ds: xr.Dataset) -> xr.DataArray:
 def check_schema_version(attrs: dict, where: str) -> None:
     """Refuse a store written with another schema version than this package writes."""
     version = attrs.get(ATTR_SCHEMA)
-    if version is not None and int(version) != SCHEMA_VERSION:
+    if version is not None and int(version) not in SCHEMA_VERSIONS:
         raise TgoError(
-            f"{where} was written with tgo schema {version}, this tgo reads schema {SCHEMA_VERSION}; "
+            f"{where} was written with tgo schema {version}, this tgo reads schemas {SCHEMA_VERSIONS}; "
             "use the tgo version that wrote it or re-ingest into a new store"
         )

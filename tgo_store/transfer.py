@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store.capture import stack_parts
-
-STORAGE_DTYPES = ("float16", "float32")
+from tgo_store.capturers import stack_parts
 
 
 def torch_dtype(dtype: str) -> Any:
+    """The torch dtype of a storage dtype name (``ingest.DTYPES``)."""
     import torch
 
-    return {"float16": torch.float16, "float32": torch.float32}[dtype]
+    return getattr(torch, dtype)
 
 
 def pinned_buffer(shape: Sequence[int], dtype: Any, device: Any) -> Any:

@@ -153,11 +153,12 @@ def test_device_path_splits_tokens_into_groups_that_fit_the_memory_budget(plain_
 
 def test_interrupted_analysis_resumes_with_written_layers(plain_store, tmp_path, monkeypatch) -> None:
     engine = importlib.import_module("tgo_analysis.analyze")  # the package re-exports the function of that name
+    from tgo_analysis.results_store import done_units
 
     url, _ = plain_store
     out = str(tmp_path / "partial.zarr")
     calls = {"n": 0}
-    original = engine._write_unit
+    original = engine.write_unit
 
     def die_after_two(*args):
         if calls["n"] == 2:
@@ -165,15 +166,14 @@ def test_interrupted_analysis_resumes_with_written_layers(plain_store, tmp_path,
         calls["n"] += 1
         original(*args)
 
-    monkeypatch.setattr(engine, "UNIT_MEMORY_BYTES", 1)  # one unit per compute
-    monkeypatch.setattr(engine, "_write_unit", die_after_two)
+    monkeypatch.setattr(engine, "write_unit", die_after_two)
     with pytest.raises(KeyboardInterrupt):
         analyze(xr.open_zarr(url), "alpha", out=out, fit_range=FIT, progress=False)
-    assert len(engine._done_units(out)) == 2
-    monkeypatch.setattr(engine, "_write_unit", original)
+    assert len(done_units(out)) == 2
+    monkeypatch.setattr(engine, "write_unit", original)
     graphs = []
-    original_graph = engine._layer_graph
-    monkeypatch.setattr(engine, "_layer_graph", lambda *a: graphs.append(1) or original_graph(*a))
+    original_graph = engine.unit_task
+    monkeypatch.setattr(engine, "unit_task", lambda *a, **k: graphs.append(1) or original_graph(*a, **k))
     res = analyze(xr.open_zarr(url), "alpha", out=out, fit_range=FIT, progress=False)
     assert len(graphs) == 6 - 2  # 2 checkpoints x 3 layers, 2 reused
     full = analyze(xr.open_zarr(url), "alpha", fit_range=FIT, progress=False)

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from benchmarks.inflight import InflightMoments
+from tests.support import tiny_vit
 from tgo_analysis.metrics import spectral_metrics
 from tgo_analysis.moments import covariance
 from tgo_analysis.spectra import covariance_eigenvalues
-from tgo_store.capture import make_capturer
-from tests.support import tiny_vit
+from tgo_store.capturers import make_capturer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tgo_store.capture import make_capturer
+from tgo_store.capturers import make_capturer
 from tgo_store.errors import TgoError
 from tgo_store.models import build_model, input_config, model_description
 

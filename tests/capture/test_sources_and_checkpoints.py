@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.support import tiny_vit
 from tgo_store.checkpoints import (
     load_checkpoint_into,
     load_state_dict,
@@ -16,7 +17,6 @@ from tgo_store.checkpoints import (
 )
 from tgo_store.errors import TgoError
 from tgo_store.sources import open_source
-from tests.support import tiny_vit
 
 GREY = {"image_size": 8, "in_chans": 1, "mean": (0.5,), "std": (0.25,)}
 

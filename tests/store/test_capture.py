@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tgo_store.capture import make_capturer
-from tgo_store.errors import TgoError
 from tests.support import tiny_vit
+from tgo_store.capturers import make_capturer
+from tgo_store.errors import TgoError
 
 
 def manual_stream(model, x) -> list[torch.Tensor]:

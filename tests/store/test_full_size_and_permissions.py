@@ -17,8 +17,8 @@ import pytest
 import torch
 import zarr
 
-from tgo_store import ingest, open_store
 from tests.support import cli_args, ingest_kwargs, save_checkpoints
+from tgo_store import ingest, open_store
 
 TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
 NOBODY = 65534

@@ -17,9 +17,9 @@ import pytest
 import torch
 import zarr
 
+from tests.support import DATA, cli_args, ingest_kwargs, tiny_vit
 from tgo_store import Recorder, ingest, open_store, store_info
 from tgo_store.errors import TgoError
-from tests.support import DATA, cli_args, ingest_kwargs, tiny_vit
 
 TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
 

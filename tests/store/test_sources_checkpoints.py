@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support import tiny_vit
 from tgo_store.checkpoints import (
     load_checkpoint_into,
     load_state_dict,
@@ -14,7 +15,6 @@ from tgo_store.checkpoints import (
 )
 from tgo_store.errors import TgoError
 from tgo_store.sources import open_source
-from tests.support import tiny_vit
 
 FMT = {"image_size": 16, "in_chans": 1, "mean": (0.5,), "std": (0.5,)}
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tests.support import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
 from tgo_analysis.analyze import analyze
 from tgo_analysis.orchestration.sweep import ingest_task, load_config, run_sweep
 from tgo_store import ingest, open_store
 from tgo_store.errors import TgoError
-from tests.support import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
 
 FIT = [2, 6]
 
@@ -175,3 +175,33 @@ def test_tasks_waiting_for_a_resource_are_reported(cluster, single_process, tmp_
     _write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})
     rows, _ = sweep_status(cfg)
     assert rows[0][2] == "waiting for a worker with {'GPU': 1}"
+
+
+def test_watch_stops_when_a_stop_file_appears_at_a_memory_url(monkeypatch, tmp_path) -> None:
+    """The --watch loop lives in the library and checks the stop file through fsspec."""
+    import fsspec
+
+    from tgo_analysis.orchestration import sweep as sweep_module
+    from tgo_analysis.orchestration.sweep import SweepSummary, run_sweeps, stop_requested
+
+    stop = "memory://tgo-watch-test/STOP"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(stop):
+        fs.rm(stop)
+    path = sweep_file(tmp_path, "ck/*.pth", str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
+    path.write_text(path.read_text() + f'stop_file = "{stop}"\n')
+    cfg = load_config(path)
+    assert cfg.stop_file == stop and not stop_requested(cfg.stop_file)
+    calls, sleeps = [], []
+
+    def one_sweep(cfg, client, *, task, progress):
+        calls.append(client)
+        if len(calls) == 3:
+            fs.pipe(stop, b"")
+        return SweepSummary(0, 0, 0.0)
+
+    monkeypatch.setattr(sweep_module, "run_sweep", one_sweep)
+    summaries = run_sweeps(cfg, "client", watch=True, poll=7.0, sleep=sleeps.append)
+    assert len(summaries) == 3 and calls == ["client"] * 3 and sleeps == [7.0, 7.0]
+    assert len(run_sweeps(cfg, "client", watch=False)) == 1
+    fs.rm(stop)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tgo_analysis import names as N
 from tgo_store.errors import TgoError
 
 DEMO_MODEL = "vit_tiny_patch16_224"  # a timm name; the kwargs below make it the small demo ViT
@@ -27,7 +28,6 @@ DEMO_MODEL_KWARGS = {
     "num_classes": 10,
 }
 TRAIN_DATA, TEST_DATA = "sklearn:digits:train", "sklearn:digits:test"
-TRAINING_LOG = "training.json"
 
 
 @dataclass(frozen=True)
@@ -61,20 +61,24 @@ class DemoSummary:
     training: dict  # {"steps", "accuracy", "loss", "seconds"}
     seconds: dict[str, float]
 
-    @property
-    def accuracy(self) -> dict[int, float]:
-        return dict(zip(self.training["steps"], self.training["accuracy"], strict=True))
+    def per_step(self, key: str) -> dict[int, float]:
+        """A logged training series by step (``accuracy`` for images, ``held_out_loss`` for text)."""
+        return dict(zip(self.training["steps"], self.training[key], strict=True))
 
 
 def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
     """Train unless this config's checkpoints are all there (resume = skip); returns the log and files."""
-    from tgo_analysis.orchestration.training import checkpoint_path, train
+    from tgo_analysis.orchestration.training import (
+        checkpoint_path,
+        read_training_log,
+        train,
+        write_training_log,
+    )
 
     steps = cfg.steps()
     files = [checkpoint_path(ckpt_dir, s) for s in steps]
-    log_file = ckpt_dir / TRAINING_LOG
-    if log_file.exists():
-        log = json.loads(log_file.read_text())
+    log = read_training_log(ckpt_dir)
+    if log is not None:
         recorded = log.get("config")
         if recorded is not None:
             matches = recorded == json.loads(json.dumps(asdict(cfg)))
@@ -103,8 +107,18 @@ def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[d
         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress,
     ).to_json()
     log["config"] = json.loads(json.dumps(asdict(cfg)))
-    log_file.write_text(json.dumps(log, indent=1))
+    write_training_log(ckpt_dir, log)
     return log, files
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """The demo's output folder, created; a one-line error when it cannot be."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TgoError(f"cannot create {out} ({exc}); choose a writable --out") from exc
+    return out
 
 
 def run_demo(
@@ -121,11 +135,7 @@ def run_demo(
     from tgo_store.open import open_store
 
     cfg = config or (DemoConfig.quick() if quick else DemoConfig())
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TgoError(f"cannot create {out} ({exc}); choose a writable --out") from exc
+    out = prepare_out_dir(out_dir)
     store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
     seconds: dict[str, float] = {}
 
@@ -168,6 +178,18 @@ HEADLINE_COLUMNS = (
 )
 
 
+def metric_at(results: Any, name: str, checkpoint: int, **sel: int) -> Any:
+    """The values of ``name`` at one checkpoint (and any other positional selection); None if absent."""
+    return results[name].isel(checkpoint=checkpoint, **sel).values if name in results else None
+
+
+def format_value(value: Any) -> str:
+    """Three decimals, or 'n/a' for an absent or non-finite value (the headline tables' rule)."""
+    import numpy as np
+
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
 def headline_rows(results: Any, accuracy: dict[int, float]) -> list[tuple[str, ...]]:
     """One row per checkpoint (HEADLINE_COLUMNS); 'n/a' where a metric is absent or NaN.
 
@@ -176,30 +198,24 @@ def headline_rows(results: Any, accuracy: dict[int, float]) -> list[tuple[str, .
     """
     import numpy as np
 
-    def value(name: str, ci: int, **sel: int) -> np.ndarray | None:
-        return results[name].isel(checkpoint=ci, **sel).values if name in results else None
-
-    def fmt(v: Any) -> str:
-        return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
-
     rows = []
-    for ci, step in enumerate(results["checkpoint"].values):
-        cls_alpha = value("alpha", ci, token=0)
-        corr = value("mean_token_correlation", ci)
-        all_alpha = value("alpha_all", ci)
-        ids = value("intrinsic_dimension", ci)
+    for ci, step in enumerate(results[N.CHECKPOINT].values):
+        cls_alpha = metric_at(results, N.ALPHA, ci, token=0)
+        corr = metric_at(results, N.MEAN_TOKEN_CORRELATION, ci)
+        all_alpha = metric_at(results, N.all_tokens(N.ALPHA), ci)
+        ids = metric_at(results, N.INTRINSIC_DIMENSION, ci)
         lowest = "n/a"
         if corr is not None and np.isfinite(corr).any():
-            lowest = str(int(results["layer"].values[np.nanargmin(corr)]))
+            lowest = str(int(results[N.LAYER].values[np.nanargmin(corr)]))
         rows.append(
             (
                 str(int(step)),
-                fmt(accuracy.get(int(step))),
-                fmt(None if cls_alpha is None or cls_alpha.size < 2 else cls_alpha[1]),
-                fmt(None if cls_alpha is None else cls_alpha[-1]),
-                fmt(None if all_alpha is None else all_alpha[-1]),
+                format_value(accuracy.get(int(step))),
+                format_value(None if cls_alpha is None or cls_alpha.size < 2 else cls_alpha[1]),
+                format_value(None if cls_alpha is None else cls_alpha[-1]),
+                format_value(None if all_alpha is None else all_alpha[-1]),
                 lowest,
-                fmt(None if ids is None else ids[-1]),
+                format_value(None if ids is None else ids[-1]),
             )
         )
     return rows

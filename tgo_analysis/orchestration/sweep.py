@@ -31,7 +31,6 @@ on the same cluster and written into the results store.
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 import uuid
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tgo_store.errors import TgoError
+from tgo_store.records import RECORD_ROOT, RecordStore
 
 REQUIRED = {"model": ("spec",), "checkpoints": ("paths",), "data": ("spec",), "store": ("url",)}
 _WORKER_MODELS: dict = {}
@@ -53,10 +53,13 @@ class SweepConfig:
     checkpoints: str | list[str]
     data_spec: str
     store: str
+    data_options: dict = field(default_factory=dict)  # [data] seq_len, padding, samples, seed (text sources)
     batch_size: int = 64
     samples_per_block: int | None = None
     dtype: str = "float16"
     precision: str = "float32"
+    gradients: bool = False  # also record ∂L/∂h (SPEC section 5), as `tgo ingest --gradients`
+    loss: str | None = None
     layers: list[int] | None = None
     tokens: list[int] | None = None
     analysis: dict | None = None
@@ -76,30 +79,82 @@ def _need(table: dict, section: str, key: str, kind: type | tuple) -> Any:
     return value
 
 
+OPTIONAL: dict[tuple[str, str], tuple[type | tuple, str]] = {  # (table, key) -> (types, what it must be)
+    ("model", "kwargs"): (dict, "a table of model options"),
+    ("store", "batch_size"): (int, "a positive integer"),
+    ("store", "samples_per_block"): (int, "a positive integer"),
+    ("store", "dtype"): (str, "float16 or float32"),
+    ("store", "precision"): (str, "float32, float16 or bfloat16"),
+    ("store", "gradients"): (bool, "true or false"),
+    ("store", "loss"): (str, "classification, causal_lm or masked_lm"),
+    ("store", "layers"): (list, "a list of layer indices"),
+    ("store", "tokens"): (list, "a list of token indices"),
+    ("analysis", "metrics"): (str, "all, or a comma-separated list of metric names"),
+    ("analysis", "fit_range"): (list, "two ranks [first, last]"),
+    ("run", "retries"): (int, "a non-negative integer"),
+    ("run", "stop_file"): (str, "a path or URL"),
+}
+
+
+def _optional(table: dict, section: str, key: str, default: Any = None) -> Any:
+    """An optional value, checked against OPTIONAL (bool is not an int here)."""
+    part = table.get(section)
+    if part is None or key not in part:
+        return default
+    value = part[key]
+    kinds, what = OPTIONAL[(section, key)]
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and kinds is int)
+    if ok and isinstance(value, list):
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if ok and kinds is int:
+        ok = value >= (0 if key == "retries" else 1)
+    if ok and key == "fit_range":
+        ok = len(value) == 2 and 1 <= value[0] < value[1]
+    if not ok:
+        raise TgoError(f"sweep file {section}.{key} must be {what}, got {value!r}; fix the sweep file")
+    return value
+
+
 def load_config(path: str | Path) -> SweepConfig:
     """Parse and check the whole sweep file before anything is written."""
     try:
         table = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise TgoError(f"sweep file {path} does not exist; pass the path of a sweep.toml") from exc
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise TgoError(f"sweep file {path} is not a text file ({type(exc).__name__}); pass the path of a sweep.toml") from exc
     except tomllib.TOMLDecodeError as exc:
         raise TgoError(f"sweep file {path} is not valid TOML ({exc}); fix the syntax") from exc
+    for section in ("model", "store", "analysis", "run", "resources"):
+        if section in table and not isinstance(table[section], dict):
+            raise TgoError(f"sweep file [{section}] must be a table, got {table[section]!r}; fix the sweep file")
     paths = _need(table, "checkpoints", "paths", (str, list))
-    store = table["store"] if isinstance(table.get("store"), dict) else {}
+    if isinstance(paths, list) and not all(isinstance(p, str) for p in paths):
+        raise TgoError(f"sweep file checkpoints.paths must be a glob or a list of paths, got {paths!r}")
+    store_url = _need(table, "store", "url", str)
     analysis = table.get("analysis")
     if analysis is not None and ("out" not in analysis or not isinstance(analysis["out"], str)):
         raise TgoError("sweep file lacks analysis.out (the results store URL); add it or drop [analysis]")
+    if analysis is not None:
+        from tgo_store.writer import refuse_same_store
+
+        refuse_same_store(store_url, analysis["out"], "sweep file analysis.out")
+        _optional(table, "analysis", "metrics")
+        _optional(table, "analysis", "fit_range")
     resources = table.get("resources", {}).get("capture", {})
     if not isinstance(resources, dict) or not all(isinstance(v, int | float) for v in resources.values()):
         raise TgoError("sweep file resources.capture must map resource names to numbers, e.g. { GPU = 1 }")
     return SweepConfig(
-        model_spec=_need(table, "model", "spec", str), model_kwargs=dict(table["model"].get("kwargs", {})),
-        checkpoints=paths, data_spec=_need(table, "data", "spec", str), store=_need(table, "store", "url", str),
-        batch_size=int(store.get("batch_size", 64)), samples_per_block=store.get("samples_per_block"),
-        dtype=str(store.get("dtype", "float16")), precision=str(store.get("precision", "float32")),
-        layers=store.get("layers"), tokens=store.get("tokens"),
+        model_spec=_need(table, "model", "spec", str), model_kwargs=dict(_optional(table, "model", "kwargs", {})),
+        checkpoints=paths, data_spec=_need(table, "data", "spec", str), store=store_url,
+        data_options={k: v for k, v in table["data"].items() if k in ("seq_len", "padding", "samples", "seed")},
+        batch_size=_optional(table, "store", "batch_size", 64),
+        samples_per_block=_optional(table, "store", "samples_per_block"),
+        dtype=_optional(table, "store", "dtype", "float16"), precision=_optional(table, "store", "precision", "float32"),
+        gradients=_optional(table, "store", "gradients", False), loss=_optional(table, "store", "loss"),
+        layers=_optional(table, "store", "layers"), tokens=_optional(table, "store", "tokens"),
         analysis=dict(analysis) if analysis else None, capture_resources=dict(resources),
-        retries=int(table.get("run", {}).get("retries", 2)), stop_file=table.get("run", {}).get("stop_file"))
+        retries=_optional(table, "run", "retries", 2), stop_file=_optional(table, "run", "stop_file"))
 
 
 def ingest_task(plan: Any, position: int, block: int) -> dict:
@@ -124,7 +179,8 @@ def _prepare(cfg: SweepConfig) -> Any:
     return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
                          layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
                          samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs,
-                         precision=cfg.precision)
+                         precision=cfg.precision, gradients=cfg.gradients, loss=cfg.loss,
+                         data_options=cfg.data_options)
 
 
 def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], address: str) -> None:
@@ -194,28 +250,59 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
                         table.per_checkpoint)
 
 
-STATUS_KEY = "_tgo/sweep/status.json"
+STATUS_KEY = f"{RECORD_ROOT}/sweep/status.json"
 
 
 def _write_status(store: str, status: dict) -> None:
     """What the client last knew: running, waiting for a resource, failed blocks."""
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    from tgo_store.writer import open_zarr_store
-
-    record = json.dumps({**status, "at": time.time()}).encode()
-    sync(open_zarr_store(store).set(STATUS_KEY, default_buffer_prototype().buffer.from_bytes(record)))
+    RecordStore(store).put(STATUS_KEY, {**status, "at": time.time()})
 
 
 def _read_status(store: str) -> dict:
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
+    return RecordStore(store).get(STATUS_KEY, {})
 
-    from tgo_store.writer import open_zarr_store
 
-    raw = sync(open_zarr_store(store).get(STATUS_KEY, prototype=default_buffer_prototype()))
-    return json.loads(raw.to_bytes()) if raw is not None else {}
+def stop_requested(stop_file: str | None) -> bool:
+    """Whether the stop file exists, at any fsspec URL (a local path, s3://..., memory://...)."""
+    if not stop_file:
+        return False
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(stop_file)
+        return bool(fs.exists(path))
+    except (ValueError, ImportError) as exc:
+        raise TgoError(f"cannot check the stop file {stop_file} ({exc}); use a path or an fsspec URL") from exc
+
+
+def run_sweeps(cfg: SweepConfig, client: Any, *, watch: bool = False, poll: float = 30.0, progress: bool = True,
+               report: Callable[[SweepSummary], None] = lambda _: None, sleep: Callable[[float], None] = time.sleep,
+               task: Callable = ingest_task) -> list[SweepSummary]:
+    """One sweep, or with ``watch`` one every ``poll`` seconds until ``cfg.stop_file`` appears.
+
+    The stop file is checked through fsspec after each sweep (so ``s3://`` and ``memory://``
+    stop files work); ``report`` sees each sweep's summary as it ends.
+    """
+    summaries = []
+    while True:
+        summary = run_sweep(cfg, client, task=task, progress=progress)
+        summaries.append(summary)
+        report(summary)
+        if not watch or stop_requested(cfg.stop_file):
+            return summaries
+        sleep(poll)
+
+
+def sweep_on_cluster(cfg: SweepConfig, *, scheduler: str | None = None, workers: int = 2,
+                     threads_per_worker: int = 1, memory_limit: str = "auto", **options: Any) -> list[SweepSummary]:
+    """``run_sweeps`` on an existing scheduler, or on a LocalCluster started (and closed) here."""
+    from distributed import get_client
+
+    from tgo_analysis.scheduler import scheduler_context
+
+    with scheduler_context(scheduler, None if scheduler else workers, None if scheduler else memory_limit,
+                           threads_per_worker=threads_per_worker):
+        return run_sweeps(cfg, get_client(), **options)
 
 
 def sweep_status(cfg: SweepConfig) -> tuple[list[tuple[str, ...]], list[str]]:
@@ -246,7 +333,9 @@ class SweepTable:
         if enabled and any(remaining.values()):
             from rich.live import Live
 
-            self._live = Live(self._render(), refresh_per_second=4)
+            from tgo_store.progress import stderr_console
+
+            self._live = Live(self._render(), refresh_per_second=4, console=stderr_console())
             self._live.__enter__()
 
     def _render(self) -> Any:

@@ -1,7 +1,8 @@
 """A small, seeded training loop for the demo: a timm ViT on scikit-learn's digits (CPU friendly).
 
 Checkpoints are saved at the requested steps (step 0 = initialisation) as
-``step_XXXXXX.pth`` holding {"model": state_dict, "step": n, "accuracy": held-out accuracy}.
+``step_XXXXXX.pth`` holding {"model": state_dict, "step": n, "accuracy": held-out accuracy};
+``write_training_log`` is the one writer of ``training.json`` beside them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tgo_store.progress import progress_bar
+
+TRAINING_LOG = "training.json"
 
 
 @dataclass
@@ -31,6 +36,17 @@ def log_spaced_steps(total: int, count: int) -> list[int]:
 
     steps = np.unique(np.round(np.geomspace(1, total, count - 1)).astype(int))
     return [0, *[int(s) for s in steps]]
+
+
+def read_training_log(directory: Path) -> dict | None:
+    """The training log saved beside the checkpoints, or None."""
+    path = directory / TRAINING_LOG
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_training_log(directory: Path, log: dict) -> None:
+    """Save the training log (steps, accuracy, loss, seconds and the run's config) beside the checkpoints."""
+    (directory / TRAINING_LOG).write_text(json.dumps(log, indent=1))
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -54,9 +70,18 @@ def train(model: Any, train_source: Any, test_source: Any, steps: Sequence[int],
     rng = np.random.default_rng(seed)
     log = TrainingLog([], [], [], 0.0)
     started = time.perf_counter()
+    with progress_bar("train", total=max(steps), enabled=progress) as bar:
+        _loop(model, optimiser, schedule, rng, train_x, train_y, test_x, test_y, steps, directory, batch_size, log, bar)
+    log.seconds = time.perf_counter() - started
+    return log
+
+
+def _loop(model: Any, optimiser: Any, schedule: Any, rng: Any, train_x: Any, train_y: Any, test_x: Any,
+          test_y: Any, steps: Sequence[int], directory: Path, batch_size: int, log: TrainingLog, bar: Any) -> None:
+    import torch
+
     save_at = set(steps)
     loss_value = float("nan")
-    bar = _bar(max(steps), progress)
     for step in range(max(steps) + 1):
         if step in save_at:
             accuracy = evaluate(model, test_x, test_y)
@@ -65,7 +90,8 @@ def train(model: Any, train_source: Any, test_source: Any, steps: Sequence[int],
             log.steps.append(step)
             log.accuracy.append(accuracy)
             log.loss.append(loss_value)
-            bar(step, f"step {step}: held-out accuracy {accuracy:.3f}")
+            bar.set(step)
+            bar.message(f"step {step}: held-out accuracy {accuracy:.3f}")
         if step == max(steps):
             break
         model.train()
@@ -76,11 +102,7 @@ def train(model: Any, train_source: Any, test_source: Any, steps: Sequence[int],
         optimiser.step()
         schedule.step()
         loss_value = float(loss.detach())
-        bar(step + 1, None)
-    bar(None, None)
-    log.seconds = time.perf_counter() - started
-    (directory / "training.json").write_text(json.dumps(log.to_json(), indent=1))
-    return log
+        bar.set(step + 1)
 
 
 def evaluate(model: Any, x: Any, y: Any) -> float:
@@ -89,34 +111,3 @@ def evaluate(model: Any, x: Any, y: Any) -> float:
     model.eval()
     with torch.inference_mode():
         return float((model(x).argmax(dim=1) == y).float().mean())
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    """A rich progress bar for training steps; returns update(step, message) (None, None closes)."""
-    if not enabled:
-        return lambda *_: None
-    import sys
-
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=Console(file=sys.stderr))
-    progress.start()
-    task = progress.add_task("", total=total)
-
-    def update(step: int | None, message: str | None) -> None:
-        if step is None:
-            progress.stop()
-            return
-        progress.update(task, completed=step)
-        if message:
-            progress.console.print(message)
-
-    return update

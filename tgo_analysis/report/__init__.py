@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,10 @@ from typing import Any
 import xarray as xr
 
 from tgo_analysis.report import figures as F
+from tgo_analysis.report import language as L
 from tgo_analysis.report import page as P
+from tgo_analysis.report import tangent as T
+from tgo_store import schema as S
 from tgo_store.errors import TgoError
 
 
@@ -62,6 +65,59 @@ SECTIONS = (
             lambda r, o: F.eigenspectra(r, o.get("spectrum_token"), o.get("spectrum_step"))),
 )
 
+# Shown only for results that have SPEC section 5 metrics (pooled positions, frequency).
+LANGUAGE_SECTIONS = (
+    Section("pooled_anisotropy", "Pooled anisotropy across layers",
+            "Top-1 eigenvalue share of the covariance of every valid position pooled as points, and "
+            "their mean pairwise cosine, one line per checkpoint; one column per results set "
+            "(Razzhigaev et al.: decoders peak in the middle layers, encoders stay flatter). Decoders "
+            "put massive activations on the first position, so compare with and without it.",
+            lambda r, o: L.pooled_anisotropy(r, o.get("compare"))),
+    Section("pooled_training", "Pooled intrinsic dimension and anisotropy over training",
+            "TwoNN on a seeded subsample of pooled positions and the pooled top-1 share against "
+            "training step, one line per layer (Razzhigaev et al.: intrinsic dimension rises early "
+            "in training, then falls).",
+            lambda r, o: L.pooled_training_dynamics(r)),
+    Section("frequency", "Geometry by token frequency",
+            "Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
+            "the last checkpoint, one line per layer; right: Spearman rho between log count and "
+            "distance to the pooled mean (decoders are reported near -0.5).",
+            lambda r, o: L.frequency_profiles(r)),
+    Section("pooled_eigenspectra", "Pooled eigenspectra",
+            "Eigenvalues of the pooled covariance against rank on log-log axes with the line of the "
+            "stored alpha_pooled, first, middle and last layers.",
+            lambda r, o: L.pooled_eigenspectra(r, o.get("spectrum_step"))),
+)
+
+# Shown only for results that have tangent statistics (SPEC 5 gradients; text models and ViTs alike).
+TANGENT_SECTIONS = (
+    Section("tangent_layers", "Gradients and tangent proxies across layers",
+            T.INTRO + " Here: one line per checkpoint against layer; the band is the spread of the "
+            "control draws at that checkpoint.",
+            lambda r, o: T.across_layers(r)),
+    Section("tangent_training", "Gradients and tangent proxies over training",
+            "Tangent enrichment (band: control draws) and tangent/control alignment against training "
+            "step, one line per layer (the paper: enrichment > 1 appears early and persists).",
+            lambda r, o: T.over_training(r)),
+    Section("tangent_frequency", "Tangent enrichment by token frequency",
+            "Tangent enrichment over the positions of each log-spaced bucket of corpus token counts, "
+            "one line per checkpoint, a few layers (the paper: strongest for frequent tokens).",
+            lambda r, o: T.by_frequency(r)),
+)
+
+# (sections, the variables that switch them on; None = always shown)
+SECTION_GROUPS = ((SECTIONS, None), (LANGUAGE_SECTIONS, L.LANGUAGE_VARIABLES),
+                  (TANGENT_SECTIONS, T.TANGENT_VARIABLES))
+
+
+def _section_groups(res: xr.Dataset) -> tuple[list[Section], list[Section]]:
+    """(sections to draw, sections of groups these results do not switch on)."""
+    split: tuple[list[Section], list[Section]] = ([], [])
+    for sections, needs in SECTION_GROUPS:
+        on = needs is None or any(name in res for name in needs)
+        split[0 if on else 1].extend(sections)
+    return split
+
 
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
@@ -78,9 +134,14 @@ def _open(results: xr.Dataset | str | Path) -> xr.Dataset:
     try:
         with warnings.catch_warnings():  # results written by plain xarray may lack consolidation
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
-            return xr.open_zarr(str(results), zarr_format=3).load()
+            ds = xr.open_zarr(str(results), zarr_format=3)
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise TgoError(f"cannot open results {results} ({exc}); run `tgo analyze` first") from exc
+    if S.ACTIVATIONS in ds.data_vars or not ds.data_vars:
+        raise TgoError(f"{results} is not a results store ({'an activation store' if ds.data_vars else 'no variables'}); "
+                       "a results store holds the metrics `tgo analyze` writes: run `tgo analyze STORE --out "
+                       "metrics.zarr`, then `tgo report metrics.zarr --out DIR`")
+    return ds.load()
 
 
 def _check_spectrum_choice(res: xr.Dataset, token: int | None, step: int | None) -> None:
@@ -92,6 +153,17 @@ def _check_spectrum_choice(res: xr.Dataset, token: int | None, step: int | None)
         )
 
 
+def parse_compare(items: list[str] | None) -> dict[str, str]:
+    """``["decoder=runs/smol.zarr", ...]`` (``tgo report --compare``) -> {label: results URL}."""
+    pairs = {}
+    for item in items or []:
+        label, sep, url = item.partition("=")
+        if not sep or not label.strip() or not url.strip():
+            raise TgoError(f"cannot read --compare '{item}'; give LABEL=RESULTS, e.g. decoder=smollm2_metrics.zarr")
+        pairs[label.strip()] = url.strip()
+    return pairs
+
+
 def write_report(
     results: xr.Dataset | str | Path,
     out_dir: str | Path,
@@ -100,12 +172,15 @@ def write_report(
     training: dict | None = None,
     spectrum_token: int | None = None,
     spectrum_step: int | None = None,
+    compare: Mapping[str, xr.Dataset | str | Path] | None = None,
 ) -> Path:
     """Write out_dir/index.html (figures inline as PNG, also saved beside it); returns its path.
 
     training: {"steps", "accuracy"[, "loss"]} from the training run, when known.
     spectrum_token / spectrum_step: the (token, checkpoint step) of the eigenspectrum figure
     (default: the first token, CLS for a ViT, at the last checkpoint).
+    compare: {label: results} drawn beside these in the pooled anisotropy figure (another model,
+    or the same store analysed with --exclude-special / --exclude-first).
     """
     res = _open(results)
     _check_spectrum_choice(res, spectrum_token, spectrum_step)
@@ -114,12 +189,16 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TgoError(f"cannot create the report folder {out} ({exc}); choose a writable --out") from exc
-    options = {"training": training, "spectrum_token": spectrum_token, "spectrum_step": spectrum_step}
+    options = {"training": training, "spectrum_token": spectrum_token, "spectrum_step": spectrum_step,
+               "compare": {label: _open(other) for label, other in (compare or {}).items()}}
     title = title or "tgo report"
     dims = ", ".join(f"{k}={v}" for k, v in res.sizes.items())
     parts = [P.header(title, f"Results: {dims}. Definitions and parameters are in the provenance tables.")]
     missing = []
-    for section in SECTIONS:
+    shown, hidden = _section_groups(res)
+    for section in hidden:  # a switched-off group leaves no stale figure from a past run
+        (out / f"{section.key}.png").unlink(missing_ok=True)
+    for section in shown:
         fig = section.draw(res, options)
         if fig is None:
             missing.append(section.heading)
@@ -136,4 +215,5 @@ def write_report(
     return index
 
 
-__all__ = ["SECTIONS", "write_report"]
+__all__ = ["LANGUAGE_SECTIONS", "SECTIONS", "SECTION_GROUPS", "TANGENT_SECTIONS", "parse_compare",
+           "write_report"]

@@ -301,21 +301,33 @@ def eigenspectra(
 
 
 def training_curve(training: dict | None) -> Any:
-    """Held-out accuracy (and train loss when logged) of each saved checkpoint."""
+    """Held-out accuracy and/or held-out loss, and train loss when logged, of each saved checkpoint.
+
+    Image runs log ``accuracy``; language runs log ``held_out_loss``; both log ``loss`` (the
+    last training batch). Accuracy takes the left axis when present, losses the right one.
+    """
     if not training or not training.get("steps"):
         return None
+    steps = training["steps"]
     fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
-    ax.plot(training["steps"], training["accuracy"], "o-", label="held-out accuracy")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel(STEP_AXIS)
-    ax.set_ylabel("held-out accuracy (fraction)")
-    ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    loss = training.get("loss")
-    if loss and np.isfinite(np.asarray(loss, dtype=float)).any():
-        twin = ax.twinx()
-        twin.plot(training["steps"], loss, "s--", color="tab:red", label="train loss (last batch)")
-        twin.set_ylabel("train cross-entropy loss (nats)")
-        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], loc="center left", fontsize=8)
+    loss_ax = ax
+    if training.get("accuracy"):
+        ax.plot(steps, training["accuracy"], "o-", label="held-out accuracy")
+        ax.set_ylabel("held-out accuracy (fraction)")
+        ax.set_ylim(0, 1)
+        loss_ax = ax.twinx()
+    series = [("held_out_loss", "o-", "tab:green", "held-out loss"),
+              ("loss", "s--", "tab:red", "train loss (last batch)")]
+    for key, style, colour, label in series:
+        values = np.asarray(training.get(key) or [], dtype=float)
+        if values.size and np.isfinite(values).any():
+            loss_ax.plot(steps, values, style, color=colour, label=label)
+            loss_ax.set_ylabel("cross-entropy loss (nats)")
+    handles = ax.get_legend_handles_labels()[0]
+    if loss_ax is not ax:
+        handles += loss_ax.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center left", fontsize=8)
     return fig

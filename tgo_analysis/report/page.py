@@ -82,10 +82,13 @@ def provenance(res: xr.Dataset, training: dict | None = None) -> str:
     if source:
         parts.append("<h3>Model and dataset (from the activation store)</h3>")
         parts.append(table(("item", "value"), source, pre=True))
-    accuracy = dict(zip(training["steps"], training["accuracy"], strict=True)) if training else {}
-    rows = [(s, p, h, f"{accuracy[s]:.3f}" if s in accuracy else "-") for s, p, h in checkpoint_rows(res)]
+    key, label = ("accuracy", "held-out accuracy")
+    if training and not training.get(key):
+        key, label = ("held_out_loss", "held-out loss (nats)")
+    score = dict(zip(training["steps"], training.get(key) or [], strict=False)) if training else {}
+    rows = [(s, p, h, f"{score[s]:.3f}" if s in score else "-") for s, p, h in checkpoint_rows(res)]
     parts.append("<h3>Checkpoints</h3>")
-    parts.append(table(("step", "path", "sha256 (prefix)", "held-out accuracy"), rows))
+    parts.append(table(("step", "path", "sha256 (prefix)", label), rows))
     skip = {"input_attrs", "package_versions", *RUN_ATTRS}
     definitions = [(k, _text(v)) for k, v in res.attrs.items() if k not in skip]
     parts.append("<h3>Metric definitions and parameters</h3>")

@@ -6,6 +6,7 @@ Each verb lives in its own module and registers itself on :data:`app` when impor
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from tgo_analysis.orchestration.cli.app import app, run
 
@@ -14,17 +15,13 @@ VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep")
 
 def _register_verbs() -> None:
     for name in VERB_MODULES:
-        try:
-            importlib.import_module(f"tgo_analysis.orchestration.cli.{name}")
-        except ModuleNotFoundError as exc:  # a verb not written yet
-            if exc.name != f"tgo_analysis.orchestration.cli.{name}":
-                raise
+        importlib.import_module(f"tgo_analysis.orchestration.cli.{name}")
 
 
-def main() -> None:
-    """Entry point of the ``tgo`` console script."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``tgo`` console script (``argv``: for running it in-process, e.g. in tests)."""
     _register_verbs()
-    run()
+    run(argv)
 
 
 __all__ = ["app", "main"]

@@ -31,4 +31,6 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
         table.add_row(str(c["index"]), str(c["step"]), f"{c['blocks_done']}/{facts.blocks_per_checkpoint}",
                       "yes" if done else "no", c["path"])
     console.print(table)
+    if facts.interrupted:
+        console.print("a checkpoint append was cut short: re-run the same `tgo ingest` to finish it")
     console.print("complete" if facts.complete else "incomplete: re-run the same `tgo ingest` to finish")

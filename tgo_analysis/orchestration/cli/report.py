@@ -21,11 +21,16 @@ def report(
         int | None,
         typer.Option(help="checkpoint (training step) of the eigenspectrum figure [default: last]"),
     ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="LABEL=RESULTS drawn beside these in the pooled anisotropy figure (repeatable)"),
+    ] = None,
 ) -> None:
     """Draw every figure the results support and write DIR/index.html (self-contained)."""
-    from tgo_analysis.report import write_report
+    from tgo_analysis.report import parse_compare, write_report
 
     page = write_report(
-        results, out, title=title, spectrum_token=spectrum_token, spectrum_step=spectrum_step
+        results, out, title=title, spectrum_token=spectrum_token, spectrum_step=spectrum_step,
+        compare=parse_compare(compare),
     )
     typer.echo(f"report written: {page.resolve()}")

@@ -1,0 +1,218 @@
+"""Bad inputs across every verb: each exits non-zero with one line on stderr, and the store's
+bytes (every file, hashed) stay as they were.
+
+The CLI runs in-process (``tgo_analysis.orchestration.cli.main(argv)``), so ~50 cases cost
+seconds, not an interpreter start each. One case runs the real console script to check the
+same holds in a fresh process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
+from tgo_analysis.orchestration.cli import main
+from tgo_store import ingest
+from tgo_store.metadata import CREATING
+
+DATA = "synthetic:64"
+NO_GPU = not torch.cuda.is_available()
+
+
+def ingest_args(ckpt: str, store: str, *extra: str) -> list[str]:
+    args = ["ingest", "--model", TINY_VIT_SPEC, "--checkpoints", ckpt, "--data", DATA, "--store", store,
+            "--batch-size", "32", "--samples-per-block", "32", "--device", "cpu", "--quiet"]
+    for key, value in TINY_VIT.items():
+        args += ["--model-kwargs", f"{key}={value}"]
+    return [*args, *extra]
+
+
+def replace(args: list[str], option: str, value: str) -> list[str]:
+    args = list(args)
+    args[args.index(option) + 1] = value
+    return args
+
+
+def hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under the store's folder, and of its lock file beside it."""
+    files = [p for p in sorted(root.parent.rglob("*")) if p.is_file() and (root in p.parents or p.name == root.name + ".lock")]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("bad")
+    ckpts = save_checkpoints(root / "ckpt", [0])
+    store = root / "stores" / "store.zarr"
+    ingest(str(store), model_spec=TINY_VIT_SPEC, model_kwargs=dict(TINY_VIT), checkpoints=ckpts, data_spec=DATA,
+           batch_size=32, samples_per_block=32, device="cpu", progress=False)
+    files = root / "files"
+    files.mkdir()
+    (files / "text.npy").write_text("not an array\n")
+    (files / "regular").write_text("x")
+    torch.save({"epoch": 3, "note": "no weights"}, files / "no_tensors.pth")
+    torch.save(tiny_vit(embed_dim=24).state_dict(), files / "other_arch.pth")
+    nan = tiny_vit().state_dict()
+    nan["blocks.1.mlp.fc2.bias"][:] = float("nan")
+    torch.save(nan, files / "step_7.pth")
+    big = {k: v * 300 if v.is_floating_point() else v for k, v in tiny_vit().state_dict().items()}
+    torch.save(big, files / "step_8.pth")
+    (files / "corrupt.pth").write_bytes(Path(ckpts[0]).read_bytes()[:300])
+    (files / "empty_images").mkdir()
+    corrupt = root / "corrupt.zarr"
+    shutil.copytree(store, corrupt)
+    (corrupt / "zarr.json").write_text("{ not json")
+    half = root / "half.zarr"
+    half.mkdir()
+    (half / "_tgo").mkdir()
+    (half / CREATING).write_text('{"state": "creating"}')
+    (half / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    sweeps = root / "sweeps"
+    sweeps.mkdir()
+    base = (f'[model]\nspec = "{TINY_VIT_SPEC}"\n[checkpoints]\npaths = "{ckpts[0]}"\n[data]\nspec = "{DATA}"\n'
+            f'[store]\nurl = "{store}"\n')
+    for name, extra in {"batch": 'batch_size = "abc"\n', "layers": 'layers = "0-3"\n', "spb": "samples_per_block = 0\n",
+                        "retries": '[run]\nretries = true\n', "same": f'[analysis]\nout = "{store}/"\n',
+                        "fit": f'[analysis]\nout = "{root}/m.zarr"\nfit_range = [100, 11]\n',
+                        "kwargs": '[model.kwargs]\n'}.items():
+        text = base + extra if name != "kwargs" else base.replace("[model]\n", '[model]\nkwargs = "img_size=16"\n')
+        (sweeps / f"{name}.toml").write_text(text)
+    (sweeps / "broken.toml").write_text("[model\nspec = 1")
+    return {"root": root, "ckpt": ckpts[0], "store": store, "files": files, "corrupt": corrupt, "half": half,
+            "sweeps": sweeps}
+
+
+def _cases() -> dict[str, Callable[[dict], list[str]]]:
+    S = lambda e: str(e["store"])  # noqa: E731
+    F = lambda e, name: str(e["files"] / name)  # noqa: E731
+    ING = lambda e, *extra: ingest_args(e["ckpt"], S(e), *extra)  # noqa: E731
+    cases: dict[str, Callable[[dict], list[str]]] = {
+        # ingest into the existing store: every refusal leaves it byte for byte
+        "ingest-checkpoints-directory": lambda e: replace(ING(e), "--checkpoints", str(e["files"])),
+        "ingest-device-tpu": lambda e: replace(ING(e), "--device", "tpu"),
+        "ingest-device-bogus": lambda e: replace(ING(e), "--device", "gpu0"),
+        "ingest-model-kwargs-rejected": lambda e: ING(e, "--model-kwargs", "bogus_option=1"),
+        "ingest-model-kwargs-bad-value": lambda e: ING(e, "--model-kwargs", "depth=abc"),
+        "ingest-model-kwargs-bad-json": lambda e: ING(e, "--model-kwargs", "{bad json"),
+        "ingest-model-kwargs-no-equals": lambda e: ING(e, "--model-kwargs", "depth"),
+        "ingest-text-file-named-npy": lambda e: replace(ING(e), "--data", F(e, "text.npy")),
+        "ingest-synthetic-negative": lambda e: replace(ING(e), "--data", "synthetic:-5"),
+        "ingest-synthetic-not-a-number": lambda e: replace(ING(e), "--data", "synthetic:abc"),
+        "ingest-empty-image-folder": lambda e: replace(ING(e), "--data", F(e, "empty_images")),
+        "ingest-missing-data-file": lambda e: replace(ING(e), "--data", F(e, "nope.npz")),
+        "ingest-store-unknown-protocol": lambda e: replace(ING(e), "--store", "foo://bucket/x.zarr"),
+        "ingest-store-backend-missing": lambda e: replace(ING(e), "--store", "gs://bucket/x.zarr"),
+        "ingest-store-regular-file": lambda e: replace(ING(e), "--store", F(e, "regular")),
+        "ingest-store-inside-regular-file": lambda e: replace(ING(e), "--store", F(e, "regular") + "/s.zarr"),
+        "ingest-no-tensors": lambda e: replace(ING(e), "--checkpoints", F(e, "no_tensors.pth")),
+        "ingest-other-architecture": lambda e: replace(ING(e), "--checkpoints", F(e, "other_arch.pth")),
+        "ingest-nan-weights": lambda e: replace(ING(e), "--checkpoints", F(e, "step_7.pth")),
+        "ingest-float16-overflow": lambda e: replace(ING(e), "--checkpoints", F(e, "step_8.pth")),
+        "ingest-missing-checkpoint": lambda e: replace(ING(e), "--checkpoints", F(e, "nope.pth")),
+        "ingest-glob-matches-nothing": lambda e: replace(ING(e), "--checkpoints", F(e, "*.safetensors")),
+        "ingest-corrupt-checkpoint": lambda e: replace(ING(e), "--checkpoints", F(e, "corrupt.pth")),
+        "ingest-unknown-model": lambda e: replace(ING(e), "--model", "vit_tinny_patch16_224"),
+        "ingest-bad-factory": lambda e: replace(ING(e), "--model", "no_such_pkg.mod:make"),
+        "ingest-layers-out-of-range": lambda e: ING(e, "--layers", "0-9"),
+        "ingest-tokens-out-of-range": lambda e: ING(e, "--tokens", "0,99"),
+        "ingest-layers-unreadable": lambda e: ING(e, "--layers", "a-b"),
+        "ingest-dtype-unknown": lambda e: ING(e, "--dtype", "float64"),
+        "ingest-dtype-differs-from-store": lambda e: ING(e, "--dtype", "float32"),
+        "ingest-precision-unknown": lambda e: ING(e, "--precision", "float8"),
+        "ingest-batch-size-zero": lambda e: replace(ING(e), "--batch-size", "0"),
+        "ingest-batch-size-not-int": lambda e: replace(ING(e), "--batch-size", "abc"),
+        "ingest-missing-store-option": lambda e: ING(e)[:ING(e).index("--store")] + ING(e)[ING(e).index("--store") + 2:],
+        # info
+        "info-corrupt-zarr-json": lambda e: ["info", str(e["corrupt"])],
+        "info-missing-store": lambda e: ["info", str(e["root"] / "nope.zarr")],
+        "info-regular-file": lambda e: ["info", F(e, "regular")],
+        "info-unknown-protocol": lambda e: ["info", "foo://x.zarr"],
+        "info-half-made-store": lambda e: ["info", str(e["half"])],
+        "info-no-argument": lambda e: ["info"],
+        # analyze
+        "analyze-out-is-input": lambda e: ["analyze", S(e), "--out", S(e)],
+        "analyze-out-is-input-overwrite": lambda e: ["analyze", S(e), "--out", S(e) + "/", "--overwrite"],
+        "analyze-out-is-input-other-spelling": lambda e: ["analyze", S(e), "--out",
+                                                          str(e["store"].parent / ".." / "stores" / "store.zarr")],
+        "analyze-out-is-input-file-url": lambda e: ["analyze", S(e), "--out", "file://" + S(e), "--overwrite"],
+        "analyze-out-unknown-protocol": lambda e: ["analyze", S(e), "--out", "foo://m.zarr"],
+        "analyze-missing-store": lambda e: ["analyze", str(e["root"] / "nope.zarr"), "--out", str(e["root"] / "m.zarr")],
+        "analyze-fit-range-unreadable": lambda e: ["analyze", S(e), "--out", str(e["root"] / "m.zarr"), "--fit-range", "abc"],
+        "analyze-unknown-metric": lambda e: ["analyze", S(e), "--out", str(e["root"] / "m.zarr"), "--metrics", "bogus"],
+        "analyze-device-unknown": lambda e: ["analyze", S(e), "--out", str(e["root"] / "m.zarr"), "--device", "tpu"],
+        # report
+        "report-on-activation-store": lambda e: ["report", S(e), "--out", str(e["root"] / "page")],
+        "report-missing-results": lambda e: ["report", str(e["root"] / "nope.zarr"), "--out", str(e["root"] / "page")],
+        # demo
+        "demo-out-is-a-file": lambda e: ["demo", "--out", F(e, "regular"), "--quick", "--quiet"],
+        # sweep
+        "sweep-missing-file": lambda e: ["sweep", str(e["sweeps"] / "nope.toml")],
+        "sweep-invalid-toml": lambda e: ["sweep", str(e["sweeps"] / "broken.toml")],
+        "sweep-workers-zero": lambda e: ["sweep", str(e["sweeps"] / "batch.toml"), "--workers", "0"],
+        "sweep-file-is-a-directory": lambda e: ["sweep", str(e["sweeps"])],
+        # general
+        "unknown-verb": lambda e: ["injest"],
+    }
+    for name in ("batch", "layers", "spb", "retries", "same", "fit", "kwargs"):
+        cases[f"sweep-wrong-type-{name}"] = lambda e, n=name: ["sweep", str(e["sweeps"] / f"{n}.toml")]
+    if NO_GPU:
+        cases["ingest-device-cuda-without-gpu"] = lambda e: replace(ING(e), "--device", "cuda")
+        cases["ingest-device-cuda-index-without-gpu"] = lambda e: replace(ING(e), "--device", "cuda:1")
+        cases["analyze-device-cuda-without-gpu"] = lambda e: ["analyze", S(e), "--out", str(e["root"] / "m.zarr"),
+                                                              "--device", "cuda"]
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_and_leaves_the_store(case, env, capsys) -> None:
+    before = {name: hashes(env[name]) for name in ("store", "corrupt", "half")}
+    with pytest.raises(SystemExit) as exit_info:
+        main(CASES[case](env))
+    out, err = capsys.readouterr()
+    assert exit_info.value.code not in (0, None), (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tgo: error:"), err
+    assert "bug in tgo" not in lines[0], lines[0]
+    assert {name: hashes(env[name]) for name in before} == before
+
+
+def test_enough_cases_across_every_verb() -> None:
+    verbs = {name.split("-")[0] for name in CASES}
+    assert len(CASES) >= 40 and {"ingest", "info", "analyze", "report", "demo", "sweep"} <= verbs
+
+
+def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(env, capsys, monkeypatch) -> None:
+    import tgo_store.info
+
+    def broken(*_a, **_k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(tgo_store.info, "store_info", broken)
+    monkeypatch.delenv("TGO_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(env["store"])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(err) == 1 and "--debug" in err[0] and "ZeroDivisionError" in err[0]
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "info", str(env["store"])])
+    monkeypatch.delenv("TGO_DEBUG", raising=False)
+
+
+def test_the_console_script_in_a_fresh_process(env) -> None:
+    before = hashes(env["store"])
+    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "analyze", str(env["store"]),
+                           "--out", str(env["store"]), "--overwrite"], capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "input store" in done.stderr
+    assert hashes(env["store"]) == before

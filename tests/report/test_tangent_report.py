@@ -1,0 +1,135 @@
+"""The gradient / tangent-proxy section of the report on a fake results set with the SPEC 5 names."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+
+from tests.report.conftest import make_fake_results
+from tests.report.test_report import INLINE_PNG
+from tgo_analysis import names as N
+from tgo_analysis.report import TANGENT_SECTIONS, write_report
+from tgo_analysis.report import tangent as T
+
+R, D, DRAWS = 4, 32, 16
+EDGES = np.array([1, 2, 5, 20, 100, 20001])
+
+
+def fake_tangent_results(steps=(0, 10, 100), n_layers: int = 5) -> xr.Dataset:
+    """Every SPEC 5 tangent variable with its dims, coords and the r / D attr."""
+    rng = np.random.default_rng(2)
+    c, cl, b = len(steps), (N.CHECKPOINT, N.LAYER), EDGES.size - 1
+    control = rng.uniform(0.8, 1.2, (c, n_layers, DRAWS)) * R / D
+    tangent = rng.uniform(1.0, 3.0, (c, n_layers)) * R / D
+    data = {
+        N.TANGENT_ENERGY: (cl, tangent),
+        N.CONTROL_ENERGY: ((*cl, N.CONTROL_DRAW), control),
+        N.TANGENT_ENRICHMENT: (cl, tangent / control.mean(-1)),
+        N.TANGENT_ALIGNMENT: (cl, rng.uniform(0.2, 0.9, (c, n_layers))),
+        N.CONTROL_ALIGNMENT: (cl, rng.uniform(0.05, 0.2, (c, n_layers))),
+        N.TANGENT_ENRICHMENT_BY_FREQUENCY: ((*cl, N.FREQUENCY_BUCKET), rng.uniform(0.8, 4, (c, n_layers, b))),
+    }
+    coords = {N.CHECKPOINT: np.array(steps, dtype=np.int64), N.LAYER: np.arange(n_layers),
+              N.CONTROL_DRAW: np.arange(DRAWS), N.FREQUENCY_BUCKET: np.arange(b),
+              N.FREQUENCY_LOW: (N.FREQUENCY_BUCKET, EDGES[:-1]), N.FREQUENCY_HIGH: (N.FREQUENCY_BUCKET, EDGES[1:])}
+    return xr.Dataset(data, coords=coords, attrs={N.TANGENT_ISOTROPIC: R / D, "tangent_rank": R})
+
+
+def images(text: str) -> dict[str, bytes]:
+    return {alt: base64.b64decode(data) for alt, data in INLINE_PNG.findall(text)}
+
+
+def test_every_tangent_figure_is_drawn_inline_and_beside_the_page(tmp_path) -> None:
+    url = tmp_path / "metrics.zarr"
+    fake_tangent_results().to_zarr(url, zarr_format=3, consolidated=False)
+    text = write_report(str(url), tmp_path / "r").read_text()
+    assert text.startswith("<!doctype html>") and text.endswith("</body></html>")
+    drawn = images(text)
+    for section in TANGENT_SECTIONS:
+        assert drawn[section.heading].startswith(b"\x89PNG"), section.key
+        assert (tmp_path / "r" / f"{section.key}.png").read_bytes() == drawn[section.heading]
+    assert html.escape("Revisiting Anisotropy in Language Transformers") in text  # the explanation
+    assert "tangent_isotropic_expectation" in text  # provenance table shows r / D
+
+
+def test_results_without_tangent_variables_get_no_tangent_section(tmp_path) -> None:
+    out = tmp_path / "r"
+    write_report(fake_tangent_results(), out)  # a stale tangent figure from a past run...
+    text = write_report(make_fake_results()[[N.INTRINSIC_DIMENSION]], out).read_text()
+    for section in TANGENT_SECTIONS:
+        assert section.heading not in text
+        assert not (out / f"{section.key}.png").exists()  # ...is not left beside the new page
+
+
+def test_a_missing_variable_skips_only_its_figure(tmp_path) -> None:
+    res = fake_tangent_results().drop_vars([N.TANGENT_ENRICHMENT_BY_FREQUENCY, N.FREQUENCY_LOW,
+                                            N.FREQUENCY_HIGH])
+    text = write_report(res, tmp_path / "r").read_text()
+    drawn = images(text)
+    by_key = {s.key: s.heading for s in TANGENT_SECTIONS}
+    assert by_key["tangent_layers"] in drawn and by_key["tangent_training"] in drawn
+    assert by_key["tangent_frequency"] not in drawn and by_key["tangent_frequency"] in text  # "not shown"
+
+
+def test_one_checkpoint_has_no_training_figure() -> None:
+    res = fake_tangent_results(steps=(7,))
+    assert T.over_training(res) is None
+    assert T.across_layers(res) is not None and T.by_frequency(res) is not None
+    assert T.across_layers(fake_tangent_results()[[N.CONTROL_ENERGY]]) is None
+
+
+def test_control_band_is_the_spread_of_each_draws_enrichment() -> None:
+    res = fake_tangent_results()
+    energies = res[N.CONTROL_ENERGY].values.astype(np.float64)
+    ratio = energies / energies.mean(axis=-1, keepdims=True)
+    expected = np.quantile(ratio, T.BAND, axis=-1)
+    band = T.control_band(res)
+    np.testing.assert_allclose(band.values, expected, rtol=1e-12)
+    assert (band.values[0] < 1).all() and (band.values[1] > 1).all()
+    assert T.control_band(res.drop_vars(N.CONTROL_ENERGY)) is None
+
+
+def _horizontal_lines(ax) -> set[float]:
+    return {round(float(line.get_ydata()[0]), 9) for line in ax.get_lines()
+            if len(set(np.atleast_1d(line.get_ydata()).tolist())) == 1 and line.get_xdata()[0] == 0
+            and line.get_xdata()[-1] == 1}
+
+
+@pytest.mark.parametrize("draw", [T.across_layers, T.over_training])
+def test_lines_are_the_stored_values_with_isotropic_references(draw) -> None:
+    res = fake_tangent_results()
+    fig = draw(res)
+    enrichment_ax, alignment_ax = fig.axes[:2]
+    assert 1.0 in _horizontal_lines(enrichment_ax)
+    assert round(R / D, 9) in _horizontal_lines(alignment_ax)
+    stored = res[N.TANGENT_ENRICHMENT].values
+    plotted = [line.get_ydata() for line in enrichment_ax.get_lines() if len(line.get_ydata()) > 2]
+    for values in plotted:
+        assert any(row.size == values.size and np.allclose(values, row) for row in (*stored, *stored.T))
+    assert len(enrichment_ax.collections) == len(plotted)  # one control band per line
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("controls" in label for label in labels) and any("r/D" in label for label in labels)
+    plt.close(fig)
+
+
+def test_without_the_attr_the_alignment_has_no_invented_reference() -> None:
+    res = fake_tangent_results()
+    res.attrs.pop(N.TANGENT_ISOTROPIC)
+    fig = T.across_layers(res)
+    assert _horizontal_lines(fig.axes[1]) == set()
+    plt.close(fig)
+
+
+def test_frequency_axis_is_labelled_with_the_bucket_ranges() -> None:
+    res = fake_tangent_results()
+    assert T.bucket_labels(res) == ["1", "2–4", "5–19", "20–99", "100–20k"]
+    fig = T.by_frequency(res)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == T.bucket_labels(res)
+    assert len(fig.axes) == min(res.sizes[N.LAYER], T.MAX_FREQUENCY_PANELS)
+    plt.close(fig)
