@@ -26,7 +26,7 @@ REPEATS = 3
 def measure(spec: str, kwargs: dict, n_images: int, device: str) -> dict[str, Any]:
     import torch
 
-    from tgo_store.ingest import ingest
+    from tgo_store.ingestion import ingest
     from tgo_store.models import build_model, input_config
 
     model = build_model(spec, **kwargs).eval().to(device)

@@ -38,7 +38,7 @@ def measure(spec: str, kwargs: dict, n_images: int, device: str, precision: str)
 
     from benchmarks.inflight import InflightMoments
     from tgo_store.capturers import make_capturer
-    from tgo_store.ingest import ingest
+    from tgo_store.ingestion import ingest
     from tgo_store.models import build_model, input_config
 
     dtype = getattr(torch, precision)

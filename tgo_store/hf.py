@@ -86,6 +86,7 @@ def _load(path: Path) -> tuple[Any, Any]:
     import transformers
 
     folder, kwargs = _from_pretrained_args(path)
+    transformers.utils.logging.disable_progress_bar()  # tgo's own progress line says what runs
     try:
         config = transformers.AutoConfig.from_pretrained(folder, **kwargs)
         model = _model_class(config).from_pretrained(folder, config=config, dtype="float32", **kwargs)

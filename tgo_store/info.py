@@ -12,7 +12,7 @@ from tgo_store import schema as S
 from tgo_store.errors import TgoError
 from tgo_store.metadata import interrupted_change
 from tgo_store.records import RecordStore
-from tgo_store.writer import open_zarr_store, read_commits, store_records
+from tgo_store.writer import open_zarr_store, read_commits, read_failures, store_records
 
 
 @dataclass
@@ -28,6 +28,10 @@ class StoreInfo:
     bytes_stored: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
     interrupted: str | None = None  # "appending" when a kill cut a checkpoint append short
+
+    def complete_checkpoints(self) -> list[int]:
+        """Indices of the checkpoints whose every block is committed."""
+        return [c["index"] for c in self.checkpoints if c["blocks_done"] == self.blocks_per_checkpoint]
 
     @property
     def complete(self) -> bool:
@@ -68,6 +72,7 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
     spb = int(dict(group.attrs).get("tgo_layout", {}).get("samples_per_block", (act.shards or act.chunks)[2]))
     n_blocks = int(np.ceil(act.shape[2] / spb)) if act.shape[2] else 0
     commits = read_commits(records)
+    failures = read_failures(records)
     steps = group[S.CHECKPOINT][:n_ckpt] if n_ckpt else []
     paths = group[S.CHECKPOINT_PATH][:n_ckpt] if n_ckpt and S.CHECKPOINT_PATH in group else [""] * n_ckpt
     shas = group[S.CHECKPOINT_SHA256][:n_ckpt] if n_ckpt and S.CHECKPOINT_SHA256 in group else [""] * n_ckpt
@@ -75,7 +80,7 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
     for i in range(min(n_ckpt, len(steps), len(paths), len(shas))):
         done = sum(1 for b in range(n_blocks) if commits.get((i, b), {}).get("sha256") == str(shas[i]))
         checkpoints.append({"index": i, "step": int(steps[i]), "path": str(paths[i]), "sha256": str(shas[i]),
-                            "blocks_done": done})
+                            "blocks_done": done, "failed": failures.get(i, {}).get("reason")})
     return StoreInfo(url=url, dims=dict(zip(S.DIMS, act.shape, strict=True)), dtype=str(act.dtype),
                      chunks=tuple(act.chunks), shards=tuple(act.shards) if act.shards else None,
                      checkpoints=checkpoints, blocks_per_checkpoint=n_blocks,

@@ -32,3 +32,31 @@ def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "
             ds = xr.open_zarr(url, storage_options=storage_options, zarr_format=3,
                               chunks=dict(zip(S.DIMS, shards, strict=True)) if shards else {})
     return ds
+
+
+def complete_dataset(ds: xr.Dataset, url: str, *, complete_only: bool = False,
+                     storage_options: dict | None = None) -> xr.Dataset:
+    """The dataset to analyse: a tgo store must be complete (unwritten blocks read as zeros).
+
+    With ``complete_only`` the incomplete checkpoints are left out instead of refused. Datasets
+    that tgo did not write (no ``tgo_schema`` attribute) have no commit records and pass as they are.
+    """
+    if S.ATTR_SCHEMA not in ds.attrs:
+        return ds
+    from tgo_store.info import store_info
+
+    facts = store_info(url, storage_options=storage_options)
+    keep = facts.complete_checkpoints()
+    if len(keep) == len(facts.checkpoints):
+        return ds
+    if complete_only and keep:
+        return ds.isel({S.CHECKPOINT: keep})
+    first = next(c for c in facts.checkpoints if c["index"] not in keep)
+    state = (f"was refused ({first['failed']})" if first.get("failed")
+             else f"has {first['blocks_done']}/{facts.blocks_per_checkpoint} blocks written")
+    if not keep:
+        raise TgoError(f"store {url} has no complete checkpoint: checkpoint {first['index']} (step {first['step']}) "
+                       f"{state}; finish it with the `tgo ingest` that wrote it (see `tgo info {url}`)")
+    raise TgoError(f"store {url} is incomplete: checkpoint {first['index']} (step {first['step']}) {state}; "
+                   f"finish it with the `tgo ingest` that wrote it (see `tgo info {url}`), or pass --complete-only "
+                   f"to analyse the {len(keep)} complete checkpoints")

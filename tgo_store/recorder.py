@@ -25,7 +25,7 @@ from tgo_store.checkpoints import CheckpointRef
 from tgo_store.errors import TgoError
 from tgo_store.gradients import capture_gradient_block
 from tgo_store.hf import attach_tokenizer
-from tgo_store.ingest import StorePlan, capture_block, prepare_store, write_block
+from tgo_store.ingestion import StorePlan, capture_block, prepare_store, write_block
 from tgo_store.sources.base import Batch, TokenBatch
 from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
 from tgo_store.sources.tokens import save_tokens

@@ -147,6 +147,24 @@ def sync_shards(records: RecordStore, keys: Sequence[str]) -> None:
         fsync_paths([records.path(key) for key in keys])
 
 
+FAILED_PREFIX = "_tgo/failed"
+
+
+def failure_key(checkpoint_index: int) -> str:
+    return f"{FAILED_PREFIX}/c{checkpoint_index:06d}.json"
+
+
+def read_failures(records: RecordStore) -> dict[int, dict]:
+    """Blocks refused after the store was extended (e.g. NaN/Inf past the one-batch check), by checkpoint."""
+    found: dict[int, dict] = {}
+    for key, record in records.items(FAILED_PREFIX):
+        try:
+            found[int(key.rsplit("/", 1)[-1][1:].split(".")[0])] = dict(record)
+        except (ValueError, TypeError):
+            continue
+    return found
+
+
 def read_commits(records: RecordStore) -> dict[tuple[int, int], dict]:
     """Every readable commit record, by (checkpoint index, block); torn or foreign ones are skipped."""
     found: dict[tuple[int, int], dict] = {}

@@ -14,7 +14,7 @@ def test_measuring_core_imports_no_torch_and_no_capture() -> None:
         "import sys\n"
         + "".join(f"import tgo_analysis.{name}\n" for name in CORE)
         + "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('tgo_store.capturers')"
-        " or m in ('tgo_store.ingest', 'tgo_store.writer', 'timm', 'transformers'))\n"
+        " or m in ('tgo_store.ingestion', 'tgo_store.writer', 'timm', 'transformers'))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

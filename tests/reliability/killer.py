@@ -83,7 +83,7 @@ if os.environ.get(WARM_UP_ENV) == "1":  # set by the test before the forkserver 
 
 
 def ingest_and_die(k: int, url: str, kwargs: dict) -> None:
-    """Run ``tgo_store.ingest`` and SIGKILL this process right after its k-th store write."""
+    """Run ``tgo_store.ingestion`` and SIGKILL this process right after its k-th store write."""
     count = [0]
 
     def after_write(_name: str) -> None:

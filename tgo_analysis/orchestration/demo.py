@@ -129,39 +129,33 @@ def run_demo(
     config: DemoConfig | None = None,
 ) -> DemoSummary:
     """Run (or resume) the whole demo into out_dir; returns where everything is."""
-    from tgo_analysis.analyze import analyze
-    from tgo_analysis.report import write_report
-    from tgo_store.ingest import ingest
-    from tgo_store.open import open_store
-
     cfg = config or (DemoConfig.quick() if quick else DemoConfig())
     out = prepare_out_dir(out_dir)
-    store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
-    seconds: dict[str, float] = {}
-
     t0 = time.perf_counter()
     training, files = _train_if_needed(cfg, out / "checkpoints", progress)
-    seconds["train"] = time.perf_counter() - t0
+    seconds = {"train": time.perf_counter() - t0}
+    title = f"tgo demo: ViT on scikit-learn digits ({'quick' if quick else 'full'} run)"
+    return ingest_analyse_report(out, training, seconds, title=title, progress=progress, model_spec=DEMO_MODEL,
+                                 model_kwargs=cfg.model_kwargs, checkpoints=[str(f) for f in files],
+                                 data_spec=TEST_DATA, batch_size=cfg.batch_size, device="cpu")
 
+
+def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], *, title: str, progress: bool,
+                          **ingest_options: Any) -> DemoSummary:
+    """The stages every demo shares after training: ingest (resumes), analyze ``all``, report."""
+    from tgo_analysis.analyze import analyze
+    from tgo_analysis.report import write_report
+    from tgo_store.ingestion import ingest
+    from tgo_store.open import open_store
+
+    store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
     t0 = time.perf_counter()
-    ingest(
-        store,
-        model_spec=DEMO_MODEL,
-        model_kwargs=cfg.model_kwargs,
-        checkpoints=[str(f) for f in files],
-        data_spec=TEST_DATA,
-        batch_size=cfg.batch_size,
-        device="cpu",
-        progress=progress,
-    )
+    ingest(store, progress=progress, **ingest_options)
     seconds["ingest"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     analyze(open_store(store), "all", out=results, progress=progress)
     seconds["analyze"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    title = f"tgo demo: ViT on scikit-learn digits ({'quick' if quick else 'full'} run)"
     report = write_report(results, out / "report", title=title, training=training)
     seconds["report"] = time.perf_counter() - t0
     return DemoSummary(out, store, results, report, training, seconds)

@@ -159,7 +159,7 @@ def load_config(path: str | Path) -> SweepConfig:
 
 def ingest_task(plan: Any, position: int, block: int) -> dict:
     """One (checkpoint, sample block) on a worker; the model is cached per worker process."""
-    from tgo_store.ingest import ingest_block
+    from tgo_store.ingestion import ingest_block
 
     stats = ingest_block(plan, position, block, device="auto", model_cache=_WORKER_MODELS)
     return {"position": position, "block": block, "samples": stats.samples, "seconds": stats.seconds}
@@ -174,7 +174,7 @@ class SweepSummary:
 
 
 def _prepare(cfg: SweepConfig) -> Any:
-    from tgo_store.ingest import prepare_store
+    from tgo_store.ingestion import prepare_store
 
     return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
                          layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
@@ -210,7 +210,7 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
     """Ingest every missing block on the cluster, then analyze each checkpoint as it completes."""
     from distributed import as_completed
 
-    from tgo_store.ingest import missing_blocks
+    from tgo_store.ingestion import missing_blocks
 
     started = time.perf_counter()
     plan = _prepare(cfg)

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tgo_analysis import names as N
-from tgo_analysis.orchestration.demo import DemoSummary, format_value, metric_at, prepare_out_dir
+from tgo_analysis.orchestration.demo import (
+    DemoSummary,
+    format_value,
+    ingest_analyse_report,
+    metric_at,
+    prepare_out_dir,
+)
 from tgo_store.errors import TgoError
 
 TEXT_DATA = "text:pydoc"
@@ -71,44 +77,17 @@ def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool) -> tup
 def run_text_demo(out_dir: str | Path = "tgo-demo-text", *, quick: bool = False, progress: bool = True,
                   config: TextDemoConfig | None = None) -> DemoSummary:
     """Run (or resume) the language demo into out_dir; returns where everything is."""
-    from tgo_analysis.analyze import analyze
-    from tgo_analysis.report import write_report
-    from tgo_store.ingest import ingest
-    from tgo_store.open import open_store
-
     cfg = config or (TextDemoConfig.quick() if quick else TextDemoConfig())
     out = prepare_out_dir(out_dir)
-    store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
-    seconds: dict[str, float] = {}
-
     t0 = time.perf_counter()
     training, folders = _train_if_needed(cfg, out / "checkpoints", progress)
-    seconds["train"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    ingest(
-        store,
-        model_spec=f"hf:{folders[0]}",
-        checkpoints=[str(f) for f in folders],
-        data_spec=TEXT_DATA,
-        data_options={"seq_len": cfg.seq_len, "samples": cfg.record_samples, "seed": cfg.seed},
-        batch_size=cfg.batch_size,
-        dtype="float32",
-        device="cpu",
-        gradients=True,
-        progress=progress,
-    )
-    seconds["ingest"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    analyze(open_store(store), "all", out=results, progress=progress)
-    seconds["analyze"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+    seconds = {"train": time.perf_counter() - t0}
     title = f"tgo demo --text: a LLaMA decoder learning Python's documentation ({'quick' if quick else 'full'} run)"
-    report = write_report(results, out / "report", title=title, training=training)
-    seconds["report"] = time.perf_counter() - t0
-    return DemoSummary(out, store, results, report, training, seconds)
+    return ingest_analyse_report(
+        out, training, seconds, title=title, progress=progress, model_spec=f"hf:{folders[0]}",
+        checkpoints=[str(f) for f in folders], data_spec=TEXT_DATA,
+        data_options={"seq_len": cfg.seq_len, "samples": cfg.record_samples, "seed": cfg.seed},
+        batch_size=cfg.batch_size, dtype="float32", device="cpu", gradients=True)
 
 
 TEXT_HEADLINE_COLUMNS = (

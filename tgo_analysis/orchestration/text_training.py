@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tgo_analysis.orchestration.training import optimiser_step
 from tgo_store.progress import progress_bar
 
 TOKENIZER_VOCAB = 2048
@@ -105,6 +106,9 @@ def train_decoder(
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the training bar says what runs
 
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -138,12 +142,7 @@ def train_decoder(
                 break
             model.train()
             batch = train_rows[torch.randint(len(train_rows), (batch_size,), generator=sampler)]
-            loss = model(input_ids=batch, labels=batch).loss
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            train_loss = float(loss.detach())
+            train_loss = optimiser_step(model(input_ids=batch, labels=batch).loss, optimiser, schedule)
             bar.set(step + 1)
     log.seconds = time.perf_counter() - started
     return log

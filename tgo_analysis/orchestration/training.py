@@ -97,12 +97,17 @@ def _loop(model: Any, optimiser: Any, schedule: Any, rng: Any, train_x: Any, tra
         model.train()
         idx = torch.from_numpy(rng.choice(len(train_x), size=batch_size, replace=False))
         loss = torch.nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        loss_value = float(loss.detach())
+        loss_value = optimiser_step(loss, optimiser, schedule)
         bar.set(step + 1)
+
+
+def optimiser_step(loss: Any, optimiser: Any, schedule: Any) -> float:
+    """One update from ``loss`` (zero, backward, step, schedule); the loss as a float."""
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    return float(loss.detach())
 
 
 def evaluate(model: Any, x: Any, y: Any) -> float:

@@ -108,3 +108,23 @@ def restrict_tokens(outputs: list[Any], token_indices: np.ndarray) -> list[list[
         return [[out] for out in outputs]
     index = torch.as_tensor(token_indices, device=outputs[0].device)
     return [[out[:, index]] for out in outputs]
+
+
+class StackedCapture:
+    """``capturer(inputs)`` as one (L, B, T, D) tensor, from the capturer's own ``parts``."""
+
+    def __call__(self, inputs: Any) -> Any:
+        return stack_parts(self.parts(inputs))  # type: ignore[attr-defined]
+
+
+class ClassifierCapture(StackedCapture):
+    """Gradients of a model whose output is (batch, classes) logits: the classification loss."""
+
+    def capture_with_gradients(self, inputs: Any, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
+        """(parts, ∂L/∂parts) from one forward through the head and one backward (SPEC section 5)."""
+        from tgo_store.gradients import classification_gradients
+
+        states, grads = classification_gradients(self.model, self.layer_names, inputs,  # type: ignore[attr-defined]
+                                                 batch.labels, loss)
+        return (restrict_tokens(states, self.token_indices),  # type: ignore[attr-defined]
+                restrict_tokens(grads, self.token_indices))  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from tgo_store.capturers.base import Capturer, TokenLayout, restrict_tokens, select, stack_parts
+from tgo_store.capturers.base import Capturer, StackedCapture, TokenLayout, restrict_tokens, select
 from tgo_store.errors import TgoError
 from tgo_store.hf import is_hf_model
 from tgo_store.schema import TEXT_TOKEN_KIND
@@ -98,7 +98,7 @@ def max_positions(model: Any) -> int | None:
     return None
 
 
-class HFCapturer:
+class HFCapturer(StackedCapture):
     """Every (or selected) hidden state of a transformers model for token batches."""
 
     def __init__(self, model: Any, layers: Sequence[int] | None, tokens: Sequence[int] | None, example: Any):
@@ -146,9 +146,6 @@ class HFCapturer:
         outputs = [torch.where(keep, states[i], torch.zeros((), dtype=states[i].dtype, device=states[i].device))
                    for i in self.layer_indices]
         return restrict_tokens(outputs, self.token_indices)
-
-    def __call__(self, inputs: TokenBatch) -> Any:
-        return stack_parts(self.parts(inputs))
 
     def capture_with_gradients(self, inputs: TokenBatch, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
         """(parts, ∂L/∂parts) of the LM loss from one forward with the head and one backward (SPEC section 5)."""

@@ -7,16 +7,16 @@ from typing import Any
 
 from tgo_store.capturers.base import (
     Capturer,
+    ClassifierCapture,
     TokenLayout,
     images_to_device,
     restrict_tokens,
     select,
-    stack_parts,
 )
 from tgo_store.errors import TgoError
 
 
-class HookCapturer:
+class HookCapturer(ClassifierCapture):
     """Outputs (B, T, D) of named modules of any torch module, captured with forward hooks."""
 
     def __init__(self, model: Any, modules: Sequence[str], tokens: Sequence[int] | None, example: Any,
@@ -67,15 +67,6 @@ class HookCapturer:
         """Per hooked module, its (B, T, D) output restricted to the captured tokens."""
         return restrict_tokens(self._run(inputs), self.token_indices)
 
-    def __call__(self, inputs: Any) -> Any:
-        return stack_parts(self.parts(inputs))
-
-    def capture_with_gradients(self, inputs: Any, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
-        """(parts, ∂L/∂parts) for a model whose output is (batch, classes) logits (SPEC section 5)."""
-        from tgo_store.gradients import classification_gradients
-
-        states, grads = classification_gradients(self.model, self.layer_names, inputs, batch.labels, loss)
-        return restrict_tokens(states, self.token_indices), restrict_tokens(grads, self.token_indices)
 
 
 class HookEntry:

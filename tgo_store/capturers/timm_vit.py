@@ -13,17 +13,16 @@ import numpy as np
 
 from tgo_store.capturers.base import (
     Capturer,
+    ClassifierCapture,
     TokenLayout,
     images_to_device,
-    restrict_tokens,
     select,
-    stack_parts,
 )
 
 REQUIRED = ("forward_intermediates", "blocks", "patch_embed", "num_prefix_tokens")
 
 
-class TimmViTCapturer:
+class TimmViTCapturer(ClassifierCapture):
     """Embedding output and every block output of a timm ViT, all tokens in sequence order."""
 
     def __init__(self, model: Any, layers: Sequence[int] | None, tokens: Sequence[int] | None):
@@ -75,15 +74,6 @@ class TimmViTCapturer:
         index = torch.as_tensor(self.token_indices, device=inputs.device)
         return [[torch.cat(p, dim=1)[:, index]] for p in parts]
 
-    def __call__(self, inputs: Any) -> Any:
-        return stack_parts(self.parts(inputs))
-
-    def capture_with_gradients(self, inputs: Any, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
-        """(parts, ∂L/∂parts) from one forward through the head and one backward (SPEC section 5)."""
-        from tgo_store.gradients import classification_gradients
-
-        states, grads = classification_gradients(self.model, self.layer_names, inputs, batch.labels, loss)
-        return restrict_tokens(states, self.token_indices), restrict_tokens(grads, self.token_indices)
 
 
 class TimmViTEntry:

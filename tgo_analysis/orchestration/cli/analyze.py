@@ -48,16 +48,19 @@ def analyze(
     tangent_draws: Annotated[int, typer.Option(help="tangent: seeded control subspaces per (checkpoint, layer)")] = 32,
     tangent_seed: Annotated[int, typer.Option(help="tangent: seed of the subsample and the semi-NMF start")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing results store")] = False,
+    complete_only: Annotated[bool, typer.Option(help="leave out checkpoints whose ingest is unfinished or "
+                                                     "was refused (default: refuse an incomplete store)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Compute spectra and geometry metrics; an interrupted run resumes where it stopped."""
     from tgo_analysis.analyze import analyze as run_analyze
     from tgo_analysis.reductions.frequency import text_params
-    from tgo_store.open import open_store
+    from tgo_store.open import complete_dataset, open_store
     from tgo_store.writer import refuse_same_store
 
     refuse_same_store(store, out)
-    run_analyze(open_store(store), metrics, out=out, overwrite=overwrite, fit_range=parse_fit_range(fit_range),
+    dataset = complete_dataset(open_store(store), store, complete_only=complete_only)
+    run_analyze(dataset, metrics, out=out, overwrite=overwrite, fit_range=parse_fit_range(fit_range),
                 id_samples=id_samples, n_clusters=clusters, use_umap=umap, all_tokens=all_tokens,
                 svd_rank=svd_rank, power_iters=power_iters, scheduler=scheduler, workers=workers,
                 memory_budget=memory_budget,

@@ -31,6 +31,14 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
         table.add_row(str(c["index"]), str(c["step"]), f"{c['blocks_done']}/{facts.blocks_per_checkpoint}",
                       "yes" if done else "no", c["path"])
     console.print(table)
+    for c in facts.checkpoints:
+        if c.get("failed"):
+            console.print(f"checkpoint {c['index']} (step {c['step']}) cannot be finished by a re-run: {c['failed']}. "
+                          f"The other checkpoints are intact: `tgo analyze {facts.url} --out RESULTS "
+                          "--complete-only` analyses the complete ones", soft_wrap=True)
     if facts.interrupted:
         console.print("a checkpoint append was cut short: re-run the same `tgo ingest` to finish it")
-    console.print("complete" if facts.complete else "incomplete: re-run the same `tgo ingest` to finish")
+    if facts.complete:
+        console.print("complete")
+    elif not any(c.get("failed") for c in facts.checkpoints):
+        console.print("incomplete: re-run the same `tgo ingest` to finish")

@@ -42,7 +42,7 @@ def ingest(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Record every checkpoint x layer x token; re-running writes only what is missing."""
-    from tgo_store.ingest import ingest as run_ingest
+    from tgo_store.ingestion import ingest as run_ingest
 
     summary = run_ingest(
         store, model_spec=model, checkpoints=checkpoints[0] if checkpoints and len(checkpoints) == 1 else checkpoints,

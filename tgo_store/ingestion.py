@@ -45,6 +45,7 @@ from tgo_store.writer import (
     BackgroundWriter,
     block_shard_keys,
     discard_shards,
+    failure_key,
     open_activations_for_writing,
     open_zarr_store,
     read_commits,
@@ -403,12 +404,20 @@ class _Runner:
         start, stop = plan.layout.block_range(block, plan.n_samples)
         batches = self.source.batches(plan.batch_size, start, stop)
         where = (f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
-        if plan.loss is not None:
-            pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)
-            return capture_gradient_block((self.filler, self.grad_filler), self.capturer, pairs, stop - start,
-                                          plan.loss, *where)
-        inputs = (self.capturer.prepare(b.inputs, self.device, self.compute_dtype) for b in batches)
-        return capture_block(self.filler, self.capturer, inputs, stop - start, *where), None
+        try:
+            if plan.loss is not None:
+                pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)
+                return capture_gradient_block((self.filler, self.grad_filler), self.capturer, pairs,
+                                              stop - start, plan.loss, *where)
+            inputs = (self.capturer.prepare(b.inputs, self.device, self.compute_dtype) for b in batches)
+            return capture_block(self.filler, self.capturer, inputs, stop - start, *where), None
+        except TgoError as exc:
+            # Past the one-batch check the store is already extended: leave a record that
+            # `tgo info` and `tgo analyze` explain, instead of a slot that reads as merely unfinished.
+            store_records(plan.url, plan.storage_options).put(
+                failure_key(plan.checkpoint_indices[self.position]), {"block": block, "step": plan.checkpoints[self.position].step,
+                                             "reason": str(exc)})
+            raise
 
     def release(self, *arrays: np.ndarray | None) -> None:
         for data in arrays:
@@ -439,6 +448,8 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     ref = plan.checkpoints[position]
     write_commit(records, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
                                        "written_at": time.time()})
+    if (records.get(failure_key(index)) or {}).get("block") == block:  # a refused block, now written
+        records.delete(failure_key(index))
 
 
 def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",
