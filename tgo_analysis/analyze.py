@@ -115,7 +115,8 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     config = {"metrics": list(opts.metrics), "fit_range": list(opts.fit_range), "id_samples": opts.id_samples,
               "n_clusters": opts.n_clusters, "use_umap": opts.use_umap, "all_tokens": opts.all_tokens,
               "svd_rank": opts.svd_rank, "power_iters": opts.power_iters, "seed": opts.seed,
-              "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", ""))}
+              "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
+              "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
     done = prepare_output(out, template, config, overwrite) if out else set()
     units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done]
     computed: dict[tuple[int, int], dict] = {}

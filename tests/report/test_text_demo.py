@@ -3,6 +3,8 @@ gradients -> analyze all -> report; a second run resumes every stage."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 
@@ -30,4 +32,4 @@ def test_text_demo_end_to_end_and_resume(tmp_path) -> None:
     assert [r[0] for r in rows] == [str(s) for s in TINY.steps()]
 
     again = run_text_demo(tmp_path / "demo", config=TINY, progress=False)  # everything on disk: resumes
-    assert again.seconds["train"] < 5 and again.training == log
+    assert again.seconds["train"] < 5 and json.dumps(again.training) == json.dumps(log)  # NaN: no train loss yet

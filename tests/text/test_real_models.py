@@ -7,10 +7,14 @@ import pytest
 import torch
 import xarray as xr
 
+from tgo_analysis import names as N
+from tgo_analysis.analyze import analyze
+from tgo_analysis.reductions.frequency import text_params
 from tgo_store import ingest
 from tgo_store import schema as S
 from tgo_store.hf import tokenizer_of as model_tokenizer
 from tgo_store.models import input_config, model_description
+from tgo_store.open import open_store
 from tgo_store.sources import open_source
 
 KW = {"batch_size": 8, "samples_per_block": 8, "device": "cpu", "progress": False, "dtype": "float32"}
@@ -45,3 +49,15 @@ def test_real_model_store_equals_its_own_hidden_states(name, states, features, d
     for layer in (0, states // 2, states - 1):
         np.testing.assert_allclose(act.isel(checkpoint=0, layer=layer, sample=slice(0, 3)).values, expected[layer].numpy(),
                                    rtol=1e-5, atol=1e-5 * float(expected[layer].abs().max()))
+
+    # The profiles (Razzhigaev et al.; SPEC section 5): the decoder's first position carries massive
+    # activations that take λ₁ of the pooled covariance in the middle layers; the encoder stays flat.
+    pooled = analyze(open_store(str(path)), N.POOLED, progress=False)[N.TOP1_SHARE_POOLED].values[0]
+    without = analyze(open_store(str(path)), N.POOLED, progress=False,
+                      params=text_params(exclude_special=True, exclude_first=True))[N.TOP1_SHARE_POOLED].values[0]
+    if decoder:
+        middle = slice(states // 3, 2 * states // 3)
+        assert pooled[middle].max() > 0.9 and without[middle].max() < 0.9, (pooled, without)
+    else:
+        assert pooled.max() < 0.3 and np.abs(pooled - without).max() < 0.05, (pooled, without)
+

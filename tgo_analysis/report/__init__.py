@@ -28,7 +28,7 @@ class Section:
 
 
 SECTIONS = (
-    Section("training", "Training", "Held-out accuracy and train loss at each saved checkpoint.",
+    Section("training", "Training", "Held-out accuracy (image demo) or held-out loss (language demo), and the train loss, at each saved checkpoint.",
             lambda r, o: F.training_curve(o.get("training"))),
     Section("alpha", "Alpha across layers",
             "Power-law exponent of each token's covariance spectrum per layer, one line per checkpoint "

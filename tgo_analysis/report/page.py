@@ -11,6 +11,8 @@ from typing import Any
 
 import xarray as xr
 
+from tgo_store import schema as S
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:13px;margin-bottom:1em}
@@ -68,9 +70,9 @@ def _mapping(value: Any) -> dict:
 
 def checkpoint_rows(res: xr.Dataset) -> list[tuple[int, str, str]]:
     """(step, path, sha256 prefix) per checkpoint; '-' where the store did not record it."""
-    steps = [int(s) for s in res["checkpoint"].values]
-    paths = res["checkpoint_path"].values if "checkpoint_path" in res.coords else ["-"] * len(steps)
-    hashes = res["checkpoint_sha256"].values if "checkpoint_sha256" in res.coords else ["-"] * len(steps)
+    steps = [int(s) for s in res[S.CHECKPOINT].values]
+    paths = res[S.CHECKPOINT_PATH].values if S.CHECKPOINT_PATH in res.coords else ["-"] * len(steps)
+    hashes = res[S.CHECKPOINT_SHA256].values if S.CHECKPOINT_SHA256 in res.coords else ["-"] * len(steps)
     return [(s, str(p), str(h)[:12]) for s, p, h in zip(steps, paths, hashes, strict=True)]
 
 
