@@ -52,3 +52,19 @@ def cli_args(ckpt_glob: str, store: str, *extra: str) -> list[str]:
     for key, value in TINY_VIT.items():
         args += ["--model-kwargs", f"{key}={value}"]
     return [*args, *extra]
+
+
+def run_memory_probe(probe: str, path: Any, limit_mb: int = 0) -> dict:
+    """Run ``probe`` (Python source reading argv: store path, memory limit in MB) in a fresh process
+    with one BLAS thread; its last stdout line is a JSON report (peak RSS and results)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", probe, str(path), str(limit_mb)], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+

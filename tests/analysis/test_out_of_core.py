@@ -3,7 +3,6 @@ times larger than the memory the analysis used gives the in-memory numbers."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 import xarray as xr
+
+from tests.support import run_memory_probe
 
 LIMIT_MB = 512
 PROBE = textwrap.dedent("""
@@ -41,11 +42,7 @@ def write_store(path, n: int) -> int:
 
 
 def run_probe(path, limit_mb: int = 0) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(path), str(limit_mb)], capture_output=True, text=True,
-                          env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_memory_probe(PROBE, path, limit_mb)
 
 
 @pytest.mark.slow
