@@ -8,9 +8,8 @@ reported. Every stage resumes: re-running skips what is already on disk.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,27 +69,16 @@ def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[d
     """Train unless this config's checkpoints are all there (resume = skip); returns the log and files."""
     from tgo_analysis.orchestration.training import (
         checkpoint_path,
-        read_training_log,
+        finished_training,
         train,
         write_training_log,
     )
 
     steps = cfg.steps()
     files = [checkpoint_path(ckpt_dir, s) for s in steps]
-    log = read_training_log(ckpt_dir)
+    log = finished_training(ckpt_dir, cfg, steps, files)
     if log is not None:
-        recorded = log.get("config")
-        if recorded is not None:
-            matches = recorded == json.loads(json.dumps(asdict(cfg)))
-        else:  # a log written before configs were recorded: compare the steps
-            matches = log.get("steps") == steps
-        if not matches:
-            raise TgoError(
-                f"{ckpt_dir} holds checkpoints of a different demo configuration "
-                f"(e.g. --quick vs full); use another --out or delete {ckpt_dir.parent}"
-            )
-        if all(f.exists() for f in files):
-            return log, files
+        return log, files
     import torch
 
     from tgo_store.models import build_model, input_config
@@ -106,8 +94,7 @@ def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[d
         model, train_source, test_source, steps, ckpt_dir,
         batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress,
     ).to_json()
-    log["config"] = json.loads(json.dumps(asdict(cfg)))
-    write_training_log(ckpt_dir, log)
+    write_training_log(ckpt_dir, log, cfg)
     return log, files
 
 

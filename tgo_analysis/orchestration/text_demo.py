@@ -9,9 +9,8 @@ frequency and tangent metrics among the rest) and reported. Every stage resumes.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from tgo_analysis.orchestration.demo import (
     metric_at,
     prepare_out_dir,
 )
-from tgo_store.errors import TgoError
 
 TEXT_DATA = "text:pydoc"
 
@@ -54,23 +52,17 @@ class TextDemoConfig:
 def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
     """Train unless this config's checkpoints are all there (resume = skip)."""
     from tgo_analysis.orchestration.text_training import checkpoint_dir, train_decoder
-    from tgo_analysis.orchestration.training import read_training_log, write_training_log
+    from tgo_analysis.orchestration.training import finished_training, write_training_log
     from tgo_store.sources.text import PYDOC, read_documents
 
     steps = cfg.steps()
     folders = [checkpoint_dir(ckpt_dir, s) for s in steps]
-    config = json.loads(json.dumps(asdict(cfg)))
-    log = read_training_log(ckpt_dir)
+    log = finished_training(ckpt_dir, cfg, steps, [f / "config.json" for f in folders])
     if log is not None:
-        if log.get("config") != config:
-            raise TgoError(f"{ckpt_dir} holds checkpoints of a different text demo configuration "
-                           f"(e.g. --quick vs full); use another --out or delete {ckpt_dir.parent}")
-        if all((f / "config.json").exists() for f in folders):
-            return log, folders
+        return log, folders
     log = train_decoder(read_documents(PYDOC), ckpt_dir, steps, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                         lr=cfg.lr, seed=cfg.seed, progress=progress).to_json()
-    log["config"] = config
-    write_training_log(ckpt_dir, log)
+    write_training_log(ckpt_dir, log, cfg)
     return log, folders
 
 

@@ -44,9 +44,36 @@ def read_training_log(directory: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_training_log(directory: Path, log: dict) -> None:
-    """Save the training log (steps, accuracy, loss, seconds and the run's config) beside the checkpoints."""
+def write_training_log(directory: Path, log: dict, config: Any) -> None:
+    """Save the training log and the run's config (a dataclass, what ``finished_training`` checks)."""
+    from dataclasses import asdict
+
+    log["config"] = json.loads(json.dumps(asdict(config)))
     (directory / TRAINING_LOG).write_text(json.dumps(log, indent=1))
+
+
+def finished_training(directory: Path, config: Any, steps: list[int], saved: list[Path]) -> dict | None:
+    """The log of this config's run when every checkpoint is saved (resume = skip training); None
+    to train; a one-line TgoError when the folder holds another configuration's checkpoints.
+
+    ``config`` is the run's dataclass; a log written before configs were recorded is matched by its steps.
+    """
+    from dataclasses import asdict
+
+    from tgo_store.errors import TgoError
+
+    log = read_training_log(directory)
+    if log is None:
+        return None
+    recorded = log.get("config")
+    if recorded is not None:
+        matches = recorded == json.loads(json.dumps(asdict(config)))
+    else:
+        matches = log.get("steps") == steps
+    if not matches:
+        raise TgoError(f"{directory} holds checkpoints of a different demo configuration "
+                       f"(e.g. --quick vs full); use another --out or delete {directory.parent}")
+    return log if all(path.exists() for path in saved) else None
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:

@@ -291,13 +291,19 @@ def eigenspectra(
         else:
             why = "zero variance" if not positive.any() else "no fit"
             ax.plot([], [], ".", color=color, label=f"layer {layer}: alpha n/a ({why})")
+    finish_spectrum_axes(ax, fit_range, f"covariance eigenspectrum of token {token}, step {step}",
+                         "eigenvalue λᵢ (activation units²)")
+    return fig
+
+
+def finish_spectrum_axes(ax: Any, fit_range: tuple[int, int], title: str, ylabel: str) -> None:
+    """The shared look of an eigenspectrum panel: the alpha fit ranks shaded, labels, legend, grid."""
     ax.axvspan(*fit_range, color="grey", alpha=0.12, label=f"fit ranks {fit_range[0]}-{fit_range[1]}")
-    ax.set_title(f"covariance eigenspectrum of token {token}, step {step}")
+    ax.set_title(title)
     ax.set_xlabel("rank i")
-    ax.set_ylabel("eigenvalue λᵢ (activation units²)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return fig
 
 
 def training_curve(training: dict | None) -> Any:

@@ -140,10 +140,6 @@ def pooled_eigenspectra(res: xr.Dataset, step: int | None = None) -> Any:
         ranks, line = F.alpha_fit_line(eigs, alpha, fit_range)
         if line.size:
             ax.loglog(ranks, line, "-", lw=2, color=color)
-    ax.axvspan(*fit_range, color="grey", alpha=0.12, label=f"fit ranks {fit_range[0]}-{fit_range[1]}")
-    ax.set_title(f"pooled covariance eigenspectrum, step {step} ({positions_label(res)})")
-    ax.set_xlabel("rank i")
-    ax.set_ylabel("eigenvalue λᵢ")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    F.finish_spectrum_axes(ax, fit_range, f"pooled covariance eigenspectrum, step {step} ({positions_label(res)})",
+                           "eigenvalue λᵢ")
     return fig
