@@ -3,7 +3,7 @@ model's device during the forward pass, with no activations written.
 
 Each batch's activations are centred on their batch mean and multiplied with one batched GEMM
 per (layer, token); batches are merged with the same Chan-Golub-LeVeque update as
-``tgo_analysis.moments``. On CUDA the batch GEMM runs in float32 (tensor-core speed; the data
+``tgo_analysis.kernels.moments``. On CUDA the batch GEMM runs in float32 (tensor-core speed; the data
 are centred first, so no raw sums) and the running state is float64; on the CPU everything is
 float64. ``result()`` returns a ``Moments`` with batch dims (layer, token), so spectra and
 metrics apply unchanged. torch is imported lazily.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tgo_analysis.moments import Moments, merge_moments
+from tgo_analysis.kernels.moments import Moments, merge_moments
 
 
 class InflightMoments:

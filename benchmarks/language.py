@@ -182,8 +182,8 @@ def profiles(tmp: Path, models: dict[str, int], seq_len: int, device: str, repor
     """Ingest each model, analyse all positions and without special/first; one compared report."""
     from tgo_analysis import names as N
     from tgo_analysis.analyze import analyze
-    from tgo_analysis.reductions.frequency import text_params
     from tgo_analysis.report import write_report
+    from tgo_analysis.statistics.frequency import text_params
     from tgo_store.models import build_model
     from tgo_store.open import open_store
 

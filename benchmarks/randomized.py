@@ -13,7 +13,7 @@ from benchmarks.common import SIZES
 def run(size: str = "small", device: str = "cpu") -> dict[str, float]:
     import dask.array as da
 
-    from tgo_analysis.spectra import gram_eigenvalues
+    from tgo_analysis.kernels.spectra import gram_eigenvalues
 
     _, _, n, t, d = SIZES[size]["store"]
     rng = np.random.default_rng(0)

@@ -1,120 +1,103 @@
 """``analyze``: the metrics of SPEC sections 2-3 for every (checkpoint, layer), out of core.
 
-Orchestration only: choose the statistics (``selection``), lay out the results
-(``results_template``), create or resume the results store (``results_store``), then reduce
-each (checkpoint, layer) unit within the memory budget (``units``, ``budget``,
-``reductions.engine``) and write it before the next, marking it done so a re-run skips it.
+Orchestration only: choose the statistics (``results.selection``), check and prepare them
+with their own options, lay out the results (``results.template``), create or resume the
+results store (``results.store``), then reduce each (checkpoint, layer) unit within the memory
+budget (``engine``) and write it before the next, marking it done so a re-run skips it. It
+names no statistic: what a statistic needs it declares (options, hooks).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis.device import check_device
-from tgo_analysis.metrics import DEFAULT_FIT_RANGE, metric_attrs
-from tgo_analysis.reductions.all_tokens import AllTokensParams, all_tokens_rank, resolve_method
-from tgo_analysis.reductions.base import Context, Statistic
-from tgo_analysis.reductions.intrinsic import IntrinsicDimension
-from tgo_analysis.results_store import add_clusters, finish, mark_done, prepare_output, write_unit
-from tgo_analysis.results_template import build_template, result_coords
-from tgo_analysis.selection import (
-    ALL_TOKENS_METHODS,
-    Options,
-    chosen_statistics,
-    parse_metrics,
-    selectable,
-)
-from tgo_analysis.units import unit_context, unit_plan, unit_source, unit_task
+from tgo_analysis.engine.device import check_device, device_backend
+from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
+from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
+from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
+from tgo_analysis.results.store import add_clusters, finish, mark_done, prepare_output, write_unit
+from tgo_analysis.results.template import build_template, result_coords
+from tgo_analysis.statistics import declared_options
+from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
 
 METRICS = selectable()
 
 
-def _validate(ds: xr.Dataset, opts: Options) -> xr.DataArray:
-    act = S.validate_activations(ds)
-    n_samples, n_features = act.sizes[S.SAMPLE], act.sizes[S.FEATURE]
-    if n_samples < 3:
-        raise TgoError(f"the store has {n_samples} samples; covariance metrics need at least 3 samples")
-    if opts.wants(N.ALPHA):
-        lo, hi = opts.fit_range
-        if lo < 1 or hi < lo + 4:
-            raise TgoError(f"alpha fit range {lo}:{hi} is invalid; give FIRST:LAST ranks with LAST >= FIRST + 4, e.g. 11:100")
-        max_rank = min(n_samples - 1, n_features) - 10
-        if max_rank < lo + 4:
-            need = lo + 14
-            raise TgoError(f"alpha fit range {lo}:{hi} lies beyond the spectrum: the covariance has at most "
-                           f"{min(n_samples - 1, n_features)} nonzero eigenvalues (samples {n_samples}, features {n_features}); "
-                           f"alpha needs at least {need + 1} samples and {need} features, or a lower range such as --fit-range 2:{max(6, max_rank)}")
-    if opts.wants(N.INTRINSIC_DIMENSION) and min(n_samples, opts.id_samples) < 10:
-        raise TgoError(f"intrinsic dimension needs at least 10 samples, got {min(n_samples, opts.id_samples)}; "
-                       "raise --id-samples or leave intrinsic_dimension out of --metrics")
-    return act
+def analysis_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every declared statistic option: the given values checked, the others at their defaults."""
+    declared = declared_options()
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TgoError(f"unknown analysis option {', '.join(unknown)}; the statistics declare "
+                       f"{', '.join(sorted(declared))}")
+    return {name: option.check(given.get(name, option.default)) for name, option in declared.items()}
 
 
-def _context(ds: xr.Dataset, act: xr.DataArray, opts: Options, stats: list[Statistic], params: dict) -> Context:
-    """The analysis-wide context: sizes, options, and every statistic's ``prepare``d parameters."""
+def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_range: tuple[int, int], seed: int,
+             device: str, options: dict[str, Any], params: dict) -> tuple[Context, list[StatisticBase]]:
+    """The analysis-wide context and its statistics: validated, ``prepare``d, the rank dim sized."""
     _, _, n, t, d = act.shape
-    params = {IntrinsicDimension().name: opts.id_samples, **params}
-    n_rank = d
-    if opts.all_tokens_on:
-        method = resolve_method(opts.all_tokens, n)
-        params[N.ALL_TOKENS] = AllTokensParams(method, opts.svd_rank, opts.power_iters)
-        n_rank = max(d, all_tokens_rank(params[N.ALL_TOKENS], n, t * d))
-    ctx = Context(n, t, d, n_rank, act.dtype.itemsize, opts.metrics, opts.fit_range, opts.seed, params, opts.device)
+    if n < 3:
+        raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
+    ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
+                  backend=device_backend(device))
+    stats = chosen_statistics(ctx)
     for stat in stats:
-        hook = getattr(stat, "prepare", None)
-        if hook is not None:
-            ctx = dataclasses.replace(ctx, params={**ctx.params, stat.name: hook(ds, ctx)})
-    return ctx
+        stat.validate(ds, ctx)
+    for stat in stats:
+        prepared = stat.prepare(ds, ctx)
+        if prepared is not None:
+            ctx = dataclasses.replace(ctx, params={**ctx.params, stat.name: prepared})
+    n_rank = max(d, *(stat.rank_length(ctx) for stat in stats)) if stats else d
+    return dataclasses.replace(ctx, n_rank=n_rank), stats
 
 
 def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | None = None,
-            overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, id_samples: int = 2000,
-            n_clusters: int = 4, use_umap: bool = False, all_tokens: str = "auto", svd_rank: int = 200,
-            power_iters: int = 4, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
+            overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_clusters: int = 4,
+            use_umap: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
             memory_limit: str | None = None, progress: bool = True, checkpoints: Sequence[int] | None = None,
-            device: str = "cpu", memory_budget: int | str | None = None, params: dict | None = None) -> xr.Dataset:
-    """The metrics of SPEC section 3 for every (checkpoint, layer, token), out of core.
+            device: str = "cpu", memory_budget: int | str | None = None, params: dict | None = None,
+            **options: Any) -> xr.Dataset:
+    """The metrics of SPEC sections 2-3 (and 5) for every (checkpoint, layer, token), out of core.
 
     ``checkpoints`` (indices) limits this call to those checkpoints (a sweep analyses each one
     as soon as it is ingested). ``device``: "cpu", "cuda[:N]" (per-token spectra on a GPU) or
     "torch:cpu" (that path on the CPU, for tests). ``memory_budget`` (bytes or "4GB"; default a
     fraction of RAM or of the Dask worker's limit) bounds the accumulators: a layer whose
     per-token accumulators do not fit is reduced in several passes over token groups.
-    ``params`` seeds per-statistic parameters (``{statistic name: value}``).
+    ``options`` are the statistics' own options (``id_samples=``, ``all_tokens=``,
+    ``exclude_special=``, ``tangent_rank=``, ...: ``tgo analyze --help`` lists them);
+    ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
+    The result's attrs record how many units were computed and reused, the bytes read and the
+    time (``analysis_summary``), which ``tgo analyze`` prints.
     """
-    from tgo_analysis.progress import UnitProgress
-    from tgo_analysis.provenance import provenance
-    from tgo_analysis.scheduler import scheduler_context
+    from tgo_analysis.engine.scheduler import scheduler_context
+    from tgo_analysis.results.provenance import provenance
+    from tgo_store.progress import UnitProgress
 
-    if all_tokens not in ALL_TOKENS_METHODS:
-        raise TgoError(f"unknown --all-tokens {all_tokens}; use auto, gram, randomized or off")
-    if power_iters < 4 and all_tokens != "gram":
-        raise TgoError(f"--power-iters {power_iters} is below 4; truncated spectra without power iterations inflate alpha")
-    opts = Options(parse_metrics(metrics, ds), (int(fit_range[0]), int(fit_range[1])), int(id_samples),
-                   int(n_clusters), bool(use_umap), all_tokens, int(svd_rank), int(power_iters), int(seed),
-                   check_device(device))
-    act = _validate(ds, opts)
-    stats = chosen_statistics(opts)
-    ctx = _context(ds, act, opts, stats, dict(params or {}))
+    chosen_metrics = parse_metrics(metrics, ds)
+    fit_range = (int(fit_range[0]), int(fit_range[1]))
+    act = S.validate_activations(ds)
+    option_values = analysis_options(options)
+    ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), check_device(device), option_values,
+                          dict(params or {}))
     rc = result_coords(act, ctx.n_rank)
     template = build_template(act, rc, stats, ctx)
     chosen = range(len(rc.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
     layers = range(len(rc.layers))
     if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
         unit_plan(unit_source(ds, act, 0, 0, stats), stats, ctx, memory_budget)
-    config = {"metrics": list(opts.metrics), "fit_range": list(opts.fit_range), "id_samples": opts.id_samples,
-              "n_clusters": opts.n_clusters, "use_umap": opts.use_umap, "all_tokens": opts.all_tokens,
-              "svd_rank": opts.svd_rank, "power_iters": opts.power_iters, "seed": opts.seed,
+    config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
+              "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
               "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
     done = prepare_output(out, template, config, overwrite) if out else set()
@@ -150,30 +133,34 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             _on_cluster(ds, act, stats, ctx, units, memory_budget, keep)
     elapsed = time.perf_counter() - started
     read_bytes = len(units) * act.dtype.itemsize * ctx.n_samples * ctx.n_tokens * ctx.n_features
-    attrs = {**provenance(where), **metric_attrs(opts.fit_range), "tgo_config": config,
-             "all_tokens_method": ctx.params[N.ALL_TOKENS].method if opts.all_tokens_on else "off",
-             "svd_rank": opts.svd_rank, "power_iters": opts.power_iters, "device": opts.device,
-             "token_passes": max(passes, default=1),
-             "read_amplification": f"each unit's blocks were read {max(passes, default=1)} x (one pass per token group "
+    token_passes = max(passes, default=1)
+    attrs = {**provenance(where), **metric_attrs(fit_range), "tgo_config": config, "device": ctx.device,
+             "token_passes": token_passes,
+             "read_amplification": f"each unit's blocks were read {token_passes} x (one pass per token group "
                                    "whose accumulators fit the memory budget)",
-             "intrinsic_dimension": f"TwoNN, linear fit through the origin, discard fraction 0.1, on at most "
-                                    f"{opts.id_samples} seeded samples (seed {opts.seed}) of un-centred vectors of all tokens concatenated",
-             "token_correlation": "Pearson r between tokens' flattened (sample x feature) activations from float64 Gram sums",
              "rank_padding": "eigenvalue arrays share the `rank` dim; ranks beyond a spectrum's length are NaN",
+             "analysis_summary": {"units_computed": len(units), "units_reused": len(done), "scheduler": where,
+                                  "bytes_read": read_bytes, "token_passes": token_passes,
+                                  "seconds": round(elapsed, 3)},
              "input_attrs": json.dumps({k: v for k, v in ds.attrs.items()}, default=str)}
     for stat in stats:
-        attrs.update(getattr(stat, "attrs", lambda c: {})(ctx))
+        attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
-    if opts.wants(N.ALPHA_CLUSTER) and N.ALPHA in result:
-        result = add_clusters(result, out, opts.n_clusters, opts.use_umap, opts.seed)
-    if progress:
-        print(f"analyzed {len(units)} (checkpoint, layer) units ({len(done)} reused) on {where}: "
-              f"{read_bytes / 1e6:.1f} MB read x {max(passes, default=1)} in {elapsed:.1f} s "
-              f"({read_bytes / max(elapsed, 1e-9) / 1e9:.2f} GB/s)", file=sys.stderr)
+    if ctx.wants(N.ALPHA_CLUSTER) and N.ALPHA in result:
+        result = add_clusters(result, out, int(n_clusters), bool(use_umap), int(seed))
     return result
 
 
-def _on_cluster(ds: xr.Dataset, act: xr.DataArray, stats: list[Statistic], ctx: Context,
+def summary_line(result: xr.Dataset) -> str:
+    """What an analysis did, in one line (``tgo analyze`` prints it)."""
+    s = result.attrs.get("analysis_summary") or {}
+    seconds, read = float(s.get("seconds", 0.0)), float(s.get("bytes_read", 0))
+    return (f"analyzed {s.get('units_computed', 0)} (checkpoint, layer) units ({s.get('units_reused', 0)} reused) "
+            f"on {s.get('scheduler', '?')}: {read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s "
+            f"({read / max(seconds, 1e-9) / 1e9:.2f} GB/s)")
+
+
+def _on_cluster(ds: xr.Dataset, act: xr.DataArray, stats: list[StatisticBase], ctx: Context,
                 units: list[tuple[int, int]], budget: Any, keep: Any) -> None:
     """One task per unit on the Dask cluster, as many at once as it has worker threads."""
     import dask

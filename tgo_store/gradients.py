@@ -69,7 +69,7 @@ def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | Non
             raise TgoError("--gradients on images needs labels for the classification loss and this dataset has "
                            "samples without one (label -1); use a labelled dataset or drop --gradients")
         return LossSpec(CLASSIFICATION)
-    from tgo_store.capturers.hf import describe
+    from tgo_store.hf_model import describe
 
     decoder = describe(model)["is_decoder"]
     kind = requested or (CAUSAL_LM if decoder else MASKED_LM)

@@ -93,7 +93,7 @@ def model_description(model: Any, spec: str, kwargs: dict | None = None) -> dict
         "parameter_shapes": _shape_digest(model),
     }
     if _is_hf(model):
-        from tgo_store.capturers.hf import describe
+        from tgo_store.hf_model import describe
 
         description["transformers"] = describe(model)
     json.dumps(description)
@@ -120,8 +120,8 @@ def input_config(model: Any) -> dict:
     maximum sequence length and the embedding's vocabulary size.
     """
     if _is_hf(model):
-        from tgo_store.capturers.hf import max_positions
         from tgo_store.hf import tokenizer_of
+        from tgo_store.hf_model import max_positions
 
         return {"tokenizer": tokenizer_of(model), "max_length": max_positions(model),
                 "vocab_size": int(model.get_input_embeddings().num_embeddings)}

@@ -12,7 +12,7 @@ import scipy.stats
 import xarray as xr
 
 from tgo_analysis import analyze
-from tgo_analysis.intrinsic import subsample_indices
+from tgo_analysis.kernels.twonn import subsample_indices
 from tgo_store.errors import TgoError
 
 FIT = (2, 20)
@@ -134,26 +134,34 @@ def test_the_device_path_gives_the_same_numbers_and_refuses_a_missing_gpu(plain_
 
 
 def test_device_path_splits_tokens_into_groups_that_fit_the_memory_budget(plain_store) -> None:
+    """The device backend goes through the engine's budgeted passes: one pass or three, same spectra."""
     import dask.array as da
 
-    from tgo_analysis.device import LazySlab, layer_spectra
-    from tgo_analysis.moments import chunk_moments, covariance
+    from tgo_analysis.engine.blocks import LazySlab, UnitSource
+    from tgo_analysis.engine.device import device_backend
+    from tgo_analysis.engine.fold import Plan, reduce_unit
+    from tgo_analysis.kernels.moments import chunk_moments, covariance
+    from tgo_analysis.statistics import STATISTICS
+    from tgo_analysis.statistics.base import Context
 
     _, data = plain_store
     x = data[1, 2]
-    whole = layer_spectra(LazySlab(da.from_array(x, chunks=(50, -1, -1))), "torch:cpu")
-    budget = 2 * 3 * x.shape[-1] ** 2 * 8  # two tokens per group: 3 groups for 5 tokens
-    grouped = layer_spectra(LazySlab(da.from_array(x, chunks=(37, -1, -1))), "torch:cpu", memory_bytes=budget)
+    n, t, d = x.shape
+    stat = STATISTICS["token_spectra"]
+    ctx = Context(n, t, d, n_rank=d, metrics=("eigenvalues",), backend=device_backend("torch:cpu"))
+    whole = reduce_unit(UnitSource(LazySlab(da.from_array(x, chunks=(50, -1, -1)))), [stat], ctx, Plan(((0, t),), 1))
+    grouped = reduce_unit(UnitSource(LazySlab(da.from_array(x, chunks=(37, -1, -1)))), [stat], ctx,
+                          Plan(((0, 2), (2, 4), (4, t)), 2))  # 3 passes over token groups for 5 tokens
     cov = covariance(chunk_moments(x))
     ref = np.clip(np.sort(np.linalg.eigvalsh(cov), axis=-1)[:, ::-1], 0, None)
     for got in (whole, grouped):
         np.testing.assert_allclose(got["eigenvalues"], ref, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(got["trace"], np.trace(cov, axis1=1, axis2=2), rtol=1e-12)
+        np.testing.assert_allclose(got["eigenvalues"].sum(axis=1), np.trace(cov, axis1=1, axis2=2), rtol=1e-9)
 
 
 def test_interrupted_analysis_resumes_with_written_layers(plain_store, tmp_path, monkeypatch) -> None:
     engine = importlib.import_module("tgo_analysis.analyze")  # the package re-exports the function of that name
-    from tgo_analysis.results_store import done_units
+    from tgo_analysis.results.store import done_units
 
     url, _ = plain_store
     out = str(tmp_path / "partial.zarr")

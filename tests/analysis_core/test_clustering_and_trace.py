@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tgo_analysis.clustering import cluster_alpha_trajectories, clusters_on_grid
-from tgo_analysis.correlation import mean_lower_triangle, token_correlation, token_gram_sums
-from tgo_analysis.metrics import REASON_ZERO_VARIANCE, spectral_metrics, truncated_spectrum_metrics
-from tgo_analysis.moments import chunk_moments, covariance
-from tgo_analysis.spectra import covariance_eigenvalues, exact_trace
+from tgo_analysis.kernels.clustering import cluster_alpha_trajectories, clusters_on_grid
+from tgo_analysis.kernels.correlation import mean_lower_triangle, token_correlation, token_gram_sums
+from tgo_analysis.kernels.metrics import (
+    REASON_ZERO_VARIANCE,
+    spectral_metrics,
+    truncated_spectrum_metrics,
+)
+from tgo_analysis.kernels.moments import chunk_moments, covariance
+from tgo_analysis.kernels.spectra import covariance_eigenvalues, exact_trace
 from tgo_store.errors import TgoError
 
 

@@ -9,14 +9,13 @@ import pytest
 import scipy.stats
 import torch
 
-from tgo_analysis.correlation import (
+from tgo_analysis.kernels.correlation import (
     mean_lower_triangle,
     merge_gram_sums,
     token_correlation,
     token_gram_sums,
 )
-from tgo_analysis.intrinsic import twonn_dimension
-from tgo_analysis.metrics import (
+from tgo_analysis.kernels.metrics import (
     REASON_FEW_RANKS,
     REASON_ZERO_VARIANCE,
     cosine_anisotropy,
@@ -24,8 +23,13 @@ from tgo_analysis.metrics import (
     nonzero_mask,
     spectral_metrics,
 )
-from tgo_analysis.moments import chunk_moments, covariance, merge_all, unit_vector_sum
-from tgo_analysis.spectra import covariance_eigenvalues, gram_eigenvalues, randomized_eigenvalues
+from tgo_analysis.kernels.moments import chunk_moments, covariance, merge_all, unit_vector_sum
+from tgo_analysis.kernels.spectra import (
+    covariance_eigenvalues,
+    gram_eigenvalues,
+    randomized_eigenvalues,
+)
+from tgo_analysis.kernels.twonn import twonn_dimension
 
 RTOL = 1e-6
 
@@ -64,7 +68,7 @@ def test_chunked_moments_equal_np_cov_for_uneven_chunks_and_dtypes(tokens: np.nd
 def test_the_in_place_merge_of_the_reduction_tree_equals_the_pure_merge(tokens: np.ndarray) -> None:
     from functools import reduce
 
-    from tgo_analysis.moments import merge_moments, merge_moments_into
+    from tgo_analysis.kernels.moments import merge_moments, merge_moments_into
 
     cuts = [0, 3, 150, 151, 400]
     pure = reduce(merge_moments, [chunk_moments(tokens[a:b]) for a, b in pairwise(cuts)])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tgo_analysis.budget import parse_budget, plan_unit
-from tgo_analysis.reductions import STATISTICS
-from tgo_analysis.reductions.base import Context, Statistic
-from tgo_analysis.reductions.engine import Plan, reduce_array, split_range
-from tgo_analysis.reductions.mean_norm import MeanNorm
+from tgo_analysis.engine.budget import parse_budget, plan_unit
+from tgo_analysis.engine.fold import Plan, reduce_array, split_range
+from tgo_analysis.statistics import STATISTICS
+from tgo_analysis.statistics.base import Context, Statistic
+from tgo_analysis.statistics.mean_norm import MeanNorm
 from tgo_store.errors import TgoError
 
 
@@ -25,7 +25,7 @@ def test_mean_norm_is_the_mean_l2_norm_of_uncentred_token_vectors() -> None:
 
 
 def test_mean_norm_leaves_padding_out() -> None:
-    from tgo_analysis.reductions.base import Block
+    from tgo_analysis.statistics.base import Block
 
     x = activations(n=20, t=3)
     mask = np.ones((20, 3), bool)
@@ -55,7 +55,7 @@ def test_token_passes_and_threads_do_not_change_per_token_results() -> None:
 
 
 def test_all_tokens_gram_joined_over_token_passes_is_exact() -> None:
-    from tgo_analysis.reductions.all_tokens import AllTokens, AllTokensParams
+    from tgo_analysis.statistics.all_tokens import AllTokens, AllTokensParams
 
     x = activations(n=60, t=5, d=8)
     flat = x.reshape(60, -1).astype(np.float64)

@@ -12,9 +12,9 @@ import torch
 
 from benchmarks.inflight import InflightMoments
 from tests.support import tiny_vit
-from tgo_analysis.metrics import spectral_metrics
-from tgo_analysis.moments import covariance
-from tgo_analysis.spectra import covariance_eigenvalues
+from tgo_analysis.kernels.metrics import spectral_metrics
+from tgo_analysis.kernels.moments import covariance
+from tgo_analysis.kernels.spectra import covariance_eigenvalues
 from tgo_store.capturers import make_capturer
 
 ROOT = Path(__file__).resolve().parents[2]

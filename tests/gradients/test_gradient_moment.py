@@ -7,12 +7,12 @@ import pytest
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis.frequency import frequency_edges, position_buckets
-from tgo_analysis.reductions.base import Context
-from tgo_analysis.reductions.blocks import LazySlab, UnitSource
-from tgo_analysis.reductions.engine import Plan, reduce_unit
-from tgo_analysis.reductions.gradient_moment import TangentEnrichment
-from tgo_analysis.tangent_fit import sample_positions
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
+from tgo_analysis.statistics.base import Context
+from tgo_analysis.statistics.tangent import TangentEnrichment
+from tgo_analysis.statistics.tangent_fit import sample_positions
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
 
@@ -144,7 +144,7 @@ def test_default_rank_fits_small_models():
 
 def test_analyze_refuses_tangent_without_gradients_and_all_skips_it(tmp_path):
     from tgo_analysis.analyze import analyze
-    from tgo_analysis.selection import parse_metrics
+    from tgo_analysis.results.selection import parse_metrics
 
     ds = store(grad_inside=False).drop_vars(S.GRADIENTS)
     with pytest.raises(TgoError, match="gradients") as info:

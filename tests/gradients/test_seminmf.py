@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.linalg import subspace_angles
 
-from tgo_analysis.seminmf import _fit, fit_seminmf
+from tgo_analysis.kernels.seminmf import _fit, fit_seminmf
 from tgo_store.errors import TgoError
 
 

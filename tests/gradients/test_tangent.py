@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tgo_analysis.seminmf import fit_seminmf
-from tgo_analysis.tangent import (
+from tgo_analysis.kernels.seminmf import fit_seminmf
+from tgo_analysis.kernels.tangent_energy import (
     alignment,
     control_bases,
     energy,

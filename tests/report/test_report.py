@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tgo_analysis.orchestration.demo import headline_rows
+from tgo_analysis.orchestration.demos.image import headline_rows
 from tgo_analysis.report import SECTIONS, write_report
 from tgo_analysis.report import figures as F
 

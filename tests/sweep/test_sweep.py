@@ -162,17 +162,17 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
 
 
 def test_tasks_waiting_for_a_resource_are_reported(cluster, single_process, tmp_path) -> None:
-    from tgo_analysis.orchestration.sweep import _write_status, missing_resources, sweep_status
+    from tgo_analysis.orchestration.sweep import missing_resources, sweep_status, write_status
 
     ref_dir, _ = single_process
     path = sweep_file(tmp_path, str(ref_dir / "ck" / "step_0.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
     path.write_text(path.read_text() + "[resources]\ncapture = { GPU = 1 }\n")
     cfg = load_config(path)
     assert missing_resources(cluster, cfg) == {"GPU": 1}
-    from tgo_analysis.orchestration.sweep import _prepare
+    from tgo_analysis.orchestration.sweep.run import prepare_sweep_store
 
-    _prepare(cfg)
-    _write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})
+    prepare_sweep_store(cfg)
+    write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})
     rows, _ = sweep_status(cfg)
     assert rows[0][2] == "waiting for a worker with {'GPU': 1}"
 
@@ -181,8 +181,8 @@ def test_watch_stops_when_a_stop_file_appears_at_a_memory_url(monkeypatch, tmp_p
     """The --watch loop lives in the library and checks the stop file through fsspec."""
     import fsspec
 
-    from tgo_analysis.orchestration import sweep as sweep_module
     from tgo_analysis.orchestration.sweep import SweepSummary, run_sweeps, stop_requested
+    from tgo_analysis.orchestration.sweep import run as sweep_module
 
     stop = "memory://tgo-watch-test/STOP"
     fs = fsspec.filesystem("memory")

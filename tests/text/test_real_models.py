@@ -9,7 +9,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
-from tgo_analysis.reductions.frequency import text_params
+from tgo_analysis.statistics.frequency import text_params
 from tgo_store import ingest
 from tgo_store import schema as S
 from tgo_store.hf import tokenizer_of as model_tokenizer

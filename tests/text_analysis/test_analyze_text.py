@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis import pooled as P
 from tgo_analysis.analyze import analyze
-from tgo_analysis.selection import parse_metrics
+from tgo_analysis.kernels import pooling as P
+from tgo_analysis.results.selection import parse_metrics
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
 

@@ -10,8 +10,8 @@ import pytest
 import scipy.stats
 
 from tests.text_analysis.support import text_like
-from tgo_analysis import frequency as F
-from tgo_analysis import pooled as P
+from tgo_analysis.kernels import buckets as F
+from tgo_analysis.kernels import pooling as P
 
 CUTS = [0, 7, 8, 31, 48]
 

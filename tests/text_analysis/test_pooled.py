@@ -12,9 +12,9 @@ import torch
 
 from tests.analysis_core.test_metrics import llm_microscope_anisotropy
 from tests.text_analysis.support import text_like
-from tgo_analysis import pooled as P
-from tgo_analysis.intrinsic import twonn_dimension
-from tgo_analysis.moments import covariance, merge_moments
+from tgo_analysis.kernels import pooling as P
+from tgo_analysis.kernels.moments import covariance, merge_moments
+from tgo_analysis.kernels.twonn import twonn_dimension
 
 RTOL = 1e-6
 CUTS = [0, 5, 6, 30, 48]  # uneven sample blocks, one of a single sample

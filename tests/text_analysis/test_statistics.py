@@ -10,12 +10,12 @@ import xarray as xr
 
 from tests.text_analysis.support import CHUNK
 from tgo_analysis import names as N
-from tgo_analysis import pooled as P
-from tgo_analysis.frequency import frequency_edges
-from tgo_analysis.reductions import STATISTICS
-from tgo_analysis.reductions.base import Context
-from tgo_analysis.reductions.blocks import LazySlab, UnitSource
-from tgo_analysis.reductions.engine import Plan, reduce_unit
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.kernels import pooling as P
+from tgo_analysis.kernels.buckets import frequency_edges
+from tgo_analysis.statistics import STATISTICS
+from tgo_analysis.statistics.base import Context
 from tgo_store import schema as S
 
 

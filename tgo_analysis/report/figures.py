@@ -142,7 +142,7 @@ def cluster_grid(res: xr.Dataset) -> Any:
     """Alpha-trajectory clusters drawn on the patch grid (Joseph et al. Fig. 1C)."""
     from matplotlib.colors import ListedColormap
 
-    from tgo_analysis.clustering import clusters_on_grid
+    from tgo_analysis.kernels.clustering import clusters_on_grid
 
     if N.ALPHA_CLUSTER not in res or "token_row" not in res.coords:
         return None

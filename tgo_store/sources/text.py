@@ -25,7 +25,7 @@ import numpy as np
 
 from tgo_store.errors import TgoError
 from tgo_store.sources.base import SourceOptions
-from tgo_store.sources.tokens import TokenSequences
+from tgo_store.sources.tokens import TokenSequences, tokenizer_attrs
 
 PREFIX = "text:"
 PYDOC = "pydoc"
@@ -79,18 +79,6 @@ def special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
         if framed[start:start + len(bare)] == bare:
             return framed[:start], framed[start + len(bare):]
     return [], []
-
-
-def tokenizer_hash(tokenizer: Any) -> str:
-    """sha256 of the tokenizer's full serialised form (vocabulary, merges, special tokens)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def tokenizer_attrs(tokenizer: Any) -> dict:
-    return {"name": str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
-            "vocab_size": len(tokenizer), "sha256": tokenizer_hash(tokenizer)}
 
 
 class TextSource(TokenSequences):

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -20,6 +21,18 @@ from tgo_store.errors import TgoError
 from tgo_store.sources.base import Batch, Positions, SourceOptions, TokenBatch, spans
 
 PREFIX = "tokens:"
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's full serialised form (vocabulary, merges, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tokenizer_attrs(tokenizer: Any) -> dict:
+    return {"name": str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
+            "vocab_size": len(tokenizer), "sha256": tokenizer_hash(tokenizer)}
 
 
 class TokenSequences:
@@ -67,7 +80,6 @@ class TokenFileEntry:
         return spec.startswith(PREFIX)
 
     def open(self, spec: str, options: SourceOptions) -> TokenSequences:
-        from tgo_store.sources.text import tokenizer_attrs
 
         url = spec[len(PREFIX):]
         try:

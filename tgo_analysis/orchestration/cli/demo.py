@@ -30,9 +30,9 @@ class DemoKind:
 
 
 DEMOS = {
-    False: DemoKind("tgo_analysis.orchestration.demo", "run_demo", "HEADLINE_COLUMNS", "headline_rows",
+    False: DemoKind("tgo_analysis.orchestration.demos.image", "run_demo", "HEADLINE_COLUMNS", "headline_rows",
                     "accuracy", "tgo demo: headline numbers", "tgo-demo"),
-    True: DemoKind("tgo_analysis.orchestration.text_demo", "run_text_demo", "TEXT_HEADLINE_COLUMNS",
+    True: DemoKind("tgo_analysis.orchestration.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS",
                    "text_headline_rows", "held_out_loss", "tgo demo --text: headline numbers", "tgo-demo-text"),
 }
 

@@ -1,0 +1,72 @@
+"""The torch device backend of the engine: per-token co-moments folded on a GPU (``--device cuda``).
+
+The engine reads each sample block once per pass, as on the CPU, and plans passes with the
+same memory budget; a statistic that can use a device (the per-token spectra) asks
+``ctx.backend`` to fold the block's token range into its accumulator there. Each block is
+copied to the device, cast to float64, centred, multiplied and merged with the same
+Chan-Golub-LeVeque update as ``tgo_analysis.kernels.moments`` (``merge_moments`` works on
+torch tensors too); the batched ``eigvalsh`` runs on the device and only eigenvalues come
+back. float64 keeps the results equal to the CPU path's to 1e-9. torch is imported lazily;
+``torch:cpu`` runs the same code on torch's CPU device, which is how the tests check it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tgo_analysis.kernels.moments import Moments, merge_moments
+from tgo_store.errors import TgoError
+
+
+def check_device(device: str) -> str:
+    """'cpu' (numpy path), 'cuda' or 'cuda:N'; TgoError when CUDA is asked for and absent.
+
+    'torch:cpu' runs the device backend on torch's CPU device (how tests check it).
+    """
+    if device in ("cpu", "torch:cpu"):
+        return device
+    if not device.startswith("cuda"):
+        raise TgoError(f"unknown --device {device}; use cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TgoError(f"--device {device} asked for, but torch sees no CUDA device here; use --device cpu")
+    return device
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """Folds and decompositions on one torch device (picklable: it holds the device's name)."""
+
+    device: str
+
+    def _torch_device(self) -> Any:
+        import torch
+
+        return torch.device("cpu" if self.device == "torch:cpu" else self.device)
+
+    def fold_moments(self, acc: Moments | None, x: np.ndarray) -> Moments:
+        """``acc`` merged with the per-token moments of ``x`` (n, T, D): float64 tensors on the device."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self._torch_device(), non_blocking=True)
+        t = t.to(torch.float64).transpose(0, 1)  # (T, n, D)
+        mean = t.mean(dim=1)
+        centred = t - mean.unsqueeze(1)
+        part = Moments(int(t.shape[1]), mean, centred.transpose(1, 2) @ centred)
+        return part if acc is None else merge_moments(acc, part)
+
+    def covariance_eigenvalues(self, m: Moments) -> np.ndarray:
+        """(T, D) eigenvalues of each token's covariance, descending, negatives clipped to 0."""
+        import torch
+
+        cov = m.comoment / (m.count - 1)
+        return torch.linalg.eigvalsh(cov).flip(-1).clamp_min(0).cpu().numpy()
+
+
+def device_backend(device: str) -> TorchBackend | None:
+    """The backend for an analysis device: None on the numpy path ('cpu')."""
+    return None if device == "cpu" else TorchBackend(check_device(device))

@@ -1,0 +1,135 @@
+"""The results store: create or resume it, write one (checkpoint, layer) at a time, mark it done.
+
+Each written unit gets a done record (``tgo_store.records``) under ``_tgo/done``; a re-run of
+the same analysis skips those units, and a store that gained checkpoints since grows along
+``checkpoint`` instead of starting over. A different analysis in the same place is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import xarray as xr
+
+from tgo_analysis import names as N
+from tgo_store.errors import TgoError
+from tgo_store.records import RECORD_ROOT, RecordStore
+
+DONE_PREFIX = f"{RECORD_ROOT}/done"
+
+
+def done_units(out: str) -> set[tuple[int, int]]:
+    """(checkpoint, layer) indices whose results are written."""
+    found = set()
+    for _key, record in RecordStore(out).items(DONE_PREFIX):
+        try:
+            found.add((int(record["checkpoint"]), int(record["layer"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def mark_done(out: str, ci: int, li: int) -> None:
+    RecordStore(out).put(f"{DONE_PREFIX}/c{ci:06d}_l{li:06d}.json", {"checkpoint": ci, "layer": li, "at": time.time()})
+
+
+def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool) -> set[tuple[int, int]]:
+    """Create the output store, or resume a compatible one; refuse a different existing output."""
+    import zarr
+
+    try:
+        existing = zarr.open_group(out, mode="r")
+    except (FileNotFoundError, KeyError, ValueError):
+        existing = None
+    if existing is not None and not overwrite:
+        previous = dict(existing.attrs).get("tgo_config")
+        wanted = json.loads(json.dumps(config))
+        if previous is not None and _grown_along_checkpoint(previous, wanted):
+            _grow_checkpoints(out, template, wanted)
+        elif previous != wanted:
+            raise TgoError(f"output {out} already exists from another analysis; pass --overwrite to replace it "
+                           "or choose another --out")
+        return done_units(out)
+    try:
+        template.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=False)
+    except (PermissionError, OSError) as exc:
+        raise TgoError(f"cannot write results to {out} ({exc}); choose a writable --out") from exc
+    group = zarr.open_group(out, mode="r+")
+    group.attrs["tgo_config"] = json.loads(json.dumps(config))
+    for name in template.coords:  # coordinates are small: write them now
+        if name in group and name not in template.dims:
+            group[name][:] = template[name].values
+    for name in template.dims:
+        if name in group:
+            group[name][:] = template[name].values
+    return set()
+
+
+def _grown_along_checkpoint(previous: dict, wanted: dict) -> bool:
+    """Same analysis of a store that gained checkpoints since (training is still running)."""
+    same = {k: v for k, v in previous.items() if k != "shape"} == {k: v for k, v in wanted.items() if k != "shape"}
+    return same and previous["shape"][1:] == wanted["shape"][1:] and previous["shape"][0] < wanted["shape"][0]
+
+
+def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
+    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written."""
+    import zarr
+
+    group = zarr.open_group(out, mode="r+")
+    n = template.sizes[N.CHECKPOINT]
+    for name in list(template.data_vars) + [c for c in template.coords if template[c].dims == (N.CHECKPOINT,)]:
+        if name in group and template[name].dims[:1] == (N.CHECKPOINT,):
+            array = group[name]
+            array.resize((n, *array.shape[1:]))
+            if name in template.coords:
+                array[:] = template[name].values
+    group.attrs["tgo_config"] = config
+
+
+def write_unit(out: str, ci: int, li: int, arrays: dict[str, np.ndarray], template: xr.Dataset) -> None:
+    """Write one (checkpoint, layer) region: whole chunks only, so parallel writers never collide."""
+    import zarr
+
+    group = zarr.open_group(out, mode="r+")
+    for name, value in arrays.items():
+        if name in template:
+            group[name][ci, li] = np.asarray(value, dtype=group[name].dtype)
+
+
+def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int], dict[str, np.ndarray]],
+           attrs: dict) -> xr.Dataset:
+    """The results: the written store with ``attrs`` (consolidated), or ``computed`` in memory."""
+    import dask.threaded
+
+    if out:
+        import zarr
+
+        group = zarr.open_group(out, mode="r+")
+        group.attrs.update(json.loads(json.dumps(attrs, default=str)))
+        zarr.consolidate_metadata(out)
+        return xr.open_zarr(out, zarr_format=3).load(scheduler=dask.threaded.get)
+    # dask dedupes identical all-NaN arrays: un-share them
+    result = template.compute(scheduler=dask.threaded.get).copy(deep=True)
+    for (ci, li), arrays in computed.items():
+        for name, value in arrays.items():
+            if name in result:
+                result[name].values[ci, li] = value
+    result.attrs.update(attrs)
+    return result
+
+
+def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
+    """alpha_cluster from the alpha trajectories at the last checkpoint, written beside the rest."""
+    from tgo_analysis.kernels.clustering import cluster_alpha_trajectories
+
+    alpha_last = result[N.ALPHA].isel({N.CHECKPOINT: -1})
+    clusters = cluster_alpha_trajectories(alpha_last, n_clusters, use_umap=use_umap, seed=seed)
+    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
+                                     f"standardised per layer, k={n_clusters}, umap={use_umap}, "
+                                     "ids ordered by mean alpha; -1 = trajectory with NaN")
+    result = result.assign({N.ALPHA_CLUSTER: clusters})
+    if out:
+        result[[N.ALPHA_CLUSTER]].to_zarr(out, mode="a", zarr_format=3, consolidated=True)
+    return result

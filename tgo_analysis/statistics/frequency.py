@@ -1,0 +1,155 @@
+"""Geometry by token frequency (SPEC 5): log-spaced buckets of ``vocab_count``.
+
+Needs a text store (``token_id`` per position and ``vocab_count``). Per bucket, exact and
+streamed: top-1 share and effective rank of the bucket's pooled covariance, mean norm. Mean
+distance to the layer's pooled mean and Spearman ρ (log count vs that distance) are measured
+on a seeded bottom-k subsample of positions against the exact pooled mean, in the same single
+pass over the store. Positions follow the pooled statistic's choice (``ctx.params["pooled"]``);
+options in ``ctx.params["frequency"]``: ``n_buckets`` (10), ``distance_points`` (16384).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tgo_analysis import names as N
+from tgo_analysis.kernels.buckets import (
+    DEFAULT_BUCKETS,
+    DEFAULT_DISTANCE_POINTS,
+    BucketSums,
+    bucket_metrics,
+    bucket_sums,
+    centroid_distances,
+    distance_by_bucket,
+    frequency_edges,
+    frequency_spearman,
+    merge_bucket_sums,
+    pooled_mean,
+    position_buckets,
+)
+from tgo_analysis.kernels.pooling import (
+    DEFAULT_ID_POINTS,
+    PointSample,
+    PositionChoice,
+    merge_point_samples,
+    position_keys,
+    sample_points,
+)
+from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.pooled import block_valid
+from tgo_analysis.statistics.pooled import options as pooled_options
+from tgo_analysis.statistics.positions import POSITION_OPTIONS
+from tgo_store import schema as S
+from tgo_store.errors import TgoError
+
+BY_BUCKET = {N.TOP1_SHARE_BY_FREQUENCY: "top1_share", N.EFFECTIVE_RANK_BY_FREQUENCY: "effective_rank",
+             N.MEAN_NORM_BY_FREQUENCY: "mean_norm"}
+NAMES = (*BY_BUCKET, N.CENTROID_DISTANCE_BY_FREQUENCY, N.FREQUENCY_CENTROID_SPEARMAN)
+BUCKETS = Option("frequency_buckets", DEFAULT_BUCKETS, "log-spaced buckets of vocab_count for the frequency metrics")
+
+
+def supports(ds: Any) -> bool:
+    """A store with token ids per position and the vocabulary counts."""
+    return S.TOKEN_ID in ds.variables and S.VOCAB_COUNT in ds.variables
+
+
+def frequency_params(ds: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Options with defaults, plus ``vocab_count`` and the bucket ``edges`` read from the store."""
+    if not supports(ds):
+        raise TgoError(f"frequency metrics need '{S.TOKEN_ID}' and '{S.VOCAB_COUNT}' in the store (a text store "
+                       "written by tgo ingest --model hf:...); leave frequency out of --metrics")
+    opts = {"n_buckets": DEFAULT_BUCKETS, "distance_points": DEFAULT_DISTANCE_POINTS, **(given or {})}
+    counts = np.asarray(ds[S.VOCAB_COUNT].values, dtype=np.int64)
+    return {**opts, "vocab_count": counts, "edges": frequency_edges(counts, int(opts["n_buckets"]))}
+
+
+@dataclass
+class FrequencyPartial:
+    sums: BucketSums
+    sample: PointSample
+
+
+@dataclass(frozen=True)
+class Frequency(StatisticBase):
+    name: str = N.FREQUENCY
+    metrics: tuple[str, ...] = (N.FREQUENCY, *NAMES)
+    token_split: bool = False
+    options = (*POSITION_OPTIONS, BUCKETS)
+
+    def _params(self, ctx: Context) -> dict[str, Any]:
+        params = ctx.params.get(self.name)
+        if not params or "edges" not in params:
+            raise TgoError("frequency metrics were not prepared with the store's vocab_count; "
+                           "run them through tgo analyze (or call Frequency.prepare first)")
+        return params
+
+    def supports(self, ds: Any) -> bool:
+        return supports(ds)
+
+    def prepare(self, ds: Any, ctx: Context) -> dict[str, Any]:
+        return frequency_params(ds, {"n_buckets": int(ctx.option(BUCKETS)), **(ctx.params.get(self.name) or {})})
+
+    def variables(self, ctx: Context) -> tuple[Variable, ...]:
+        n = self._params(ctx)["edges"].size - 1
+        return (*(Variable(name, (N.FREQUENCY_BUCKET,), (n,)) for name in NAMES[:-1]),
+                Variable(N.FREQUENCY_CENTROID_SPEARMAN, (), ()))
+
+    def coords(self, ctx: Context) -> dict[str, tuple[str, np.ndarray]]:
+        edges = self._params(ctx)["edges"]
+        return {N.FREQUENCY_BUCKET: (N.FREQUENCY_BUCKET, np.arange(edges.size - 1)),
+                N.FREQUENCY_LOW: (N.FREQUENCY_BUCKET, edges[:-1]),
+                N.FREQUENCY_HIGH: (N.FREQUENCY_BUCKET, edges[1:])}
+
+    def attrs(self, ctx: Context) -> dict[str, Any]:
+        p = self._params(ctx)
+        return {**pooled_options(ctx)["positions"].attrs(),
+                "frequency_buckets": f"log-spaced integer edges of vocab_count from 1 to max + 1 ({p['n_buckets']} "
+                "asked, equal edges merged); bucket b holds counts in [frequency_low, frequency_high)",
+                N.CENTROID_DISTANCE_BY_FREQUENCY: "mean ||x - mu|| with mu the exact pooled mean of the layer, over "
+                f"the {p['distance_points']} positions with the smallest seeded keys (seed {ctx.seed})",
+                N.FREQUENCY_CENTROID_SPEARMAN: "Spearman rho (average ranks for ties) between log vocab_count and "
+                "||x - mu|| over that same seeded subsample of positions"}
+
+    def chunk(self, block: Block, ctx: Context) -> FrequencyPartial:
+        p = self._params(ctx)
+        if block.token_id is None:
+            raise TgoError(f"the store has no '{S.TOKEN_ID}' per position; leave frequency out of --metrics")
+        valid = block_valid(block, pooled_options(ctx)["positions"])
+        buckets = position_buckets(block.token_id, p["vocab_count"], p["edges"], valid)
+        keys = position_keys(block.samples, block.tokens, ctx.seed)
+        return FrequencyPartial(bucket_sums(block.x, buckets, valid, p["edges"].size - 1),
+                                sample_points(block.x, valid, keys, int(p["distance_points"]), block.token_id))
+
+    def combine(self, a: FrequencyPartial, b: FrequencyPartial) -> FrequencyPartial:
+        return FrequencyPartial(merge_bucket_sums(a.sums, b.sums), merge_point_samples(a.sample, b.sample))
+
+    def aggregate(self, partial: FrequencyPartial, ctx: Context) -> Result:
+        p = self._params(ctx)
+        counts, edges = p["vocab_count"], p["edges"]
+        metrics = bucket_metrics(partial.sums, ctx.fit_range)
+        arrays = {name: metrics[key] for name, key in BY_BUCKET.items()}
+        labels = partial.sample.labels
+        distances = centroid_distances(partial.sample.points, pooled_mean(partial.sums))
+        point_buckets = position_buckets(labels, counts, edges, np.ones(labels.shape, bool))
+        arrays[N.CENTROID_DISTANCE_BY_FREQUENCY] = distance_by_bucket(distances, point_buckets, edges.size - 1)
+        known = point_buckets >= 0
+        arrays[N.FREQUENCY_CENTROID_SPEARMAN] = np.asarray(
+            frequency_spearman(counts[labels[known]], distances[known]))
+        return Result(arrays)
+
+    def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
+        p = ctx.params.get(self.name) or {}
+        n = int(p["edges"].size - 1) if "edges" in p else DEFAULT_BUCKETS
+        points = int(p.get("distance_points", DEFAULT_DISTANCE_POINTS)) * ctx.n_features * (ctx.itemsize + 8)
+        return (n + 2) * ctx.n_features * ctx.n_features * 8 + points
+
+
+def text_params(exclude_special: bool = False, exclude_first: bool = False, id_points: int | None = None,
+                n_buckets: int = DEFAULT_BUCKETS) -> dict[str, dict[str, Any]]:
+    """``analyze(params=...)`` for the pooled and frequency statistics (which positions, sizes)."""
+    positions = PositionChoice(exclude_special=exclude_special, exclude_first=exclude_first)
+    return {N.POOLED: {"positions": positions, "id_points": id_points or DEFAULT_ID_POINTS},
+            N.FREQUENCY: {"n_buckets": n_buckets}}
