@@ -39,7 +39,8 @@ class ActivationLoader(IterableDataset):
     once (padding never; ``exclude_special`` / ``exclude_first`` as in analysis).
 
     ``checkpoint`` is an index along the checkpoint dim (-1: the last); ``checkpoints`` a list of
-    them; ``tokens`` token indices (None: all). ``buffer_size`` bounds the memory of the mixing
+    them; ``tokens`` token indices (None: all); ``samples`` sample indices (None: all; e.g. a
+    train / held-out split). ``buffer_size`` bounds the memory of the mixing
     buffers: positions (int) or bytes ("512MiB"), shared by the window being drawn and the
     ``read_ahead`` windows read ahead on ``threads`` threads. ``pin_memory`` (None: when CUDA is
     present, in the main process) pins batches; ``device`` moves them. ``normalize`` yields
@@ -52,7 +53,7 @@ class ActivationLoader(IterableDataset):
                  checkpoints: Sequence[int] | None = None, buffer_size: int | str = DEFAULT_BUFFER,
                  read_ahead: int = 1, threads: int | None = None, drop_last: bool = False,
                  pin_memory: bool | None = None, device: Any = None, normalize: bool = False,
-                 results: Any = None, storage_options: dict | None = None) -> None:
+                 samples: Any = None, results: Any = None, storage_options: dict | None = None) -> None:
         super().__init__()
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise TgoError(f"batch_size must be a positive integer, got {batch_size!r}; pass e.g. 4096")
@@ -60,7 +61,8 @@ class ActivationLoader(IterableDataset):
             raise TgoError(f"read_ahead must be 0 or more windows, got {read_ahead}; pass e.g. 1")
         self.several = checkpoints is not None and len(checkpoints) > 1
         self.source = LayerSource(store, layer, checkpoint if checkpoints is None else checkpoints, tokens,
-                                  PositionChoice(bool(exclude_special), bool(exclude_first)), storage_options)
+                                  PositionChoice(bool(exclude_special), bool(exclude_first)), storage_options,
+                                  samples)
         self.batch_size = int(batch_size)
         self.read_ahead = int(read_ahead)
         self.threads = int(threads) if threads else min(4, os.cpu_count() or 1)
@@ -76,7 +78,8 @@ class ActivationLoader(IterableDataset):
         self.results = results
         self._fingerprint = fingerprint(
             store=self.source.url or "dataset", layer=self.source.layer, checkpoints=self.source.checkpoints,
-            tokens=self.source.tokens, choice=[self.source.choice.exclude_special, self.source.choice.exclude_first],
+            tokens=self.source.tokens, samples=self.source.chosen_samples,
+            choice=[self.source.choice.exclude_special, self.source.choice.exclude_first],
             batch_size=self.batch_size, window=window, shuffle=self.plan.shuffle, seed=self.plan.seed,
             drop_last=self.plan.drop_last, counts=self.source.counts)
         self._state = LoaderState(fingerprint=self._fingerprint)
@@ -148,8 +151,9 @@ class ActivationLoader(IterableDataset):
         if info is None:
             windows, skip = list(range(self.plan.n_windows)), self._state.batches
         else:
-            windows = self.plan.worker_windows(info.id, info.num_workers)
-            skip = self.plan.worker_taken(self._state.batches, info.num_workers)[info.id]
+            given, first = self.plan.worker_taken(self._state.batches, info.num_workers)
+            role = (first + info.id) % info.num_workers
+            windows, skip = self.plan.worker_windows(role, info.num_workers), given[role]
         while windows and skip >= self.plan.window_batches(windows[0]):
             skip -= self.plan.window_batches(windows.pop(0))
         return windows, skip, info is None

@@ -82,16 +82,18 @@ class EpochPlan:
     def worker_windows(self, worker: int, n_workers: int) -> list[int]:
         return list(range(worker, self.n_windows, n_workers))
 
-    def worker_taken(self, taken: int, n_workers: int) -> list[int]:
-        """Batches each worker had delivered after ``taken`` batches of a round-robin DataLoader.
+    def worker_taken(self, taken: int, n_workers: int) -> tuple[list[int], int]:
+        """After ``taken`` batches of a round-robin DataLoader: the batches each worker role had
+        delivered, and the role whose turn is next.
 
-        torch's DataLoader asks its workers in turn and skips the ones that are exhausted, so
-        after ``taken`` batches every worker has given one per round it took part in.
+        torch's DataLoader asks its workers in turn and skips exhausted ones, so after ``taken``
+        batches every role has given one per round it took part in. A resumed DataLoader asks
+        worker 0 first, so worker j takes role (next + j) mod n and the order goes on unchanged.
         """
         counts = np.array([sum(self.window_batches(w) for w in self.worker_windows(j, n_workers))
                            for j in range(n_workers)], dtype=np.int64)
         given = np.zeros(n_workers, dtype=np.int64)
-        left = int(taken)
+        left, first = int(taken), 0
         while left > 0:
             active = np.flatnonzero(given < counts)
             if active.size == 0:
@@ -102,5 +104,5 @@ class EpochPlan:
                 left -= step * active.size
             else:
                 given[active[:left]] += 1
-                left = 0
-        return given.tolist()
+                first, left = int(active[left]), 0
+        return given.tolist(), first

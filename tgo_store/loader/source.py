@@ -81,7 +81,7 @@ class LayerSource:
     """The selected positions of one layer over one or several complete checkpoints."""
 
     def __init__(self, store: Any, layer: int, checkpoints: Sequence[int] | int, tokens: Any,
-                 choice: PositionChoice, storage_options: dict | None = None) -> None:
+                 choice: PositionChoice, storage_options: dict | None = None, samples: Any = None) -> None:
         from tgo_store.open import open_store
 
         self.url = _store_url(store)
@@ -105,6 +105,11 @@ class LayerSource:
                                f"pass token indices in [0, {self.n_tokens})")
         self.choice = choice
         self._check_choice(ds)
+        self.chosen_samples = None
+        if samples is not None:  # a train / held-out split: sample indices (positions along the dim)
+            self.chosen_samples = np.zeros(self.n_samples, dtype=bool)
+            self.chosen_samples[_indices(samples, self.n_samples, "sample index",
+                                         f"pass sample indices in [0, {self.n_samples})")] = True
         self.dtype = np.dtype(act.dtype)
         self.sample_values = (ds[S.SAMPLE].values if S.SAMPLE in ds.coords else np.arange(self.n_samples)).astype(np.int64)
         self.token_values = (ds[S.TOKEN].values if S.TOKEN in ds.coords else np.arange(self.n_tokens)).astype(np.int64)
@@ -149,6 +154,8 @@ class LayerSource:
         start, stop = block * self.block, min((block + 1) * self.block, self.n_samples)
         valid = valid_positions((stop - start, self.n_tokens), self._rows(S.ATTENTION_MASK, start, stop),
                                 self._rows(S.TOKEN_SPECIAL, start, stop), self.choice)
+        if self.chosen_samples is not None:
+            valid &= self.chosen_samples[start:stop, None]
         return valid[:, self.tokens]
 
     # -- values -------------------------------------------------------------------------------

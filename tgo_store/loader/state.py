@@ -12,14 +12,22 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from tgo_store.errors import TgoError
 
 STATE_VERSION = 1
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):  # arrays by content hash: a selection over millions of samples stays short
+        return f"{value.dtype}{value.shape}:" + hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    return str(value)
+
+
 def fingerprint(**facts: Any) -> str:
     """A short hash of JSON-able facts (sorted keys): equal facts, equal order."""
-    text = json.dumps(facts, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    text = json.dumps(facts, sort_keys=True, default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
