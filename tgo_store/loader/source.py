@@ -193,7 +193,12 @@ class LayerSource:
         x = self.read_rows(piece.checkpoint, piece.start + r0, piece.start + r1)
         span = slice(offset, offset + flat.size)
         token_index = self.tokens[cols]
-        out["activations"][span] = x[rows - r0, token_index - int(self.tokens[0])]
+        if self.tokens.size == x.shape[1]:  # contiguous tokens: gather rows straight into the window, no temporary
+            np.take(x.reshape(-1, self.n_features), flat - r0 * self.tokens.size, axis=0,
+                    out=out["activations"][span])
+        else:
+            out["activations"][span] = x[rows - r0, token_index - int(self.tokens[0])]
+        del x
         out["sample"][span] = self.sample_values[piece.start + rows]
         out["token"][span] = self.token_values[token_index]
         if "checkpoint" in out:
