@@ -200,11 +200,10 @@ def test_normalisation_statistics_match_float64_references(text_store, tmp_path)
     assert np.mean(np.sum(normed**2, 1)) == pytest.approx(x.shape[1] * (len(x) - 1) / len(x), rel=1e-4)
 
     import tgo_analysis
-    from tgo_analysis.pooled import PositionChoice
 
     results = str(tmp_path / "res.zarr")
-    tgo_analysis.analyze(xr.open_zarr(text_store), "pooled", out=results, progress=False,
-                         params={"pooled": {"positions": PositionChoice(exclude_first=True), "id_points": 64}})
+    tgo_analysis.analyze(xr.open_zarr(text_store), "pooled", out=results, progress=False, exclude_first=True,
+                         pooled_id_points=64)
     from_results = ActivationLoader(text_store, layer=1, checkpoint=1, exclude_first=True, results=results)
     assert from_results.scale == pytest.approx(scale, rel=1e-6) and from_results.scale_source == "results"
     other = ActivationLoader(text_store, layer=1, checkpoint=1, results=results)  # other positions: not used
