@@ -89,7 +89,7 @@ def arrow(tmp: Path, path: Path, layer: int, samples: int) -> dict[str, float]:
 
 def run(size: str = "small", device: str = "cpu") -> dict[str, float | str]:
     shape = SHAPES[size]
-    layers, n, t, d = shape
+    _, n, t, d = shape
     out: dict[str, float | str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "store.zarr"
