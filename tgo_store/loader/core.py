@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tgo_store.errors import TgoError
 from tgo_store.loader.mixing import Window, parse_buffer, to_torch
 from tgo_store.loader.plan import EpochPlan
-from tgo_store.loader.reader import WindowReader
+from tgo_store.loader.reader import Prefetch, WindowReader
 from tgo_store.loader.source import LayerSource
 from tgo_store.loader.state import LoaderState, fingerprint
 from tgo_store.loader.stats import Stats, results_scale, streamed
@@ -42,7 +42,8 @@ class ActivationLoader(IterableDataset):
     them; ``tokens`` token indices (None: all); ``samples`` sample indices (None: all; e.g. a
     train / held-out split). ``buffer_size`` bounds the memory of the mixing
     buffers: positions (int) or bytes ("512MiB"), shared by the window being drawn and the
-    ``read_ahead`` windows read ahead on ``threads`` threads. ``pin_memory`` (None: when CUDA is
+    ``read_ahead`` windows read ahead on ``threads`` threads; ``prefetch`` batches are gathered
+    ahead on another thread. ``pin_memory`` (None: when CUDA is
     present, in the main process) pins batches; ``device`` moves them. ``normalize`` yields
     (x − mean) / scale. ``results``: an analysis results store to take ``scale`` from.
     ``state_dict()`` / ``load_state_dict()`` resume mid-epoch; ``loader.epoch = k`` reshuffles.
@@ -51,7 +52,7 @@ class ActivationLoader(IterableDataset):
     def __init__(self, store: Any, layer: int, checkpoint: int = -1, tokens: Any = None, batch_size: int = 4096,
                  shuffle: bool = True, seed: int = 0, exclude_special: bool = False, exclude_first: bool = False, *,
                  checkpoints: Sequence[int] | None = None, buffer_size: int | str = DEFAULT_BUFFER,
-                 read_ahead: int = 1, threads: int | None = None, drop_last: bool = False,
+                 read_ahead: int = 1, threads: int | None = None, prefetch: int = 2, drop_last: bool = False,
                  pin_memory: bool | None = None, device: Any = None, normalize: bool = False,
                  samples: Any = None, results: Any = None, storage_options: dict | None = None) -> None:
         super().__init__()
@@ -65,6 +66,7 @@ class ActivationLoader(IterableDataset):
                                   samples)
         self.batch_size = int(batch_size)
         self.read_ahead = int(read_ahead)
+        self.prefetch = max(1, int(prefetch))
         self.threads = int(threads) if threads else min(4, os.cpu_count() or 1)
         slot = parse_buffer(buffer_size, self.source.bytes_per_position(self.several)) // (1 + self.read_ahead)
         window = max(1, slot // self.batch_size) * self.batch_size
@@ -158,9 +160,8 @@ class ActivationLoader(IterableDataset):
             skip -= self.plan.window_batches(windows.pop(0))
         return windows, skip, info is None
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        windows, skip, counting = self._start()
-        pin = (torch.cuda.is_available() and counting) if self.pin_memory is None else bool(self.pin_memory)
+    def _produce(self, windows: list[int], skip: int, pin: bool) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches of these windows from batch ``skip`` on (runs on the prefetch thread)."""
         mean, scale = (self.mean.numpy(), np.float32(self.scale)) if self.normalize else (None, None)
         reader = WindowReader(self._fill(self._state.epoch), windows, 1 + self.read_ahead, self.threads)
         try:
@@ -170,16 +171,26 @@ class ActivationLoader(IterableDataset):
                     if mean is not None:
                         batch["activations"] -= mean
                         batch["activations"] /= scale
-                    if counting:
-                        self._state.batches += 1
                     yield to_torch(batch, pin, self.device)
                 skip = 0
                 del win
                 reader.done()
+        finally:
+            reader.close()
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        windows, skip, counting = self._start()
+        pin = (torch.cuda.is_available() and counting) if self.pin_memory is None else bool(self.pin_memory)
+        batches = Prefetch(self._produce(windows, skip, pin), self.prefetch)
+        try:
+            for batch in batches:
+                if counting:
+                    self._state.batches += 1
+                yield batch
             if counting:
                 self._state.batches = 0  # the epoch is complete: iterating again starts it over
         finally:
-            reader.close()
+            batches.close()
 
     # -- normalisation ------------------------------------------------------------------------
     def _pass(self) -> Stats:
