@@ -45,7 +45,10 @@ class ActivationLoader(IterableDataset):
     ``read_ahead`` windows read ahead on ``threads`` threads; ``prefetch`` batches are gathered
     ahead on another thread. ``pin_memory`` (None: when CUDA is
     present, in the main process) pins batches; ``device`` moves them. ``normalize`` yields
-    (x − mean) / scale. ``results``: an analysis results store to take ``scale`` from.
+    (x − mean) / scale. ``results``: an analysis results store to take ``scale`` from;
+    ``progress`` shows a bar during the statistics pass. Read ``loader.mean`` before handing the
+    loader to a ``DataLoader`` so that its workers inherit the statistics instead of each
+    computing them.
     ``state_dict()`` / ``load_state_dict()`` resume mid-epoch; ``loader.epoch = k`` reshuffles.
     """
 
@@ -54,7 +57,8 @@ class ActivationLoader(IterableDataset):
                  checkpoints: Sequence[int] | None = None, buffer_size: int | str = DEFAULT_BUFFER,
                  read_ahead: int = 1, threads: int | None = None, prefetch: int = 2, drop_last: bool = False,
                  pin_memory: bool | None = None, device: Any = None, normalize: bool = False,
-                 samples: Any = None, results: Any = None, storage_options: dict | None = None) -> None:
+                 samples: Any = None, results: Any = None, storage_options: dict | None = None,
+                 progress: bool = False) -> None:
         super().__init__()
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise TgoError(f"batch_size must be a positive integer, got {batch_size!r}; pass e.g. 4096")
@@ -78,6 +82,7 @@ class ActivationLoader(IterableDataset):
         self.device = device
         self.normalize = bool(normalize)
         self.results = results
+        self.progress = bool(progress)
         self._fingerprint = fingerprint(
             store=self.source.url or "dataset", layer=self.source.layer, checkpoints=self.source.checkpoints,
             tokens=self.source.tokens, samples=self.source.chosen_samples,
@@ -195,7 +200,7 @@ class ActivationLoader(IterableDataset):
     # -- normalisation ------------------------------------------------------------------------
     def _pass(self) -> Stats:
         if self._stats is None:
-            self._stats = streamed(self.source, self.several)
+            self._stats = streamed(self.source, self.several, self.progress)
         return self._stats
 
     @property

@@ -57,16 +57,20 @@ class Stats:
     source: str  # "pass" or "results"
 
 
-def streamed(source: LayerSource, several: bool) -> Stats:
-    """One pass over every piece in store order, float64 per feature."""
+def streamed(source: LayerSource, several: bool, progress: bool = False) -> Stats:
+    """One pass over every piece in store order, float64 per feature (a progress bar over positions)."""
+    from tgo_store.progress import progress_bar
+
     total = FeatureMoments(0, np.zeros(source.n_features), np.zeros(source.n_features))
     fields = source.fields(several)
-    for p, count in enumerate(source.counts):
-        for lo in range(0, int(count), ROWS):
-            hi = min(int(count), lo + ROWS)
-            win = Window.allocate(p, fields, hi - lo, source.n_features, np.arange(hi - lo))
-            source.read_part(Part(p, lo, hi), win.arrays, 0)
-            total = total.merge(FeatureMoments.of(win.arrays["activations"]))
+    with progress_bar("loader statistics (positions)", int(source.counts.sum()), progress) as bar:
+        for p, count in enumerate(source.counts):
+            for lo in range(0, int(count), ROWS):
+                hi = min(int(count), lo + ROWS)
+                win = Window.allocate(p, fields, hi - lo, source.n_features, np.arange(hi - lo))
+                source.read_part(Part(p, lo, hi), win.arrays, 0)
+                total = total.merge(FeatureMoments.of(win.arrays["activations"]))
+                bar.advance(hi - lo)
     var = total.m2 / max(total.count - 1, 1)
     return Stats(total.count, total.mean, np.sqrt(var), float(np.sqrt(var.mean())), "pass")
 
