@@ -38,17 +38,22 @@ class ActivationLoader(IterableDataset):
     when several checkpoints are chosen. One epoch yields every chosen valid position exactly
     once (padding never; ``exclude_special`` / ``exclude_first`` as in analysis).
 
-    ``checkpoint`` is an index along the checkpoint dim (-1: the last); ``checkpoints`` a list of
-    them; ``tokens`` token indices (None: all); ``samples`` sample indices (None: all; e.g. a
-    train / held-out split). ``buffer_size`` bounds the memory of the mixing
-    buffers: positions (int) or bytes ("512MiB"), shared by the window being drawn and the
-    ``read_ahead`` windows read ahead on ``threads`` threads; ``prefetch`` batches are gathered
-    ahead on another thread. ``pin_memory`` (None: when CUDA is
-    present, in the main process) pins batches; ``device`` moves them. ``normalize`` yields
-    (x − mean) / scale. ``results``: an analysis results store to take ``scale`` from;
-    ``progress`` shows a bar during the statistics pass. Read ``loader.mean`` before handing the
-    loader to a ``DataLoader`` so that its workers inherit the statistics instead of each
-    computing them.
+    Selection: ``checkpoint`` is an index along the checkpoint dim (-1: the last), ``checkpoints``
+    a list of them; ``tokens`` token indices (None: all); ``samples`` sample indices (None: all;
+    e.g. a train / held-out split).
+
+    Memory and speed: ``buffer_size`` (positions as an int, or bytes as "512MiB") is shared by the
+    window being drawn and the ``read_ahead`` windows read ahead on ``threads`` threads; beyond it
+    each reading thread holds about two pieces (the store's shards) while it decodes, and
+    ``prefetch`` batches are gathered ahead on another thread. A batch draws from about
+    window / tokens-per-sample samples. ``pin_memory`` (None: when CUDA is present, in the main
+    process) pins batches; ``device`` moves them there.
+
+    Statistics: ``mean`` / ``std`` / ``scale`` (see ``stats``), ``normalize`` yields
+    (x − mean) / scale, ``results`` is an analysis results store to take ``scale`` from,
+    ``progress`` shows a bar during their pass. Read ``loader.mean`` before handing the loader to
+    a ``DataLoader`` so that its workers inherit the statistics instead of each computing them.
+
     ``state_dict()`` / ``load_state_dict()`` resume mid-epoch; ``loader.epoch = k`` reshuffles.
     """
 
