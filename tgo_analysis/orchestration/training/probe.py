@@ -141,9 +141,8 @@ def probe_figure(res: xr.Dataset) -> Any:
             label="permuted labels (mean over steps)")
     ax.axhline(res.attrs["chance"], color="grey", lw=1, ls=":", label="chance (majority label)")
     ax.set_ylim(0, 1.02)
-    tokens = res.attrs.get("probe_tokens")
-    ax.set_title(f"linear probe on token {tokens} through ActivationLoader "
-                 f"({res.attrs['n_train']} train / {res.attrs['n_held_out']} held-out samples)", fontsize=9)
+    ax.set_title(f"linear probe on token {res.attrs.get('probe_tokens')} through ActivationLoader: "
+                 f"{res.attrs['n_train']} train / {res.attrs['n_held_out']} held-out samples", fontsize=8, loc="left")
     _legend_right(fig, ax, "checkpoint")
     return fig
 
