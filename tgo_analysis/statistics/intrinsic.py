@@ -1,4 +1,9 @@
-"""intrinsic_dimension (SPEC 3): TwoNN on a seeded subset of samples, gathered while folding."""
+"""intrinsic_dimension (SPEC 3): TwoNN on a seeded subset of samples, gathered while folding.
+
+A sample is one point (all its tokens concatenated), so padding cannot be dropped position by
+position: under an ``attention_mask`` only the samples of the seeded subset whose every
+position is valid enter (the attrs say so).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ class IntrinsicDimension(StatisticBase):
 
     def attrs(self, ctx: Context) -> dict[str, str]:
         return {N.INTRINSIC_DIMENSION: f"TwoNN, linear fit through the origin, discard fraction 0.1, on at most "
-                f"{self._samples(ctx)} seeded samples (seed {ctx.seed}) of un-centred vectors of all tokens concatenated"}
+                f"{self._samples(ctx)} seeded samples (seed {ctx.seed}) of un-centred vectors of all tokens concatenated; "
+                "with an attention_mask, only those samples whose every position is valid"}
 
     def _samples(self, ctx: Context) -> int:
         return int(ctx.params.get(self.name, ctx.option(ID_SAMPLES)))
@@ -46,6 +52,8 @@ class IntrinsicDimension(StatisticBase):
 
     def chunk(self, block: Block, ctx: Context) -> list[np.ndarray]:
         keep = np.isin(block.samples, self._subset(ctx))
+        if block.attention_mask is not None:
+            keep &= np.asarray(block.attention_mask, bool).all(axis=1)
         return [np.array(block.x[keep])]
 
     def combine(self, a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
