@@ -29,6 +29,7 @@ from tgo_store.gradient_precision import (
 )
 from tgo_store.gradients import (
     DEFAULT_MASK_RATE,
+    MASKED_LM,
     LossSpec,
     capture_gradient_block,
     check_same_loss,
@@ -237,6 +238,13 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                     positions=source.positions(), gradients=loss_spec is not None,
                     gradient_dtype=grad_dtype)
                 group = create_store(store, spec, records)
+                if loss_spec is not None and loss_spec.kind == MASKED_LM:
+                    from tgo_store.hf import tokenizer_of
+                    from tgo_store.masked_positions import write_masked_positions
+
+                    write_masked_positions(group, source.positions(), source.sample_ids, loss_spec,
+                                           tokenizer_of(model).mask_token_id, capturer.token_indices,
+                                           spec.shard_shape[2])
             else:
                 for key, value in source.store_attrs().items():  # text: tokenizer and text settings
                     _check_same(dict(group.attrs), key, value, f"'{key}' setting", url)

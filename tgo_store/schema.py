@@ -42,6 +42,7 @@ TOKEN_ID = "token_id"
 ATTENTION_MASK = "attention_mask"
 TOKEN_SPECIAL = "token_special"
 POSITION_COORDS: tuple[str, ...] = (TOKEN_ID, ATTENTION_MASK, TOKEN_SPECIAL)
+TOKEN_MASKED = "token_masked"  # (sample, token) bool, masked-LM stores: the model saw the mask token there
 VOCAB_COUNT = "vocab_count"
 
 # Group attributes.
