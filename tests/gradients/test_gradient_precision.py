@@ -16,7 +16,12 @@ from tests.support import ingest_kwargs, save_checkpoints
 from tgo_store import ingest, open_store
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.gradient_precision import block_counts, underflow_counts, warn_underflow, zero_fractions
+from tgo_store.gradient_precision import (
+    block_counts,
+    underflow_counts,
+    warn_underflow,
+    zero_fractions,
+)
 
 pytest.importorskip("torch")
 
