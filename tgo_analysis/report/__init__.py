@@ -82,7 +82,9 @@ LANGUAGE_SECTIONS = (
     Section("pooled_training", "Pooled intrinsic dimension and anisotropy over training",
             "TwoNN on a seeded subsample of pooled positions and the pooled top-1 share against "
             "training step, one line per layer (Razzhigaev et al.: intrinsic dimension rises early "
-            "in training, then falls).",
+            "in training, then falls). The estimator is in the results' id_estimator attr (twonn, or "
+            "microscope for LLM-Microscope's like-for-like numbers); the two differ by construction, so "
+            "compare values only within one estimator.",
             lambda r, o: L.pooled_training_dynamics(r)),
     Section("frequency", "Geometry by token frequency",
             "Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
