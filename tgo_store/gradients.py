@@ -176,8 +176,9 @@ def masked_inputs(ids: Any, valid: Any, special: Any, sample_ids: np.ndarray, lo
     """Masked-LM inputs and the (B, S) bool of masked positions, drawn per (seed, sample id)."""
     import torch
 
-    chosen = np.stack([np.random.default_rng([int(loss.seed or 0), int(s)]).random(ids.shape[1]) < loss.mask_rate
-                       for s in np.asarray(sample_ids)])
+    from tgo_store.masked_positions import masked_draw
+
+    chosen = masked_draw(sample_ids, ids.shape[1], loss.seed, float(loss.mask_rate))
     where = torch.as_tensor(chosen, device=ids.device) & valid & ~special
     return torch.where(where, torch.full_like(ids, mask_token_id), ids), where
 

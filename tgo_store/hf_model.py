@@ -41,15 +41,32 @@ def final_norm_name(model: Any) -> str | None:
     return None
 
 
+AFTER_FINAL_NORM = " after "  # "model.norm after model.layers.29": the last state, final norm applied
+
+
 def layer_names(model: Any) -> list[str]:
-    """layer_name of hidden state 0..L: the embeddings module, then each block."""
+    """layer_name of hidden state 0..L: the embeddings module, then each block.
+
+    In transformers the last hidden state of a model with a final norm (LLaMA, GPT-2) is taken
+    after that norm, so it is named for it: ``"{norm} after {blocks}.{L-1}"``; Razzhigaev et
+    al.'s profiles (layers 0..L-1) leave it out, and the report can draw it or not.
+    """
     blocks, _ = block_list(model)
     embed = model.get_input_embeddings()
     names = {m: n for n, m in model.named_modules()}
     embed_name = names[embed]
     parent = embed_name.rsplit(".", 1)[0] if "." in embed_name else embed_name
     first = parent if parent.endswith("embeddings") else embed_name
-    return [first] + [f"{blocks}.{i}" for i in range(int(model.config.num_hidden_layers))]
+    out = [first] + [f"{blocks}.{i}" for i in range(int(model.config.num_hidden_layers))]
+    norm = final_norm_name(model)
+    if norm is not None:
+        out[-1] = f"{norm}{AFTER_FINAL_NORM}{out[-1]}"
+    return out
+
+
+def after_final_norm(layer_name: str) -> bool:
+    """Whether a stored layer_name is a state taken after the model's final norm."""
+    return AFTER_FINAL_NORM in str(layer_name)
 
 
 def describe(model: Any) -> dict:

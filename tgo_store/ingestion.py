@@ -20,8 +20,16 @@ from tgo_store import schema as S
 from tgo_store.capturers import make_capturer
 from tgo_store.checkpoints import CheckpointRef, load_checkpoint_into, resolve_checkpoints
 from tgo_store.errors import TgoError
+from tgo_store.gradient_precision import (
+    DEFAULT_GRADIENT_DTYPE,
+    block_counts,
+    check_gradient_dtype,
+    record_zero_fraction,
+    stored_gradient_dtype,
+)
 from tgo_store.gradients import (
     DEFAULT_MASK_RATE,
+    MASKED_LM,
     LossSpec,
     capture_gradient_block,
     check_same_loss,
@@ -80,6 +88,7 @@ class StorePlan:
     precision: str = "float32"  # the model's compute dtype
     data_options: dict = field(default_factory=dict)  # SourceOptions fields: seq_len, padding, samples, seed
     loss: LossSpec | None = None  # with --gradients: the loss whose ∂L/∂h is recorded (SPEC section 5)
+    gradient_dtype: str = DEFAULT_GRADIENT_DTYPE  # storage dtype of the gradients (--gradient-dtype)
 
     @property
     def n_blocks(self) -> int:
@@ -166,7 +175,8 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                   model_kwargs: dict | None = None, hook_modules: Sequence[str] | None = None,
                   storage_options: dict | None = None, precision: str = "float32",
                   data_options: dict | None = None, check_checkpoints: bool = True, gradients: bool = False,
-                  loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE, mask_seed: int = 0) -> StorePlan:
+                  loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE, mask_seed: int = 0,
+                  gradient_dtype: str | None = None) -> StorePlan:
     """Create the store or append checkpoints to it; refuse anything that would mix data.
 
     Before the store is touched, each new checkpoint is loaded into the model and runs one
@@ -177,6 +187,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     """
     if dtype not in DTYPES:
         raise TgoError(f"unknown --dtype {dtype}; use float16 or float32")
+    check_gradient_dtype(gradient_dtype)
     if precision not in PRECISIONS:
         raise TgoError(f"unknown --precision {precision}; use {', '.join(PRECISIONS)}")
     if batch_size < 1:
@@ -208,6 +219,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                 _check_writable(records, url)
             recover(store, records)
             group = _open_group(store, url)
+            grad_dtype = check_gradient_dtype(gradient_dtype, stored_gradient_dtype(group))
             if group is None:
                 spec = StoreSpec(
                     n_samples=len(source), layer_indices=list(capturer.layer_indices),
@@ -223,8 +235,16 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                                           "tokens_per_chunk": layout.tokens_per_chunk},
                            "tgo_batch_size": batch_size, **source.store_attrs(),
                            **({S.ATTR_SCHEMA: S.TEXT_SCHEMA_VERSION, S.ATTR_LOSS: loss_spec.attr()} if loss_spec else {})},
-                    positions=source.positions(), gradients=loss_spec is not None)
+                    positions=source.positions(), gradients=loss_spec is not None,
+                    gradient_dtype=grad_dtype)
                 group = create_store(store, spec, records)
+                if loss_spec is not None and loss_spec.kind == MASKED_LM:
+                    from tgo_store.hf import tokenizer_of
+                    from tgo_store.masked_positions import write_masked_positions
+
+                    write_masked_positions(group, source.positions(), source.sample_ids, loss_spec,
+                                           tokenizer_of(model).mask_token_id, capturer.token_indices,
+                                           spec.shard_shape[2])
             else:
                 for key, value in source.store_attrs().items():  # text: tokenizer and text settings
                     _check_same(dict(group.attrs), key, value, f"'{key}' setting", url)
@@ -241,7 +261,8 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                      tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
                      hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
                      batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}),
-                     precision=precision, data_options=dict(data_options or {}), loss=loss_spec)
+                     precision=precision, data_options=dict(data_options or {}), loss=loss_spec,
+                     gradient_dtype=grad_dtype)
 
 
 def _existing(store: Any) -> list[tuple[int, str, str]]:
@@ -391,7 +412,7 @@ class _Runner:
         self.capturer = _capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules,
                                   self.device, self.compute_dtype)
         self.filler = BlockFiller(self.device, plan.dtype, pool)
-        self.grad_filler = BlockFiller(self.device, plan.dtype, self.filler.pool) if plan.loss else None
+        self.grad_filler = BlockFiller(self.device, plan.gradient_dtype, self.filler.pool) if plan.loss else None
         self.plan, self.position = plan, position
 
     def capture_block(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -447,7 +468,7 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     sync_shards(records, keys)
     ref = plan.checkpoints[position]
     write_commit(records, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
-                                       "written_at": time.time()})
+                                       "written_at": time.time(), **block_counts(gradients)})
     if (records.get(failure_key(index)) or {}).get("block") == block:  # a refused block, now written
         records.delete(failure_key(index))
 
@@ -478,7 +499,7 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
            hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
            progress: bool = True, precision: str = "float32", data_options: dict | None = None,
            gradients: bool = False, loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE,
-           mask_seed: int = 0) -> IngestSummary:
+           mask_seed: int = 0, gradient_dtype: str | None = None) -> IngestSummary:
     """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
 
     from tgo_store.progress import IngestProgress
@@ -488,7 +509,7 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
                          tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
                          model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options,
                          precision=precision, data_options=data_options, gradients=gradients, loss=loss,
-                         mask_rate=mask_rate, mask_seed=mask_seed)
+                         mask_rate=mask_rate, mask_seed=mask_seed, gradient_dtype=gradient_dtype)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)
     grad_array = open_activations_for_writing(url, storage_options, S.GRADIENTS) if plan.loss else None
@@ -511,6 +532,8 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
                 samples += data.shape[1]
         finally:
             writer.close()
+    if plan.loss is not None:
+        record_zero_fraction(url, storage_options)
     return IngestSummary(url=url, checkpoints=len(plan.checkpoints), blocks_written=len(todo),
                          blocks_skipped=len(plan.checkpoints) * plan.n_blocks - len(todo), samples=samples,
                          bytes=writer.bytes_written, seconds=time.perf_counter() - started)

@@ -28,6 +28,7 @@ import zarr
 
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.gradient_precision import create_zero_fraction, resize_zero_fraction
 from tgo_store.records import RECORD_ROOT, RecordStore
 from tgo_store.writer import is_local, local_path
 
@@ -83,6 +84,7 @@ class StoreSpec:
     attrs: dict = field(default_factory=dict)
     positions: Any = None  # text sources: a sources.Positions (token_id, attention_mask, token_special)
     gradients: bool = False  # SPEC section 5: a `gradients` array beside `activations`, same layout
+    gradient_dtype: str = "float32"  # SPEC section 5: the gradients' storage dtype (--gradient-dtype)
 
 
 def _coord(group: Any, name: str, values: np.ndarray, dim: str, chunk: int | None = None) -> None:
@@ -123,10 +125,13 @@ def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:
     group.attrs.update(spec.attrs)
     shape = (0, len(spec.layer_indices), spec.n_samples, len(spec.token_indices), spec.n_features)
     for name in block_arrays(spec.gradients):
+        dtype = spec.gradient_dtype if name == S.GRADIENTS else spec.dtype
         act = group.create_array(name, shape=shape, chunks=spec.chunk_shape, shards=spec.shard_shape,
-                                 dtype=spec.dtype, dimension_names=list(S.DIMS), compressors=None, fill_value=0)
+                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=None, fill_value=0)
         act.attrs["coordinates"] = " ".join(S.COORDS)
         act.attrs["long_name"] = LONG_NAMES[name]
+    if spec.gradients:
+        create_zero_fraction(group, len(spec.layer_indices))
     _coord(group, S.CHECKPOINT, np.zeros(0, np.int64), S.CHECKPOINT, 1024)
     _coord(group, S.CHECKPOINT_PATH, np.array([], dtype=str), S.CHECKPOINT, 1024)
     _coord(group, S.CHECKPOINT_SHA256, np.array([], dtype=str), S.CHECKPOINT, 1024)
@@ -158,6 +163,7 @@ def append_checkpoints(group: Any, records: RecordStore, steps: Sequence[int], p
         records.put(APPENDING, {"old": old})
     for name in block_arrays(S.GRADIENTS in group):
         group[name].resize((new, *act.shape[1:]))
+    resize_zero_fraction(group, new)
     for name, values in ((S.CHECKPOINT, np.asarray(steps, np.int64)),
                          (S.CHECKPOINT_PATH, np.asarray(paths, dtype=str)),
                          (S.CHECKPOINT_SHA256, np.asarray(shas, dtype=str))):

@@ -23,6 +23,7 @@ import numpy as np
 
 from tgo_store.checkpoints import CheckpointRef
 from tgo_store.errors import TgoError
+from tgo_store.gradient_precision import record_zero_fraction
 from tgo_store.gradients import capture_gradient_block
 from tgo_store.hf import attach_tokenizer
 from tgo_store.ingestion import StorePlan, capture_block, prepare_store, write_block
@@ -105,7 +106,7 @@ class Recorder:
                 if plan.loss is None:
                     data, grads = capture_block(filler, capturer, (x for x, _ in batches), stop - start, *where), None
                 else:
-                    fillers = (filler, BlockFiller(device, self.dtype, filler.pool))
+                    fillers = (filler, BlockFiller(device, plan.gradient_dtype, filler.pool))
                     data, grads = capture_gradient_block(fillers, capturer, batches, stop - start, plan.loss, *where)
                 try:
                     write_block(plan, 0, block, data, gradients=grads)
@@ -113,6 +114,8 @@ class Recorder:
                     for array in (data, grads):
                         if array is not None:
                             filler.pool.release(array)
+            if plan.loss is not None:
+                record_zero_fraction(self.store, self.storage_options)
         finally:
             self.model.train(was_training)
             torch.set_grad_enabled(True)

@@ -11,7 +11,8 @@ TEXT_SCHEMA_VERSION = 2  # stores that use SPEC section 5 names (text positions,
 SCHEMA_VERSIONS: tuple[int, ...] = (SCHEMA_VERSION, TEXT_SCHEMA_VERSION)  # what this tgo reads
 
 ACTIVATIONS = "activations"
-GRADIENTS = "gradients"  # SPEC section 5: ∂L/∂h, same dims, chunks and dtype as ACTIVATIONS
+GRADIENTS = "gradients"  # SPEC section 5: ∂L/∂h, same dims and chunks as ACTIVATIONS (float32 by default)
+GRADIENT_ZERO_FRACTION = "gradient_zero_fraction"  # SPEC 5: (checkpoint, layer) share of zero/subnormal gradients
 DIMS: tuple[str, ...] = ("checkpoint", "layer", "sample", "token", "feature")
 CHECKPOINT, LAYER, SAMPLE, TOKEN, FEATURE = DIMS
 
@@ -41,6 +42,7 @@ TOKEN_ID = "token_id"
 ATTENTION_MASK = "attention_mask"
 TOKEN_SPECIAL = "token_special"
 POSITION_COORDS: tuple[str, ...] = (TOKEN_ID, ATTENTION_MASK, TOKEN_SPECIAL)
+TOKEN_MASKED = "token_masked"  # (sample, token) bool, masked-LM stores: the model saw the mask token there
 VOCAB_COUNT = "vocab_count"
 
 # Group attributes.

@@ -78,7 +78,9 @@ def test_pooled_statistic_on_an_image_store_pools_every_patch_token(store) -> No
 
 
 def test_frequency_statistic_equals_brute_force(store) -> None:
-    out, ctx, stats = run(store, (N.FREQUENCY,), {N.FREQUENCY: {"n_buckets": 5, "distance_points": 400}})
+    # whole buckets ("points": 0, the size-confounded estimate kept for comparison): the equal-count
+    # default is tested in test_frequency_equal_count.py
+    out, ctx, stats = run(store, (N.FREQUENCY,), {N.FREQUENCY: {"n_buckets": 5, "distance_points": 400, "points": 0}})
     counts, ids = store[S.VOCAB_COUNT].values, store[S.TOKEN_ID].values
     valid = store[S.ATTENTION_MASK].values
     edges = frequency_edges(counts, 5)

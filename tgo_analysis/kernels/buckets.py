@@ -18,7 +18,13 @@ import scipy.stats
 
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, spectral_metrics
 from tgo_analysis.kernels.moments import Moments, covariance, merge_moments
-from tgo_analysis.kernels.pooling import point_moments, row_slices
+from tgo_analysis.kernels.pooling import (
+    PointSample,
+    merge_point_samples,
+    point_moments,
+    row_slices,
+    sample_points,
+)
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
 
 DEFAULT_BUCKETS = 10
@@ -58,10 +64,14 @@ class BucketSums:
     total: np.ndarray  # (D,) Σx over them
 
 
-def bucket_sums(x: np.ndarray, buckets: np.ndarray, valid: np.ndarray, n_buckets: int) -> BucketSums:
-    """Chunk step for block x (n, T, D): rows are gathered a few thousand points at a time."""
+def bucket_sums(x: np.ndarray, buckets: np.ndarray, valid: np.ndarray, n_buckets: int,
+                moments: bool = True) -> BucketSums:
+    """Chunk step for block x (n, T, D): rows are gathered a few thousand points at a time.
+    ``moments=False`` keeps only the norm sums and the pooled Σx (equal-count spectra come
+    from ``bucket_samples`` instead)."""
     n, n_tokens, n_features = x.shape
-    moments = [point_moments(np.empty((0, n_features))) for _ in range(n_buckets)]
+    with_moments = moments
+    parts = [point_moments(np.empty((0, n_features))) for _ in range(n_buckets)]
     norm_sum = np.zeros(n_buckets)
     total = np.zeros(n_features)
     for rows in row_slices(n, n_tokens):
@@ -70,9 +80,10 @@ def bucket_sums(x: np.ndarray, buckets: np.ndarray, valid: np.ndarray, n_buckets
         for b in range(n_buckets):
             points = part[buckets[rows] == b]
             if points.shape[0]:
-                moments[b] = merge_moments(moments[b], point_moments(points))
+                if with_moments:
+                    parts[b] = merge_moments(parts[b], point_moments(points))
                 norm_sum[b] += np.linalg.norm(points.astype(np.float64), axis=1).sum()
-    return BucketSums(moments, norm_sum, int(valid.sum()), total)
+    return BucketSums(parts, norm_sum, int(valid.sum()), total)
 
 
 def merge_bucket_sums(a: BucketSums, b: BucketSums) -> BucketSums:
@@ -128,3 +139,39 @@ def frequency_spearman(counts: np.ndarray, distances: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def bucket_sizes(buckets: np.ndarray, n_buckets: int) -> np.ndarray:
+    """(B,) positions per bucket of a (samples, tokens) bucket index array (-1 = none)."""
+    inside = np.asarray(buckets)[np.asarray(buckets) >= 0]
+    return np.bincount(inside, minlength=n_buckets)[:n_buckets]
+
+
+def equal_count(sizes: np.ndarray, cap: int, floor: int) -> int:
+    """The per-bucket subsample size: the smallest bucket with at least ``floor`` positions, at
+    most ``cap``; 0 when no bucket has ``floor`` positions. Buckets below ``floor`` get NaN."""
+    usable = np.asarray(sizes)[np.asarray(sizes) >= floor]
+    return int(min(cap, usable.min())) if usable.size else 0
+
+
+def bucket_samples(x: np.ndarray, buckets: np.ndarray, keys: np.ndarray, n_buckets: int, k: int) -> list[PointSample]:
+    """Chunk step: per bucket, the k positions of block x (n, T, D) with the smallest keys
+    (``pooling.position_keys``): a seeded uniform subset of each bucket, whatever the chunking."""
+    return [sample_points(x, buckets == b, keys, k) for b in range(n_buckets)]
+
+
+def merge_bucket_samples(a: list[PointSample], b: list[PointSample]) -> list[PointSample]:
+    return [merge_point_samples(p, q) for p, q in zip(a, b, strict=True)]
+
+
+def sample_metrics(samples: list[PointSample], k: int, n_features: int,
+                   fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, np.ndarray]:
+    """Aggregate step: top1_share and effective_rank of each bucket's covariance over exactly k
+    points (NaN for a bucket with fewer than k, or k < 2)."""
+    eigs = np.zeros((len(samples), n_features))
+    short = np.array([s.points.shape[0] < max(k, 2) for s in samples])
+    for b, s in enumerate(samples):
+        if not short[b]:
+            eigs[b] = covariance_eigenvalues(covariance(point_moments(np.asarray(s.points, dtype=np.float64))))
+    spectral = spectral_metrics(eigs, n_features, fit_range)
+    return {key: np.where(short, np.nan, spectral[key]) for key in ("top1_share", "effective_rank")}

@@ -24,12 +24,15 @@ REASON_OK = 0
 REASON_ZERO_VARIANCE = 1
 REASON_FEW_RANKS = 2
 REASON_SINGLE_DIRECTION = 3
+REASON_FEW_SAMPLES = 4
 METRIC_REASONS = {
     REASON_OK: "ok",
     REASON_ZERO_VARIANCE: "zero variance: every sample is identical for this token, the spectrum is all zeros",
     REASON_FEW_RANKS: f"fewer than {MIN_FIT_RANKS} nonzero eigenvalues inside the alpha fit range (after clipping to nonzero count - 10)",
     REASON_SINGLE_DIRECTION: "one nonzero eigenvalue: entropy normalisation log m is zero",
+    REASON_FEW_SAMPLES: "fewer than 2 samples valid (attention_mask true) at this token",
 }
+
 
 def nonzero_mask(eigs: np.ndarray, n_features: int) -> np.ndarray:
     """λ > λ₁ · D · eps(float64), per spectrum; all False for an all-zero spectrum."""

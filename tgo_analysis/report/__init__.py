@@ -71,17 +71,31 @@ LANGUAGE_SECTIONS = (
             "Top-1 eigenvalue share of the covariance of every valid position pooled as points, and "
             "their mean pairwise cosine, one line per checkpoint; one column per results set "
             "(Razzhigaev et al.: decoders peak in the middle layers, encoders stay flatter). Decoders "
-            "put massive activations on the first position, so compare with and without it.",
-            lambda r, o: L.pooled_anisotropy(r, o.get("compare"))),
+            "put massive activations on the first position, so compare with and without it: a peak "
+            "that survives leaving out first and special positions is a property of the token cloud; "
+            "one that vanishes is those few massive positions, not anisotropy of the text. Ringed: "
+            "the last hidden state, taken after the model's final norm, which rescales every vector "
+            "(Razzhigaev et al.'s layers 0..L-1 leave it out; tgo report --without-final-norm does). "
+            "λ₁ / Σλ says how much variance one direction holds, not which direction or why, and a "
+            "change over layers is not by itself a change in what the model represents.",
+            lambda r, o: L.pooled_anisotropy(r, o.get("compare"), o.get("final_norm", True))),
     Section("pooled_training", "Pooled intrinsic dimension and anisotropy over training",
             "TwoNN on a seeded subsample of pooled positions and the pooled top-1 share against "
             "training step, one line per layer (Razzhigaev et al.: intrinsic dimension rises early "
-            "in training, then falls).",
+            "in training, then falls). The estimator is in the results' id_estimator attr (twonn, or "
+            "microscope for LLM-Microscope's like-for-like numbers); the two differ by construction, so "
+            "compare values only within one estimator.",
             lambda r, o: L.pooled_training_dynamics(r)),
     Section("frequency", "Geometry by token frequency",
             "Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
             "the last checkpoint, one line per layer; right: Spearman rho between log count and "
-            "distance to the pooled mean (decoders are reported near -0.5).",
+            "distance to the pooled mean (decoders are reported near -0.5). Top-1 share and effective "
+            "rank come from the same number of positions in every bucket (the results' "
+            "frequency_equal_count), so a difference between buckets is not their size; they still "
+            "mix frequency with what frequent tokens are (function words, punctuation), so the "
+            "curves support 'frequent and rare positions differ here', not 'frequency causes it'. "
+            "Mean norm and distance are means over the bucket (or a seeded subsample) and do not "
+            "follow bucket size.",
             lambda r, o: L.frequency_profiles(r)),
     Section("pooled_eigenspectra", "Pooled eigenspectra",
             "Eigenvalues of the pooled covariance against rank on log-log axes with the line of the "
@@ -173,6 +187,7 @@ def write_report(
     spectrum_token: int | None = None,
     spectrum_step: int | None = None,
     compare: Mapping[str, xr.Dataset | str | Path] | None = None,
+    final_norm: bool = True,
 ) -> Path:
     """Write out_dir/index.html (figures inline as PNG, also saved beside it); returns its path.
 
@@ -181,6 +196,7 @@ def write_report(
     (default: the first token, CLS for a ViT, at the last checkpoint).
     compare: {label: results} drawn beside these in the pooled anisotropy figure (another model,
     or the same store analysed with --exclude-special / --exclude-first).
+    final_norm: False leaves the last hidden state taken after the final norm out of that figure.
     """
     res = _open(results)
     _check_spectrum_choice(res, spectrum_token, spectrum_step)
@@ -190,7 +206,8 @@ def write_report(
     except OSError as exc:
         raise TgoError(f"cannot create the report folder {out} ({exc}); choose a writable --out") from exc
     options = {"training": training, "spectrum_token": spectrum_token, "spectrum_step": spectrum_step,
-               "compare": {label: _open(other) for label, other in (compare or {}).items()}}
+               "compare": {label: _open(other) for label, other in (compare or {}).items()},
+               "final_norm": final_norm}
     title = title or "tgo report"
     dims = ", ".join(f"{k}={v}" for k, v in res.sizes.items())
     parts = [P.header(title, f"Results: {dims}. Definitions and parameters are in the provenance tables.")]

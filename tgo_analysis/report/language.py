@@ -17,6 +17,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.report import figures as F
+from tgo_analysis.statistics.pooled import LAYERS_AFTER_FINAL_NORM
 
 POOLED_LABELS = {
     N.TOP1_SHARE_POOLED: "top-1 share λ₁ / Σλ (pooled)",
@@ -40,10 +41,29 @@ def positions_label(res: xr.Dataset) -> str:
     return "without " + " & ".join(left) + " positions" if left else "all valid positions"
 
 
-def pooled_anisotropy(res: xr.Dataset, compare: Mapping[str, xr.Dataset] | None = None) -> Any:
-    """Pooled anisotropy across layers, one line per checkpoint; one column per results set."""
+def final_norm_layers(res: xr.Dataset) -> list[int]:
+    """Layers of these results whose states follow the model's final norm (from the attrs)."""
+    found = res.attrs.get(LAYERS_AFTER_FINAL_NORM) or []
+    return [int(v) for v in found if int(v) in set(int(x) for x in res[N.LAYER].values)]
+
+
+def without_final_norm(res: xr.Dataset) -> xr.Dataset:
+    """The results without the layers taken after the final norm (Razzhigaev et al.: 0..L-1)."""
+    drop = final_norm_layers(res)
+    return res.drop_sel({N.LAYER: drop}) if drop else res
+
+
+def pooled_anisotropy(res: xr.Dataset, compare: Mapping[str, xr.Dataset] | None = None,
+                      final_norm: bool = True) -> Any:
+    """Pooled anisotropy across layers, one line per checkpoint; one column per results set.
+
+    The last hidden state of a decoder follows its final norm, which rescales every position
+    and can move λ₁ / Σλ by itself: ``final_norm=False`` leaves that layer out (as Razzhigaev
+    et al.'s layers 0..L-1 do); drawn, it is ringed and the title says so.
+    """
     sets = [(f"these results, {positions_label(res)}", res)]
     sets += [(f"{label}, {positions_label(ds)}", ds) for label, ds in (compare or {}).items()]
+    sets = [(label, ds if final_norm else without_final_norm(ds)) for label, ds in sets]
     sets = [(label, ds) for label, ds in sets if N.TOP1_SHARE_POOLED in ds]
     rows = [m for m in (N.TOP1_SHARE_POOLED, N.COSINE_ANISOTROPY_POOLED) if any(m in ds for _, ds in sets)]
     if not sets:
@@ -57,7 +77,11 @@ def pooled_anisotropy(res: xr.Dataset, compare: Mapping[str, xr.Dataset] | None 
                 ax.set_axis_off()
                 continue
             F._lines_per_checkpoint(ax, ds, ds[metric], POOLED_LABELS[metric])
-            ax.set_title(label, fontsize=9)
+            normed = final_norm_layers(ds)
+            if normed:
+                values = ds[metric].sel({N.LAYER: normed}).isel(checkpoint=-1).values
+                ax.plot(normed, values, "o", ms=9, mfc="none", mec="black", label="after the final norm")
+            ax.set_title(label + (", ringed: after the final norm" if normed else ""), fontsize=9)
             ax.legend(fontsize=7)
     return fig
 

@@ -5,6 +5,10 @@ keeps its tokens' rows of every sample (store dtype) and adds their Gram when th
 (``join_tokens``); the memory budget plans that stash like any accumulator. Truncated
 ("randomized", N large): dask's svd_compressed over the layer, with Σλ from per-(token,
 feature) variances folded in the same pass, so the tail the truncation misses still counts.
+
+A sample is one point here, so padding cannot be left out position by position: padded
+positions are set to zero (in both methods; the attrs say so), so whatever a model wrote at
+padding never enters, and the same sequence with zeros or junk there gives the same spectrum.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tgo_analysis.kernels.metrics import (
 )
 from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum, randomized_eigenvalues
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.masks import partial_mask
 from tgo_analysis.statistics.token_spectra import PER_TOKEN
 from tgo_store.errors import TgoError
 
@@ -63,6 +68,12 @@ class AllTokensPartial:
     sumsq: float = 0.0  # Σ over finished passes of M2
 
 
+def zero_padding(block: Block) -> np.ndarray:
+    """The block's activations with padded positions set to zero (the block itself without padding)."""
+    valid = partial_mask(block)
+    return block.x if valid is None else np.where(valid[..., None], block.x, 0).astype(block.x.dtype)
+
+
 @dataclass(frozen=True)
 class AllTokens(StatisticBase):
     name: str = N.ALL_TOKENS
@@ -97,7 +108,9 @@ class AllTokens(StatisticBase):
 
     def attrs(self, ctx: Context) -> dict[str, Any]:
         p = self._params(ctx)
-        return {"all_tokens_method": p.method, "svd_rank": p.svd_rank, "power_iters": p.power_iters}
+        return {"all_tokens_method": p.method, "svd_rank": p.svd_rank, "power_iters": p.power_iters,
+                "all_tokens_padding": "padded positions (attention_mask false) are zeros in the concatenated "
+                "sample vectors: every sample enters, padding contributes nothing but its zeros"}
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
         full = self._params(ctx).method == "gram"
@@ -106,10 +119,11 @@ class AllTokens(StatisticBase):
                 *(Variable(N.all_tokens(m), (), ()) for m in names))
 
     def chunk(self, block: Block, ctx: Context) -> AllTokensPartial:
+        x = zero_padding(block)
         if self._params(ctx).method == "gram":
-            return AllTokensPartial(block.x.shape[0], rows=[np.array(block.x)])
-        mean = block.x.mean(axis=0, dtype=np.float64)
-        m2 = ((np.asarray(block.x, dtype=np.float64) - mean) ** 2).sum(axis=0)
+            return AllTokensPartial(x.shape[0], rows=[np.array(x)])
+        mean = x.mean(axis=0, dtype=np.float64)
+        m2 = ((np.asarray(x, dtype=np.float64) - mean) ** 2).sum(axis=0)
         return AllTokensPartial(block.x.shape[0], mean=mean, m2=m2)
 
     def combine(self, a: AllTokensPartial, b: AllTokensPartial) -> AllTokensPartial:
@@ -144,7 +158,13 @@ class AllTokens(StatisticBase):
             metrics = spectral_metrics(eigs, n_flat, ctx.fit_range)
             names: tuple[str, ...] = (*PER_TOKEN, N.ALPHA_R2)
         else:
-            flat = ctx.source.activations.array.reshape(ctx.n_samples, n_flat)
+            act = ctx.source.activations.array
+            mask = ctx.source.extras.get("attention_mask")
+            if mask is not None:
+                import dask.array as da
+
+                act = da.where(mask.array.astype(bool)[..., None], act, 0).astype(act.dtype)
+            flat = act.reshape(ctx.n_samples, n_flat)
             eigs = randomized_eigenvalues(flat, params.svd_rank, params.power_iters, ctx.seed)
             metrics = truncated_spectrum_metrics(eigs, float(exact_trace(partial.sumsq, partial.count)), n_flat,
                                                  ctx.fit_range)

@@ -1,4 +1,9 @@
-"""intrinsic_dimension (SPEC 3): TwoNN on a seeded subset of samples, gathered while folding."""
+"""intrinsic_dimension (SPEC 3): TwoNN on a seeded subset of samples, gathered while folding.
+
+A sample is one point (all its tokens concatenated), so padding cannot be dropped position by
+position: under an ``attention_mask`` only the samples of the seeded subset whose every
+position is valid enter (the attrs say so).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tgo_analysis import names as N
-from tgo_analysis.kernels.twonn import subsample_indices, twonn_dimension
+from tgo_analysis.kernels.twonn import subsample_indices
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_store.errors import TgoError
 
 DEFAULT_ID_SAMPLES = 2000
@@ -20,7 +26,7 @@ class IntrinsicDimension(StatisticBase):
     name: str = N.INTRINSIC_DIMENSION
     metrics: tuple[str, ...] = (N.INTRINSIC_DIMENSION,)
     token_split: bool = False
-    options = (ID_SAMPLES,)
+    options = (ID_SAMPLES, ID_ESTIMATOR)
 
     def validate(self, ds: object, ctx: Context) -> None:
         n = min(ctx.n_samples, int(ctx.option(ID_SAMPLES)))
@@ -32,8 +38,10 @@ class IntrinsicDimension(StatisticBase):
         return int(ctx.params.get(self.name, ctx.option(ID_SAMPLES)))
 
     def attrs(self, ctx: Context) -> dict[str, str]:
-        return {N.INTRINSIC_DIMENSION: f"TwoNN, linear fit through the origin, discard fraction 0.1, on at most "
-                f"{self._samples(ctx)} seeded samples (seed {ctx.seed}) of un-centred vectors of all tokens concatenated"}
+        return {"id_estimator": estimator(ctx),
+                N.INTRINSIC_DIMENSION: f"{describe(ctx)}, on at most "
+                f"{self._samples(ctx)} seeded samples (seed {ctx.seed}) of un-centred vectors of all tokens concatenated; "
+                "with an attention_mask, only those samples whose every position is valid"}
 
     def _samples(self, ctx: Context) -> int:
         return int(ctx.params.get(self.name, ctx.option(ID_SAMPLES)))
@@ -46,6 +54,8 @@ class IntrinsicDimension(StatisticBase):
 
     def chunk(self, block: Block, ctx: Context) -> list[np.ndarray]:
         keep = np.isin(block.samples, self._subset(ctx))
+        if block.attention_mask is not None:
+            keep &= np.asarray(block.attention_mask, bool).all(axis=1)
         return [np.array(block.x[keep])]
 
     def combine(self, a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
@@ -54,7 +64,7 @@ class IntrinsicDimension(StatisticBase):
 
     def aggregate(self, partial: list[np.ndarray], ctx: Context) -> Result:
         x = np.concatenate(partial)
-        return Result({N.INTRINSIC_DIMENSION: np.asarray(twonn_dimension(x.reshape(x.shape[0], -1)))})
+        return Result({N.INTRINSIC_DIMENSION: np.asarray(estimate(x.reshape(x.shape[0], -1), ctx))})
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
         n = min(ctx.n_samples, self._samples(ctx))

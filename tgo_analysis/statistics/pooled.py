@@ -29,9 +29,10 @@ from tgo_analysis.kernels.pooling import (
     sample_points,
     valid_positions,
 )
-from tgo_analysis.kernels.twonn import twonn_dimension
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
+from tgo_store import schema as S
 
 SPECTRAL = (N.ALPHA, N.ALPHA_R2, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO,
             N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
@@ -56,6 +57,19 @@ def options(ctx: Context, name: str = N.POOLED) -> dict[str, Any]:
             "id_points": int(given.get("id_points", ctx.option(ID_POINTS)))}
 
 
+LAYERS_AFTER_FINAL_NORM = "layers_after_final_norm"  # result attr: layers whose states follow the final norm
+
+
+def final_norm_layers(ds: Any) -> list[int]:
+    """The store's layers taken after the model's final norm (their ``layer_name`` says so)."""
+    from tgo_store.hf_model import after_final_norm
+
+    if S.LAYER_NAME not in getattr(ds, "coords", {}):
+        return []
+    names, layers = ds[S.LAYER_NAME].values, ds[S.LAYER].values
+    return [int(layer) for layer, name in zip(layers, names, strict=True) if after_final_norm(name)]
+
+
 def block_valid(block: Block, choice: PositionChoice) -> np.ndarray:
     """The (samples, tokens) positions of a block that enter the pool."""
     return valid_positions(block.x.shape[:2], block.attention_mask, block.token_special, choice)
@@ -66,7 +80,7 @@ class Pooled(StatisticBase):
     name: str = N.POOLED
     metrics: tuple[str, ...] = (N.POOLED, *NAMES)
     token_split: bool = False
-    options = (*POSITION_OPTIONS, ID_POINTS)
+    options = (*POSITION_OPTIONS, ID_POINTS, ID_ESTIMATOR)
 
     def _wants(self, ctx: Context, *names: str) -> bool:
         return ctx.wants(N.POOLED) or any(ctx.wants(n) for n in names)
@@ -90,12 +104,14 @@ class Pooled(StatisticBase):
         return {N.RANK_POOLED: (N.RANK_POOLED, np.arange(1, ctx.n_features + 1))} if self._spectrum(ctx) else {}
 
     def prepare(self, ds: Any, ctx: Context) -> dict[str, Any]:
-        return options(ctx, self.name)
+        return {**options(ctx, self.name), "final_norm_layers": final_norm_layers(ds)}
 
     def attrs(self, ctx: Context) -> dict[str, Any]:
         opts = options(ctx, self.name)
         return {**opts["positions"].attrs(),
-                N.INTRINSIC_DIMENSION_POOLED: f"TwoNN as intrinsic_dimension, on the {opts['id_points']} pooled "
+                LAYERS_AFTER_FINAL_NORM: [int(v) for v in opts.get("final_norm_layers", [])],
+                "id_estimator": estimator(ctx),
+                N.INTRINSIC_DIMENSION_POOLED: f"{describe(ctx)}, on the {opts['id_points']} pooled "
                 "positions with the smallest seeded keys (splitmix64 of sample, token and seed "
                 f"{ctx.seed}): a uniform subset, the same for every checkpoint and layer",
                 "pooled_covariance": "covariance of every pooled position as a point (D features), float64 "
@@ -129,7 +145,7 @@ class Pooled(StatisticBase):
         if partial.unit is not None:
             arrays[N.COSINE_ANISOTROPY_POOLED] = np.asarray(pooled_cosine_anisotropy(*partial.unit))
         if partial.sample is not None:
-            arrays[N.INTRINSIC_DIMENSION_POOLED] = np.asarray(twonn_dimension(partial.sample.points))
+            arrays[N.INTRINSIC_DIMENSION_POOLED] = np.asarray(estimate(partial.sample.points, ctx))
         return Result(arrays)
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:

@@ -3,6 +3,9 @@
 ``fold`` merges each block's per-token co-moment into the accumulator as soon as it is formed
 (``moments.fold_moments``), so the only full-size partial alive is the accumulator itself. With
 a device backend (``--device cuda``) the same fold and the eigendecomposition run there.
+Padding never enters: with a partial ``attention_mask`` token t folds only the samples valid at
+t (per-token counts, ``moments.fold_masked_moments``); a token with fewer than two valid samples
+has NaN metrics (reason ``REASON_FEW_SAMPLES``). Blocks without padding keep the fast path.
 """
 
 from __future__ import annotations
@@ -14,16 +17,21 @@ from typing import ClassVar
 import numpy as np
 
 from tgo_analysis import names as N
-from tgo_analysis.kernels.metrics import spectral_metrics
+from tgo_analysis.kernels.metrics import REASON_FEW_SAMPLES, spectral_metrics
 from tgo_analysis.kernels.moments import (
     Moments,
     chunk_moments,
+    counts_per_token,
+    fold_masked_moments,
     fold_moments,
+    masked_chunk_moments,
     merge_moments_into,
+    per_token,
     symmetrize,
 )
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
 from tgo_analysis.statistics.base import Block, Context, Result, StatisticBase, Variable
+from tgo_analysis.statistics.masks import partial_mask
 from tgo_store.errors import TgoError
 
 TOKEN_SPECTRA = "token_spectra"  # registry key (a statistic, not a result name)
@@ -68,22 +76,30 @@ class TokenSpectra(StatisticBase):
         return tuple(out)
 
     def chunk(self, block: Block, ctx: Context) -> Moments:
-        return chunk_moments(block.x)
+        valid = partial_mask(block)
+        return chunk_moments(block.x) if valid is None else masked_chunk_moments(block.x, valid)
 
     def fold(self, acc: Moments | None, block: Block, ctx: Context) -> Moments:
+        valid = partial_mask(block)
         if ctx.backend is not None:
-            return ctx.backend.fold_moments(acc, block.x)
-        return fold_moments(acc, block.x)
+            return ctx.backend.fold_moments(acc, block.x, valid)
+        if valid is None and (acc is None or not per_token(acc.count)):
+            return fold_moments(acc, block.x)
+        return fold_masked_moments(acc, block.x, np.ones(block.x.shape[:2], bool) if valid is None else valid)
 
     def combine(self, a: Moments, b: Moments) -> Moments:
         return merge_moments_into(a, b)
 
     def aggregate(self, partial: Moments, ctx: Context) -> Result:
+        counts = counts_per_token(partial.count, partial.mean.shape[0]) if per_token(partial.count) else None
         if ctx.backend is not None:
-            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx)
+            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts)
         symmetrize(partial)
-        partial.comoment /= partial.count - 1  # the covariance, in place: no second (T, D, D) array
-        return spectra_result(covariance_eigenvalues(partial.comoment), ctx)
+        if counts is None:
+            partial.comoment /= partial.count - 1  # the covariance, in place: no second (T, D, D) array
+        else:
+            partial.comoment /= np.maximum(counts - 1, 1)[:, None, None]
+        return spectra_result(covariance_eigenvalues(partial.comoment), ctx, counts)
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
         return n_tokens * (ctx.n_features + 1) * ctx.n_features * 8
@@ -93,11 +109,19 @@ class TokenSpectra(StatisticBase):
         return rows * ctx.n_features * 8 + ctx.n_tokens * ctx.n_features * 8
 
 
-def spectra_result(eigs: np.ndarray, ctx: Context) -> Result:
-    """Eigenvalues (T, D), NaN-padded to the shared rank, and the SPEC 3 metrics of each."""
+def spectra_result(eigs: np.ndarray, ctx: Context, counts: np.ndarray | None = None) -> Result:
+    """Eigenvalues (T, D), NaN-padded to the shared rank, and the SPEC 3 metrics of each;
+    tokens with fewer than two valid samples (``counts``) are NaN with their reason."""
+    few = None if counts is None else counts < 2
+    if few is not None and few.any():
+        eigs = np.where(few[:, None], 0.0, eigs)
     metrics = spectral_metrics(eigs, ctx.n_features, ctx.fit_range)
     arrays: dict[str, np.ndarray] = {m: metrics[m] for m in (*PER_TOKEN, N.ALPHA_R2)}
     arrays[N.METRIC_REASON] = metrics["reason"]
+    if few is not None and few.any():
+        eigs = np.where(few[:, None], np.nan, eigs)
+        arrays = {m: np.where(few, np.nan, v) for m, v in arrays.items() if m != N.METRIC_REASON} | {
+            N.METRIC_REASON: np.where(few, REASON_FEW_SAMPLES, metrics["reason"]).astype(np.int8)}
     padded = np.full((eigs.shape[0], max(ctx.n_rank, eigs.shape[1])), np.nan)
     padded[:, :eigs.shape[1]] = eigs
     arrays[N.EIGENVALUES] = padded

@@ -25,12 +25,16 @@ def report(
         list[str] | None,
         typer.Option(help="LABEL=RESULTS drawn beside these in the pooled anisotropy figure (repeatable)"),
     ] = None,
+    without_final_norm: Annotated[
+        bool, typer.Option(help="pooled anisotropy: leave out the last hidden state taken after the final norm "
+                                "(Razzhigaev et al.'s layers 0..L-1)"),
+    ] = False,
 ) -> None:
     """Draw every figure the results support and write DIR/index.html (self-contained)."""
     from tgo_analysis.report import parse_compare, write_report
 
     page = write_report(
         results, out, title=title, spectrum_token=spectrum_token, spectrum_step=spectrum_step,
-        compare=parse_compare(compare),
+        compare=parse_compare(compare), final_norm=not without_final_norm,
     )
     typer.echo(f"report written: {page.resolve()}")
