@@ -19,8 +19,10 @@ WEIGHT_STREAM = 0xB007  # separates the bootstrap generator from every other (se
 
 def poisson_weights(samples: np.ndarray, replicates: int, seed: int) -> np.ndarray:
     """(n, replicates) float64 Poisson(1) weights of the sample indices ``samples`` (n,)."""
-    return np.stack([np.random.default_rng([WEIGHT_STREAM, int(seed), int(s)]).poisson(1.0, replicates)
-                     for s in np.asarray(samples)]).astype(np.float64).reshape(len(samples), replicates)
+    out = np.zeros((len(samples), replicates))
+    for i, s in enumerate(np.asarray(samples)):
+        out[i] = np.random.default_rng([WEIGHT_STREAM, int(seed), int(s)]).poisson(1.0, replicates)
+    return out
 
 
 def replicate_sums(per_sample: np.ndarray, samples: np.ndarray, replicates: int, seed: int) -> np.ndarray:

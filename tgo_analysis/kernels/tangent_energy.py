@@ -162,7 +162,7 @@ def weighted_alignment(basis: np.ndarray, second_moment: np.ndarray, k: int) -> 
     """Σ_{i≤k} μ_i ‖Qᵀu_i‖² / Σ_{i≤k} μ_i: alignment that near-degenerate top eigenvalues of G
     cannot swing (a direction barely inside the top k weighs as little as its μ)."""
     mu, vectors = gradient_spectrum(second_moment)
-    inside = (np.einsum("ik,...il->...l", basis, vectors[..., :k]) ** 2)
+    inside = (np.einsum("ik,...il->...kl", basis, vectors[..., :k]) ** 2).sum(axis=-2)  # ‖Qᵀu_l‖²
     top = mu[..., :k].sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(top > 0, (mu[..., :k] * inside).sum(axis=-1) / np.where(top > 0, top, 1.0), np.nan)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import nnls
 
-DEFAULT_ACTIVE_FRACTION = 0.1
+DEFAULT_ACTIVE_FRACTION = 0.5
 ACTIVITY_RULE = ("atom j is active at position i when its non-negative least-squares code "
                  "z_ij > {fraction} * max_j z_ij (z_i = argmin_{{z >= 0}} ||W^T z - x_i||^2, the fitted W "
                  "fixed); a position with an all-zero code has no active atom (share 0)")

@@ -45,7 +45,7 @@ class SumPlan:
     controls: np.ndarray  # (draws, D, k)
     solver: object | None = None  # CodeSolver: None skips the local test
     fit_active: np.ndarray | None = None  # (n_fit, r) bool: the null's pool of active sets
-    active_fraction: float = 0.1
+    active_fraction: float = 0.5
     replicates: int = 0
     n_buckets: int = 0
     frequency_count: int = 0

@@ -60,7 +60,7 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
                    "bootstrap and the local null"),
     "fit_fraction": Option("tangent_fit_fraction", 0.5, "tangent: share of the samples the bases are fitted "
                            "on; gradients are scored on the rest", float),
-    "active_fraction": Option("tangent_active_fraction", 0.1, "tangent: an atom is active at a position when "
+    "active_fraction": Option("tangent_active_fraction", 0.5, "tangent: an atom is active at a position when "
                               "its code exceeds this fraction of the position's largest code", float),
     "bootstrap": Option("tangent_bootstrap", 200, "tangent: Poisson bootstrap replicates over samples (0: no "
                         "intervals)"),
