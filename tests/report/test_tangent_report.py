@@ -215,3 +215,25 @@ def test_the_page_prints_each_reading_under_its_figure(tmp_path) -> None:
         start = text.index(f"<h2 id='{section.key}'>")
         chunk = text[start: text.find("<h2", start + 1)]
         assert chunk.index("<img") < chunk.index("class='reading'>What this supports"), section.key
+
+
+def test_text_headline_reads_the_baselines_beside_the_enrichment() -> None:
+    from tgo_analysis.orchestration.demos.text import TEXT_HEADLINE_COLUMNS, text_headline_rows
+
+    res = fake_full_results(n_layers=4)
+    vs = np.array([[1.5, 0.5, 1.3, 1.0]] * 3)
+    res[N.TANGENT_ENRICHMENT_VS_PCA] = ((N.CHECKPOINT, N.LAYER), vs)
+    res[N.TANGENT_ENRICHMENT_VS_PCA_CI] = ((N.CHECKPOINT, N.LAYER, N.BOUND), np.stack([vs - 0.1, vs + 0.1], -1))
+    reason = np.zeros((3, 4), np.int8)
+    reason[2, 1] = 1
+    res[N.TANGENT_METRIC_REASON] = ((N.CHECKPOINT, N.LAYER), reason)
+    rows = text_headline_rows(res, {})
+    assert all(len(r) == len(TEXT_HEADLINE_COLUMNS) for r in rows)
+    column = {name: i for i, name in enumerate(TEXT_HEADLINE_COLUMNS)}
+    pca = rows[0][column["tangent E_T / E_PCA, mean (layers with CI > 1)"]]
+    assert pca == f"{vs[0].mean():.3f} (2/4)"
+    local = rows[0][column["local / null tangency, mean (layers local CI > null)"]]
+    # fake: null = local - 0.1 and the interval is local ± 0.05, so every layer's interval clears it
+    assert local.endswith("(4/4)")
+    assert rows[2][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")
+    assert not rows[0][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")

@@ -96,6 +96,7 @@ class TangentSetup:
     edges: np.ndarray | None = None  # frequency bucket edges; None for stores without token ids
     vocab_count: np.ndarray | None = None
     masked_lm: tuple[float, int] | None = None  # (mask rate, seed) of a masked-LM store
+    sample_ids: np.ndarray | None = None  # the `sample` coordinate: the ids the masked-LM draw was seeded with
     basis: TangentBasis | None = None
 
     @property
@@ -155,7 +156,9 @@ class TangentEnrichment(StatisticBase):
         setup = TangentSetup(options, fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed))
         loss = ds.attrs.get(S.ATTR_LOSS)
         if isinstance(loss, dict) and loss.get("kind") == "masked_lm":
-            setup = dataclasses.replace(setup, masked_lm=(float(loss["mask_rate"]), int(loss.get("seed") or 0)))
+            ids = ds[S.SAMPLE].values if S.SAMPLE in ds.coords else np.arange(ds.sizes[S.SAMPLE])
+            setup = dataclasses.replace(setup, masked_lm=(float(loss["mask_rate"]), int(loss.get("seed") or 0)),
+                                        sample_ids=np.asarray(ids, dtype=np.int64))
         if S.TOKEN_ID in ds and S.VOCAB_COUNT in ds:  # the frequency statistic's buckets, shared dim
             counts = np.asarray(ds[S.VOCAB_COUNT].values, dtype=np.int64)
             frequency = ctx.params.get(N.FREQUENCY)
@@ -235,8 +238,8 @@ class TangentEnrichment(StatisticBase):
             seen = valid
             if setup.masked_lm is not None:  # the model saw the mask token there, which no corpus count holds
                 mask = block.attention_mask if block.attention_mask is not None else np.ones(shape, bool)
-                seen = valid & ~masked_lm_positions(block.samples, shape[1], mask, block.token_special,
-                                                    *setup.masked_lm)
+                ids = block.samples if setup.sample_ids is None else setup.sample_ids[block.samples]
+                seen = valid & ~masked_lm_positions(ids, shape[1], mask, block.token_special, *setup.masked_lm)
             buckets = position_buckets(block.token_id, setup.vocab_count, setup.edges, seen)
         return block_sums(block.x, block.gradients, valid, block.samples, block.tokens, plan, buckets)
 
