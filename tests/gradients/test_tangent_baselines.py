@@ -292,3 +292,38 @@ def test_masked_positions_are_those_the_ingest_masked():
     _, where = masked_inputs(ids, valid, special, samples, loss, mask_token_id=1)
     ours = masked_lm_positions(samples, 12, valid.numpy(), special.numpy(), 0.3, 7)
     np.testing.assert_array_equal(ours, where.numpy())
+
+
+def test_masked_lm_positions_enter_no_frequency_bucket():
+    """The model saw the mask token at masked positions: they are not bucketed by the original id."""
+    from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
+    from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM
+
+    rng = np.random.default_rng(10)
+    acts, _, _ = sparse_layer(rng)
+    grads = rng.standard_normal(acts.shape) * np.linspace(0.2, 3, D)
+    ids = rng.integers(0, 6, size=(N_SAMPLES, T))
+    mask = np.ones((N_SAMPLES, T), bool)
+    ds = dataset(acts, grads, mask).assign_coords(
+        {S.TOKEN_ID: ((S.SAMPLE, S.TOKEN), ids.astype(np.int32)), S.SAMPLE: 100 + np.arange(N_SAMPLES)})
+    ds[S.VOCAB_COUNT] = ((S.VOCAB,), np.bincount(ids.ravel(), minlength=6))
+    ds.attrs[S.ATTR_LOSS] = {"kind": "masked_lm", "mask_rate": 0.5, "seed": 3}
+    count = 12
+    setup, out = run(ds, {"frequency_count": count})
+    masked = masked_lm_positions(100 + np.arange(N_SAMPLES), T, mask, None, 0.5, 3)
+    assert 0.3 < masked.mean() < 0.7
+    seen = mask & ~setup.fit[:, None] & ~masked
+    counts = ds[S.VOCAB_COUNT].values
+    buckets = position_buckets(ids, counts, frequency_edges(counts), seen)
+    keys = position_keys(np.arange(N_SAMPLES), (0, T), FREQUENCY_STREAM)
+    g = grads.astype(np.float32).astype(np.float64)
+    checked = 0
+    for b in range(buckets.max() + 1):
+        inside = np.flatnonzero(buckets.ravel() == b)
+        if inside.size < count:
+            continue
+        rows = g.reshape(-1, D)[inside[np.argsort(keys.ravel()[inside])[:count]]]
+        want = np.sum((rows @ setup.basis.tangent) ** 2) / np.sum((rows @ setup.basis.pca) ** 2)
+        np.testing.assert_allclose(out[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY][b], want, rtol=1e-8)
+        checked += 1
+    assert checked >= 1
