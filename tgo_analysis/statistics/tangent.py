@@ -197,7 +197,7 @@ class TangentEnrichment(StatisticBase):
     def coords(self, ctx: Context) -> dict[str, tuple[str, np.ndarray]]:
         setup = self._setup(ctx)
         out = {N.CONTROL_DRAW: (N.CONTROL_DRAW, np.arange(setup.options.control_draws)),
-               N.BOUND: (N.BOUND, np.array(BOUND_NAMES))}
+               N.BOUND: (N.BOUND, np.array(BOUND_NAMES, dtype=np.dtypes.StringDType()))}
         if setup.n_buckets:
             out[N.FREQUENCY_LOW] = (N.FREQUENCY_BUCKET, setup.edges[:-1])
             out[N.FREQUENCY_HIGH] = (N.FREQUENCY_BUCKET, setup.edges[1:])
