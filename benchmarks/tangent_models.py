@@ -83,7 +83,8 @@ def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict)
     ingest_s = time.perf_counter() - start
     ds = open_store(str(store))
     start = time.perf_counter()
-    res = tgo_analysis.analyze(ds, "tangent", progress=False, params={"tangent": params})
+    res = tgo_analysis.analyze(ds, "tangent", progress=False, params={"tangent": params},
+                               out=str(root / f"{name}_tangent.zarr"))  # resumable: units on disk as done
     analyze_s = time.perf_counter() - start
     layers = []
     for li in range(res.sizes["layer"]):
