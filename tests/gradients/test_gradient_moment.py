@@ -10,6 +10,8 @@ from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.fold import Plan, reduce_unit
 from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
+from tgo_analysis.kernels.pooling import position_keys
+from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM
 from tgo_analysis.statistics.base import Context
 from tgo_analysis.statistics.tangent import TangentEnrichment
 from tgo_analysis.statistics.tangent_fit import sample_positions
@@ -85,9 +87,12 @@ def test_isotropic_store_gives_about_one():
 
 def test_energies_match_float64_brute_force_on_text_store():
     ds = store(grad_inside=False, text=True)
-    _, unit, out = run(ds, OPTIONS)
-    basis = unit.params[N.TANGENT].basis
-    mask = ds[S.ATTENTION_MASK].values
+    count = 6
+    _, unit, out = run(ds, {**OPTIONS, "frequency_count": count})
+    setup = unit.params[N.TANGENT]
+    basis = setup.basis
+    held = ~setup.fit[:, None]  # gradient statistics on the held-out samples only
+    mask = ds[S.ATTENTION_MASK].values & held
     g = ds[S.GRADIENTS].values[0, 0].astype(np.float64)
 
     def share(sel, q):
@@ -100,11 +105,23 @@ def test_energies_match_float64_brute_force_on_text_store():
     counts = ds[S.VOCAB_COUNT].values
     edges = frequency_edges(counts)
     buckets = position_buckets(ds[S.TOKEN_ID].values, counts, edges, mask)
+    keys = position_keys(np.arange(N_SAMPLES), (0, T), OPTIONS.get("seed", 0) + FREQUENCY_STREAM)
     assert out[N.TANGENT_ENRICHMENT_BY_FREQUENCY].shape == (len(edges) - 1,)
+    checked = 0
     for b in range(len(edges) - 1):
-        sel = buckets == b
-        want = share(sel, basis.tangent) / np.mean([share(sel, q) for q in basis.controls]) if sel.any() else np.nan
+        inside = np.flatnonzero(buckets.ravel() == b)
+        if inside.size < count:  # an equal-count subsample needs `count` positions
+            assert np.isnan(out[N.TANGENT_ENRICHMENT_BY_FREQUENCY][b])
+            continue
+        sel = np.zeros(buckets.size, bool)
+        sel[inside[np.argsort(keys.ravel()[inside])[:count]]] = True
+        sel = sel.reshape(buckets.shape)
+        want = share(sel, basis.tangent) / np.mean([share(sel, q) for q in basis.controls])
         np.testing.assert_allclose(out[N.TANGENT_ENRICHMENT_BY_FREQUENCY][b], want, rtol=1e-10)
+        np.testing.assert_allclose(out[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY][b],
+                                   share(sel, basis.tangent) / share(sel, basis.pca), rtol=1e-10)
+        checked += 1
+    assert checked >= 2
 
 
 def test_subsample_reads_only_valid_positions_and_is_seeded():

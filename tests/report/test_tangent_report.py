@@ -133,3 +133,107 @@ def test_frequency_axis_is_labelled_with_the_bucket_ranges() -> None:
     assert ticks == T.bucket_labels(res)
     assert len(fig.axes) == min(res.sizes[N.LAYER], T.MAX_FREQUENCY_PANELS)
     plt.close(fig)
+
+
+def fake_full_results(steps=(0, 10, 100), n_layers: int = 5) -> xr.Dataset:
+    """fake_tangent_results plus the baselines, the local test and the intervals of SPEC 5."""
+    res = fake_tangent_results(steps, n_layers)
+    rng = np.random.default_rng(3)
+    c, cl = len(steps), (N.CHECKPOINT, N.LAYER)
+    vs_pca = rng.uniform(0.6, 1.6, (c, n_layers))
+    local = rng.uniform(0.3, 0.6, (c, n_layers))
+    for name, values in ((N.PCA_ENERGY, res[N.TANGENT_ENERGY].values / vs_pca), (N.TANGENT_ENRICHMENT_VS_PCA, vs_pca),
+                         (N.OPTIMAL_ENERGY, np.full((c, n_layers), 0.9)), (N.ACTIVATION_ENERGY, rng.uniform(0.5, 0.9, (c, n_layers))),
+                         (N.TANGENT_ALIGNMENT_WEIGHTED, rng.uniform(0.2, 0.9, (c, n_layers))),
+                         (N.LOCAL_TANGENT_ENERGY, local), (N.LOCAL_TANGENT_NULL, local - 0.1),
+                         (N.RADIAL_ENERGY, rng.uniform(0, 0.2, (c, n_layers)))):
+        res[name] = (cl, values)
+    for name, point in ((N.TANGENT_ENERGY_CI, N.TANGENT_ENERGY), (N.TANGENT_ENRICHMENT_VS_PCA_CI, N.TANGENT_ENRICHMENT_VS_PCA),
+                        (N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_ENERGY)):
+        p = res[point].values
+        res[name] = ((*cl, N.BOUND), np.stack([p - 0.05, p + 0.05], axis=-1))
+    res[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY] = ((*cl, N.FREQUENCY_BUCKET),
+                                                     rng.uniform(0.5, 2, res[N.TANGENT_ENRICHMENT_BY_FREQUENCY].shape))
+    res[N.TANGENT_METRIC_REASON] = (cl, np.zeros((c, n_layers), np.int8))
+    res = res.assign_coords({N.BOUND: ["low", "high"]})
+    res.attrs["tangent_frequency_count"] = 64
+    return res
+
+
+def _curves(ax) -> list[np.ndarray]:
+    return [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines() if len(line.get_ydata()) > 2]
+
+
+def _holds(curves, rows) -> bool:
+    return all(any(c.size == r.size and np.allclose(c, r) for c in curves) for r in rows)
+
+
+def test_every_tangent_curve_is_drawn_beside_its_baselines_and_intervals() -> None:
+    res = fake_full_results()
+    fig = T.across_layers(res)
+    enrichment, alignment, energies, local = fig.axes[:4]
+    assert _holds(_curves(enrichment), res[N.TANGENT_ENRICHMENT_VS_PCA].values)  # PCA baseline beside E_T / E_N
+    assert _holds(_curves(energies), res[N.PCA_ENERGY].values) and _holds(_curves(energies), res[N.OPTIMAL_ENERGY].values)
+    assert _holds(_curves(local), res[N.LOCAL_TANGENT_NULL].values)  # the null beside every local curve
+    assert _holds(_curves(local), res[N.LOCAL_TANGENT_ENERGY].values)
+    assert _holds(_curves(alignment), res[N.TANGENT_ALIGNMENT_WEIGHTED].values)
+    # bands: per checkpoint, control spread and the E_T / E_PCA interval; E_T interval; local interval
+    assert len(enrichment.collections) == 2 * res.sizes[N.CHECKPOINT]
+    assert len(energies.collections) == len(local.collections) == res.sizes[N.CHECKPOINT]
+    band = local.collections[0].get_paths()[0].vertices[:, 1]
+    ci = res[N.LOCAL_TANGENT_ENERGY_CI].isel(checkpoint=0).values
+    assert np.isclose(band.min(), ci[:, 0].min()) and np.isclose(band.max(), ci[:, 1].max())
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("PCA" in label for label in labels) and any("null" in label for label in labels)
+    assert any("bootstrap" in label for label in labels)
+    plt.close(fig)
+    fig = T.by_frequency(res)
+    assert _holds(_curves(fig.axes[0]), res[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY].isel(layer=0).values)
+    plt.close(fig)
+
+
+def test_the_sentence_under_each_figure_reads_the_numbers() -> None:
+    res = fake_full_results(n_layers=4)
+    vs = np.array([[1.5, 0.5, 1.3, 1.0]] * 3)
+    res[N.TANGENT_ENRICHMENT_VS_PCA] = ((N.CHECKPOINT, N.LAYER), vs)
+    res[N.TANGENT_ENRICHMENT_VS_PCA_CI] = ((N.CHECKPOINT, N.LAYER, N.BOUND), np.stack([vs - 0.1, vs + 0.1], -1))
+    text = T.reading_layers(res)
+    assert "layers 0, 2 (2 of 4)" in text and "layer 1 (1 of 4)" in text  # above / below 1
+    assert "not evidence of tangency" in text
+    res[N.TANGENT_METRIC_REASON] = ((N.CHECKPOINT, N.LAYER), np.array([[0, 0, 0, 1]] * 3, np.int8))
+    assert "did not converge at layer 3" in T.reading_layers(res)
+    bare = res.drop_vars([N.TANGENT_ENRICHMENT_VS_PCA, N.TANGENT_ENRICHMENT_VS_PCA_CI])
+    assert "no PCA baseline" in T.reading_layers(bare)
+    assert "64" in T.reading_frequency(res) and "not evidence" in T.reading_frequency(res)
+    assert "activations got more anisotropic" in T.reading_training(res)
+    assert T.reading_training(res.isel(checkpoint=[0])) is None
+
+
+def test_the_page_prints_each_reading_under_its_figure(tmp_path) -> None:
+    text = write_report(fake_full_results(), tmp_path / "r").read_text()
+    for section in TANGENT_SECTIONS:
+        start = text.index(f"<h2 id='{section.key}'>")
+        chunk = text[start: text.find("<h2", start + 1)]
+        assert chunk.index("<img") < chunk.index("class='reading'>What this supports"), section.key
+
+
+def test_text_headline_reads_the_baselines_beside_the_enrichment() -> None:
+    from tgo_analysis.orchestration.demos.text import TEXT_HEADLINE_COLUMNS, text_headline_rows
+
+    res = fake_full_results(n_layers=4)
+    vs = np.array([[1.5, 0.5, 1.3, 1.0]] * 3)
+    res[N.TANGENT_ENRICHMENT_VS_PCA] = ((N.CHECKPOINT, N.LAYER), vs)
+    res[N.TANGENT_ENRICHMENT_VS_PCA_CI] = ((N.CHECKPOINT, N.LAYER, N.BOUND), np.stack([vs - 0.1, vs + 0.1], -1))
+    reason = np.zeros((3, 4), np.int8)
+    reason[2, 1] = 1
+    res[N.TANGENT_METRIC_REASON] = ((N.CHECKPOINT, N.LAYER), reason)
+    rows = text_headline_rows(res, {})
+    assert all(len(r) == len(TEXT_HEADLINE_COLUMNS) for r in rows)
+    column = {name: i for i, name in enumerate(TEXT_HEADLINE_COLUMNS)}
+    pca = rows[0][column["tangent E_T / E_PCA, mean (layers with CI > 1)"]]
+    assert pca == f"{vs[0].mean():.3f} (2/4)"
+    local = rows[0][column["local / null tangency, mean (layers local CI > null)"]]
+    # fake: null = local - 0.1 and the interval is local ± 0.05, so every layer's interval clears it
+    assert local.endswith("(4/4)")
+    assert rows[2][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")
+    assert not rows[0][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")

@@ -142,3 +142,43 @@ def second_moment(gradients: np.ndarray, valid: np.ndarray | None = None,
             rows = flat[part][keep[part] & (ids[part] == b)].astype(np.float64)
             out[b] += rows.T @ rows
     return (out[0] if buckets is None else out), int(keep.sum())
+
+
+def gradient_spectrum(second_moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(μ descending (..., D), eigenvectors (..., D, D) in that order) of symmetric G."""
+    values, vectors = np.linalg.eigh(np.asarray(second_moment, dtype=np.float64))
+    return np.clip(values[..., ::-1], 0.0, None), vectors[..., ::-1]
+
+
+def optimal_energy(second_moment: np.ndarray, k: int) -> np.ndarray:
+    """Σ_{i≤k} μ_i / Σμ: the most energy any k-dim subspace captures (Ky Fan); NaN where G = 0."""
+    mu, _ = gradient_spectrum(second_moment)
+    total = mu.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, mu[..., :k].sum(axis=-1) / np.where(total > 0, total, 1.0), np.nan)
+
+
+def weighted_alignment(basis: np.ndarray, second_moment: np.ndarray, k: int) -> np.ndarray:
+    """Σ_{i≤k} μ_i ‖Qᵀu_i‖² / Σ_{i≤k} μ_i: alignment that near-degenerate top eigenvalues of G
+    cannot swing (a direction barely inside the top k weighs as little as its μ)."""
+    mu, vectors = gradient_spectrum(second_moment)
+    inside = (np.einsum("ik,...il->...kl", basis, vectors[..., :k]) ** 2).sum(axis=-2)  # ‖Qᵀu_l‖²
+    top = mu[..., :k].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(top > 0, (mu[..., :k] * inside).sum(axis=-1) / np.where(top > 0, top, 1.0), np.nan)
+
+
+def pca_basis(points: np.ndarray, k: int) -> np.ndarray:
+    """Q_P (D, k): the top-k eigenvectors of the centred covariance of points (n, D), float64:
+    the "high variance" subspace at the tangent rank."""
+    a = np.asarray(points, dtype=np.float64)
+    centred = a - a.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    return vectors[:, ::-1][:, :k].copy()
+
+
+def subspace_stability(first: np.ndarray, second: np.ndarray) -> float:
+    """Mean cos² of the principal angles between two orthonormal frames (D, k1), (D, k2):
+    1 for the same subspace, about max(k1, k2) / D for unrelated ones."""
+    cosines = np.linalg.svd(np.asarray(first).T @ np.asarray(second), compute_uv=False)
+    return float(np.mean(np.clip(cosines, 0.0, 1.0) ** 2))

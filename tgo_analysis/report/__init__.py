@@ -25,6 +25,7 @@ class Section:
     heading: str
     caption: str
     draw: Callable[[xr.Dataset, dict], Any]  # (results, options) -> Figure | None
+    reading: Callable[[xr.Dataset], str | None] | None = None  # the sentence under the figure, from the numbers
 
 
 SECTIONS = (
@@ -106,17 +107,19 @@ LANGUAGE_SECTIONS = (
 # Shown only for results that have tangent statistics (SPEC 5 gradients; text models and ViTs alike).
 TANGENT_SECTIONS = (
     Section("tangent_layers", "Gradients and tangent proxies across layers",
-            T.INTRO + " Here: one line per checkpoint against layer; the band is the spread of the "
-            "control draws at that checkpoint.",
-            lambda r, o: T.across_layers(r)),
+            T.INTRO + " Here: one colour per checkpoint against layer; grey bands are the spread of the "
+            "control draws (around E_T / E_N) and the 5-95 % bootstrap intervals over held-out samples.",
+            lambda r, o: T.across_layers(r), T.reading_layers),
     Section("tangent_training", "Gradients and tangent proxies over training",
-            "Tangent enrichment (band: control draws) and tangent/control alignment against training "
-            "step, one line per layer (the paper: enrichment > 1 appears early and persists).",
-            lambda r, o: T.over_training(r)),
+            "The same panels against training step, one colour per layer (the paper: enrichment > 1 "
+            "appears early and persists); activation energy (dash-dot) is the confound of a rising E_T.",
+            lambda r, o: T.over_training(r), T.reading_training),
     Section("tangent_frequency", "Tangent enrichment by token frequency",
-            "Tangent enrichment over the positions of each log-spaced bucket of corpus token counts, "
-            "one line per checkpoint, a few layers (the paper: strongest for frequent tokens).",
-            lambda r, o: T.by_frequency(r)),
+            "Tangent enrichment over an equal-count subsample of the held-out positions of each "
+            "log-spaced bucket of corpus token counts (masked-LM masked positions in no bucket), against "
+            "the normal controls (solid) and the PCA subspace (dashed), one colour per checkpoint, a few "
+            "layers (the paper: strongest for frequent tokens).",
+            lambda r, o: T.by_frequency(r), T.reading_frequency),
 )
 
 # (sections, the variables that switch them on; None = always shown)
@@ -223,7 +226,8 @@ def write_report(
             continue
         png = _png(fig)
         (out / f"{section.key}.png").write_bytes(png)
-        parts.append(P.figure(section.key, section.heading, section.caption, png))
+        reading = section.reading(res) if section.reading is not None else None
+        parts.append(P.figure(section.key, section.heading, section.caption, png, reading))
     parts.append(P.skipped(missing))
     parts.append(P.provenance(res, training))
     parts.append(P.footer())

@@ -34,11 +34,13 @@ def header(title: str, summary: str) -> str:
     )
 
 
-def figure(key: str, heading: str, caption: str, png: bytes) -> str:
+def figure(key: str, heading: str, caption: str, png: bytes, reading: str | None = None) -> str:
+    """A section: heading, caption, the figure, and under it the sentence read from the numbers."""
     data = base64.b64encode(png).decode("ascii")
+    under = f"<p class='reading'>{esc(reading)}</p>" if reading else ""
     return (
         f"<h2 id='{esc(key)}'>{esc(heading)}</h2><p>{esc(caption)}</p>"
-        f"<img alt='{esc(heading)}' src='data:image/png;base64,{data}'>"
+        f"<img alt='{esc(heading)}' src='data:image/png;base64,{data}'>{under}"
     )
 
 

@@ -1,11 +1,14 @@
-"""tangent_* (SPEC section 5): tangent proxies against the streamed gradient second moment.
+"""tangent_* (SPEC section 5): tangent proxies against the streamed gradients, with the baselines
+that could refute them.
 
-One reduction serves every tangent number: chunk = G = Σ g gᵀ (float64) over the valid
-positions of a block of ``gradients``, one G per frequency bucket when the store has token ids
-and ``vocab_count`` (their sum is the layer's G); combine = sum; aggregate = energies,
-enrichment and alignments of the unit's tangent and control frames (``tgo_analysis.kernels.tangent_energy``).
-The frames come from ``prepare_unit``: semi-NMF on a seeded subsample of that (checkpoint,
-layer)'s activations (``tgo_analysis.statistics.tangent_fit``).
+``prepare`` fixes the options, the seeded fit/held-out split of the samples and the frequency
+buckets; ``prepare_unit`` fits the unit's bases on the fit split (``tangent_fit``); the fold
+streams the held-out positions of every block (``tgo_analysis.kernels.tangent_sums``): the
+gradient second moment G, the activation energy, the per-position local / null / radial shares,
+Poisson-bootstrap replicates over samples and an equal-count subsample per frequency bucket.
+``aggregate`` turns them into every tangent row: E_T against the normal controls (the paper's),
+against the PCA subspace at matched rank and against the optimum; the concept-local test
+against its null; intervals, the stability of the fit, and a reason code for an unconverged fit.
 """
 
 from __future__ import annotations
@@ -18,11 +21,32 @@ import numpy as np
 import xarray as xr
 
 from tgo_analysis import names as N
+from tgo_analysis.kernels.bootstrap import BOUND_NAMES, ratio_interval
 from tgo_analysis.kernels.buckets import DEFAULT_BUCKETS, frequency_edges, position_buckets
-from tgo_analysis.kernels.pooling import PositionChoice, valid_positions
-from tgo_analysis.kernels.tangent_energy import second_moment, tangent_statistics
+from tgo_analysis.kernels.pooling import valid_positions
+from tgo_analysis.kernels.tangent_energy import (
+    energy,
+    optimal_energy,
+    tangent_statistics,
+    weighted_alignment,
+)
+from tgo_analysis.kernels.tangent_sums import (
+    F_NORM,
+    F_P,
+    F_T,
+    LOCAL,
+    LOCAL_COUNT,
+    NORM,
+    P_IN,
+    T_IN,
+    SumPlan,
+    TangentSums,
+    block_sums,
+    merge_sums,
+)
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
-from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_unit
+from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
+from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_split, fit_unit
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
 
@@ -32,8 +56,35 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "iterations": Option("tangent_iterations", 500, "tangent: semi-NMF iteration cap"),
     "tolerance": Option("tangent_tolerance", 1e-6, "tangent: stop at this relative objective decrease", float),
     "control_draws": Option("tangent_draws", 32, "tangent: seeded control subspaces per (checkpoint, layer)"),
-    "seed": Option("tangent_seed", 0, "tangent: seed of the subsample and the semi-NMF start"),
+    "seed": Option("tangent_seed", 0, "tangent: seed of the split, the subsample, the semi-NMF start, the "
+                   "bootstrap and the local null"),
+    "fit_fraction": Option("tangent_fit_fraction", 0.5, "tangent: share of the samples the bases are fitted "
+                           "on; gradients are scored on the rest", float),
+    "active_fraction": Option("tangent_active_fraction", 0.5, "tangent: an atom is active at a position when "
+                              "its code exceeds this fraction of the position's largest code", float),
+    "bootstrap": Option("tangent_bootstrap", 200, "tangent: Poisson bootstrap replicates over samples (0: no "
+                        "intervals)"),
+    "frequency_count": Option("tangent_frequency_count", 256, "tangent: held-out positions per frequency bucket "
+                              "(equal count; a smaller bucket is NaN)"),
+    "stability": Option("tangent_stability", True, "tangent: fit a second time from seed + 1 for "
+                        "tangent_subspace_stability", bool),
 }
+
+REASON_OK, REASON_UNCONVERGED, REASON_TWIN_UNCONVERGED, REASON_NO_GRADIENT = 0, 1, 2, 3
+REASON_CODES = {
+    REASON_OK: "ok",
+    REASON_UNCONVERGED: "the semi-NMF fit did not converge within --tangent-iterations: every tangent number "
+                        "of this unit rests on an unconverged basis; raise the cap or the tolerance",
+    REASON_TWIN_UNCONVERGED: "the seed + 1 fit behind tangent_subspace_stability did not converge",
+    REASON_NO_GRADIENT: "no held-out gradient energy (all held-out gradients are zero)",
+}
+
+SCALARS = (N.TANGENT_ENERGY, N.TANGENT_ENRICHMENT, N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT, N.PCA_ENERGY,
+           N.TANGENT_ENRICHMENT_VS_PCA, N.OPTIMAL_ENERGY, N.ACTIVATION_ENERGY, N.TANGENT_ALIGNMENT_WEIGHTED,
+           N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY, N.TANGENT_SUBSPACE_STABILITY)
+INTERVALS = (N.TANGENT_ENERGY_CI, N.TANGENT_ENRICHMENT_VS_PCA_CI, N.LOCAL_TANGENT_ENERGY_CI)
+LOCAL_NAMES = (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY, N.LOCAL_TANGENT_ENERGY_CI)
+BY_FREQUENCY = (N.TANGENT_ENRICHMENT_BY_FREQUENCY, N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
 
 
 @dataclass(frozen=True)
@@ -41,19 +92,16 @@ class TangentSetup:
     """Store-level parameters (``prepare``); ``basis`` is filled per unit (``prepare_unit``)."""
 
     options: TangentOptions
+    fit: np.ndarray | None = None  # (n_samples,) bool: the fit split
     edges: np.ndarray | None = None  # frequency bucket edges; None for stores without token ids
     vocab_count: np.ndarray | None = None
+    masked_lm: tuple[float, int] | None = None  # (mask rate, seed) of a masked-LM store
+    sample_ids: np.ndarray | None = None  # the `sample` coordinate: the ids the masked-LM draw was seeded with
     basis: TangentBasis | None = None
 
     @property
     def n_buckets(self) -> int:
         return 0 if self.edges is None else len(self.edges) - 1
-
-
-@dataclass
-class GradientMoment:
-    moment: np.ndarray  # (buckets + 1, D, D): per frequency bucket, last = positions in no bucket
-    count: int
 
 
 def _options(value: Any) -> TangentOptions:
@@ -63,21 +111,34 @@ def _options(value: Any) -> TangentOptions:
     return TangentOptions(**{k: v for k, v in dict(value or {}).items() if k in known})
 
 
+def masked_lm_positions(samples: np.ndarray, n_tokens: int, valid: np.ndarray, special: np.ndarray | None,
+                        rate: float, seed: int) -> np.ndarray:
+    """(n, T) bool: where a masked-LM ingest replaced the input by the mask token.
+
+    The same draw as ``tgo_store.gradients.masked_inputs`` (per (seed, sample id), valid and not
+    special), recomputed from the store's ``loss`` attr, so analysis needs no extra variable.
+    """
+    chosen = np.stack([np.random.default_rng([int(seed), int(s)]).random(n_tokens) < rate
+                       for s in np.asarray(samples)]).reshape(len(samples), n_tokens)
+    out = chosen & np.asarray(valid, bool)
+    return out if special is None else out & ~np.asarray(special, bool)
+
+
 @dataclass(frozen=True)
 class TangentEnrichment(StatisticBase):
     name: str = N.TANGENT
-    metrics: tuple[str, ...] = (N.TANGENT, N.TANGENT_ENERGY, N.CONTROL_ENERGY, N.TANGENT_ENRICHMENT,
-                                N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT, N.TANGENT_ENRICHMENT_BY_FREQUENCY)
+    metrics: tuple[str, ...] = (N.TANGENT, *SCALARS, N.CONTROL_ENERGY, *INTERVALS, *BY_FREQUENCY,
+                                N.TANGENT_METRIC_REASON)
     token_split: bool = False
     needs_gradients: bool = True
     unit_setup: bool = True
-    options = tuple(OPTIONS.values())
+    options = (*OPTIONS.values(), *POSITION_OPTIONS)
 
     def supports(self, ds: xr.Dataset) -> bool:
         return S.GRADIENTS in ds.data_vars
 
     def prepare(self, ds: xr.Dataset, ctx: Context) -> TangentSetup:
-        """Refuse a store without gradients; fix the options and the frequency buckets."""
+        """Refuse a store without gradients; fix the options, the split and the frequency buckets."""
         if not self.supports(ds):
             raise TgoError(f"tangent metrics need the '{S.GRADIENTS}' variable and this store has none; "
                            "re-ingest with `tgo ingest --gradients` or drop the tangent metrics")
@@ -85,10 +146,19 @@ class TangentEnrichment(StatisticBase):
         if raw is None:
             raw = {field: ctx.option(option) for field, option in OPTIONS.items()}
         options = _options(raw.options if isinstance(raw, TangentSetup) else raw)
+        choice = position_choice(ctx)
+        options = dataclasses.replace(options, exclude_special=choice.exclude_special or options.exclude_special,
+                                      exclude_first=choice.exclude_first or options.exclude_first)
         device = getattr(ctx, "device", None)
         if device:
             options = dataclasses.replace(options, device=str(device))
         options = options.resolved(ctx.n_features)  # a bad rank is refused before any work
+        setup = TangentSetup(options, fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed))
+        loss = ds.attrs.get(S.ATTR_LOSS)
+        if isinstance(loss, dict) and loss.get("kind") == "masked_lm":
+            ids = ds[S.SAMPLE].values if S.SAMPLE in ds.coords else np.arange(ds.sizes[S.SAMPLE])
+            setup = dataclasses.replace(setup, masked_lm=(float(loss["mask_rate"]), int(loss.get("seed") or 0)),
+                                        sample_ids=np.asarray(ids, dtype=np.int64))
         if S.TOKEN_ID in ds and S.VOCAB_COUNT in ds:  # the frequency statistic's buckets, shared dim
             counts = np.asarray(ds[S.VOCAB_COUNT].values, dtype=np.int64)
             frequency = ctx.params.get(N.FREQUENCY)
@@ -96,73 +166,145 @@ class TangentEnrichment(StatisticBase):
             edges = frequency.get("edges")
             if edges is None:
                 edges = frequency_edges(counts, int(frequency.get("n_buckets") or DEFAULT_BUCKETS))
-            return TangentSetup(options, np.asarray(edges), counts)
-        return TangentSetup(options)
+            setup = dataclasses.replace(setup, edges=np.asarray(edges), vocab_count=counts)
+        return setup
 
     def prepare_unit(self, ds: xr.Dataset, checkpoint: int, layer: int, ctx: Context) -> TangentSetup:
         setup = self._setup(ctx)
-        return dataclasses.replace(setup, basis=fit_unit(ds, checkpoint, layer, setup.options))
+        return dataclasses.replace(setup, basis=fit_unit(ds, checkpoint, layer, setup.options, setup.fit))
 
     def _setup(self, ctx: Context) -> TangentSetup:
         value = ctx.params.get(self.name)
         return value if isinstance(value, TangentSetup) else TangentSetup(_options(value))
 
+    def _want(self, ctx: Context, name: str) -> bool:
+        return ctx.wants(N.TANGENT) or ctx.wants(name)
+
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
         setup = self._setup(ctx)
-        def want(name: str) -> bool:
-            return ctx.wants(N.TANGENT) or ctx.wants(name)
-
-        scalars = (N.TANGENT_ENERGY, N.TANGENT_ENRICHMENT, N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT)
-        out = [Variable(name, (), ()) for name in scalars if want(name)]
-        if want(N.CONTROL_ENERGY):
+        out = [Variable(name, (), ()) for name in SCALARS if self._want(ctx, name)]
+        if self._want(ctx, N.CONTROL_ENERGY):
             out.append(Variable(N.CONTROL_ENERGY, (N.CONTROL_DRAW,), (setup.options.control_draws,)))
-        if setup.n_buckets and want(N.TANGENT_ENRICHMENT_BY_FREQUENCY):
-            out.append(Variable(N.TANGENT_ENRICHMENT_BY_FREQUENCY, (N.FREQUENCY_BUCKET,), (setup.n_buckets,)))
+        if setup.options.bootstrap:
+            out += [Variable(name, (N.BOUND,), (2,)) for name in INTERVALS if self._want(ctx, name)]
+        if setup.n_buckets:
+            out += [Variable(name, (N.FREQUENCY_BUCKET,), (setup.n_buckets,)) for name in BY_FREQUENCY
+                    if self._want(ctx, name)]
+        if out:  # every tangent result carries the fit's reason code
+            out.append(Variable(N.TANGENT_METRIC_REASON, (), (), np.int8, -1))
         return tuple(out)
 
     def coords(self, ctx: Context) -> dict[str, tuple[str, np.ndarray]]:
         setup = self._setup(ctx)
-        out = {N.CONTROL_DRAW: (N.CONTROL_DRAW, np.arange(setup.options.control_draws))}
+        out = {N.CONTROL_DRAW: (N.CONTROL_DRAW, np.arange(setup.options.control_draws)),
+               N.BOUND: (N.BOUND, np.array(BOUND_NAMES, dtype=np.dtypes.StringDType()))}
         if setup.n_buckets:
             out[N.FREQUENCY_LOW] = (N.FREQUENCY_BUCKET, setup.edges[:-1])
             out[N.FREQUENCY_HIGH] = (N.FREQUENCY_BUCKET, setup.edges[1:])
         return out
 
     def attrs(self, ctx: Context) -> dict[str, object]:
-        return self._setup(ctx).options.attrs(ctx.n_features)
+        setup = self._setup(ctx)
+        out = setup.options.attrs(ctx.n_features)
+        out["tangent_reason_codes"] = {str(k): v for k, v in REASON_CODES.items()}
+        if setup.fit is not None:
+            out["tangent_fit_samples"] = int(setup.fit.sum())
+            out["tangent_held_out_samples"] = int((~setup.fit).sum())
+        return out
 
-    def chunk(self, block: Block, ctx: Context) -> GradientMoment:
+    def _plan(self, ctx: Context, setup: TangentSetup) -> SumPlan:
+        basis = setup.basis
+        if basis is None:
+            raise TgoError("tangent metrics need the unit's semi-NMF basis; the engine must call prepare_unit")
+        local = any(self._want(ctx, name) for name in LOCAL_NAMES)
+        replicates = setup.options.bootstrap if any(self._want(ctx, n) for n in INTERVALS) else 0
+        buckets = setup.n_buckets if any(self._want(ctx, n) for n in BY_FREQUENCY) else 0
+        return SumPlan(basis.tangent, basis.pca, basis.controls, basis.solver if local else None, basis.fit_active,
+                       setup.options.active_fraction, replicates, buckets, setup.options.frequency_count,
+                       setup.options.seed)
+
+    def chunk(self, block: Block, ctx: Context) -> TangentSums:
         if block.gradients is None:
             raise TgoError(f"tangent metrics need the '{S.GRADIENTS}' variable and this store has none; "
                            "re-ingest with `tgo ingest --gradients`")
         setup = self._setup(ctx)
-        valid = valid_positions(block.gradients.shape[:2], block.attention_mask, block.token_special,
-                                PositionChoice())
+        plan = self._plan(ctx, setup)
+        shape = block.gradients.shape[:2]
+        valid = valid_positions(shape, block.attention_mask, block.token_special, setup.options.positions)
+        if setup.fit is not None:
+            valid &= ~setup.fit[block.samples][:, None]
         buckets = None
-        if setup.n_buckets and block.token_id is not None:
-            buckets = position_buckets(block.token_id, setup.vocab_count, setup.edges, valid)
-        moment, count = second_moment(block.gradients, valid, buckets, setup.n_buckets)
-        return GradientMoment(moment.reshape(-1, *moment.shape[-2:]), count)
+        if plan.n_buckets and block.token_id is not None:
+            seen = valid
+            if setup.masked_lm is not None:  # the model saw the mask token there, which no corpus count holds
+                mask = block.attention_mask if block.attention_mask is not None else np.ones(shape, bool)
+                ids = block.samples if setup.sample_ids is None else setup.sample_ids[block.samples]
+                seen = valid & ~masked_lm_positions(ids, shape[1], mask, block.token_special, *setup.masked_lm)
+            buckets = position_buckets(block.token_id, setup.vocab_count, setup.edges, seen)
+        return block_sums(block.x, block.gradients, valid, block.samples, block.tokens, plan, buckets)
 
-    def combine(self, a: GradientMoment, b: GradientMoment) -> GradientMoment:
-        a.moment += b.moment
-        a.count += b.count
-        return a
+    def combine(self, a: TangentSums, b: TangentSums) -> TangentSums:
+        return merge_sums(a, b)
 
-    def aggregate(self, partial: GradientMoment, ctx: Context) -> Result:
+    def aggregate(self, partial: TangentSums, ctx: Context) -> Result:
         setup = self._setup(ctx)
-        if setup.basis is None:
+        basis = setup.basis
+        if basis is None:
             raise TgoError("tangent metrics need the unit's semi-NMF basis; the engine must call prepare_unit")
-        q_t, q_n = setup.basis.tangent, setup.basis.controls
-        stats = tangent_statistics(partial.moment.sum(axis=0), q_t, q_n)
-        arrays = {N.TANGENT_ENERGY: stats.tangent_energy, N.CONTROL_ENERGY: stats.control_energy,
-                  N.TANGENT_ENRICHMENT: stats.tangent_enrichment, N.TANGENT_ALIGNMENT: stats.tangent_alignment,
-                  N.CONTROL_ALIGNMENT: stats.control_alignment}
-        if setup.n_buckets:
-            by_bucket = tangent_statistics(partial.moment[: setup.n_buckets], q_t, q_n)
-            arrays[N.TANGENT_ENRICHMENT_BY_FREQUENCY] = by_bucket.tangent_enrichment
+        g = partial.moment
+        k = basis.tangent.shape[1]
+        stats = tangent_statistics(g, basis.tangent, basis.controls)
+        e_p = energy(g, basis.pca)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            local = partial.local
+            arrays: dict[str, Any] = {
+                N.TANGENT_ENERGY: stats.tangent_energy, N.CONTROL_ENERGY: stats.control_energy,
+                N.TANGENT_ENRICHMENT: stats.tangent_enrichment, N.TANGENT_ALIGNMENT: stats.tangent_alignment,
+                N.CONTROL_ALIGNMENT: stats.control_alignment, N.PCA_ENERGY: e_p,
+                N.TANGENT_ENRICHMENT_VS_PCA: stats.tangent_energy / e_p,
+                N.OPTIMAL_ENERGY: optimal_energy(g, k),
+                N.ACTIVATION_ENERGY: partial.activation[0] / partial.activation[1],
+                N.TANGENT_ALIGNMENT_WEIGHTED: weighted_alignment(basis.tangent, g, k),
+                N.LOCAL_TANGENT_ENERGY: local[0] / local[3], N.LOCAL_TANGENT_NULL: local[1] / local[3],
+                N.RADIAL_ENERGY: local[2] / local[4], N.TANGENT_SUBSPACE_STABILITY: basis.stability,
+            }
+        r = partial.replicates
+        if r.shape[0]:
+            arrays[N.TANGENT_ENERGY_CI] = ratio_interval(r[:, T_IN], r[:, NORM])
+            arrays[N.TANGENT_ENRICHMENT_VS_PCA_CI] = ratio_interval(r[:, T_IN], r[:, P_IN])
+            arrays[N.LOCAL_TANGENT_ENERGY_CI] = ratio_interval(r[:, LOCAL], r[:, LOCAL_COUNT])
+        if partial.bucket_values:
+            arrays.update(self._by_frequency(partial, setup.options.frequency_count))
+        arrays[N.TANGENT_METRIC_REASON] = self._reason(basis, g)
         wanted = {v.name for v in self.variables(ctx)}
-        return Result({k: np.asarray(v) for k, v in arrays.items() if k in wanted})
+        return Result({key: np.asarray(v) for key, v in arrays.items() if key in wanted})
+
+    @staticmethod
+    def _by_frequency(partial: TangentSums, count: int) -> dict[str, np.ndarray]:
+        """Enrichment and its PCA ratio per bucket, over exactly ``count`` positions (NaN when fewer)."""
+        full = [v.shape[0] >= count > 0 for v in partial.bucket_values]
+        sums = np.stack([v.sum(axis=0) if ok else np.full(v.shape[1], np.nan)
+                         for v, ok in zip(partial.bucket_values, full, strict=True)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e_t = sums[:, F_T] / sums[:, F_NORM]
+            e_n = sums[:, 3:] / sums[:, F_NORM, None]
+            return {N.TANGENT_ENRICHMENT_BY_FREQUENCY: e_t / e_n.mean(axis=1),
+                    N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY: sums[:, F_T] / sums[:, F_P]}
+
+    @staticmethod
+    def _reason(basis: TangentBasis, moment: np.ndarray) -> np.int8:
+        if not basis.fit_converged:
+            return np.int8(REASON_UNCONVERGED)
+        if not np.trace(moment) > 0:
+            return np.int8(REASON_NO_GRADIENT)
+        if not basis.stability_converged:
+            return np.int8(REASON_TWIN_UNCONVERGED)
+        return np.int8(REASON_OK)
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
-        return 8 * ctx.n_features**2 * (self._setup(ctx).n_buckets + 2)
+        o = self._setup(ctx).options
+        frequency = self._setup(ctx).n_buckets * o.frequency_count * (3 + o.control_draws) * 16
+        return 8 * ctx.n_features**2 + 8 * 5 * o.bootstrap + frequency
+
+    def temp_bytes(self, ctx: Context, rows: int) -> int:
+        return 5 * rows * ctx.n_tokens * ctx.n_features * 8  # cast x and g, their projections, the codes

@@ -87,14 +87,31 @@ TEXT_HEADLINE_COLUMNS = (
     "held-out loss",
     "peak pooled top-1 share (layer)",
     "pooled ID, last layer",
-    "tangent enrichment, mean over layers",
+    "tangent E_T / E_N (normal controls), mean over layers",
+    "tangent E_T / E_PCA, mean (layers with CI > 1)",
+    "local / null tangency, mean (layers local CI > null)",
     "tangent / control alignment",
     "freq-centroid Spearman, middle layer",
 )
 
 
+def _mean_and_count(values: Any, passed: Any, layers: int) -> str:
+    """'mean (k/L)': the layer mean and how many layers pass a test; flagged '*' if any fit unconverged."""
+    import numpy as np
+
+    if values is None or not np.isfinite(values).any():
+        return "n/a"
+    count = "" if passed is None else f" ({int(np.sum(passed))}/{layers})"
+    return format_value(np.nanmean(values)) + count
+
+
 def text_headline_rows(results: Any, held_out_loss: dict[int, float]) -> list[tuple[str, ...]]:
-    """One row per checkpoint (TEXT_HEADLINE_COLUMNS); 'n/a' where a metric is absent or NaN."""
+    """One row per checkpoint (TEXT_HEADLINE_COLUMNS); 'n/a' where a metric is absent or NaN.
+
+    The normal-control enrichment is never read alone: beside it stand E_T / E_PCA with the number
+    of layers whose bootstrap interval clears 1, and the per-position test with its null; a '*'
+    marks a checkpoint where some layer's semi-NMF fit did not converge.
+    """
     import numpy as np
 
     rows = []
@@ -103,6 +120,12 @@ def text_headline_rows(results: Any, held_out_loss: dict[int, float]) -> list[tu
         top1 = metric_at(results, N.TOP1_SHARE_POOLED, ci)
         ids = metric_at(results, N.INTRINSIC_DIMENSION_POOLED, ci)
         enrichment = metric_at(results, N.TANGENT_ENRICHMENT, ci)
+        vs_pca = metric_at(results, N.TANGENT_ENRICHMENT_VS_PCA, ci)
+        vs_pca_ci = metric_at(results, N.TANGENT_ENRICHMENT_VS_PCA_CI, ci)
+        local = metric_at(results, N.LOCAL_TANGENT_ENERGY, ci)
+        local_ci = metric_at(results, N.LOCAL_TANGENT_ENERGY_CI, ci)
+        null = metric_at(results, N.LOCAL_TANGENT_NULL, ci)
+        reason = metric_at(results, N.TANGENT_METRIC_REASON, ci)
         tangent = metric_at(results, N.TANGENT_ALIGNMENT, ci)
         control = metric_at(results, N.CONTROL_ALIGNMENT, ci)
         spearman = metric_at(results, N.FREQUENCY_CENTROID_SPEARMAN, ci)
@@ -113,12 +136,21 @@ def text_headline_rows(results: Any, held_out_loss: dict[int, float]) -> list[tu
         align = "n/a"
         if tangent is not None and control is not None:
             align = f"{format_value(np.nanmean(tangent))} / {format_value(np.nanmean(control))}"
+        flag = "*" if reason is not None and (reason == 1).any() else ""
+        pca = _mean_and_count(vs_pca, None if vs_pca_ci is None else vs_pca_ci[:, 0] > 1, len(layers))
+        local_text = "n/a"
+        if local is not None and null is not None and np.isfinite(local).any():
+            beats = None if local_ci is None else local_ci[:, 0] > null
+            local_text = (f"{format_value(np.nanmean(local))} / {format_value(np.nanmean(null))}"
+                          + ("" if beats is None else f" ({int(np.sum(beats))}/{len(layers)})"))
         rows.append((
             str(int(step)),
             format_value(held_out_loss.get(int(step))),
             peak,
             format_value(None if ids is None else ids[-1]),
-            format_value(None if enrichment is None else np.nanmean(enrichment)),
+            format_value(None if enrichment is None else np.nanmean(enrichment)) + flag,
+            pca + flag,
+            local_text,
             align,
             format_value(None if spearman is None else spearman[len(spearman) // 2]),
         ))

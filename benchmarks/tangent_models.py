@@ -1,0 +1,131 @@
+"""The tangent table of two real models (issue 18): SmolLM2-135M (causal LM) and all-MiniLM-L6-v2
+(masked LM), from the local wheels, over ``text:pydoc``, on CPU.
+
+`python -m benchmarks.tangent_models [--sequences N] [--seq-len T] [--out DIR]`: ingests each
+model with gradients (float32 storage, so no float16 underflow), runs `analyze(..., "tangent")`
+and writes benchmarks/results/tangent-models-<date>.json with one row per layer: E_T, its CI,
+the PCA energy and E_T / E_PCA with its CI, the optimum, the activation energy, the normal-control
+enrichment, local vs null with the local CI, radial energy, stability and the reason code.
+Both stores resume (ingest skips blocks on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS
+
+MODELS = {"smollm2": "causal_lm", "minilm": "masked_lm"}
+LM_FOLDER = Path("/tmp/tgo-smollm2-causal-lm")
+
+
+def causal_lm_spec(name: str) -> str:
+    """``hf:smollm2`` loads as a bare LlamaModel (its GGUF config names no architecture), which has no
+    LM head and so no loss: rebuild it as LlamaForCausalLM (tied head = the embeddings, as in the
+    GGUF), dequantised to float32, saved once as a folder. The loss on a probe text is checked equal."""
+    if name != "smollm2":
+        return f"hf:{name}"
+    if not (LM_FOLDER / "config.json").exists():
+        import torch
+        import transformers
+
+        from tgo_store.hf import resolve_path
+
+        path = resolve_path("hf:smollm2")
+        kw = {"gguf_file": path.name, "local_files_only": True}
+        model = transformers.LlamaForCausalLM.from_pretrained(str(path.parent), dtype="float32", **kw)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), **kw)
+        config = model.config
+        config.architectures = ["LlamaForCausalLM"]
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = transformers.LlamaForCausalLM(config)
+        fresh.load_state_dict(model.state_dict())
+        fresh.tie_weights()
+        ids = tokenizer("def f(x):\n    return x", return_tensors="pt").input_ids
+        with torch.no_grad():
+            assert torch.isclose(model(ids, labels=ids).loss, fresh(ids, labels=ids).loss)
+        fresh.save_pretrained(LM_FOLDER)
+        tokenizer.save_pretrained(LM_FOLDER)
+    return f"hf:{LM_FOLDER}"
+SCALARS = ("tangent_energy", "pca_energy", "tangent_enrichment_vs_pca", "optimal_energy", "activation_energy",
+           "tangent_enrichment", "tangent_alignment", "tangent_alignment_weighted", "control_alignment",
+           "local_tangent_energy", "local_tangent_null", "radial_energy", "tangent_subspace_stability",
+           "metric_reason_tangent")
+INTERVALS = ("tangent_energy_ci", "tangent_enrichment_vs_pca_ci", "local_tangent_energy_ci")
+BY_FREQUENCY = ("tangent_enrichment_by_frequency", "tangent_enrichment_vs_pca_by_frequency")
+
+
+def _value(v: Any) -> Any:
+    v = np.asarray(v)
+    if v.ndim == 0:
+        x = v.item()
+        return None if isinstance(x, float) and not np.isfinite(x) else x
+    return [_value(e) for e in v]
+
+
+def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict) -> dict[str, Any]:
+    import tgo_analysis
+    from tgo_store.ingestion import ingest
+    from tgo_store.open import open_store
+
+    store = root / f"{name}.zarr"
+    start = time.perf_counter()
+    ingest(str(store), model_spec=causal_lm_spec(name), checkpoints=None, data_spec="text:pydoc",
+           data_options={"seq_len": seq_len, "samples": sequences, "seed": 0}, device="cpu", gradients=True,
+           loss=MODELS[name], batch_size=16, samples_per_block=32, dtype="float32", progress=False)
+    ingest_s = time.perf_counter() - start
+    ds = open_store(str(store))
+    start = time.perf_counter()
+    res = tgo_analysis.analyze(ds, "tangent", progress=False, params={"tangent": params},
+                               out=str(root / f"{name}_tangent.zarr"))  # resumable: units on disk as done
+    analyze_s = time.perf_counter() - start
+    layers = []
+    for li in range(res.sizes["layer"]):
+        row: dict[str, Any] = {"layer": int(res["layer"].values[li])}
+        if "layer_name" in res.coords:
+            row["layer_name"] = str(res["layer_name"].values[li])
+        for key in (*SCALARS, *INTERVALS, *BY_FREQUENCY):
+            if key in res:
+                row[key] = _value(res[key].isel(checkpoint=0, layer=li).values)
+        layers.append(row)
+    attrs = {k: v for k, v in res.attrs.items() if k.startswith("tangent_")}
+    frequency = {k: _value(res[k].values) for k in ("frequency_low", "frequency_high") if k in res.coords}
+    return {"model": name, "loss": dict(ds.attrs.get("loss", {})), "sequences": sequences, "seq_len": seq_len,
+            "n_features": int(ds.sizes["feature"]), "ingest_seconds": ingest_s, "analyze_seconds": analyze_s,
+            "layers": layers, "frequency_buckets": frequency, "attrs": _jsonable(attrs)}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: _value(v)))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequences", type=int, default=192)
+    parser.add_argument("--seq-len", type=int, default=48)
+    parser.add_argument("--models", default="smollm2,minilm")
+    parser.add_argument("--subsample", type=int, default=2048)
+    parser.add_argument("--root", default="/tmp/tgo-tangent-models")
+    args = parser.parse_args(argv)
+    params = {"subsample": args.subsample, "iterations": 300, "bootstrap": 200, "frequency_count": 128}
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": "2 shared CPU cores, heavily loaded (load ~18)",
+           "params": params, "models": []}
+    path = RESULTS / f"tangent-models-cpu-{out['date']}.json"
+    for name in args.models.split(","):
+        out["models"].append(run_model(name, root, args.sequences, args.seq_len, params))
+        path.write_text(json.dumps(out, indent=1))  # each model as soon as it is done
+        print(f"{name}: written {path}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""The tangent rows that can refute a tangent finding (SPEC 5): planted nulls and positives, and
+every new name against an independent float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import xarray as xr
+from scipy.optimize import nnls
+
+from tgo_analysis import names as N
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.kernels.pooling import position_keys
+from tgo_analysis.kernels.tangent_local import active_atoms, nonnegative_codes
+from tgo_analysis.kernels.tangent_sums import NULL_STREAM
+from tgo_analysis.statistics.base import Context
+from tgo_analysis.statistics.tangent import (
+    REASON_UNCONVERGED,
+    TangentEnrichment,
+    masked_lm_positions,
+)
+from tgo_analysis.statistics.tangent_fit import fit_positions, sample_positions
+from tgo_store import schema as S
+
+N_SAMPLES, T, D, R = 48, 10, 24, 4
+OPTIONS = {"rank": R, "subsample": 240, "iterations": 400, "tolerance": 1e-6, "control_draws": 16,
+           "bootstrap": 100, "frequency_count": 4}
+
+
+def dataset(acts: np.ndarray, grads: np.ndarray, mask: np.ndarray | None = None) -> xr.Dataset:
+    ds = xr.Dataset({S.ACTIVATIONS: (S.DIMS, acts[None, None].astype(np.float32)),
+                     S.GRADIENTS: (S.DIMS, grads[None, None].astype(np.float32))})
+    if mask is not None:
+        ds = ds.assign_coords({S.ATTENTION_MASK: ((S.SAMPLE, S.TOKEN), mask)})
+    return ds
+
+
+def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: dict | None = None):
+    """prepare, prepare_unit and the production fold; returns (setup of the unit, result arrays)."""
+    import dask.array as da
+
+    stat = TangentEnrichment()
+    n, t, d = (ds.sizes[k] for k in (S.SAMPLE, S.TOKEN, S.FEATURE))
+    params = {**OPTIONS, **(options or {})}
+    ctx = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: params}, options=positions or {})
+    ctx = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: stat.prepare(ds, ctx)}, options=positions or {})
+    unit = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: stat.prepare_unit(ds, 0, 0, ctx)})
+
+    def lazy(name: str) -> LazySlab:
+        values = ds[name].values
+        values = values[0, 0] if values.ndim == 5 else values
+        return LazySlab(da.from_array(values, chunks=(rows, *values.shape[1:])))
+
+    extras = {k: lazy(k) for k in (S.GRADIENTS, S.ATTENTION_MASK, S.TOKEN_ID, S.TOKEN_SPECIAL) if k in ds}
+    out = reduce_unit(UnitSource(lazy(S.ACTIVATIONS), extras), [stat], unit, Plan(((0, t),), threads=2))
+    return unit.params[stat.name], out
+
+
+def sparse_layer(rng, n=N_SAMPLES, active=2, atoms=R, d=D, noise=1e-3):
+    """Activations x = Σ_{j∈S_i} z_j w_j with |S_i| = ``active`` of ``atoms`` planted atoms."""
+    w = rng.standard_normal((atoms, d))
+    codes = np.zeros((n, T, atoms))
+    for i in range(n):
+        for t in range(T):
+            codes[i, t, rng.choice(atoms, active, replace=False)] = rng.uniform(1.0, 3.0, active)
+    return codes @ w + noise * rng.standard_normal((n, T, d)), codes, w
+
+
+# ---- the independent float64 reference ---------------------------------------------------------
+
+def reference(ds: xr.Dataset, setup, options: dict) -> dict:
+    """Every tangent number from its definition, position by position, in float64."""
+    opts = {**OPTIONS, **options}
+    basis = setup.basis
+    w = basis.solver.dictionary
+    x = ds[S.ACTIVATIONS].values[0, 0].astype(np.float64)
+    g = ds[S.GRADIENTS].values[0, 0].astype(np.float64)
+    mask = ds[S.ATTENTION_MASK].values if S.ATTENTION_MASK in ds else np.ones(g.shape[:2], bool)
+    held = mask & ~setup.fit[:, None]
+    frac = setup.options.active_fraction
+
+    def share(rows, q):
+        return np.sum((rows @ q) ** 2) / np.sum(rows * rows)
+
+    def active(point):
+        z = nnls(w.T, point)[0]
+        return (z > frac * z.max()) & (z > 0)
+
+    def local_share(grad, atoms):
+        if not atoms.any():
+            return 0.0
+        q = scipy.linalg.orth(w[atoms].T)
+        return float(np.sum((q.T @ grad) ** 2) / (grad @ grad))
+
+    # the null's pool: the fit subsample's own active sets (drawn as the definition says)
+    rows, pairs = sample_positions(fit_positions(ds, setup.fit, setup.options.positions), opts["subsample"],
+                                   opts.get("seed", 0))
+    pool = [active(x[rows[a], b]) for a, b in pairs]
+    keys = position_keys(np.arange(g.shape[0]), (0, g.shape[1]), opts.get("seed", 0) + NULL_STREAM)
+    sel_g, sel_x = g[held], x[held]
+    locals_ = np.array([local_share(gi, active(xi)) for gi, xi in zip(sel_g, sel_x, strict=True)])
+    nulls = np.array([local_share(gi, pool[int(k % np.uint64(len(pool)))])
+                      for gi, k in zip(sel_g, keys[held], strict=True)])
+    radial = np.array([(gi @ xi) ** 2 / (gi @ gi) / (xi @ xi) for gi, xi in zip(sel_g, sel_x, strict=True)])
+    moment = sel_g.T @ sel_g
+    mu, u = np.linalg.eigh(moment)
+    mu, u = mu[::-1], u[:, ::-1]
+    k = basis.tangent.shape[1]
+    # PCA of the same fit subsample
+    points = np.array([x[rows[a], b] for a, b in pairs])
+    centred = points - points.mean(axis=0)
+    q_p = np.linalg.svd(centred, full_matrices=False)[2][:k].T
+    # Poisson bootstrap over held-out samples, from the recorded rule
+    boot = opts["bootstrap"]
+    sums = {name: np.zeros(boot) for name in ("t", "p", "n", "l", "c")}
+    for s in np.flatnonzero(~setup.fit):
+        weight = np.random.default_rng([0xB007, opts.get("seed", 0), s]).poisson(1.0, boot)
+        gs, xs = g[s][mask[s]], x[s][mask[s]]
+        if not len(gs):
+            continue
+        sums["t"] += weight * np.sum((gs @ basis.tangent) ** 2)
+        sums["p"] += weight * np.sum((gs @ q_p) ** 2)
+        sums["n"] += weight * np.sum(gs * gs)
+        sums["l"] += weight * sum(local_share(gi, active(xi)) for gi, xi in zip(gs, xs, strict=True))
+        sums["c"] += weight * len(gs)
+    return {
+        N.TANGENT_ENERGY: share(sel_g, basis.tangent),
+        N.PCA_ENERGY: share(sel_g, q_p),
+        N.TANGENT_ENRICHMENT_VS_PCA: share(sel_g, basis.tangent) / share(sel_g, q_p),
+        N.OPTIMAL_ENERGY: mu[:k].sum() / mu.sum(),
+        N.ACTIVATION_ENERGY: share(sel_x, basis.tangent),
+        N.TANGENT_ALIGNMENT_WEIGHTED: sum(mu[i] * np.sum((basis.tangent.T @ u[:, i]) ** 2) for i in range(k))
+        / mu[:k].sum(),
+        N.LOCAL_TANGENT_ENERGY: locals_.mean(), N.LOCAL_TANGENT_NULL: nulls.mean(), N.RADIAL_ENERGY: radial.mean(),
+        N.TANGENT_ENERGY_CI: np.quantile(sums["t"] / sums["n"], [0.05, 0.95]),
+        N.TANGENT_ENRICHMENT_VS_PCA_CI: np.quantile(sums["t"] / sums["p"], [0.05, 0.95]),
+        N.LOCAL_TANGENT_ENERGY_CI: np.quantile(sums["l"] / sums["c"], [0.05, 0.95]),
+        "per_position": (locals_, nulls),
+    }
+
+
+def test_every_new_name_matches_the_float64_reference():
+    rng = np.random.default_rng(0)
+    acts, _, _ = sparse_layer(rng)
+    mask = np.ones((N_SAMPLES, T), bool)
+    mask[::4, -3:] = False
+    grads = rng.standard_normal((N_SAMPLES, T, D)) * np.linspace(0.2, 2, D)
+    ds = dataset(acts, grads, mask)
+    setup, out = run(ds)
+    want = reference(ds, setup, {})
+    for name, value in want.items():
+        if name != "per_position":
+            np.testing.assert_allclose(out[name], value, rtol=1e-8, err_msg=name)
+    q_p = setup.basis.pca
+    assert out[N.TANGENT_METRIC_REASON] == (0 if setup.basis.fit_converged else REASON_UNCONVERGED)
+    assert set(out) == {v.name for v in TangentEnrichment().variables(Context(
+        N_SAMPLES, T, D, metrics=(N.TANGENT,), params={N.TANGENT: setup}))}
+    assert q_p.shape == (D, R)
+
+
+def test_subspace_stability_is_the_mean_cos2_of_the_principal_angles():
+    from tgo_analysis.kernels.seminmf import fit_seminmf
+    from tgo_analysis.kernels.tangent_energy import tangent_basis
+
+    rng = np.random.default_rng(1)
+    acts, _, _ = sparse_layer(rng)
+    ds = dataset(acts, rng.standard_normal((N_SAMPLES, T, D)))
+    setup, out = run(ds)
+    rows, pairs = sample_positions(fit_positions(ds, setup.fit, setup.options.positions), OPTIONS["subsample"], 1)
+    twin_points = np.array([acts[rows[a], b] for a, b in pairs], dtype=np.float32).astype(np.float64)
+    twin = tangent_basis(fit_seminmf(twin_points, R, iterations=OPTIONS["iterations"],
+                                     tolerance=OPTIONS["tolerance"], seed=1).dictionary)
+    angles = scipy.linalg.subspace_angles(setup.basis.tangent, twin)
+    assert out[N.TANGENT_SUBSPACE_STABILITY] == pytest.approx(np.mean(np.cos(angles) ** 2), rel=1e-8)
+    assert out[N.TANGENT_SUBSPACE_STABILITY] > 0.99  # a planted, well-fitted layer is stable
+
+
+def test_gradients_sharing_only_the_activation_covariance_are_not_tangent():
+    """The reviewer's null: g ~ N(0, Σ_x) independently of x: anisotropic, with no tangent structure."""
+    rng = np.random.default_rng(2)
+    acts, _, _ = sparse_layer(rng, atoms=6, active=3)
+    flat = acts.reshape(-1, D)
+    cov = np.cov(flat.T)
+    grads = rng.multivariate_normal(np.zeros(D), cov, size=(N_SAMPLES, T))
+    ds = dataset(acts, grads)
+    setup, out = run(ds, {"rank": 6})
+    assert out[N.TANGENT_ENRICHMENT] > 3  # the paper's normal controls are fooled...
+    assert out[N.TANGENT_ENRICHMENT_VS_PCA] < 1.05  # ...the matched-rank PCA baseline is not
+    locals_, nulls = reference(ds, setup, {"rank": 6})["per_position"]
+    spread = np.sqrt(locals_.var() / locals_.size + nulls.var() / nulls.size)
+    assert abs(out[N.LOCAL_TANGENT_ENERGY] - out[N.LOCAL_TANGENT_NULL]) < 4 * spread
+
+
+def test_gradients_in_the_face_of_each_positions_active_atoms_are_locally_tangent():
+    """g_i in the span of the atoms active at x_i (the fitted atoms: semi-NMF identifies the row
+    space, not the atoms, so the face is the one the statistic can see)."""
+    rng = np.random.default_rng(3)
+    acts, _, _ = sparse_layer(rng, atoms=8, active=1)
+    options = {"rank": 8}
+    setup, _ = run(dataset(acts, rng.standard_normal(acts.shape)), options)
+    solver = setup.basis.solver
+    faces = active_atoms(nonnegative_codes(acts.reshape(-1, D), solver), setup.options.active_fraction)
+    grads = ((rng.standard_normal(faces.shape) * faces) @ solver.dictionary).reshape(acts.shape)
+    grads += 1e-4 * rng.standard_normal(acts.shape)
+    _, out = run(dataset(acts, grads), options)
+    assert out[N.LOCAL_TANGENT_ENERGY] > 0.99
+    assert out[N.LOCAL_TANGENT_NULL] < 0.6
+    assert out[N.LOCAL_TANGENT_ENERGY_CI][0] > out[N.LOCAL_TANGENT_NULL] + 0.3
+    assert out[N.TANGENT_ENERGY] > 0.99  # inside span(W) too: the global test cannot tell these apart
+
+
+def test_a_planted_low_variance_global_subspace_beats_both_baselines():
+    """Gradients along the activations' mean direction (inside Q_T, almost no variance): enrichment
+    over the normal controls and over the PCA subspace."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((R, D))
+    codes = rng.exponential(size=(N_SAMPLES, T, R))
+    codes[..., 0] = 5.0  # atom 0: a constant offset, the mean direction, no variance
+    acts = codes @ w + 1e-3 * rng.standard_normal((N_SAMPLES, T, D))
+    grads = rng.standard_normal((N_SAMPLES, T, 1)) * w[0] + 1e-3 * rng.standard_normal((N_SAMPLES, T, D))
+    _, out = run(dataset(acts, grads))
+    assert out[N.TANGENT_ENRICHMENT] > 0.5 * D / R
+    assert out[N.TANGENT_ENRICHMENT_VS_PCA] > 3
+    assert out[N.TANGENT_ENRICHMENT_VS_PCA_CI][0] > 1
+    assert out[N.OPTIMAL_ENERGY] >= out[N.TANGENT_ENERGY] - 1e-12
+
+
+def test_gradients_of_the_fit_split_change_nothing():
+    rng = np.random.default_rng(5)
+    acts, _, _ = sparse_layer(rng)
+    grads = rng.standard_normal((N_SAMPLES, T, D))
+    setup, first = run(dataset(acts, grads))
+    changed = grads.copy()
+    changed[setup.fit] = 1e3 * rng.standard_normal(changed[setup.fit].shape)
+    _, second = run(dataset(acts, changed))
+    for name, value in first.items():
+        np.testing.assert_array_equal(second[name], value, err_msg=name)
+    assert 0 < setup.fit.sum() < N_SAMPLES
+
+
+def test_bootstrap_interval_holds_the_estimate_is_seeded_and_ignores_chunking():
+    rng = np.random.default_rng(6)
+    acts, _, _ = sparse_layer(rng)
+    ds = dataset(acts, rng.standard_normal((N_SAMPLES, T, D)))
+    _, a = run(ds, rows=16)
+    _, b = run(ds, rows=5)
+    _, c = run(ds, {"seed": 9}, rows=16)
+    for point, interval in ((N.TANGENT_ENERGY, N.TANGENT_ENERGY_CI),
+                            (N.TANGENT_ENRICHMENT_VS_PCA, N.TANGENT_ENRICHMENT_VS_PCA_CI),
+                            (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_ENERGY_CI)):
+        low, high = a[interval]
+        assert low <= a[point] <= high and low < high, interval
+        np.testing.assert_allclose(b[interval], a[interval], rtol=1e-10)
+        assert not np.array_equal(c[interval], a[interval])
+
+
+def test_an_unconverged_fit_is_flagged():
+    rng = np.random.default_rng(7)
+    acts, _, _ = sparse_layer(rng)
+    _, out = run(dataset(acts, rng.standard_normal((N_SAMPLES, T, D))), {"iterations": 2})
+    assert out[N.TANGENT_METRIC_REASON] == REASON_UNCONVERGED
+
+
+@pytest.mark.parametrize("exclude_first", [False, True])
+def test_exclude_first_keeps_the_first_positions_out_of_fit_and_gradients(exclude_first):
+    rng = np.random.default_rng(8)
+    acts, _, _ = sparse_layer(rng)
+    grads = rng.standard_normal((N_SAMPLES, T, D))
+    runs = []
+    for junk in (1.0, 50.0):
+        a, g = acts.copy(), grads.copy()
+        a[:, 0] = junk * rng.standard_normal((N_SAMPLES, D))
+        g[:, 0] = junk * rng.standard_normal((N_SAMPLES, D))
+        runs.append(run(dataset(a, g), positions={"exclude_first": exclude_first})[1])
+    same = np.isclose(runs[0][N.TANGENT_ENERGY], runs[1][N.TANGENT_ENERGY], rtol=1e-12)
+    assert same == exclude_first
+
+
+def test_masked_positions_are_those_the_ingest_masked():
+    torch = pytest.importorskip("torch")
+    from tgo_store.gradients import MASKED_LM, LossSpec, masked_inputs
+
+    rng = np.random.default_rng(9)
+    ids = torch.as_tensor(rng.integers(4, 40, (5, 12)))
+    valid = torch.as_tensor(rng.random((5, 12)) > 0.2)
+    special = torch.zeros(5, 12, dtype=torch.bool)
+    special[:, 0] = True
+    samples = np.array([3, 8, 11, 12, 40])
+    loss = LossSpec(MASKED_LM, mask_rate=0.3, seed=7)
+    _, where = masked_inputs(ids, valid, special, samples, loss, mask_token_id=1)
+    ours = masked_lm_positions(samples, 12, valid.numpy(), special.numpy(), 0.3, 7)
+    np.testing.assert_array_equal(ours, where.numpy())
+
+
+def test_masked_lm_positions_enter_no_frequency_bucket():
+    """The model saw the mask token at masked positions: they are not bucketed by the original id."""
+    from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
+    from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM
+
+    rng = np.random.default_rng(10)
+    acts, _, _ = sparse_layer(rng)
+    grads = rng.standard_normal(acts.shape) * np.linspace(0.2, 3, D)
+    ids = rng.integers(0, 6, size=(N_SAMPLES, T))
+    mask = np.ones((N_SAMPLES, T), bool)
+    ds = dataset(acts, grads, mask).assign_coords(
+        {S.TOKEN_ID: ((S.SAMPLE, S.TOKEN), ids.astype(np.int32)), S.SAMPLE: 100 + np.arange(N_SAMPLES)})
+    ds[S.VOCAB_COUNT] = ((S.VOCAB,), np.bincount(ids.ravel(), minlength=6))
+    ds.attrs[S.ATTR_LOSS] = {"kind": "masked_lm", "mask_rate": 0.5, "seed": 3}
+    count = 12
+    setup, out = run(ds, {"frequency_count": count})
+    masked = masked_lm_positions(100 + np.arange(N_SAMPLES), T, mask, None, 0.5, 3)
+    assert 0.3 < masked.mean() < 0.7
+    seen = mask & ~setup.fit[:, None] & ~masked
+    counts = ds[S.VOCAB_COUNT].values
+    buckets = position_buckets(ids, counts, frequency_edges(counts), seen)
+    keys = position_keys(np.arange(N_SAMPLES), (0, T), FREQUENCY_STREAM)
+    g = grads.astype(np.float32).astype(np.float64)
+    checked = 0
+    for b in range(buckets.max() + 1):
+        inside = np.flatnonzero(buckets.ravel() == b)
+        if inside.size < count:
+            continue
+        rows = g.reshape(-1, D)[inside[np.argsort(keys.ravel()[inside])[:count]]]
+        want = np.sum((rows @ setup.basis.tangent) ** 2) / np.sum((rows @ setup.basis.pca) ** 2)
+        np.testing.assert_allclose(out[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY][b], want, rtol=1e-8)
+        checked += 1
+    assert checked >= 1
