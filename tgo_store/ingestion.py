@@ -46,6 +46,7 @@ from tgo_store.metadata import (
 from tgo_store.models import build_model, default_checkpoints, input_config, model_description
 from tgo_store.records import RECORD_ROOT, RecordStore
 from tgo_store.sources import DataSource, open_source
+from tgo_store.temporaries import remove_block_temporaries, sweep_temporaries
 from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
 from tgo_store.writer import (
     BackgroundWriter,
@@ -220,6 +221,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
             if _open_group(store, url) is not None:  # an existing store: refuse a read-only one before any write
                 _check_writable(records, url)
             recover(store, records)
+            sweep_temporaries(records, set(read_commits(records)), metadata_locked=True)  # of killed writes
             group = _open_group(store, url)
             if group is None:
                 spec = StoreSpec(
@@ -486,6 +488,7 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
     keys = [key for target, _ in arrays for key in block_shard_keys(target, index, block)]
+    remove_block_temporaries(records, keys)  # a killed write of this block left them
     discard_shards(records, keys)
     for target, values in arrays:
         target[index, :, start:stop] = values

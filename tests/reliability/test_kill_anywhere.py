@@ -6,7 +6,9 @@ ingest, re-run, must end with a store byte-identical to an uninterrupted run (co
 aside: they hold timestamps) and no intent record left. Kill points: every third write of
 creation (group, arrays, coordinates, consolidation, the first append), every write of a
 later append's resize, and writes inside block writing. ``TGO_KILL_EVERY_WRITE=1`` tries
-every single write.
+every single write. Torn kills land inside a write (its temporary file written, not yet
+renamed) at fixed points of creation, block writing and an append: the resume removes what
+they leave, and no temporary file is left anywhere in any resumed store.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import killer
-from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints
+from tests.support import TINY_VIT, TINY_VIT_SPEC, leftover_temporaries, save_checkpoints
 from tgo_store import ingest, store_info
 from tgo_store.metadata import APPENDING, CREATING
 
@@ -49,14 +51,18 @@ def setup(tmp_path_factory) -> dict:
             "create_writes": create_writes, "append_writes": append_writes}
 
 
-def _kill_then_resume(setup: dict, store: Path, k: int, ckpts: list[str], reference: Path) -> None:
-    child = setup["ctx"].Process(target=killer.ingest_and_die, args=(k, str(store), {**KWARGS, "checkpoints": ckpts}))
+def _kill_then_resume(setup: dict, store: Path, k: int, ckpts: list[str], reference: Path, torn: bool = False) -> None:
+    child = setup["ctx"].Process(target=killer.ingest_and_die,
+                                 args=(k, str(store), {**KWARGS, "checkpoints": ckpts}, torn))
     child.start()
     child.join(120)
     assert child.exitcode == -9, f"write {k}: the child should have been killed (exit {child.exitcode})"
+    if torn:
+        assert leftover_temporaries(store), f"a kill inside write {k} leaves its temporary file"
     summary = ingest(str(store), checkpoints=ckpts, **KWARGS)
     assert summary.blocks_skipped + summary.blocks_written == len(ckpts) * 2
     assert tree_bytes(store) == tree_bytes(reference), f"kill after write {k}: the resumed store differs"
+    assert leftover_temporaries(store) == [], f"kill at write {k}: temporary files left after the resume"
     assert not (store / CREATING).exists() and not (store / APPENDING).exists()
     assert store_info(str(store)).complete
 
@@ -76,3 +82,14 @@ def test_kill_inside_an_append_resize(setup, tmp_path) -> None:
         store = tmp_path / f"a{k}.zarr"
         shutil.copytree(setup["one"], store)
         _kill_then_resume(setup, store, k, setup["ckpts"], setup["two"])
+
+
+def test_kill_inside_a_write_leaves_no_temporary_after_resume(setup, tmp_path) -> None:
+    """Torn writes: the creation record (1), group and array metadata (2, 5), a shard of the
+    first block (metadata + 4), its commit record (metadata + 7), and inside an append."""
+    metadata_writes = setup["create_writes"] - BLOCK_WRITES
+    for k in (1, 2, 5, metadata_writes + 4, metadata_writes + 7):
+        _kill_then_resume(setup, tmp_path / f"t{k}.zarr", k, setup["ckpts"][:1], setup["one"], torn=True)
+    store = tmp_path / "ta.zarr"
+    shutil.copytree(setup["one"], store)
+    _kill_then_resume(setup, store, 3, setup["ckpts"], setup["two"], torn=True)
