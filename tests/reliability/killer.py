@@ -24,6 +24,7 @@ import torch
 import zarr.storage
 import zarr.storage._local
 
+import tgo_analysis.analyze  # noqa: F401  (the forkserver imports analysis, dask and scipy once too)
 import tgo_store
 import tgo_store.records
 from tgo_store.records import RecordStore
@@ -72,7 +73,7 @@ def _hook_renames(before_rename: Callable[[str], None]) -> Callable[[], None]:
 
 
 def install(after_write: Callable[[str], None], before_rename: Callable[[str], None] | None = None) -> Callable[[], None]:
-    """Call ``after_write(name)`` after each store write (and ``before_rename(path)`` inside each,
+    """Call ``after_write("Owner.method")`` after each store write (and ``before_rename(path)`` inside each,
     see ``_hook_renames``); returns a function that undoes it."""
     originals = []
     undo_renames = _hook_renames(before_rename) if before_rename else (lambda: None)
@@ -80,12 +81,12 @@ def install(after_write: Callable[[str], None], before_rename: Callable[[str], N
         original = getattr(owner, name)
         originals.append((owner, name, original))
         if owner is zarr.storage.LocalStore:  # async methods
-            async def wrapped(self: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            async def wrapped(self: Any, *args: Any, _original: Any = original, _name: str = f"{owner.__name__}.{name}", **kwargs: Any) -> Any:
                 result = await _original(self, *args, **kwargs)
                 after_write(_name)
                 return result
         else:
-            def wrapped(self: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            def wrapped(self: Any, *args: Any, _original: Any = original, _name: str = f"{owner.__name__}.{name}", **kwargs: Any) -> Any:
                 result = _original(self, *args, **kwargs)
                 after_write(_name)
                 return result
@@ -99,19 +100,25 @@ def install(after_write: Callable[[str], None], before_rename: Callable[[str], N
     return undo
 
 
-def count_writes(run: Callable[[], Any]) -> int:
-    """How many store writes ``run`` makes."""
-    writes = []
+def write_names(run: Callable[[], Any]) -> list[str]:
+    """The store writes ``run`` makes, in order, as ``Owner.method`` (``RecordStore.put_bytes``...)."""
+    writes: list[str] = []
     undo = install(writes.append)
     try:
         run()
     finally:
         undo()
-    return len(writes)
+    return writes
+
+
+def count_writes(run: Callable[[], Any]) -> int:
+    """How many store writes ``run`` makes."""
+    return len(write_names(run))
 
 
 def warm_up() -> None:
-    """One small ingest in the forkserver, so children start with every lazy import and first-call cost paid."""
+    """One small ingest in the forkserver, and the imports of an analysis, so children start with
+    every lazy import and first-call cost paid."""
     import tempfile
 
     from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints
@@ -122,6 +129,9 @@ def warm_up() -> None:
         tgo_store.ingest(os.path.join(folder, "s.zarr"), model_spec=TINY_VIT_SPEC, model_kwargs=dict(TINY_VIT),
                          checkpoints=ckpts, data_spec="synthetic:8", batch_size=4, samples_per_block=4,
                          device="cpu", progress=False)
+    from xarray.namedarray.parallelcompat import list_chunkmanagers
+
+    list_chunkmanagers()  # imports dask.array (seconds); an analysis here would start thread pools before forks
 
 
 if os.environ.get(WARM_UP_ENV) == "1":  # set by the test before the forkserver starts
@@ -149,3 +159,11 @@ def ingest_and_die(k: int, url: str, kwargs: dict, torn: bool = False) -> None:
     """Run ``tgo_store.ingest`` and SIGKILL this process at its k-th store write (see ``die_at``)."""
     die_at(k, torn)
     tgo_store.ingest(url, **kwargs)
+
+
+def analyze_and_die(k: int, store: str, kwargs: dict, torn: bool = False) -> None:
+    """Run ``tgo_analysis.analyze`` of ``store`` and SIGKILL this process at its k-th store write."""
+    from tgo_analysis.analyze import analyze
+
+    die_at(k, torn)
+    analyze(tgo_store.open_store(store), **kwargs)
