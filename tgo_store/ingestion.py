@@ -260,9 +260,10 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
 
 
 def _refuse_foreign(store: Any, records: RecordStore, url: str) -> None:
-    """Refuse, before anything is written (lock file and write probe included), a Zarr group or
-    a folder that tgo did not write: tgo would mix its arrays into it, and the clean-up of a
-    killed creation would delete what was there."""
+    """Refuse, before anything is written (lock file and write probe included), a Zarr group
+    that is not an activation store (written by plain xarray, or tgo's analysis results) or a
+    folder of other files: tgo would mix its arrays into it, and the clean-up of a killed
+    creation would delete what was there."""
     import zarr
 
     try:
@@ -271,7 +272,7 @@ def _refuse_foreign(store: Any, records: RecordStore, url: str) -> None:
         group = zarr.open_group(store, mode="r")
     except (FileNotFoundError, KeyError):
         group = None
-    except (ValueError, TypeError, NotADirectoryError):  # unreadable metadata, a path below a file: refused later
+    except (ValueError, TypeError, NotADirectoryError, PermissionError):  # refused later, with their own reasons
         return
     if group is not None:
         if S.ACTIVATIONS in group:
@@ -279,11 +280,11 @@ def _refuse_foreign(store: Any, records: RecordStore, url: str) -> None:
         members = [f"{name} {tuple(node.shape)}" if hasattr(node, "shape") else f"{name}/"
                    for name, node in sorted(group.members())]
         held = f"arrays {', '.join(members[:4])}{' ...' if len(members) > 4 else ''}" if members else "no arrays"
-        raise TgoError(f"{url} is a Zarr group that tgo did not write (it holds {held} and no '{S.ACTIVATIONS}'); "
-                       "it is left as it is: choose another --store URL, a new path for the tgo store")
+        raise TgoError(f"{url} is a Zarr group but not a tgo activation store (it holds {held} and no "
+                       f"'{S.ACTIVATIONS}'); it is left as it is: choose another --store URL, a new path for the tgo store")
     try:
         entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in records.fs.ls(records.root, detail=False)]
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return
     others = sorted(e for e in entries if e != RECORD_ROOT)
     if others:
