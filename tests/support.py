@@ -36,6 +36,11 @@ def save_checkpoints(directory: str | Path, steps: list[int], seed: int = 0, **o
         paths.append(str(path))
     return paths
 
+def leftover_temporaries(root: Any) -> list[str]:
+    """Temporary files of writes under a store folder (zarr's ``*.partial``, tgo records' ``*.tmp``)."""
+    root = Path(root)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.name.endswith((".partial", ".tmp")))
 
 
 def ingest_kwargs(ckpts: Any, **overrides: Any) -> dict:

@@ -1,9 +1,10 @@
 """Finding, hashing and loading checkpoints at any fsspec URL; reading the training step.
 
-A checkpoint is a file (torch pickle or ``.safetensors``) or a folder of weight files as
-``save_pretrained`` / ``transformers.Trainer`` write them (``checkpoint-1200/``). Its hash
-covers the weight bytes; two checkpoints of one series with the same hash hold the same
-weights under different names (a known trap of public series) and are refused.
+A checkpoint is a file (torch pickle or ``.safetensors``) or a model folder as
+``save_pretrained`` / ``transformers.Trainer`` write it (``checkpoint-1200/``); any other
+folder is refused with what to pass instead. Its hash covers the weight bytes; two
+checkpoints of one series with the same hash (within one list, or against the store) hold the
+same weights under different names (a known trap of public series) and are refused.
 """
 
 from __future__ import annotations
@@ -84,20 +85,60 @@ def _is_folder(url: str) -> bool:
     return fs.isdir(path)
 
 
-def _folder_files(url: str) -> list[str]:
-    """The weight files of a checkpoint folder, as URLs, sorted (safetensors preferred)."""
-    from pathlib import PurePosixPath
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+TRAINING_STATE = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")  # Trainer files, not weights
+HF_WEIGHTS = re.compile(r"^(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)$")  # save_pretrained names
+LOADABLE_FOLDERS = ("a model folder as save_pretrained or transformers.Trainer write it (model.safetensors, "
+                    "pytorch_model.bin or their -0000N-of-0000M shards)")
 
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _folder_files(url: str) -> list[str]:
+    """The weight files of a model folder, as URLs, sorted (safetensors preferred); any other folder is refused.
+
+    A model folder holds weights under the names ``save_pretrained`` gives them. A folder of
+    other weight files (``step_0.pth``, ``step_100.pth``) is a series, not one checkpoint:
+    reading it as one would silently pick or merge files, so it is refused with the glob to use.
+    """
     fs, path = fsspec.core.url_to_fs(url)
-    skip = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
-    names = sorted(p for p in fs.ls(path, detail=False)
-                   if p.endswith((".safetensors", ".bin", ".pt", ".pth")) and not PurePosixPath(p).name.startswith(skip))
-    names = [p for p in names if p.endswith(".safetensors")] or names
+    entries = fs.ls(path, detail=True)
+    files = sorted(e["name"] for e in entries if e.get("type") == "file")
+    folders = sorted(_name(e["name"]) for e in entries if e.get("type") == "directory")
+    weights = [p for p in files if p.endswith(WEIGHT_SUFFIXES) and not _name(p).startswith(TRAINING_STATE)]
+    model_files = [p for p in weights if HF_WEIGHTS.match(_name(p))]
+    names = [p for p in model_files if p.endswith(".safetensors")] or model_files
     if not names:
-        raise TgoError(f"checkpoint folder {url} holds no weight files (.safetensors, .bin); "
-                       "pass a folder written by save_pretrained or transformers.Trainer")
+        raise TgoError(_not_a_model_folder(url.rstrip("/"), [_name(p) for p in files], [_name(p) for p in weights],
+                                           folders))
     prefix = url[: url.index("://") + 3] if "://" in url else ""
     return [p if "://" in p or not prefix else prefix + p for p in names]
+
+
+def _not_a_model_folder(url: str, files: list[str], weights: list[str], folders: list[str]) -> str:
+    """Why a folder passed as one checkpoint is not one, and what to pass instead (one line)."""
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+    if weights:
+        suffix = max(WEIGHT_SUFFIXES, key=lambda s: sum(w.endswith(s) for w in weights))
+        return (f"checkpoint folder {url} holds {len(weights)} weight file(s) ({some(weights)}), not a model folder; "
+                f"pass them as a glob, --checkpoints '{url}/*{suffix}', or pass {LOADABLE_FOLDERS}")
+    if any(f.startswith(TRAINING_STATE) or f == "trainer_state.json" for f in files):
+        return (f"checkpoint folder {url} holds training state ({some(files)}) but no model weights; "
+                f"save the model into it with save_pretrained, or pass {LOADABLE_FOLDERS}")
+    checkpoint_folders = [f for f in folders if step_from_name(f) is not None and f.startswith("checkpoint")]
+    if checkpoint_folders:
+        return (f"checkpoint folder {url} holds checkpoint folders ({some(checkpoint_folders)}), not weights; "
+                f"pass them as a glob, --checkpoints '{url}/checkpoint-*'")
+    if not files and not folders:
+        return (f"checkpoint folder {url} is empty; pass checkpoint files (.pth, .pt, .safetensors, .bin), a glob "
+                f"such as '{url}/*.pth', or {LOADABLE_FOLDERS}")
+    held = f"{len(files)} file(s) such as {some(files)}" if files else f"only folders ({some(folders)})"
+    return (f"checkpoint folder {url} holds no weight files ({held}); pass checkpoint files "
+            f"(.pth, .pt, .safetensors, .bin), a glob such as '{url}/*.pth', or {LOADABLE_FOLDERS}")
 
 
 def _folder_step(url: str) -> int | None:
@@ -197,21 +238,39 @@ def resolve_checkpoint(url: str, index: int = 0) -> CheckpointRef:
     return CheckpointRef(url=url, step=int(step), sha256=hashlib.sha256(data).hexdigest())
 
 
-def refuse_duplicates(refs: Sequence[CheckpointRef]) -> None:
-    """Two checkpoints with the same weights hash are one checkpoint under two names: refuse."""
+def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int, str, str]] = ()) -> None:
+    """Two checkpoints with the same weights hash are one checkpoint under two names: refuse.
+
+    ``stored`` are the store's (step, path, sha256): a new checkpoint with the weights of one
+    already stored under another path is refused too (public series publish identical weights
+    under several step names, and a silent duplicate skews every curve over training).
+    """
     seen: dict[str, CheckpointRef] = {}
     for ref in refs:
         first = seen.setdefault(ref.sha256, ref)
         if first is not ref:
             raise TgoError(f"checkpoints {first.url} (step {first.step}) and {ref.url} (step {ref.step}) hold identical "
-                           f"weights (sha256 {ref.sha256[:12]}); drop one of them from --checkpoints")
+                           f"weights (sha256 {ref.sha256[:12]}); drop one of them from --checkpoints, or pass "
+                           "--allow-duplicate-weights to record both")
+    by_sha: dict[str, list[tuple[int, str]]] = {}
+    for step, path, sha in stored:
+        by_sha.setdefault(sha, []).append((step, path))
+    for ref in refs:
+        same = by_sha.get(ref.sha256, [])
+        if same and ref.url not in {path for _, path in same}:
+            step, path = same[0]
+            raise TgoError(f"checkpoint {ref.url} (step {ref.step}) holds the weights of {path} (step {step}), already "
+                           f"in the store (sha256 {ref.sha256[:12]}); drop it from --checkpoints, or pass "
+                           "--allow-duplicate-weights to record it")
 
 
-def resolve_checkpoints(spec: str | Sequence[str]) -> list[CheckpointRef]:
-    """Expand globs, hash each file or folder, read each step; sorted by step; duplicates refused."""
+def resolve_checkpoints(spec: str | Sequence[str], allow_duplicates: bool = False) -> list[CheckpointRef]:
+    """Expand globs, hash each file or folder, read each step; sorted by step; duplicates refused
+    (unless ``allow_duplicates``)."""
     refs = [resolve_checkpoint(url, index) for index, url in enumerate(_expand(spec))]
     refs.sort(key=lambda r: (r.step, r.url))
-    refuse_duplicates(refs)
+    if not allow_duplicates:
+        refuse_duplicates(refs)
     return refs
 
 

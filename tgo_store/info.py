@@ -10,8 +10,9 @@ import zarr
 
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.metadata import interrupted_change
+from tgo_store.metadata import interrupted_change, metadata_lock_if_free
 from tgo_store.records import RecordStore
+from tgo_store.temporaries import Temporaries, sweep_temporaries
 from tgo_store.writer import open_zarr_store, read_commits, read_failures, store_records
 
 
@@ -28,6 +29,7 @@ class StoreInfo:
     bytes_stored: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
     interrupted: str | None = None  # "appending" when a kill cut a checkpoint append short
+    temporaries: Temporaries = field(default_factory=Temporaries)  # of killed writes: removed, and left
 
     def complete_checkpoints(self) -> list[int]:
         """Indices of the checkpoints whose every block is committed."""
@@ -63,7 +65,11 @@ def _open_group(store: Any, url: str, records: RecordStore) -> Any:
 
 
 def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
-    """Read only metadata, commit records and object sizes; never the activations."""
+    """Read only metadata, commit records and object sizes; never the activations.
+
+    The one write: temporary files of writes a kill cut short, which no live writer can own
+    (``tgo_store.temporaries``), are removed; the others are reported.
+    """
     records = store_records(url, storage_options)
     store = open_zarr_store(url, read_only=True, storage_options=storage_options)
     group, act = _open_group(store, url, records)
@@ -72,6 +78,8 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
     spb = int(dict(group.attrs).get("tgo_layout", {}).get("samples_per_block", (act.shards or act.chunks)[2]))
     n_blocks = int(np.ceil(act.shape[2] / spb)) if act.shape[2] else 0
     commits = read_commits(records)
+    with metadata_lock_if_free(url) as metadata_locked:
+        temporaries = sweep_temporaries(records, set(commits), metadata_locked=metadata_locked)
     failures = read_failures(records)
     steps = group[S.CHECKPOINT][:n_ckpt] if n_ckpt else []
     paths = group[S.CHECKPOINT_PATH][:n_ckpt] if n_ckpt and S.CHECKPOINT_PATH in group else [""] * n_ckpt
@@ -86,4 +94,4 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
                      checkpoints=checkpoints, blocks_per_checkpoint=n_blocks,
                      bytes_logical=int(np.prod(act.shape)) * act.dtype.itemsize,
                      bytes_stored=_stored_bytes(records), attrs=dict(group.attrs),
-                     interrupted=interrupted_change(records))
+                     interrupted=interrupted_change(records), temporaries=temporaries)

@@ -18,7 +18,12 @@ import numpy as np
 import tgo_store
 from tgo_store import schema as S
 from tgo_store.capturers import make_capturer
-from tgo_store.checkpoints import CheckpointRef, load_checkpoint_into, resolve_checkpoints
+from tgo_store.checkpoints import (
+    CheckpointRef,
+    load_checkpoint_into,
+    refuse_duplicates,
+    resolve_checkpoints,
+)
 from tgo_store.errors import TgoError
 from tgo_store.gradient_precision import (
     DEFAULT_GRADIENT_DTYPE,
@@ -37,6 +42,7 @@ from tgo_store.gradients import (
 )
 from tgo_store.layout import StoreLayout, choose_layout
 from tgo_store.metadata import (
+    CREATING,
     StoreSpec,
     append_checkpoints,
     create_store,
@@ -46,8 +52,9 @@ from tgo_store.metadata import (
     recover,
 )
 from tgo_store.models import build_model, default_checkpoints, input_config, model_description
-from tgo_store.records import RecordStore
+from tgo_store.records import RECORD_ROOT, RecordStore
 from tgo_store.sources import DataSource, open_source
+from tgo_store.temporaries import remove_block_temporaries, sweep_temporaries
 from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
 from tgo_store.writer import (
     BackgroundWriter,
@@ -176,7 +183,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                   storage_options: dict | None = None, precision: str = "float32",
                   data_options: dict | None = None, check_checkpoints: bool = True, gradients: bool = False,
                   loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE, mask_seed: int = 0,
-                  gradient_dtype: str | None = None) -> StorePlan:
+                  gradient_dtype: str | None = None, allow_duplicate_weights: bool = False) -> StorePlan:
     """Create the store or append checkpoints to it; refuse anything that would mix data.
 
     Before the store is touched, each new checkpoint is loaded into the model and runs one
@@ -184,6 +191,9 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
 
     ``precision`` is the dtype the model computes in (float32, or float16/bfloat16 for speed on
     a GPU); it changes the activations, so it is part of the store's model description.
+
+    A checkpoint whose weights the store already holds under another path is refused unless
+    ``allow_duplicate_weights``; a folder or Zarr group that tgo did not write is refused.
     """
     if dtype not in DTYPES:
         raise TgoError(f"unknown --dtype {dtype}; use float16 or float32")
@@ -195,10 +205,14 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     model_kwargs = dict(model_kwargs or {})
     refs = [c if isinstance(c, CheckpointRef) else None for c in checkpoints or []] if not isinstance(checkpoints, str) else []
     refs = list(checkpoints) if refs and all(refs) else (
-        resolve_checkpoints(checkpoints) if checkpoints else default_checkpoints(model_spec))
+        resolve_checkpoints(checkpoints, allow_duplicate_weights) if checkpoints else default_checkpoints(model_spec))
     if not refs:
         raise TgoError("no checkpoints given; pass --checkpoints with a glob or a list of files")
     records = store_records(url, storage_options)
+    store = open_zarr_store(url, storage_options=storage_options)
+    _refuse_foreign(store, records, url)
+    if not allow_duplicate_weights:
+        refuse_duplicates(refs, _existing(store))
     model, source = _open_parts(model_spec, model_kwargs, data_spec, data_options)
     capturer = _capturer(model, source, layers, tokens, hook_modules)
     loss_spec = loss_for_ingest(model, source, capturer, gradients, loss, mask_rate, mask_seed)
@@ -209,7 +223,6 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     itemsize = 2 if dtype == "float16" else 4
     layout = choose_layout(len(source), len(capturer.token_indices), capturer.feature_dim, itemsize,
                            batch_size, samples_per_block)
-    store = open_zarr_store(url, storage_options=storage_options)
     known = {path for _, path, _ in _existing(store)}
     if check_checkpoints:
         _probe_checkpoints(model, source, capturer, [r for r in refs if r.url not in known], dtype, precision)
@@ -218,6 +231,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
             if _open_group(store, url) is not None:  # an existing store: refuse a read-only one before any write
                 _check_writable(records, url)
             recover(store, records)
+            sweep_temporaries(records, set(read_commits(records)), metadata_locked=True)  # of killed writes
             group = _open_group(store, url)
             grad_dtype = check_gradient_dtype(gradient_dtype, stored_gradient_dtype(group))
             if group is None:
@@ -263,6 +277,39 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
                      batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}),
                      precision=precision, data_options=dict(data_options or {}), loss=loss_spec,
                      gradient_dtype=grad_dtype)
+
+
+def _refuse_foreign(store: Any, records: RecordStore, url: str) -> None:
+    """Refuse, before anything is written (lock file and write probe included), a Zarr group
+    that is not an activation store (written by plain xarray, or tgo's analysis results) or a
+    folder of other files: tgo would mix its arrays into it, and the clean-up of a killed
+    creation would delete what was there."""
+    import zarr
+
+    try:
+        if records.get(CREATING) is not None:  # tgo's own half-made store: prepare starts it again
+            return
+        group = zarr.open_group(store, mode="r")
+    except (FileNotFoundError, KeyError):
+        group = None
+    except (ValueError, TypeError, NotADirectoryError, PermissionError):  # refused later, with their own reasons
+        return
+    if group is not None:
+        if S.ACTIVATIONS in group:
+            return
+        members = [f"{name} {tuple(node.shape)}" if hasattr(node, "shape") else f"{name}/"
+                   for name, node in sorted(group.members())]
+        held = f"arrays {', '.join(members[:4])}{' ...' if len(members) > 4 else ''}" if members else "no arrays"
+        raise TgoError(f"{url} is a Zarr group but not a tgo activation store (it holds {held} and no "
+                       f"'{S.ACTIVATIONS}'); it is left as it is: choose another --store URL, a new path for the tgo store")
+    try:
+        entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in records.fs.ls(records.root, detail=False)]
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    others = sorted(e for e in entries if e != RECORD_ROOT)
+    if others:
+        raise TgoError(f"{url} is a folder holding other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}), "
+                       "not a Zarr store; it is left as it is: choose another --store URL, a new path for the tgo store")
 
 
 def _existing(store: Any) -> list[tuple[int, str, str]]:
@@ -462,6 +509,7 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     start, stop = plan.layout.block_range(block, plan.n_samples)
     index = plan.checkpoint_indices[position]
     keys = [key for target, _ in arrays for key in block_shard_keys(target, index, block)]
+    remove_block_temporaries(records, keys)  # a killed write of this block left them
     discard_shards(records, keys)
     for target, values in arrays:
         target[index, :, start:stop] = values
@@ -499,7 +547,8 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
            hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
            progress: bool = True, precision: str = "float32", data_options: dict | None = None,
            gradients: bool = False, loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE,
-           mask_seed: int = 0, gradient_dtype: str | None = None) -> IngestSummary:
+           mask_seed: int = 0, gradient_dtype: str | None = None,
+           allow_duplicate_weights: bool = False) -> IngestSummary:
     """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
 
     from tgo_store.progress import IngestProgress
@@ -509,7 +558,8 @@ def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_
                          tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
                          model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options,
                          precision=precision, data_options=data_options, gradients=gradients, loss=loss,
-                         mask_rate=mask_rate, mask_seed=mask_seed, gradient_dtype=gradient_dtype)
+                         mask_rate=mask_rate, mask_seed=mask_seed, gradient_dtype=gradient_dtype,
+                         allow_duplicate_weights=allow_duplicate_weights)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)
     grad_array = open_activations_for_writing(url, storage_options, S.GRADIENTS) if plan.loss else None

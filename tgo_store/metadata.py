@@ -64,6 +64,28 @@ def metadata_lock(url: str) -> Iterator[None]:
         lock.release()
 
 
+@contextlib.contextmanager
+def metadata_lock_if_free(url: str) -> Iterator[bool]:
+    """Hold the metadata lock if no one does (True), without waiting and without creating the
+    lock file; False for object stores, a store without a lock file, or a lock held elsewhere."""
+    path = os.path.abspath(local_path(url)).rstrip("/") + ".lock" if is_local(url) else ""
+    if not path or not os.path.exists(path):
+        yield False
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 @dataclass
 class StoreSpec:
     """Everything that fixes the shape and identity of a store."""

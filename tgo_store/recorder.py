@@ -124,7 +124,8 @@ class Recorder:
         return prepare_store(self.store, model_spec=_LiveModel.register(self.model, self.model_name), checkpoints=[ref],
                              data_spec=self._probe_path, layers=self.layers, tokens=self.tokens, dtype=self.dtype,
                              batch_size=self.batch_size, storage_options=self.storage_options,
-                             check_checkpoints=False, gradients=self.gradients)
+                             check_checkpoints=False, gradients=self.gradients,
+                             allow_duplicate_weights=True)  # a live model unchanged between two steps is that
 
 
 class _LiveModel:

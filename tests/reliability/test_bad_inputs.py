@@ -15,12 +15,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
 from tgo_analysis.orchestration.cli import main
-from tgo_store import ingest
+from tgo_store import ingest, open_store
 from tgo_store.metadata import CREATING
 
 DATA = "synthetic:64"
@@ -67,6 +69,24 @@ def env(tmp_path_factory) -> dict:
     torch.save(big, files / "step_8.pth")
     (files / "corrupt.pth").write_bytes(Path(ckpts[0]).read_bytes()[:300])
     (files / "empty_images").mkdir()
+    folders = root / "folders"  # folders passed as one checkpoint (issue 21): none is a model folder
+    (folders / "empty").mkdir(parents=True)
+    save_checkpoints(folders / "series", [0, 100, 200])
+    trainer = folders / "run" / "checkpoint-7"  # a Trainer checkpoint whose weights were not saved
+    trainer.mkdir(parents=True)
+    torch.save({"state": {}}, trainer / "optimizer.pt")
+    (trainer / "trainer_state.json").write_text('{"global_step": 7}')
+    (folders / "images").mkdir()
+    for i in range(3):
+        (folders / "images" / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    shutil.copy(ckpts[0], files / "step_3.pth")  # the store's weights under another name
+    foreign = root / "foreign" / "other.zarr"  # Zarr groups tgo did not write, and a folder of other files
+    xr.Dataset({"temperature": (("time", "x"), np.zeros((4, 3)))}).to_zarr(foreign, zarr_format=3)
+    foreign_v2 = root / "foreign" / "other_v2.zarr"
+    xr.Dataset({"temperature": (("time",), np.arange(5.0))}).to_zarr(foreign_v2, zarr_format=2)
+    plain = root / "foreign" / "notes"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("mine")
     corrupt = root / "corrupt.zarr"
     shutil.copytree(store, corrupt)
     (corrupt / "zarr.json").write_text("{ not json")
@@ -87,7 +107,7 @@ def env(tmp_path_factory) -> dict:
         (sweeps / f"{name}.toml").write_text(text)
     (sweeps / "broken.toml").write_text("[model\nspec = 1")
     return {"root": root, "ckpt": ckpts[0], "store": store, "files": files, "corrupt": corrupt, "half": half,
-            "sweeps": sweeps}
+            "sweeps": sweeps, "folders": folders, "foreign": foreign, "foreign_v2": foreign_v2, "plain": plain}
 
 
 def _cases() -> dict[str, Callable[[dict], list[str]]]:
@@ -97,6 +117,18 @@ def _cases() -> dict[str, Callable[[dict], list[str]]]:
     cases: dict[str, Callable[[dict], list[str]]] = {
         # ingest into the existing store: every refusal leaves it byte for byte
         "ingest-checkpoints-directory": lambda e: replace(ING(e), "--checkpoints", str(e["files"])),
+        "ingest-checkpoints-empty-folder": lambda e: replace(ING(e), "--checkpoints", str(e["folders"] / "empty")),
+        "ingest-checkpoints-folder-of-weight-files": lambda e: replace(ING(e), "--checkpoints",
+                                                                       str(e["folders"] / "series")),
+        "ingest-checkpoints-trainer-folder-without-weights": lambda e: replace(
+            ING(e), "--checkpoints", str(e["folders"] / "run" / "checkpoint-7")),
+        "ingest-checkpoints-folder-of-checkpoint-folders": lambda e: replace(ING(e), "--checkpoints",
+                                                                             str(e["folders"] / "run")),
+        "ingest-checkpoints-folder-of-images": lambda e: replace(ING(e), "--checkpoints", str(e["folders"] / "images")),
+        "ingest-duplicate-weights-of-a-stored-checkpoint": lambda e: replace(ING(e), "--checkpoints", F(e, "step_3.pth")),
+        "ingest-into-a-foreign-zarr-group": lambda e: replace(ING(e), "--store", str(e["foreign"])),
+        "ingest-into-a-foreign-zarr-v2-group": lambda e: replace(ING(e), "--store", str(e["foreign_v2"])),
+        "ingest-into-a-folder-of-other-files": lambda e: replace(ING(e), "--store", str(e["plain"])),
         "ingest-device-tpu": lambda e: replace(ING(e), "--device", "tpu"),
         "ingest-device-bogus": lambda e: replace(ING(e), "--device", "gpu0"),
         "ingest-model-kwargs-rejected": lambda e: ING(e, "--model-kwargs", "bogus_option=1"),
@@ -172,11 +204,24 @@ def _cases() -> dict[str, Callable[[dict], list[str]]]:
 
 
 CASES = _cases()
+MESSAGES = {  # what the one line must say, where a case is about the message (issue 21)
+    "ingest-checkpoints-folder-of-weight-files": "/series/*.pth'",
+    "ingest-checkpoints-empty-folder": "is empty",
+    "ingest-checkpoints-trainer-folder-without-weights": "no model weights",
+    "ingest-checkpoints-folder-of-checkpoint-folders": "/run/checkpoint-*'",
+    "ingest-checkpoints-folder-of-images": "0.png",
+    "ingest-duplicate-weights-of-a-stored-checkpoint": ("step_3.pth (step 0)", "ckpt/step_0.pth (step 0)",
+                                                         "--allow-duplicate-weights"),
+    "ingest-into-a-foreign-zarr-group": "temperature (4, 3)",
+    "ingest-into-a-foreign-zarr-v2-group": "choose another --store URL",
+    "ingest-into-a-folder-of-other-files": "notes.txt",
+}
+STORES = ("store", "corrupt", "half", "foreign", "foreign_v2", "plain")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_leaves_the_store(case, env, capsys) -> None:
-    before = {name: hashes(env[name]) for name in ("store", "corrupt", "half")}
+    before = {name: hashes(env[name]) for name in STORES}
     with pytest.raises(SystemExit) as exit_info:
         main(CASES[case](env))
     out, err = capsys.readouterr()
@@ -184,7 +229,11 @@ def test_bad_input_is_one_line_and_leaves_the_store(case, env, capsys) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tgo: error:"), err
     assert "bug in tgo" not in lines[0], lines[0]
+    wanted = MESSAGES.get(case, ())
+    assert all(part in lines[0] for part in ((wanted,) if isinstance(wanted, str) else wanted)), lines[0]
     assert {name: hashes(env[name]) for name in before} == before
+    assert all(not (env[name].parent / "_tgo").exists() and not (env[name] / "_tgo").exists()
+               for name in ("foreign", "foreign_v2", "plain")), "no tgo folder is made in what tgo did not write"
 
 
 def test_enough_cases_across_every_verb() -> None:
@@ -216,3 +265,14 @@ def test_the_console_script_in_a_fresh_process(env) -> None:
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "input store" in done.stderr
     assert hashes(env["store"]) == before
+
+
+def test_duplicate_weights_are_recorded_with_the_flag(env, tmp_path, capsys) -> None:
+    """`--allow-duplicate-weights` records the stored weights again under their other name."""
+    store = tmp_path / "dup.zarr"
+    shutil.copytree(env["store"], store)
+    main(ingest_args(str(env["files"] / "step_3.pth"), str(store), "--allow-duplicate-weights"))
+    ds = open_store(str(store))
+    assert ds.sizes["checkpoint"] == 2 and len(set(ds.checkpoint_sha256.values)) == 1
+    np.testing.assert_array_equal(ds.activations[0].values, ds.activations[1].values)
+    assert "2 blocks written, 0 already there" in capsys.readouterr().out  # only the new slot

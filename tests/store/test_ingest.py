@@ -17,7 +17,7 @@ import pytest
 import torch
 import zarr
 
-from tests.support import DATA, cli_args, ingest_kwargs, tiny_vit
+from tests.support import DATA, cli_args, ingest_kwargs, leftover_temporaries, tiny_vit
 from tgo_store import Recorder, ingest, open_store, store_info
 from tgo_store.errors import TgoError
 
@@ -102,6 +102,7 @@ def test_kill_minus_9_then_resume_is_bit_identical(reference_store, checkpoints,
     assert done.returncode == 0, done.stderr
     assert f"{18 - written} blocks written" in done.stdout or f"{18 - written + 1} blocks written" in done.stdout
     assert tree_bytes(store) == tree_bytes(reference_store)
+    assert leftover_temporaries(store) == []  # deterministic torn kills: tests/reliability/test_kill_anywhere.py
 
 
 def test_a_torn_block_without_commit_is_rewritten(reference_store, checkpoints, tmp_path) -> None:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,24 +151,29 @@ def _cli(model: Path, store: Path, *extra: str) -> list[str]:
 
 
 def test_kill_minus_9_then_cli_resume_is_bit_identical(tiny_dirs, tmp_path) -> None:
-    """Reference in process; a library ingest killed mid-way; resumed by `tgo ingest --model hf: --data text:`."""
+    """Reference in process; a library ingest killed inside a write mid-way (its temporary file
+    written, not renamed: ``killer.die_at``); resumed by `tgo ingest --model hf: --data text:`,
+    which removes the temporary."""
+    from tests.reliability import killer
+    from tests.support import leftover_temporaries
+
     reference, killed = tmp_path / "ref.zarr", tmp_path / "killed.zarr"
     options = {"model_spec": f"hf:{tiny_dirs['gpt2']}", "checkpoints": None, "data_spec": "text:pydoc",
                "data_options": TEXT, **KW, "batch_size": 4, "samples_per_block": 4}
-    ingest(str(reference), **options)
-    code = f"from tgo_store import ingest; ingest({str(killed)!r}, **{options!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((killed / "_tgo" / "blocks").rglob("*.json"))) < 2:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    writes = killer.count_writes(lambda: ingest(str(reference), **options))
+    k = writes - 5 * 7 + 4  # blocks write 3 deletes, 3 shards, 1 commit: the first shard write of block 5 of 10
+    code = (f"from tests.reliability import killer; from tgo_store import ingest; killer.die_at({k}, torn=True); "
+            f"ingest({str(killed)!r}, **{options!r})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     written = len(list((killed / "_tgo" / "blocks").rglob("*.json")))
     assert 0 < written < 10, "the kill should land mid-ingest"
+    assert leftover_temporaries(killed), "the torn write leaves its temporary file"
     again = subprocess.run(_cli(tiny_dirs["gpt2"], killed), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert f"{10 - written} blocks written" in again.stdout or f"{11 - written} blocks written" in again.stdout
+    assert f"{10 - written} blocks written" in again.stdout
     assert _tree(killed) == _tree(reference)
+    assert leftover_temporaries(killed) == []
 
 
 def test_checkpoint_folders_append_and_duplicates(tiny_dirs, bpe, tmp_path) -> None:

@@ -3,6 +3,12 @@
 Each written unit gets a done record (``tgo_store.records``) under ``_tgo/done``; a re-run of
 the same analysis skips those units, and a store that gained checkpoints since grows along
 ``checkpoint`` instead of starting over. A different analysis in the same place is refused.
+
+Creation is many writes (every array's metadata, the coordinates, the config): it runs under
+``_tgo/creating.json`` as an activation store's does (``tgo_store.metadata``), so a kill
+anywhere in it leaves a store the re-run recognises as half-made and creates again, instead
+of one it refuses as "another analysis". A resume removes the temporary files killed writes
+left (``tgo_store.temporaries``; an analysis is the one writer of its results store).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_store.errors import TgoError
+from tgo_store.metadata import CREATING, clear_half_made
 from tgo_store.records import RECORD_ROOT, RecordStore
+from tgo_store.temporaries import sweep_temporaries
 
 DONE_PREFIX = f"{RECORD_ROOT}/done"
 
@@ -39,8 +47,9 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     """Create the output store, or resume a compatible one; refuse a different existing output."""
     import zarr
 
+    records = RecordStore(out)
     try:
-        existing = zarr.open_group(out, mode="r")
+        existing = None if records.get(CREATING) is not None else zarr.open_group(out, mode="r")
     except (FileNotFoundError, KeyError, ValueError):
         existing = None
     if existing is not None and not overwrite:
@@ -51,9 +60,12 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
         elif previous != wanted:
             raise TgoError(f"output {out} already exists from another analysis; pass --overwrite to replace it "
                            "or choose another --out")
+        sweep_temporaries(records, (), metadata_locked=True)
         return done_units(out)
     try:
-        template.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=False)
+        records.put(CREATING, {"state": "creating"})
+        clear_half_made(records)  # what a killed creation, or the analysis --overwrite replaces, left
+        template.to_zarr(out, mode="a", compute=False, zarr_format=3, consolidated=False)
     except (PermissionError, OSError) as exc:
         raise TgoError(f"cannot write results to {out} ({exc}); choose a writable --out") from exc
     group = zarr.open_group(out, mode="r+")
@@ -64,6 +76,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     for name in template.dims:
         if name in group:
             group[name][:] = template[name].values
+    records.delete(CREATING)
     return set()
 
 

@@ -1,7 +1,9 @@
 """timm Vision Transformers: ``forward_intermediates`` for every block, a hook for layer 0.
 
-Every block output comes with its prefix tokens; the module that feeds the first block
-(``norm_pre`` or ``pos_drop``) gives the embedding output, layer 0.
+Every block output comes with its prefix tokens (class token first, then registers) when the
+model has any: timm returns ``(patches, prefix)`` pairs then, and bare patch tokens for a
+model without prefix tokens (``class_token=False``, e.g. SigLIP-style or GAP ViTs). The module
+that feeds the first block (``norm_pre`` or ``pos_drop``) gives the embedding output, layer 0.
 """
 
 from __future__ import annotations
@@ -63,10 +65,7 @@ class TimmViTCapturer(ClassifierCapture):
                     output_fmt="NLC", intermediates_only=True, stop_early=True)
         finally:
             handle.remove()
-        per_layer = {
-            i + 1: [patches] if prefix is None else [prefix, patches]
-            for i, (patches, prefix) in zip(block_indices or [0], outputs, strict=True)
-        }
+        per_layer = {i + 1: _in_sequence_order(out) for i, out in zip(block_indices or [0], outputs, strict=True)}
         per_layer[0] = [captured["embed"]]
         parts = [per_layer[i] for i in self.layer_indices]
         if self._all_tokens:
@@ -74,6 +73,14 @@ class TimmViTCapturer(ClassifierCapture):
         index = torch.as_tensor(self.token_indices, device=inputs.device)
         return [[torch.cat(p, dim=1)[:, index]] for p in parts]
 
+
+def _in_sequence_order(output: Any) -> list[Any]:
+    """One block's tokens in sequence order: ``[prefix, patches]`` from timm's ``(patches, prefix)``
+    pair, or ``[patches]`` for a model without prefix tokens (timm returns the tensor alone)."""
+    if isinstance(output, tuple):
+        patches, prefix = output
+        return [patches] if prefix is None else [prefix, patches]
+    return [output]
 
 
 class TimmViTEntry:

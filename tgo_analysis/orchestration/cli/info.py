@@ -36,6 +36,13 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
             console.print(f"checkpoint {c['index']} (step {c['step']}) cannot be finished by a re-run: {c['failed']}. "
                           f"The other checkpoints are intact: `tgo analyze {facts.url} --out RESULTS "
                           "--complete-only` analyses the complete ones", soft_wrap=True)
+    temps = facts.temporaries
+    if temps.removed:
+        console.print(f"removed {len(temps.removed)} temporary file(s) ({temps.removed_bytes / 1e6:.1f} MB) "
+                      "of writes a kill cut short", soft_wrap=True)
+    if temps.left:
+        console.print(f"{len(temps.left)} temporary file(s) ({temps.left_bytes / 1e6:.1f} MB) of unfinished writes "
+                      "are left for the writer or the `tgo ingest` that finishes those blocks", soft_wrap=True)
     if facts.interrupted:
         console.print("a checkpoint append was cut short: re-run the same `tgo ingest` to finish it")
     if facts.complete:

@@ -41,6 +41,8 @@ def ingest(
     mask_seed: Annotated[int, typer.Option(help="masked_lm: seed of the masked positions")] = 0,
     gradient_dtype: Annotated[str | None, typer.Option(help="with --gradients: their storage dtype, float32 "
                                                            "(default for a new store) or float16")] = None,
+    allow_duplicate_weights: Annotated[bool, typer.Option(
+        help="record a checkpoint whose weights (sha256) the list or the store already holds under another name")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Record every checkpoint x layer x token; re-running writes only what is missing."""
@@ -53,7 +55,7 @@ def ingest(
         hook_modules=hook_modules.split(",") if hook_modules else None, device=device, progress=not quiet,
         precision=precision, data_options={"seq_len": seq_len, "padding": padding, "samples": samples},
         gradients=gradients, loss=loss, mask_rate=mask_rate, mask_seed=mask_seed,
-        gradient_dtype=gradient_dtype)
+        gradient_dtype=gradient_dtype, allow_duplicate_weights=allow_duplicate_weights)
     typer.echo(f"{summary.url}: {summary.blocks_written} blocks written, {summary.blocks_skipped} already there; "
                f"{summary.samples} samples in {summary.seconds:.1f} s ({summary.samples_per_second:.1f} samples/s, "
                f"{summary.bytes / max(summary.seconds, 1e-9) / 1e6:.1f} MB/s)")

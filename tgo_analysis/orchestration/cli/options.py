@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from typing import Any
 
 from tgo_store.errors import TgoError
 
@@ -21,21 +23,38 @@ def parse_selection(text: str | None) -> list[int] | None:
     return chosen
 
 
+def _literal(text: str) -> Any:
+    """A value as JSON (``false``, ``3``), else as a Python literal (``False``, ``None``, ``(16, 16)``):
+    model options are keywords of Python libraries, spelled either way; ValueError if neither."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(text) from exc
+
+
 def parse_kwargs(items: list[str] | None) -> dict:
-    """['img_size=32', 'depth=6'] or one JSON object -> a dict with numbers parsed."""
+    """['img_size=32', 'class_token=False'] or one JSON / Python dict -> a dict with values parsed
+    (JSON, then Python literals; anything else stays a string)."""
     result: dict = {}
     for item in items or []:
         if item.strip().startswith("{"):
             try:
-                result.update(json.loads(item))
-            except json.JSONDecodeError as exc:
-                raise TgoError(f"--model-kwargs '{item}' is not valid JSON; use key=value or a JSON object") from exc
+                parsed = _literal(item)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise TgoError(f"--model-kwargs '{item}' is not valid JSON; use key=value or a JSON object")
+            result.update(parsed)
             continue
         key, sep, value = item.partition("=")
         if not sep:
             raise TgoError(f"--model-kwargs '{item}' has no '='; use key=value, e.g. img_size=32")
         try:
-            result[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+            result[key.strip()] = _literal(value)
+        except ValueError:
             result[key.strip()] = value
     return result
