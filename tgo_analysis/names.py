@@ -65,3 +65,15 @@ TANGENT_ALIGNMENT = "tangent_alignment"
 CONTROL_ALIGNMENT = "control_alignment"
 TANGENT_ENRICHMENT_BY_FREQUENCY = "tangent_enrichment_by_frequency"
 TANGENT_ISOTROPIC = "tangent_isotropic_expectation"  # result attr: r / D, the isotropic yardstick
+
+# SPEC section 6: similarity and dynamics across checkpoints and layers
+SIMILARITY = "similarity"  # the metric group of the CKA statistics
+UPDATES = "updates"  # the metric group of representation updates
+CKA_LAYERS = "cka_layers"
+CKA_CHECKPOINTS = "cka_checkpoints"
+LAYER_OTHER = "layer_other"
+REPRESENTATION = "representation"
+CKA_REFERENCE = "cka_reference"  # result attr: the reference checkpoint (its coordinate value)
+UPDATE_NORM = "update_norm"
+UPDATE_TANGENT_ENERGY = "update_tangent_energy"
+UPDATE_PCA_ENERGY = "update_pca_energy"
