@@ -14,8 +14,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import timm  # noqa: F401  (imported once by the forkserver, not by each child)
-import torch
 import zarr.storage
 
 import tgo_store
@@ -68,6 +66,9 @@ def warm_up() -> None:
     """One small ingest in the forkserver, so children start with every lazy import and first-call cost paid."""
     import tempfile
 
+    import timm  # noqa: F401  (imported once by the forkserver, not by each child)
+    import torch
+
     from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints
 
     torch.set_num_threads(1)  # no OpenMP pool in a process that forks
@@ -93,3 +94,20 @@ def ingest_and_die(k: int, url: str, kwargs: dict) -> None:
 
     install(after_write)
     tgo_store.ingest(url, **kwargs)
+
+
+def analyze_and_die(k: int, store: str, out: str, metrics: str, kwargs: dict) -> None:
+    """Run ``tgo_analysis.analyze`` into ``out`` and SIGKILL this process right after its k-th store write."""
+    import xarray as xr
+
+    import tgo_analysis
+
+    count = [0]
+
+    def after_write(_name: str) -> None:
+        count[0] += 1
+        if count[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    install(after_write)
+    tgo_analysis.analyze(xr.open_zarr(store), metrics, out=out, progress=False, **kwargs)
