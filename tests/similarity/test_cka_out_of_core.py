@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 
-import numpy as np
 import pytest
 import xarray as xr
 
