@@ -60,8 +60,10 @@ def representation(x: np.ndarray, name: str, valid: np.ndarray) -> np.ndarray:
     k = token_of(name)
     if k is not None:
         return np.asarray(x[keep, k], dtype=np.float64)
+    if valid.all():  # buffered float64 reduction, no float64 copy of the block
+        return np.asarray(x, dtype=x.dtype).mean(axis=1, dtype=np.float64)
     v = valid[keep]
-    sums = np.einsum("ntd,nt->nd", np.asarray(x[keep], dtype=np.float64), v.astype(np.float64))
+    sums = np.where(v[..., None], x[keep], np.zeros((), x.dtype)).sum(axis=1, dtype=np.float64)
     return sums / v.sum(axis=1)[:, None]
 
 
