@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # The public names load on first use (PEP 562): `import tgo_store.errors` or `tgo_store.records`
 # from the measuring core of tgo_analysis must not pull in capture, ingest or torch.
 _EXPORTS = {
+    "ActivationLoader": "tgo_store.loader",
     "TgoError": "tgo_store.errors",
     "StoreInfo": "tgo_store.info",
     "store_info": "tgo_store.info",
@@ -43,6 +44,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ActivationLoader",
     "Recorder",
     "StoreInfo",
     "StorePlan",

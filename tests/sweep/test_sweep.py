@@ -243,6 +243,6 @@ def test_similarity_grows_along_checkpoint_against_an_early_reference(cluster, s
 def test_a_sweep_refuses_a_reference_that_is_not_one_of_its_checkpoints(cluster, single_process, tmp_path) -> None:
     ref_dir, _ = single_process
     cfg = load_config(similarity_sweep_file(tmp_path, str(ref_dir / "ck" / "*.pth"), reference=7))
-    with pytest.raises(TgoError, match="analysis.cka_reference 7 is not a checkpoint of this sweep"):
+    with pytest.raises(TgoError, match=r"analysis\.cka_reference 7 is not a checkpoint of this sweep"):
         run_sweep(cfg, cluster, progress=False)
     assert not (tmp_path / "r.zarr").exists()

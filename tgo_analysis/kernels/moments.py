@@ -7,9 +7,7 @@ so the result does not depend on how samples were chunked and never forms raw fl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import reduce
 
 import numpy as np
 
@@ -118,11 +116,6 @@ def symmetrize(m: Moments) -> Moments:
         matrix = m.comoment.reshape(-1, *m.comoment.shape[-2:])[t]
         matrix[upper] = matrix.T[upper]
     return m
-
-
-def merge_all(parts: Iterable[Moments]) -> Moments:
-    """Sequential Chan fold of many chunk moments into the first (one live accumulator)."""
-    return reduce(merge_moments_into, parts)
 
 
 def covariance(m: Moments) -> np.ndarray:

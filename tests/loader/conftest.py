@@ -1,0 +1,29 @@
+"""Tiny stores for the loader: a text-like store (padding, special tokens, token ids) written by
+plain xarray, and a tgo-ingested image store (labels, three checkpoints, six sample blocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import ingest_kwargs, save_checkpoints
+from tests.text_analysis.support import write_text_store
+
+
+@pytest.fixture(scope="session")
+def text_store(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("loader-text") / "text.zarr")
+    write_text_store(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def image_store(tmp_path_factory) -> str:
+    from tgo_store import ingest
+
+    root = tmp_path_factory.mktemp("loader-image")
+    ckpts = save_checkpoints(root / "ckpt", [0, 50, 200])
+    path = str(Path(root) / "image.zarr")
+    ingest(path, **ingest_kwargs(ckpts))
+    return path
