@@ -13,7 +13,8 @@ import traceback
 
 from benchmarks.common import RESULTS
 
-ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language", "loader")
+ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language", "loader",
+        "cka")
 
 
 def host_kind(device: str) -> str:

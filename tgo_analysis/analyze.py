@@ -19,10 +19,19 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.device import check_device, device_backend
+from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
 from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
 from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
-from tgo_analysis.results.store import add_clusters, finish, mark_done, prepare_output, write_unit
+from tgo_analysis.results.store import (
+    add_clusters,
+    done_items,
+    finish,
+    mark_done,
+    mark_item_done,
+    prepare_output,
+    write_unit,
+)
 from tgo_analysis.results.template import build_template, result_coords
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
@@ -43,13 +52,14 @@ def analysis_options(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_range: tuple[int, int], seed: int,
-             device: str, options: dict[str, Any], params: dict) -> tuple[Context, list[StatisticBase]]:
+             device: str, options: dict[str, Any], params: dict,
+             memory_budget: Any = None) -> tuple[Context, list[StatisticBase]]:
     """The analysis-wide context and its statistics: validated, ``prepare``d, the rank dim sized."""
-    _, _, n, t, d = act.shape
+    c, n_layers, n, t, d = act.shape
     if n < 3:
         raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
     ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
-                  backend=device_backend(device))
+                  backend=device_backend(device), memory_budget=memory_budget, n_checkpoints=c, n_layers=n_layers)
     stats = chosen_statistics(ctx)
     for stat in stats:
         stat.validate(ds, ctx)
@@ -66,7 +76,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             use_umap: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
             memory_limit: str | None = None, progress: bool = True, checkpoints: Sequence[int] | None = None,
             device: str = "cpu", memory_budget: int | str | None = None, params: dict | None = None,
-            **options: Any) -> xr.Dataset:
+            ready_checkpoints: Sequence[int] | None = None, **options: Any) -> xr.Dataset:
     """The metrics of SPEC sections 2-3 (and 5) for every (checkpoint, layer, token), out of core.
 
     ``checkpoints`` (indices) limits this call to those checkpoints (a sweep analyses each one
@@ -78,7 +88,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     ``exclude_special=``, ``tangent_rank=``, ...: ``tgo analyze --help`` lists them);
     ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
     The result's attrs record how many units were computed and reused, the bytes read and the
-    time (``analysis_summary``), which ``tgo analyze`` prints.
+    time (``analysis_summary``), which ``tgo analyze`` prints. Statistics over several slabs (SPEC
+    section 6) run as multi-slab units (``engine.lockstep``); ``ready_checkpoints`` (indices,
+    default all) are those whose activations may be read as a unit's partner (a sweep passes
+    the ingested ones).
     """
     from tgo_analysis.engine.scheduler import scheduler_context
     from tgo_analysis.results.provenance import provenance
@@ -89,31 +102,45 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     act = S.validate_activations(ds)
     option_values = analysis_options(options)
     ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), check_device(device), option_values,
-                          dict(params or {}))
+                          dict(params or {}), memory_budget)
     rc = result_coords(act, ctx.n_rank)
     template = build_template(act, rc, stats, ctx)
+    unit_stats = per_unit(stats)
     chosen = range(len(rc.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
     layers = range(len(rc.layers))
     if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
-        unit_plan(unit_source(ds, act, 0, 0, stats), stats, ctx, memory_budget)
+        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, memory_budget)
     config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
               "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
               "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
     done = prepare_output(out, template, config, overwrite) if out else set()
-    units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done]
+    units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done] if unit_stats else []
+    items_done = done_items(out) if out else set()
+    items = [it for it in work_items(stats, ctx, chosen, ready_checkpoints) if it.key not in items_done]
     computed: dict[tuple[int, int], dict] = {}
     passes: list[int] = []
     started = time.perf_counter()
     with scheduler_context(scheduler, workers, memory_limit) as where, \
-            UnitProgress(len(units), len(done), enabled=progress) as bar:
+            UnitProgress(len(units) + len(items), len(done), enabled=progress) as bar:
         def keep(ci: int, li: int, arrays: dict, k: int) -> None:
             passes.append(k)
             if out:
                 write_unit(out, ci, li, arrays, template)
                 mark_done(out, ci, li)
             else:
-                computed[(ci, li)] = arrays
+                computed.setdefault((ci, li), {}).update(arrays)
+            bar.advance()
+
+        def keep_item(item: Any, arrays: dict, k: int) -> None:
+            passes.append(k)
+            for (ci, li), cell in item.cells(arrays):
+                if out:
+                    write_unit(out, ci, li, cell, template)
+                else:
+                    computed.setdefault((ci, li), {}).update(cell)
+            if out:
+                mark_item_done(out, item.key)
             bar.advance()
 
         def said(ci: int, li: int) -> Any:
@@ -125,14 +152,16 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
 
         if where == "threaded":
             for ci, li in units:
-                source = unit_source(ds, act, ci, li, stats)
-                arrays, k = unit_task(source, stats, unit_context(ds, ctx, stats, ci, li, source), memory_budget,
-                                      on_pass=said(ci, li))
+                source = unit_source(ds, act, ci, li, unit_stats)
+                arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
+                                      memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
         else:
-            _on_cluster(ds, act, stats, ctx, units, memory_budget, keep)
+            _on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
+        run_items(ds, act, ctx, items, memory_budget, keep_item, on_cluster=where != "threaded")
     elapsed = time.perf_counter() - started
-    read_bytes = len(units) * act.dtype.itemsize * ctx.n_samples * ctx.n_tokens * ctx.n_features
+    read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
+        * ctx.n_tokens * ctx.n_features
     token_passes = max(passes, default=1)
     attrs = {**provenance(where), **metric_attrs(fit_range), "tgo_config": config, "device": ctx.device,
              "token_passes": token_passes,
@@ -140,6 +169,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                                    "whose accumulators fit the memory budget)",
              "rank_padding": "eigenvalue arrays share the `rank` dim; ranks beyond a spectrum's length are NaN",
              "analysis_summary": {"units_computed": len(units), "units_reused": len(done), "scheduler": where,
+                                  "multi_slab_units_computed": len(items), "multi_slab_units_reused": len(items_done),
                                   "bytes_read": read_bytes, "token_passes": token_passes,
                                   "seconds": round(elapsed, 3)},
              "input_attrs": json.dumps({k: v for k, v in ds.attrs.items()}, default=str)}

@@ -82,3 +82,15 @@ LOCAL_TANGENT_ENERGY_CI = "local_tangent_energy_ci"
 TANGENT_SUBSPACE_STABILITY = "tangent_subspace_stability"
 TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY = "tangent_enrichment_vs_pca_by_frequency"
 TANGENT_METRIC_REASON = "metric_reason_tangent"  # int8 codes of the tangent fit (attrs: tangent_reason_codes)
+
+# SPEC section 6: similarity and dynamics across checkpoints and layers
+SIMILARITY = "similarity"  # the metric group of the CKA statistics
+UPDATES = "updates"  # the metric group of representation updates
+CKA_LAYERS = "cka_layers"
+CKA_CHECKPOINTS = "cka_checkpoints"
+LAYER_OTHER = "layer_other"
+REPRESENTATION = "representation"
+CKA_REFERENCE = "cka_reference"  # result attr: the reference checkpoint (its coordinate value)
+UPDATE_NORM = "update_norm"
+UPDATE_TANGENT_ENERGY = "update_tangent_energy"
+UPDATE_PCA_ENERGY = "update_pca_energy"

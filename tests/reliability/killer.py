@@ -19,8 +19,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import timm  # noqa: F401  (imported once by the forkserver, not by each child)
-import torch
 import zarr.storage
 import zarr.storage._local
 
@@ -121,6 +119,9 @@ def warm_up() -> None:
     every lazy import and first-call cost paid."""
     import tempfile
 
+    import timm  # noqa: F401  (imported once by the forkserver, not by each child)
+    import torch
+
     from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints
 
     torch.set_num_threads(1)  # no OpenMP pool in a process that forks
@@ -167,3 +168,20 @@ def analyze_and_die(k: int, store: str, kwargs: dict, torn: bool = False) -> Non
 
     die_at(k, torn)
     analyze(tgo_store.open_store(store), **kwargs)
+
+
+def analyze_into_and_die(k: int, store: str, out: str, metrics: str, kwargs: dict) -> None:
+    """Run ``tgo_analysis.analyze`` into ``out`` and SIGKILL this process right after its k-th store write."""
+    import xarray as xr
+
+    import tgo_analysis
+
+    count = [0]
+
+    def after_write(_name: str) -> None:
+        count[0] += 1
+        if count[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    install(after_write)
+    tgo_analysis.analyze(xr.open_zarr(store), metrics, out=out, progress=False, **kwargs)

@@ -205,3 +205,46 @@ def test_watch_stops_when_a_stop_file_appears_at_a_memory_url(monkeypatch, tmp_p
     assert len(summaries) == 3 and calls == ["client"] * 3 and sleeps == [7.0, 7.0]
     assert len(run_sweeps(cfg, "client", watch=False)) == 1
     fs.rm(stop)
+
+
+SIMILARITY = "cka_layers,cka_checkpoints,update_norm,update_pca_energy"
+
+
+def similarity_sweep_file(tmp: Path, ckpt_glob: str, reference: int) -> Path:
+    path = sweep_file(tmp, ckpt_glob, str(tmp / "s.zarr"), str(tmp / "r.zarr"))
+    text = path.read_text().replace('metrics = "alpha,effective_rank,token_correlation"',
+                                    f'metrics = "{SIMILARITY}"\ncka_reference = {reference}\n'
+                                    'representations = "mean,cls"')
+    path.write_text(text)
+    return path
+
+
+def test_similarity_grows_along_checkpoint_against_an_early_reference(cluster, single_process, tmp_path) -> None:
+    """SPEC 6 in a sweep: items run on the cluster once both slabs are ingested; growth keeps what is done."""
+    ref_dir, _ = single_process
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for name in ("step_0.pth", "step_10.pth"):
+        (ck / name).write_bytes((ref_dir / "ck" / name).read_bytes())
+    cfg = load_config(similarity_sweep_file(tmp_path, str(ck / "*.pth"), reference=0))
+    run_sweep(cfg, cluster, progress=False)
+    first = xr.open_zarr(tmp_path / "r.zarr")
+    # the CLS token of layer 0 is the same vector for every input: no variance, NaN CKA there (by definition)
+    assert np.isfinite(first.cka_checkpoints.sel(representation="mean").values).all()
+    assert np.isfinite(first.update_norm.values[0]).all()
+    (ck / "step_100.pth").write_bytes((ref_dir / "ck" / "step_100.pth").read_bytes())
+    run_sweep(cfg, cluster, progress=False)
+    res = xr.open_zarr(tmp_path / "r.zarr")
+    expected = analyze(open_store(str(ref_dir / "store.zarr")), SIMILARITY, progress=False, cka_reference=0,
+                       representations="mean,cls")
+    assert list(res.checkpoint.values) == [0, 10, 100] and res.attrs["cka_reference"] == 0
+    for name in SIMILARITY.split(","):
+        np.testing.assert_allclose(res[name].values, expected[name].values, rtol=1e-12, equal_nan=True)
+
+
+def test_a_sweep_refuses_a_reference_that_is_not_one_of_its_checkpoints(cluster, single_process, tmp_path) -> None:
+    ref_dir, _ = single_process
+    cfg = load_config(similarity_sweep_file(tmp_path, str(ref_dir / "ck" / "*.pth"), reference=7))
+    with pytest.raises(TgoError, match=r"analysis\.cka_reference 7 is not a checkpoint of this sweep"):
+        run_sweep(cfg, cluster, progress=False)
+    assert not (tmp_path / "r.zarr").exists()

@@ -1,5 +1,8 @@
 """Reading one (checkpoint, layer) block by block: the ``Block`` records a fold consumes.
 
+A multi-slab unit (SPEC section 6) adds ``others``: more (checkpoint, layer) slabs of the same
+samples, read block for block with the first, so a statistic sees every slab's rows at once.
+
 A ``UnitSource`` holds the layer's lazy (sample, token, feature) activations and, when the
 store has them, the per-(sample, token) arrays and gradients, unevaluated (dask would compute
 collections passed as task arguments; ``LazySlab`` stops that). ``read_blocks`` yields the
@@ -42,6 +45,7 @@ class UnitSource:
 
     activations: LazySlab
     extras: dict[str, LazySlab] = field(default_factory=dict)
+    others: tuple[LazySlab, ...] = ()  # further slabs read in lockstep (multi-slab units, ``Block.others``)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -76,8 +80,11 @@ def prefetched(array: Any) -> Iterator[np.ndarray]:
             yield block
 
 
-def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    return read_block(source.activations.array, i), {k: read_block(v.array, i) for k, v in source.extras.items()}
+def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:
+    more: dict[str, Any] = {k: read_block(v.array, i) for k, v in source.extras.items()}
+    if source.others:
+        more["others"] = tuple(read_block(o.array, i) for o in source.others)
+    return read_block(source.activations.array, i), more
 
 
 def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
@@ -85,7 +92,8 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
     act = source.activations.array
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
-    source = UnitSource(LazySlab(act), extras)
+    others = tuple(LazySlab(o.array.rechunk({0: act.chunks[0], 1: -1, 2: -1})) for o in source.others)
+    source = UnitSource(LazySlab(act), extras, others)
     n, start = act.numblocks[0], 0
     if n == 0:
         return
@@ -99,6 +107,7 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
             for lo in range(0, x.shape[0], step):
                 hi = min(x.shape[0], lo + step)
                 yield Block(x[lo:hi], (0, x.shape[1]), np.arange(start + lo, start + hi),
-                            **{k: v[lo:hi] for k, v in more.items()})
+                            **{k: (tuple(o[lo:hi] for o in v) if k == "others" else v[lo:hi])
+                               for k, v in more.items()})
             start += x.shape[0]
             del x, more

@@ -102,3 +102,25 @@ def plan_unit(stats: Sequence[StatisticBase], ctx: Context, budget: int, block_r
     size = math.ceil(t / n_passes)
     passes = tuple((a, min(t, a + size)) for a in range(0, t, size))
     return Plan(passes, threads, rows if rows < block_rows else None)
+
+
+def plan_groups(stats: Sequence[StatisticBase], ctx: Context, budget: int, block_rows: int, n_slabs: int,
+                threads: int | None = None) -> tuple[int, dict[str, tuple]]:
+    """Rows per fed block and each multi-slab statistic's pass groups (``groups``) within ``budget``.
+
+    What does not shrink: the blocks in flight of every slab read in lockstep, and the fold's
+    temporaries; each statistic's groups must fit what is left (its ``groups`` hook refuses
+    with a TgoError naming the shortfall when even the smallest group does not).
+    """
+    threads = threads or default_threads()
+    t, d = ctx.n_tokens, ctx.n_features
+    per_row = max(1, max((s.temp_bytes(ctx, 1) for s in stats), default=1) + 2 * n_slabs * t * d * ctx.itemsize)
+    rows = max(1, min(block_rows, budget // (4 * per_row)))
+    fixed = 2 * n_slabs * rows * t * d * ctx.itemsize + max((s.temp_bytes(ctx, rows) for s in stats), default=0)
+    room = budget - fixed - threads * 2 * d * d * 8
+    if room <= 0:
+        raise TgoError(f"memory budget {format_bytes(budget)} is below the {format_bytes(fixed)} that {n_slabs} slabs "
+                       "read in lockstep need for one block; raise --memory-budget")
+    # statistics folded in the same pass share the room
+    share = room // max(1, len(stats))
+    return rows, {s.name: tuple(s.groups(ctx, share)) for s in stats}

@@ -14,6 +14,7 @@ import xarray as xr
 from tgo_analysis.report import figures as F
 from tgo_analysis.report import language as L
 from tgo_analysis.report import page as P
+from tgo_analysis.report import similarity as SIM
 from tgo_analysis.report import tangent as T
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
@@ -122,9 +123,18 @@ TANGENT_SECTIONS = (
             lambda r, o: T.by_frequency(r), T.reading_frequency),
 )
 
+# Shown only for results that have SPEC section 6 statistics (CKA, representation updates).
+SIMILARITY_SECTIONS = (
+    Section("cka_layers", "Layer similarity (linear CKA)", SIM.HEATMAP_CAPTION, lambda r, o: SIM.layer_heatmaps(r)),
+    Section("cka_convergence", "Convergence order: CKA to the reference checkpoint", SIM.CONVERGENCE_CAPTION,
+            lambda r, o: SIM.convergence(r)),
+    Section("updates", "Representation updates between checkpoints", SIM.UPDATES_CAPTION,
+            lambda r, o: SIM.updates_over_training(r)),
+)
+
 # (sections, the variables that switch them on; None = always shown)
 SECTION_GROUPS = ((SECTIONS, None), (LANGUAGE_SECTIONS, L.LANGUAGE_VARIABLES),
-                  (TANGENT_SECTIONS, T.TANGENT_VARIABLES))
+                  (TANGENT_SECTIONS, T.TANGENT_VARIABLES), (SIMILARITY_SECTIONS, SIM.SIMILARITY_VARIABLES))
 
 
 def _section_groups(res: xr.Dataset) -> tuple[list[Section], list[Section]]:

@@ -21,7 +21,7 @@ AFTER_REDUCTION = (N.ALPHA_CLUSTER,)  # computed from the results, not from acti
 
 def selectable() -> tuple[str, ...]:
     """Every metric name ``--metrics`` accepts, in registry order."""
-    return (*(m for s in statistics() for m in s.metrics), *AFTER_REDUCTION)
+    return tuple(dict.fromkeys((*(m for s in statistics() for m in s.metrics), *AFTER_REDUCTION)))
 
 
 def _aliases() -> dict[str, str]:
@@ -29,8 +29,11 @@ def _aliases() -> dict[str, str]:
 
 
 def _for_all(ds: Any) -> list[str]:
-    """What ``all`` means for this store: every statistic that supports it (``supports(ds)``)."""
-    return [*(m for s in statistics() if ds is None or s.supports(ds) for m in s.metrics), *AFTER_REDUCTION]
+    """What ``all`` means for this store: every statistic that supports it (``supports(ds)``); a group
+    name several statistics answer (``similarity``) only when all of them support it."""
+    stats = statistics()
+    unsupported = {m for s in stats if ds is not None and not s.supports(ds) for m in s.metrics}
+    return list(dict.fromkeys([*(m for s in stats for m in s.metrics if m not in unsupported), *AFTER_REDUCTION]))
 
 
 def parse_metrics(metrics: Sequence[str] | str, ds: Any = None) -> tuple[str, ...]:

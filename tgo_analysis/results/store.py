@@ -1,6 +1,6 @@
 """The results store: create or resume it, write one (checkpoint, layer) at a time, mark it done.
 
-Each written unit gets a done record (``tgo_store.records``) under ``_tgo/done``; a re-run of
+Each written unit (and each multi-slab unit, SPEC section 6, by its key) gets a done record (``tgo_store.records``) under ``_tgo/done``; a re-run of
 the same analysis skips those units, and a store that gained checkpoints since grows along
 ``checkpoint`` instead of starting over. A different analysis in the same place is refused.
 
@@ -32,6 +32,8 @@ def done_units(out: str) -> set[tuple[int, int]]:
     """(checkpoint, layer) indices whose results are written."""
     found = set()
     for _key, record in RecordStore(out).items(DONE_PREFIX):
+        if "item" in record:  # a multi-slab unit (``done_items``)
+            continue
         try:
             found.add((int(record["checkpoint"]), int(record["layer"])))
         except (KeyError, TypeError, ValueError):
@@ -41,6 +43,16 @@ def done_units(out: str) -> set[tuple[int, int]]:
 
 def mark_done(out: str, ci: int, li: int) -> None:
     RecordStore(out).put(f"{DONE_PREFIX}/c{ci:06d}_l{li:06d}.json", {"checkpoint": ci, "layer": li, "at": time.time()})
+
+
+def done_items(out: str) -> set[str]:
+    """Keys of the multi-slab units (``engine.lockstep.WorkItem.key``) whose results are written."""
+    return {str(record["item"]) for _key, record in RecordStore(out).items(DONE_PREFIX) if "item" in record}
+
+
+def mark_item_done(out: str, key: str) -> None:
+    """The done record of a multi-slab unit, written after all of its cells."""
+    RecordStore(out).put(f"{DONE_PREFIX}/{key}.json", {"item": key, "at": time.time()})
 
 
 def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool) -> set[tuple[int, int]]:

@@ -49,6 +49,8 @@ def build_template(act: xr.DataArray, rc: ResultCoords, stats: Sequence[Statisti
                               N.RANK: np.arange(1, rc.n_rank + 1)}
     if any(N.TOKEN_OTHER in dims for dims, _ in data_vars.values()):
         coords[N.TOKEN_OTHER] = rc.tokens
+    if any(N.LAYER_OTHER in dims for dims, _ in data_vars.values()):
+        coords[N.LAYER_OTHER] = rc.layers
     for stat in stats:  # coordinates of a statistic's own dims (rank_pooled, frequency_bucket, ...)
         coords.update(stat.coords(ctx))
     for name, dim in S.COORDS.items():

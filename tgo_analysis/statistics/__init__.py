@@ -20,6 +20,7 @@ from tgo_analysis.statistics.base import (
     Variable,
     check_statistic,
 )
+from tgo_analysis.statistics.cka import CkaCheckpoints, CkaLayers
 from tgo_analysis.statistics.cosine import CosineAnisotropy
 from tgo_analysis.statistics.frequency import Frequency
 from tgo_analysis.statistics.intrinsic import IntrinsicDimension
@@ -28,12 +29,13 @@ from tgo_analysis.statistics.pooled import Pooled
 from tgo_analysis.statistics.tangent import TangentEnrichment
 from tgo_analysis.statistics.token_correlation import TokenCorrelation
 from tgo_analysis.statistics.token_spectra import TokenSpectra
+from tgo_analysis.statistics.updates import RepresentationUpdates
 from tgo_store.errors import TgoError
 from tgo_store.plugins import Registry
 
 STATISTICS: Registry[StatisticBase] = Registry("tgo.statistics", [
     TokenSpectra(), CosineAnisotropy(), TokenCorrelation(), AllTokens(), IntrinsicDimension(), MeanNorm(),
-    Pooled(), Frequency(), TangentEnrichment(),
+    Pooled(), Frequency(), TangentEnrichment(), CkaLayers(), CkaCheckpoints(), RepresentationUpdates(),
 ])
 
 

@@ -29,6 +29,16 @@ unit; its return replaces ``ctx.params[name]`` for that unit), ``needs_gradients
 ``Block.gradients``), ``rank_length(ctx)`` (the length it needs of the shared ``rank`` dim),
 ``coords(ctx)``, ``attrs(ctx)`` (result attrs) and ``temp_bytes(ctx, rows)`` (temporaries of one
 fed block of ``rows`` samples, for the budget; default three float64 copies of the block).
+
+Statistics over several (checkpoint, layer) slabs at once (SPEC section 6) declare a
+``unit_kind`` other than ``"unit"``: ``"checkpoint_layers"`` (one checkpoint, every layer, in
+layer order) or ``"layer_checkpoints"`` (one layer, the anchor checkpoint and the ``partners``
+it names, e.g. the reference or the next checkpoint). The engine (``engine.lockstep``) reads
+the slabs in lockstep over the same sample blocks: ``Block.x`` is the first slab, ``Block.others``
+the rest, ``Context.slabs`` says which (checkpoint, layer) each is. Such a statistic plans its
+own passes with ``groups(ctx, room)`` (e.g. groups of layer pairs whose cross-moments fit
+``room`` bytes); each pass folds with ``Context.group[name]`` set to its group, ``join_groups``
+folds a finished pass into the running result, and ``aggregate`` sees the joined value once.
 """
 
 from __future__ import annotations
@@ -60,6 +70,11 @@ class Block:
     token_id: np.ndarray | None = None
     token_special: np.ndarray | None = None
     gradients: np.ndarray | None = None
+    others: tuple[np.ndarray, ...] = ()  # the other slabs of a multi-slab unit, same samples and tokens
+
+    def slab(self, index: int) -> np.ndarray:
+        """Slab ``index`` of the unit (0 = ``x``), as ``Context.slabs`` orders them."""
+        return self.x if index == 0 else self.others[index - 1]
 
     def token_range(self, lo: int, hi: int) -> Block:
         """The same block restricted to tokens [lo, hi) (absolute indices; views, no copy)."""
@@ -70,7 +85,7 @@ class Block:
             return None if v is None else v[:, cut]
 
         return Block(self.x[:, cut], (lo, hi), self.samples, part(self.attention_mask), part(self.token_id),
-                     part(self.token_special), part(self.gradients))
+                     part(self.token_special), part(self.gradients), tuple(o[:, cut] for o in self.others))
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,15 @@ class Context:
     options: Mapping[str, Any] = field(default_factory=dict)  # every declared Option's value
     source: Any = None  # the unit's UnitSource (lazy slabs), set per unit by the engine
     backend: Any = None  # the engine's device backend (engine.device.TorchBackend); None on numpy
+    slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
+    group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
+    memory_budget: Any = None  # the analysis' memory budget as given (None: the default)
+    n_checkpoints: int = 0  # checkpoints in the store (multi-slab statistics name partner checkpoints)
+    n_layers: int = 0
+
+    def slab_index(self, checkpoint: int, layer: int) -> int:
+        """Where slab (checkpoint, layer) is in the unit's blocks (``Block.slab``)."""
+        return self.slabs.index((checkpoint, layer))
 
     def wants(self, name: str) -> bool:
         return name in self.metrics
@@ -157,12 +181,17 @@ class Option:
         return converted
 
 
+UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS = "unit", "checkpoint_layers", "layer_checkpoints"
+UNIT_KINDS = (UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS)
+
+
 class StatisticBase:
     """Declared defaults for every optional member of a statistic (see the module docstring)."""
 
     name: str
     metrics: tuple[str, ...]
     token_split: bool
+    unit_kind: str = UNIT  # what one unit is: "unit" (checkpoint, layer) or a multi-slab kind (UNIT_KINDS)
     options: tuple[Option, ...] = ()
     needs_gradients: bool = False
     joins_tokens: bool = False
@@ -217,6 +246,18 @@ class StatisticBase:
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         return TEMP_COPIES * rows * ctx.n_tokens * ctx.n_features * 8
+
+    def partners(self, checkpoint: int, ctx: Context) -> tuple[int, ...]:
+        """``layer_checkpoints``: the checkpoints read with ``checkpoint`` (empty: nothing to compute there)."""
+        return ()
+
+    def groups(self, ctx: Context, room: int) -> tuple[Any, ...]:
+        """Multi-slab: one entry per pass over the blocks, each with partials within ``room`` bytes."""
+        return (None,)
+
+    def join_groups(self, acc: Any, partial: Any, ctx: Context) -> Any:
+        """Multi-slab: fold the partial of a finished pass (``ctx.group`` set) into ``acc`` (None at first)."""
+        return partial
 
 
 TEMP_COPIES = 3  # float64 copies of a fed block a statistic may hold at once (cast, centred, units)

@@ -5,7 +5,10 @@ submits one task per missing block. Each task writes whole shards of its own reg
 them, so workers never share a shard and need no locks; a task that dies is retried a bounded
 number of times, and a re-run skips committed blocks. Workers build the model once per checkpoint
 and reuse it for their next blocks (a per-process cache). As soon as every block of a checkpoint
-is committed, its (checkpoint, layer) units are analysed on the same cluster.
+is committed, its (checkpoint, layer) units are analysed on the same cluster; statistics over
+two checkpoints (CKA to the reference, updates k -> k+1) run as soon as both are committed, so
+``cka_checkpoints`` grows along ``checkpoint`` as the sweep goes (from the start when the
+reference, ``analysis.cka_reference``, is an early checkpoint; at the end for the default, the last).
 """
 
 from __future__ import annotations
@@ -49,15 +52,30 @@ def prepare_sweep_store(cfg: SweepConfig) -> Any:
                          data_options=cfg.data_options)
 
 
-def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], address: str) -> None:
+def check_reference(cfg: SweepConfig, plan: Any) -> None:
+    """Refuse, before anything is ingested, a CKA reference that is not a checkpoint of the sweep."""
+    reference = (cfg.analysis or {}).get("cka_reference")
+    steps = [c.step for c in plan.checkpoints]
+    if reference is not None and reference not in steps:
+        raise TgoError(f"sweep file analysis.cka_reference {reference} is not a checkpoint of this sweep (steps "
+                       f"{', '.join(str(s) for s in steps[:8])}{', ...' if len(steps) > 8 else ''}); give one of them")
+
+
+def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], address: str,
+                         pending: list[int] | None = None) -> None:
+    """Analyse the checkpoints at ``positions``; those at ``pending`` are not ingested yet (never read)."""
     from tgo_analysis.analyze import analyze
     from tgo_store.open import open_store
 
     options = {k: v for k, v in cfg.analysis.items() if k not in ("out", "metrics")}
     if "fit_range" in options:
         options["fit_range"] = tuple(options["fit_range"])
-    analyze(open_store(cfg.store), cfg.analysis.get("metrics", "all"), out=cfg.analysis["out"], scheduler=address,
-            checkpoints=[plan.checkpoint_indices[p] for p in positions], progress=False, **options)
+    ds = open_store(cfg.store)
+    waiting = {plan.checkpoint_indices[p] for p in pending or ()}
+    ready = [i for i in range(ds.sizes["checkpoint"]) if i not in waiting]
+    analyze(ds, cfg.analysis.get("metrics", "all"), out=cfg.analysis["out"], scheduler=address,
+            checkpoints=[plan.checkpoint_indices[p] for p in positions], progress=False, ready_checkpoints=ready,
+            **options)
 
 
 def missing_resources(client: Any, cfg: SweepConfig) -> dict | None:
@@ -80,6 +98,7 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
 
     started = time.perf_counter()
     plan = prepare_sweep_store(cfg)
+    check_reference(cfg, plan)
     todo = missing_blocks(plan)
     write_status(cfg.store, {"running": True, "waiting_for": missing_resources(client, cfg), "failures": []})
     remaining = {p: 0 for p in range(len(plan.checkpoints))}
@@ -94,7 +113,8 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
     table = SweepTable(plan, remaining, enabled=progress)
     done_positions = [p for p, n in remaining.items() if n == 0]
     if cfg.analysis and done_positions:
-        _analyze_checkpoints(cfg, plan, done_positions, client.scheduler.address)
+        _analyze_checkpoints(cfg, plan, done_positions, client.scheduler.address,
+                             [p for p, n in remaining.items() if n > 0])
     failures = []
     for future in as_completed(futures):
         try:
@@ -106,7 +126,8 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
         remaining[position] -= 1
         table.block_done(result)
         if remaining[position] == 0 and cfg.analysis:
-            _analyze_checkpoints(cfg, plan, [position], client.scheduler.address)
+            _analyze_checkpoints(cfg, plan, [position], client.scheduler.address,
+                                 [p for p, n in remaining.items() if n > 0])
     table.close()
     write_status(cfg.store, {"running": False, "waiting_for": None, "failures": failures})
     if failures:
