@@ -104,6 +104,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done]
     computed: dict[tuple[int, int], dict] = {}
     passes: list[int] = []
+    cluster_attrs: dict[str, Any] = {}
     started = time.perf_counter()
     with scheduler_context(scheduler, workers, memory_limit) as where, \
             UnitProgress(len(units), len(done), enabled=progress) as bar:
@@ -130,7 +131,9 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                                       on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
         else:
-            _on_cluster(ds, act, stats, ctx, units, memory_budget, keep)
+            from tgo_analysis.engine.cluster import on_cluster
+
+            cluster_attrs = on_cluster(ds, act, stats, ctx, units, memory_budget, keep)
     elapsed = time.perf_counter() - started
     read_bytes = len(units) * act.dtype.itemsize * ctx.n_samples * ctx.n_tokens * ctx.n_features
     token_passes = max(passes, default=1)
@@ -143,6 +146,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                                   "bytes_read": read_bytes, "token_passes": token_passes,
                                   "seconds": round(elapsed, 3)},
              "input_attrs": json.dumps({k: v for k, v in ds.attrs.items()}, default=str)}
+    if cluster_attrs:
+        attrs["cluster_plan"] = cluster_attrs
+        attrs["read_amplification"] = (f"each unit's bytes were read {cluster_attrs.get('read_amplification', 1)} x "
+                                       "(token-range tasks read their inner chunks; sample-range tasks every token)")
     for stat in stats:
         attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
@@ -158,20 +165,3 @@ def summary_line(result: xr.Dataset) -> str:
     return (f"analyzed {s.get('units_computed', 0)} (checkpoint, layer) units ({s.get('units_reused', 0)} reused) "
             f"on {s.get('scheduler', '?')}: {read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s "
             f"({read / max(seconds, 1e-9) / 1e9:.2f} GB/s)")
-
-
-def _on_cluster(ds: xr.Dataset, act: xr.DataArray, stats: list[StatisticBase], ctx: Context,
-                units: list[tuple[int, int]], budget: Any, keep: Any) -> None:
-    """One task per unit on the Dask cluster, as many at once as it has worker threads."""
-    import dask
-    from distributed import get_client
-
-    width = max(1, sum(get_client().nthreads().values()))
-    for start in range(0, len(units), width):
-        batch = units[start:start + width]
-        tasks = []
-        for ci, li in batch:
-            source = unit_source(ds, act, ci, li, stats)
-            tasks.append(dask.delayed(unit_task)(source, stats, unit_context(ds, ctx, stats, ci, li, source), budget, 1))
-        for (ci, li), (arrays, k) in zip(batch, dask.compute(*tasks), strict=True):
-            keep(ci, li, arrays, k)

@@ -42,6 +42,8 @@ class UnitSource:
 
     activations: LazySlab
     extras: dict[str, LazySlab] = field(default_factory=dict)
+    first_sample: int = 0  # where this source starts in the unit (a cluster task reads a part)
+    first_token: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -53,6 +55,18 @@ class UnitSource:
 
     def block_rows(self) -> int:
         return int(max(self.activations.array.chunks[0]))
+
+    def part(self, samples: tuple[int, int] | None = None, tokens: tuple[int, int] | None = None) -> UnitSource:
+        """Samples [a, b) and tokens [lo, hi) of this source, still lazy: a task reads only its own
+        part (dask fuses the slice into the zarr read, so a token range reads its inner chunks only)."""
+        a, b = samples or (0, self.shape[0])
+        lo, hi = tokens or (0, self.shape[1])
+
+        def cut(array: Any) -> LazySlab:
+            return LazySlab(array[a:b, lo:hi])
+
+        return UnitSource(cut(self.activations.array), {k: cut(v.array) for k, v in self.extras.items()},
+                          self.first_sample + a, self.first_token + lo)
 
 
 def read_block(array: Any, i: int) -> np.ndarray:
@@ -85,8 +99,8 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
     act = source.activations.array
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
-    source = UnitSource(LazySlab(act), extras)
-    n, start = act.numblocks[0], 0
+    source = UnitSource(LazySlab(act), extras, source.first_sample, source.first_token)
+    n, start, tokens = act.numblocks[0], source.first_sample, (source.first_token, source.first_token + act.shape[1])
     if n == 0:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
@@ -98,7 +112,7 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
             step = max_rows or x.shape[0]
             for lo in range(0, x.shape[0], step):
                 hi = min(x.shape[0], lo + step)
-                yield Block(x[lo:hi], (0, x.shape[1]), np.arange(start + lo, start + hi),
+                yield Block(x[lo:hi], tokens, np.arange(start + lo, start + hi),
                             **{k: v[lo:hi] for k, v in more.items()})
             start += x.shape[0]
             del x, more
