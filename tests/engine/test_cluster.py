@@ -19,14 +19,15 @@ from tgo_analysis import analyze
 from tgo_analysis.engine.cluster import Workers, plan_split
 from tgo_analysis.statistics import STATISTICS, register_statistic
 from tgo_analysis.statistics.base import Context
-from tgo_analysis.statistics.token_spectra import TokenSpectra
 from tgo_analysis.statistics.token_correlation import TokenCorrelation
+from tgo_analysis.statistics.token_spectra import TokenSpectra
 from tgo_store.errors import TgoError
 
 FIT = (2, 12)
 BUDGET = "200MB"
-PER_TOKEN = ("eigenvalues", "alpha", "effective_rank", "stable_rank", "cosine_anisotropy", "mean_norm")
-METRICS = ",".join(PER_TOKEN) + ",token_correlation,intrinsic_dimension,all_tokens"
+PER_TOKEN = ("eigenvalues", "alpha", "effective_rank", "stable_rank")  # one BLAS call per token: bit-identical
+SUMS = ("cosine_anisotropy", "mean_norm")  # numpy sums over samples: the last bit depends on the token-range width
+METRICS = ",".join(PER_TOKEN + SUMS) + ",token_correlation,intrinsic_dimension,all_tokens"
 
 
 def _store(path, data: np.ndarray, token_chunk: int, sample_chunk: int = 24) -> str:
@@ -65,12 +66,14 @@ def _threaded(url: str, metrics: str = METRICS) -> xr.Dataset:
 
 
 def _same(got: xr.Dataset, want: xr.Dataset, per_token_exact: bool) -> None:
-    """Per-token results identical; merged ones to 1e-12 relative to the variable's scale (the
+    """Per-token spectra identical (sums to the last bit); merged ones to 1e-12 relative to the variable's scale (the
     all-token spectrum's zero eigenvalues are round-off, 1e-14 of its largest, in any merge order)."""
     for name in want.data_vars:
         expected = want[name].values
         if per_token_exact and name in PER_TOKEN:
             np.testing.assert_array_equal(got[name].values, expected, err_msg=name)
+        elif per_token_exact and name in SUMS:
+            np.testing.assert_allclose(got[name].values, expected, rtol=1e-15, err_msg=name)
         else:
             scale = np.nanmax(np.abs(expected)) if np.isfinite(expected).any() else 0.0
             np.testing.assert_allclose(got[name].values, expected, rtol=1e-12, atol=1e-12 * scale, equal_nan=True,
@@ -83,8 +86,7 @@ def _ctx(t: int, d: int, n: int = 10_000) -> Context:
 
 def test_the_planner_cuts_by_token_range_and_merges_what_needs_every_token() -> None:
     stats = [TokenSpectra(), TokenCorrelation()]
-    bounds = list(range(0, 10_001, 64)) + [10_000]
-    bounds = sorted(set(bounds))
+    bounds = sorted({*range(0, 10_001, 64), 10_000})  # 10k samples in blocks of 64
     vit_b8 = _ctx(785, 768)
     split = plan_split(stats, vit_b8, Workers(10, 8, 32 * 2**30), 13, bounds, token_chunk=48)
     # token ranges on inner-chunk edges, read once; token_correlation by sample range, merged
@@ -138,24 +140,26 @@ def test_a_killed_worker_is_retried_without_a_lost_or_doubled_partial(stores, cl
     np.testing.assert_allclose(got["killed_once_sum"].values[0, 0], x[..., 0].sum(axis=0), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_worker_memory_limit_binds(stores, tmp_path) -> None:
-    """Token accumulators of 530 MB on a 600 MB worker: the planner's token ranges fit (half the
-    limit each); one task for every token, planned as if the worker had 4 GB, is killed."""
+    """Token accumulators of 460 MB on a 600 MB worker (180 MB of it the worker itself): the
+    planner's token ranges fit (half the limit each); one task for every token, planned as if
+    the worker had 4 GB, is killed (once: allowed-failures 0)."""
     import dask
     from distributed import LocalCluster
 
     rng = np.random.default_rng(5)
-    url = _store(tmp_path / "wide.zarr", rng.standard_normal((1, 1, 8, 16_000, 64)).astype(np.float32),
-                 token_chunk=16_000, sample_chunk=8)
+    url = _store(tmp_path / "wide.zarr", rng.standard_normal((1, 1, 8, 3500, 128)).astype(np.float32),
+                 token_chunk=3500, sample_chunk=8)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="600MB", processes=True,
                          dashboard_address=None) as lc:
-        got = analyze(xr.open_zarr(url), "alpha", fit_range=FIT, scheduler=lc.scheduler_address, progress=False)
+        got = analyze(xr.open_zarr(url), "effective_rank", scheduler=lc.scheduler_address, progress=False)
         plan = got.attrs["cluster_plan"]
         assert plan["unit_split"]["token_tasks"] >= 2 and plan["unit_split"]["token_task_bytes"] <= 300e6
-        assert np.isfinite(got["alpha"].values).mean() > 0.99
+        assert np.isfinite(got["effective_rank"].values).all()
         with pytest.raises(TgoError, match="out of memory"):
-            analyze(xr.open_zarr(url), "alpha", fit_range=FIT, scheduler=lc.scheduler_address, memory_budget="4GB",
+            analyze(xr.open_zarr(url), "effective_rank", scheduler=lc.scheduler_address, memory_budget="4GB",
                     progress=False)
 
 
@@ -197,6 +201,7 @@ def dask_pair(tmp_path_factory):
             proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_dask_scheduler_and_worker_pair_give_the_threaded_numbers(stores, dask_pair) -> None:
     want = _threaded(stores["tokens"])
     got = analyze(xr.open_zarr(stores["tokens"]), METRICS, fit_range=FIT, scheduler=dask_pair,
@@ -205,6 +210,7 @@ def test_a_dask_scheduler_and_worker_pair_give_the_threaded_numbers(stores, dask
     _same(got, want, per_token_exact=True)
 
 
+@pytest.mark.slow
 def test_a_killed_client_resumes_from_its_finished_units(stores, dask_pair, tmp_path) -> None:
     from tests.engine.cluster_support import Slow
 
@@ -213,15 +219,16 @@ def test_a_killed_client_resumes_from_its_finished_units(stores, dask_pair, tmp_
                               stderr=subprocess.PIPE, text=True)
     done = tmp_path / "out.zarr" / "_tgo" / "done"
     try:
-        for _ in range(1200):
-            if done.exists() and len(os.listdir(done)) >= 1:
+        deadline = time.monotonic() + 300  # a loaded machine imports slowly
+        while time.monotonic() < deadline:
+            if len(list(done.glob("*.json"))) >= 1:
                 break
             assert client.poll() is None, client.stderr.read()[-2000:]
             time.sleep(0.025)
     finally:
         client.kill()
         client.wait()
-    finished = len(os.listdir(done))
+    finished = len(list(done.glob("*.json")))
     assert 1 <= finished < 4, finished
     register_statistic(Slow())
     try:
