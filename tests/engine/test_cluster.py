@@ -42,12 +42,12 @@ def _store(path, data: np.ndarray, token_chunk: int, sample_chunk: int = 24) -> 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    one = planted_activations(n_ckpt=1, n_layer=1, n=1024, t=6, d=24, seed=3)  # reads outweigh the partials
+    one = planted_activations(n_ckpt=1, n_layer=1, n=1024, t=8, d=24, seed=3)  # reads outweigh the partials
     # no constant token: a rank-deficient all-token spectrum's round-off eigenvalues (and so its
     # flatness) change with the fold's thread count, on the threaded path too
     one[:, :, :, 0] = np.random.default_rng(6).standard_normal(one[:, :, :, 0].shape)
     return {"tokens": _store(root / "tokens.zarr", one, token_chunk=2, sample_chunk=128),
-            "one_chunk": _store(root / "one_chunk.zarr", one, token_chunk=6, sample_chunk=128),
+            "one_chunk": _store(root / "one_chunk.zarr", one, token_chunk=8, sample_chunk=128),
             "units": _store(root / "units.zarr", planted_activations(n_ckpt=2, n_layer=2, n=64, t=4, d=16, seed=4),
                             token_chunk=2, sample_chunk=16)}
 
@@ -113,7 +113,7 @@ def test_a_local_cluster_splits_a_unit_and_gives_the_threaded_numbers(stores, cl
     plan = got.attrs["cluster_plan"]["unit_split"]
     # token ranges on the inner chunks; the all-token statistics' partials (MBs: the all-token
     # co-moment, the TwoNN points) outweigh the 0.6 MB layer, so they are not split by samples
-    assert plan["token_tasks"] == 3 and plan["sample_tasks"] == 1 and plan["read_amplification"] == 2, plan
+    assert plan["token_tasks"] == 4 and plan["sample_tasks"] == 1 and plan["read_amplification"] == 2, plan
     _same(got, want, per_token_exact=True)
     # one token chunk: the per-token statistics go by sample range too, their partials merged
     small = "eigenvalues,alpha,effective_rank,token_correlation,mean_norm"

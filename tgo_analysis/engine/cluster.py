@@ -5,9 +5,10 @@ store's chunking, the cluster size and the number of units:
 
 - per-token statistics (``token_split`` without ``joins_tokens``) by **token range**: each task
   reads its tokens of every sample (the store's inner chunks split the token axis, so the reads
-  are disjoint), folds, aggregates and returns result arrays; no partial is shipped;
-- statistics that need every token, and per-token ones whose token ranges would be too few
-  (a store with one token chunk), by **sample range**: each task folds its sample blocks into
+  are disjoint; ranges lie on chunk edges when the chunks suffice), folds, aggregates and returns
+  result arrays; no partial is shipped;
+- statistics that need every token, and per-token ones in a store with one token chunk (where
+  every token range would read all of it), by **sample range**: each task folds its sample blocks into
   partials, merged pairwise (the statistics' own ``combine``) in a tree ``split_every`` wide, and
   aggregated once. A sample split is used only where a range reads more bytes than its partial
   ships, and only where a merge (``split_every`` partials and the accumulator) fits a worker.
@@ -155,16 +156,18 @@ def plan_split(stats: Sequence[StatisticBase], ctx: Context, workers: Workers, n
             return 1, 2
         return max(1, min(wanted, blocks, unit_bytes // size)), width
 
-    # per-token statistics by sample range only when token ranges are too few and a sample cut does better
-    token_pieces = min(wanted, len(token_bounds) - 1)
-    by_samples = bool(per_token) and token_pieces < wanted and sample_need(stats) <= budget \
-        and sample_pieces(stats)[0] > token_pieces
+    # per-token statistics by sample range only when the store has one token chunk (every token
+    # range would read all of it) and a sample cut is worth its merge
+    by_samples = bool(per_token) and len(token_bounds) == 2 and sample_need(stats) <= budget \
+        and sample_pieces(stats)[0] > 1
     if by_samples:
         merged, per_token = list(stats), []
     token_tasks: tuple[tuple[int, int], ...] = ()
     amplification = 0.0
     if per_token:
-        pieces = max(token_pieces, len(plan_unit(per_token, ctx, budget, rows, k).passes))
+        # as many token ranges as the cluster wants (on chunk edges when there are chunks enough,
+        # else even: a range then reads the chunks it overlaps), more when the budget binds
+        pieces = max(min(wanted, t), len(plan_unit(per_token, ctx, budget, rows, k).passes))
         while True:
             token_tasks = _ranges_on(token_bounds, pieces) if pieces < len(token_bounds) else \
                 tuple(split_range(0, t, pieces))
@@ -215,11 +218,11 @@ def prepare_task(ds: LazySlab, stats: Sequence[StatisticBase], ctx: Context, ci:
         return unit_context(ds.array, ctx, stats, ci, li, ctx.source)
 
 
-def token_task(stats: Sequence[StatisticBase], ctx: Context, lo: int, hi: int, threads: int,
+def token_task(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, lo: int, hi: int, threads: int,
                max_rows: int | None) -> dict[str, np.ndarray]:
     """Per-token results for tokens [lo, hi) of every sample: one read of those tokens only."""
     with _no_client():
-        out = reduce_unit(ctx.source.part(tokens=(lo, hi)), stats, ctx, Plan(((lo, hi),), threads, max_rows))
+        out = reduce_unit(source.part(tokens=(lo, hi)), stats, ctx, Plan(((lo, hi),), threads, max_rows))
     return {name: value[lo:hi] for name, value in out.items()}
 
 
@@ -276,8 +279,8 @@ class Submitted:
     split: UnitSplit
 
 
-def submit_unit(client: Any, ds_future: Any, source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
-                ci: int, li: int, split: UnitSplit, run: str) -> Submitted:
+def submit_unit(client: Any, ds_future: Any, source: UnitSource, tokens_source: UnitSource,
+                stats: Sequence[StatisticBase], ctx: Context, ci: int, li: int, split: UnitSplit, run: str) -> Submitted:
     """Every task of one unit: prepare, token ranges, sample ranges, the merge tree, the assembly."""
     tag = f"c{ci}-l{li}-{run}"
 
@@ -289,7 +292,7 @@ def submit_unit(client: Any, ds_future: Any, source: UnitSource, stats: Sequence
     if any(s.unit_setup for s in stats):
         unit_ctx = submit(prepare_task, ds_future, list(stats), unit_ctx, ci, li, name="prepare", threads=1)
     per_token = _named(stats, split.per_token)
-    tokens = [submit(token_task, per_token, unit_ctx, lo, hi, split.threads, split.max_rows,
+    tokens = [submit(token_task, per_token, unit_ctx, tokens_source, lo, hi, split.threads, split.max_rows,
                      name=f"tokens{lo}-{hi}", memory=split.token_task_bytes) for lo, hi in split.token_tasks]
     merged = None
     if split.sample_tasks:
@@ -308,10 +311,30 @@ def submit_unit(client: Any, ds_future: Any, source: UnitSource, stats: Sequence
     return Submitted(ci, li, result, split)
 
 
-def token_chunk_of(act: Any) -> int:
-    """Tokens per inner chunk of the store's activations (the unit a token range reads whole)."""
-    chunks = act.encoding.get("chunks") or tuple(c[0] for c in act.data.chunks)
-    return max(1, int(chunks[3]))
+def token_view(ds: Any, act: Any) -> tuple[Any, int]:
+    """The activations as a dask array chunked by the store's inner chunks along ``token``, and the
+    tokens per chunk; (None, all tokens) when the store cannot be reopened so or has one token chunk.
+
+    Slicing tokens out of a shard-sized dask chunk still reads the whole shard (dask does not push
+    the slice into the zarr read), so token-range tasks read from this view, whose chunks a token
+    range selects whole: the reads of the tasks are disjoint.
+    """
+    import xarray as xr
+
+    from tgo_store import schema as S
+
+    n_tokens = int(act.sizes[S.TOKEN])
+    inner, source = act.encoding.get("chunks"), ds.encoding.get("source")
+    if not inner or not source or int(inner[3]) >= n_tokens:
+        return None, n_tokens
+    chunks = {S.CHECKPOINT: 1, S.LAYER: 1, S.SAMPLE: act.data.chunks[2], S.TOKEN: int(inner[3]), S.FEATURE: -1}
+    try:
+        view = xr.open_zarr(source, zarr_format=3, chunks=chunks)[S.ACTIVATIONS]
+    except (OSError, ValueError, KeyError, TypeError):  # not a store we can reopen here: read the shards
+        return None, n_tokens
+    if view.shape != act.shape:
+        return None, n_tokens
+    return view.data, int(inner[3])
 
 
 def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, units: list[tuple[int, int]],
@@ -327,7 +350,7 @@ def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, unit
     if not units:
         return {"workers": workers.count, "threads_per_worker": workers.threads, "budget_per_worker": workers.budget}
     offer_resources(client, memory_budget)
-    chunk = token_chunk_of(act)
+    view, chunk = token_view(ds, act)
     ds_future = client.scatter(LazySlab(ds)) if any(s.unit_setup for s in stats) else None
     run = uuid.uuid4().hex[:8]
     submitted, splits = {}, {}
@@ -335,7 +358,8 @@ def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, unit
         source = unit_source(ds, act, ci, li, stats)
         bounds = np.concatenate([[0], np.cumsum(source.activations.array.chunks[0])]).astype(int)
         split = plan_split(stats, dataclasses.replace(ctx, source=source), workers, len(units), bounds, chunk)
-        unit = submit_unit(client, ds_future, source, stats, ctx, ci, li, split, run)
+        tokens_source = source if view is None else dataclasses.replace(source, activations=LazySlab(view[ci, li]))
+        unit = submit_unit(client, ds_future, source, tokens_source, stats, ctx, ci, li, split, run)
         submitted[unit.result.key] = unit
         splits[(ci, li)] = split
     for future in as_completed([u.result for u in submitted.values()]):
