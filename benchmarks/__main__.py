@@ -13,7 +13,7 @@ import traceback
 
 from benchmarks.common import RESULTS
 
-ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language")
+ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language", "cluster")
 
 
 def host_kind(device: str) -> str:
