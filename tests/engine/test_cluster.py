@@ -141,13 +141,17 @@ def test_a_killed_worker_is_retried_without_a_lost_or_doubled_partial(stores, cl
 
 
 @pytest.mark.slow
-def test_a_worker_memory_limit_binds(stores, tmp_path) -> None:
+def test_a_worker_memory_limit_binds(stores, tmp_path, monkeypatch) -> None:
     """Token accumulators of 460 MB on a 600 MB worker (180 MB of it the worker itself): the
     planner's token ranges fit (half the limit each); one task for every token, planned as if
-    the worker had 4 GB, is killed (once: allowed-failures 0)."""
+    the worker had 4 GB, is killed (once: allowed-failures 0). No cut for parallelism: only the
+    budget decides the token ranges."""
     import dask
     from distributed import LocalCluster
 
+    from tgo_analysis.engine import cluster
+
+    monkeypatch.setattr(cluster, "PIECES_PER_WORKER", 0)
     rng = np.random.default_rng(5)
     url = _store(tmp_path / "wide.zarr", rng.standard_normal((1, 1, 8, 3500, 128)).astype(np.float32),
                  token_chunk=3500, sample_chunk=8)
