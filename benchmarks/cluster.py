@@ -57,7 +57,7 @@ def write_vit_store(path: Path, shape: tuple[int, ...], token_chunks: int, sampl
     import dask.array as da
     import xarray as xr
 
-    _, _, n, t, d = shape
+    *_, t, d = shape
     per_chunk = -(-t // token_chunks)
     scale = np.arange(1, d + 1, dtype=np.float32) ** -0.5
     data = (da.random.RandomState(0).standard_normal(shape, chunks=(1, 1, samples, t, d)) * scale).astype("float16")
