@@ -14,7 +14,7 @@ import traceback
 from benchmarks.common import RESULTS
 
 ROWS = ("machine", "ingest", "gradients", "analysis", "oocore", "randomized", "scaling", "sweep", "language", "loader",
-        "cka")
+        "cka", "cluster")
 
 
 def host_kind(device: str) -> str:

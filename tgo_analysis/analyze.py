@@ -120,6 +120,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     items = [it for it in work_items(stats, ctx, chosen, ready_checkpoints) if it.key not in items_done]
     computed: dict[tuple[int, int], dict] = {}
     passes: list[int] = []
+    cluster_attrs: dict[str, Any] = {}
     started = time.perf_counter()
     with scheduler_context(scheduler, workers, memory_limit) as where, \
             UnitProgress(len(units) + len(items), len(done), enabled=progress) as bar:
@@ -157,7 +158,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                                       memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
         else:
-            _on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
+            from tgo_analysis.engine.cluster import on_cluster
+
+            if units:
+                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
         run_items(ds, act, ctx, items, memory_budget, keep_item, on_cluster=where != "threaded")
     elapsed = time.perf_counter() - started
     read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
@@ -173,6 +177,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                                   "bytes_read": read_bytes, "token_passes": token_passes,
                                   "seconds": round(elapsed, 3)},
              "input_attrs": json.dumps({k: v for k, v in ds.attrs.items()}, default=str)}
+    if cluster_attrs:
+        attrs["cluster_plan"] = cluster_attrs
+        attrs["read_amplification"] = (f"each unit's bytes were read {cluster_attrs.get('read_amplification', 1)} x "
+                                       "(token-range tasks read their inner chunks; sample-range tasks every token)")
     for stat in stats:
         attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
@@ -188,20 +196,3 @@ def summary_line(result: xr.Dataset) -> str:
     return (f"analyzed {s.get('units_computed', 0)} (checkpoint, layer) units ({s.get('units_reused', 0)} reused) "
             f"on {s.get('scheduler', '?')}: {read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s "
             f"({read / max(seconds, 1e-9) / 1e9:.2f} GB/s)")
-
-
-def _on_cluster(ds: xr.Dataset, act: xr.DataArray, stats: list[StatisticBase], ctx: Context,
-                units: list[tuple[int, int]], budget: Any, keep: Any) -> None:
-    """One task per unit on the Dask cluster, as many at once as it has worker threads."""
-    import dask
-    from distributed import get_client
-
-    width = max(1, sum(get_client().nthreads().values()))
-    for start in range(0, len(units), width):
-        batch = units[start:start + width]
-        tasks = []
-        for ci, li in batch:
-            source = unit_source(ds, act, ci, li, stats)
-            tasks.append(dask.delayed(unit_task)(source, stats, unit_context(ds, ctx, stats, ci, li, source), budget, 1))
-        for (ci, li), (arrays, k) in zip(batch, dask.compute(*tasks), strict=True):
-            keep(ci, li, arrays, k)

@@ -46,6 +46,8 @@ class UnitSource:
     activations: LazySlab
     extras: dict[str, LazySlab] = field(default_factory=dict)
     others: tuple[LazySlab, ...] = ()  # further slabs read in lockstep (multi-slab units, ``Block.others``)
+    first_sample: int = 0  # where this source starts in the unit (a cluster task reads a part)
+    first_token: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -57,6 +59,18 @@ class UnitSource:
 
     def block_rows(self) -> int:
         return int(max(self.activations.array.chunks[0]))
+
+    def part(self, samples: tuple[int, int] | None = None, tokens: tuple[int, int] | None = None) -> UnitSource:
+        """Samples [a, b) and tokens [lo, hi) of this source, still lazy: a task reads only its own
+        part (dask fuses the slice into the zarr read, so a token range reads its inner chunks only)."""
+        a, b = samples or (0, self.shape[0])
+        lo, hi = tokens or (0, self.shape[1])
+
+        def cut(array: Any) -> LazySlab:
+            return LazySlab(array[a:b, lo:hi])
+
+        return UnitSource(cut(self.activations.array), {k: cut(v.array) for k, v in self.extras.items()},
+                          self.first_sample + a, self.first_token + lo)
 
 
 def read_block(array: Any, i: int) -> np.ndarray:
@@ -93,8 +107,8 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
     others = tuple(LazySlab(o.array.rechunk({0: act.chunks[0], 1: -1, 2: -1})) for o in source.others)
-    source = UnitSource(LazySlab(act), extras, others)
-    n, start = act.numblocks[0], 0
+    source = UnitSource(LazySlab(act), extras, others, source.first_sample, source.first_token)
+    n, start, tokens = act.numblocks[0], source.first_sample, (source.first_token, source.first_token + act.shape[1])
     if n == 0:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
@@ -106,7 +120,7 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
             step = max_rows or x.shape[0]
             for lo in range(0, x.shape[0], step):
                 hi = min(x.shape[0], lo + step)
-                yield Block(x[lo:hi], (0, x.shape[1]), np.arange(start + lo, start + hi),
+                yield Block(x[lo:hi], tokens, np.arange(start + lo, start + hi),
                             **{k: (tuple(o[lo:hi] for o in v) if k == "others" else v[lo:hi])
                                for k, v in more.items()})
             start += x.shape[0]

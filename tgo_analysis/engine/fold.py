@@ -85,6 +85,27 @@ def _fold_pass(source: UnitSource, split: Sequence[StatisticBase], whole: Sequen
     return partials
 
 
+def _aggregate_into(out: dict[str, np.ndarray], partials: dict, split: Sequence[StatisticBase],
+                    whole: Sequence[StatisticBase], ranges: Sequence[tuple[int, int]], joined: dict[str, Any],
+                    ctx: Context, pool: ThreadPoolExecutor) -> None:
+    """Aggregate one pass's partials into ``out`` (token ranges in parallel); joined ones wait in ``joined``."""
+    for s in (s for s in split if s.joins_tokens):
+        for r in ranges:
+            joined[s.name] = s.join_tokens(joined.get(s.name), partials.pop((s.name, r)))
+    jobs = [(r, pool.submit(s.aggregate, partials.pop((s.name, r)), ctx))
+            for s in split if not s.joins_tokens for r in ranges]
+    jobs += [(None, pool.submit(s.aggregate, partials.pop((s.name, None)), ctx)) for s in whole]
+    for r, job in jobs:
+        _put(out, job.result().arrays, r)
+
+
+def _aggregate_joined(out: dict[str, np.ndarray], split: Sequence[StatisticBase], joined: dict[str, Any],
+                      ctx: Context) -> None:
+    for s in split:
+        if s.name in joined:
+            _put(out, s.aggregate(joined.pop(s.name), ctx).arrays, None)
+
+
 def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
                 on_pass: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Every statistic's result arrays for one (checkpoint, layer), named as its variables."""
@@ -97,20 +118,44 @@ def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context
             if on_pass is not None:
                 on_pass(index, len(plan.passes))
             ranges = split_range(lo, hi, plan.threads) if split else []
-            partials = _fold_pass(source, split, whole if index == 0 else [], ranges, ctx, plan, pool)
-            for s in (s for s in split if s.joins_tokens):
-                for r in ranges:
-                    joined[s.name] = s.join_tokens(joined.get(s.name), partials.pop((s.name, r)))
-            jobs = [(r, pool.submit(s.aggregate, partials.pop((s.name, r)), ctx))
-                    for s in split if not s.joins_tokens for r in ranges]
-            jobs += [(None, pool.submit(s.aggregate, partials.pop((s.name, None)), ctx))
-                     for s in whole if index == 0]
-            for r, job in jobs:
-                _put(out, job.result().arrays, r)
-        for s in split:
-            if s.name in joined:
-                _put(out, s.aggregate(joined.pop(s.name), ctx).arrays, None)
+            now = whole if index == 0 else []
+            partials = _fold_pass(source, split, now, ranges, ctx, plan, pool)
+            _aggregate_into(out, partials, split, now, ranges, joined, ctx, pool)
+        _aggregate_joined(out, split, joined, ctx)
     return out
+
+
+def fold_partials(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
+                  ranges: Sequence[tuple[int, int]]) -> dict:
+    """One read of ``source``'s blocks: un-aggregated partials keyed (statistic name, token range
+    or None), token-split statistics over the given ``ranges`` (a cluster merges these)."""
+    split = [s for s in stats if s.token_split]
+    whole = [s for s in stats if not s.token_split]
+    with one_blas_thread(), ThreadPoolExecutor(max(1, plan.threads), thread_name_prefix="tgo-fold") as pool:
+        return _fold_pass(source, split, whole, ranges if split else [], ctx, plan, pool)
+
+
+def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context, ranges: Sequence[tuple[int, int]],
+                    threads: int, out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Result arrays from partials keyed as ``fold_partials`` makes them (into ``out`` when given)."""
+    split = [s for s in stats if s.token_split]
+    whole = [s for s in stats if not s.token_split]
+    out = _empty([v for s in stats for v in s.variables(ctx)]) if out is None else out
+    joined: dict[str, Any] = {}
+    with one_blas_thread(), ThreadPoolExecutor(max(1, threads), thread_name_prefix="tgo-fold") as pool:
+        _aggregate_into(out, dict(partials), split, whole, ranges if split else [], joined, ctx, pool)
+    _aggregate_joined(out, split, joined, ctx)
+    return out
+
+
+def empty_results(stats: Sequence[StatisticBase], ctx: Context) -> dict[str, np.ndarray]:
+    """Every statistic's result arrays, filled with their fill values."""
+    return _empty([v for s in stats for v in s.variables(ctx)])
+
+
+def put_results(out: dict[str, np.ndarray], arrays: dict[str, np.ndarray], tokens: tuple[int, int] | None) -> None:
+    """Copy ``arrays`` into ``out``, at token range ``tokens`` (all of them for None)."""
+    _put(out, arrays, tokens)
 
 
 def reduce_array(stat: StatisticBase, x: np.ndarray, ctx: Context | None = None, block_rows: int = 64,

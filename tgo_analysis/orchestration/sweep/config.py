@@ -25,6 +25,7 @@ on the same cluster and written into the results store.
     out = "s3://bucket/exp1-metrics.zarr"
     metrics = "all"
     fit_range = [11, 100]
+    memory_budget = "8GB"                    # optional: per worker (default: half its memory limit)
     [resources]                              # optional: dask worker resources of capture tasks
     capture = { GPU = 1 }
     [run]
@@ -88,6 +89,7 @@ OPTIONAL: dict[tuple[str, str], tuple[type | tuple, str]] = {  # (table, key) ->
     ("store", "tokens"): (list, "a list of token indices"),
     ("analysis", "metrics"): (str, "all, or a comma-separated list of metric names"),
     ("analysis", "fit_range"): (list, "two ranks [first, last]"),
+    ("analysis", "memory_budget"): (str, "a size per worker such as \"8GB\""),
     ("run", "retries"): (int, "a non-negative integer"),
     ("run", "stop_file"): (str, "a path or URL"),
 }
@@ -138,6 +140,11 @@ def load_config(path: str | Path) -> SweepConfig:
         refuse_same_store(store_url, analysis["out"], "sweep file analysis.out")
         _optional(table, "analysis", "metrics")
         _optional(table, "analysis", "fit_range")
+        budget = _optional(table, "analysis", "memory_budget")
+        if budget is not None:
+            from tgo_analysis.engine.budget import parse_budget
+
+            parse_budget(budget)  # a bad size is refused before anything runs
     resources = table.get("resources", {}).get("capture", {})
     if not isinstance(resources, dict) or not all(isinstance(v, int | float) for v in resources.values()):
         raise TgoError("sweep file resources.capture must map resource names to numbers, e.g. { GPU = 1 }")

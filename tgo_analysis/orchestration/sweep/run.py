@@ -5,10 +5,11 @@ submits one task per missing block. Each task writes whole shards of its own reg
 them, so workers never share a shard and need no locks; a task that dies is retried a bounded
 number of times, and a re-run skips committed blocks. Workers build the model once per checkpoint
 and reuse it for their next blocks (a per-process cache). As soon as every block of a checkpoint
-is committed, its (checkpoint, layer) units are analysed on the same cluster; statistics over
-two checkpoints (CKA to the reference, updates k -> k+1) run as soon as both are committed, so
-``cka_checkpoints`` grows along ``checkpoint`` as the sweep goes (from the start when the
-reference, ``analysis.cka_reference``, is an early checkpoint; at the end for the default, the last).
+is committed, its (checkpoint, layer) units are analysed on the same cluster, each split across
+the workers by ``tgo_analysis.engine.cluster`` within ``analysis.memory_budget`` per worker;
+statistics over two checkpoints (CKA to the reference, updates k -> k+1) run as soon as both are
+committed, so ``cka_checkpoints`` grows along ``checkpoint`` as the sweep goes (from the start when
+the reference, ``analysis.cka_reference``, is an early checkpoint; at the end for the default, the last).
 """
 
 from __future__ import annotations
@@ -67,15 +68,16 @@ def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], addr
     from tgo_analysis.analyze import analyze
     from tgo_store.open import open_store
 
-    options = {k: v for k, v in cfg.analysis.items() if k not in ("out", "metrics")}
+    options = {k: v for k, v in cfg.analysis.items() if k not in ("out", "metrics", "memory_budget")}
     if "fit_range" in options:
         options["fit_range"] = tuple(options["fit_range"])
     ds = open_store(cfg.store)
     waiting = {plan.checkpoint_indices[p] for p in pending or ()}
     ready = [i for i in range(ds.sizes["checkpoint"]) if i not in waiting]
+    # on the cluster, analyze plans every unit across the workers (engine.cluster) within this per-worker budget
     analyze(ds, cfg.analysis.get("metrics", "all"), out=cfg.analysis["out"], scheduler=address,
-            checkpoints=[plan.checkpoint_indices[p] for p in positions], progress=False, ready_checkpoints=ready,
-            **options)
+            memory_budget=cfg.analysis.get("memory_budget"), checkpoints=[plan.checkpoint_indices[p] for p in positions],
+            progress=False, ready_checkpoints=ready, **options)
 
 
 def missing_resources(client: Any, cfg: SweepConfig) -> dict | None:
