@@ -93,7 +93,8 @@ def test_the_planner_cuts_by_token_range_and_merges_what_needs_every_token() -> 
     assert split.per_token == ("token_spectra",) and split.merged == ("token_correlation",)
     assert len(split.token_tasks) == 2 and all(lo % 48 == 0 for lo, _ in split.token_tasks)
     assert split.read_amplification == pytest.approx(2.0)  # once for the token ranges, once for the merge
-    assert len(split.sample_tasks) == 2 and split.merge_bytes < 10 * 2**20
+    # a merge input ships one token_correlation partial (per-pair sums and counts: 20 MB), not a co-moment
+    assert len(split.sample_tasks) == 2 and split.merge_bytes == TokenCorrelation().partial_bytes(vit_b8, 785) < 32 * 2**20
     # a budget that binds: more token ranges, each fitting
     tight = plan_split(stats, vit_b8, Workers(10, 8, 2**30), 13, bounds, token_chunk=48)
     assert len(tight.token_tasks) > len(split.token_tasks) and tight.token_task_bytes <= 2**30
