@@ -74,7 +74,9 @@ class LineReport:
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         tail = f", {extra}" if extra else ""
-        return (f"{self.label}: {self.done}/{self.total}{share}, {rate:.2f} {self.unit}/s{tail}, "
+        speed = (f"{rate:.2f} {self.unit}/s" if not rate > 0 or rate >= 0.1 else
+                 f"{1 / rate:.0f} s per {self.unit.rstrip('s')}")  # slow work: '210 s per unit', not '0.00'
+        return (f"{self.label}: {self.done}/{self.total}{share}, {speed}{tail}, "
                 f"elapsed {duration(elapsed)}, ETA {duration(left) if self.done < self.total else '0 s'}")
 
     def update(self, done: int, extra: str = "") -> None:

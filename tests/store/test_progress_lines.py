@@ -10,7 +10,7 @@ import pytest
 from tests.support import DATA, TINY_VIT, TINY_VIT_SPEC, cli_args, save_checkpoints
 from tgo_store.progress import LineReport
 
-LINE = r"{label}: (\d+)/(\d+) \((\d+)%\), [\d.]+ {unit}/s.*elapsed .*, ETA "
+LINE = r"{label}: (\d+)/(\d+) \((\d+)%\), ([\d.]+ {unit}/s|\d+ s per \w+).*elapsed .*, ETA "
 
 
 def progress_lines(text: str, label: str, unit: str) -> list[tuple[int, int]]:
@@ -65,6 +65,15 @@ def test_ingest_analyze_and_training_print_progress_to_a_pipe(tmp_path, capsys) 
     lines = progress_lines(err, "train", "steps")
     assert lines and lines[-1] == (20, 20) and len(lines) >= 3, err
     assert "step 20: held-out accuracy" in err
+
+
+def test_slow_work_says_seconds_per_unit(monkeypatch) -> None:
+    monkeypatch.setattr("tgo_store.progress.time.perf_counter", lambda: 0.0)
+    report = LineReport("analyze", 30, "units", interval=10)
+    report.done = 1
+    assert "1/30 (3%), 420 s per unit" in report.line(now=420.0)  # not "0.00 units/s"
+    report.done = 10
+    assert "0.24 units/s" in report.line(now=42.0)
 
 
 @pytest.mark.parametrize("seconds", ["", "x"])
