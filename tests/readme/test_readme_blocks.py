@@ -114,10 +114,11 @@ def _parse(args: list[str]) -> None:
 
     _register_verbs()
     group = typer.main.get_command(app)
-    with group.make_context("tgo", list(args), resilient_parsing=False) as ctx:
-        name, command, rest = group.resolve_command(ctx, ctx.protected_args + ctx.args)
-        with contextlib.suppress(click.exceptions.Exit):  # an eager option (--list-metrics) ran and exited
-            command.make_context(name, rest, parent=ctx)
+    with click.Context(group, info_name="tgo") as ctx:
+        command = group.get_command(ctx, args[0])
+        assert command is not None, f"tgo has no verb {args[0]!r}"
+        with contextlib.suppress(click.exceptions.Exit, typer.Exit):  # an eager option ran and exited
+            command.make_context(args[0], list(args[1:]), parent=ctx)
 
 
 @pytest.mark.parametrize("index", range(len(blocks_of("bash"))))
@@ -134,7 +135,5 @@ def test_bash_block_parses_against_the_cli(index) -> None:
 
 
 def test_a_misspelt_option_would_fail() -> None:
-    import click
-
-    with pytest.raises(click.exceptions.NoSuchOption):
+    with pytest.raises(Exception, match="No such option: --metricz"):
         _parse(["analyze", "exp1.zarr", "--out", "m.zarr", "--metricz", "all"])

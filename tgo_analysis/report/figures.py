@@ -222,6 +222,8 @@ def cluster_grid(res: xr.Dataset) -> Any:
     bar = fig.colorbar(image, ax=ax, ticks=range(-1, n))
     bar.ax.set_yticklabels(["none", *[str(c) for c in range(n)]])
     bar.ax.set_title("cluster", fontsize=9)  # above the bar, not beyond the tick labels
+    ax.set_xticks(range(grid.shape[1]))  # whole patches, not half-integer pixel ticks
+    ax.set_yticks(range(grid.shape[0]))
     ax.set_title("alpha clusters on the patch grid")
     ax.set_xlabel("patch column")
     ax.set_ylabel("patch row")
