@@ -8,6 +8,7 @@ reported. Every stage resumes: re-running skips what is already on disk.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,11 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     ingest(store, progress=progress, **ingest_options)
     seconds["ingest"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    analyze(open_store(store), "all", out=results, progress=progress)
+    from tgo_analysis.analyze import summary_line
+
+    said = analyze(open_store(store), "all", out=results, progress=progress)
+    if progress:  # analyze() no longer prints: the demo says what it computed and reused, as the verb does
+        print(summary_line(said), file=sys.stderr)
     others = {}
     for n, (label, (metrics, options)) in enumerate((compare or {}).items(), start=1):
         others[label] = str(out / f"metrics-{n}.zarr")
