@@ -95,6 +95,9 @@ def make_fake_results(
             }
         ),
     }
+    strings = np.dtypes.StringDType()  # variable-length, as tgo writes them (zarr v3 `string`, stable)
+    for name in ("checkpoint_path", "checkpoint_sha256", "layer_name", "token_kind"):
+        coords[name] = (coords[name][0], np.asarray(coords[name][1], dtype=strings))
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

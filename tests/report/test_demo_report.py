@@ -50,7 +50,7 @@ def test_demo_store_follows_spec_section_1(demo_dir) -> None:
     ds = xr.open_zarr(demo_dir / "activations.zarr")
     act = ds.activations
     assert act.dims == ("checkpoint", "layer", "sample", "token", "feature")
-    assert act.dtype == np.float16 and act.shape[1:] == (7, 359, 65, 128)
+    assert act.dtype == np.float16 and act.shape[1:] == (7, 359, 17, 128)  # CLS + 4 x 4 patches (issue 22: was 65)
     assert set(ds.coords) >= STORE_COORDS
     assert ds.checkpoint.values[0] == 0 and np.all(np.diff(ds.checkpoint.values) > 0)
     assert {"tgo_schema", "model", "dataset", "created_by"} <= set(ds.attrs)

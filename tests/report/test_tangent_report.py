@@ -230,10 +230,10 @@ def test_text_headline_reads_the_baselines_beside_the_enrichment() -> None:
     rows = text_headline_rows(res, {})
     assert all(len(r) == len(TEXT_HEADLINE_COLUMNS) for r in rows)
     column = {name: i for i, name in enumerate(TEXT_HEADLINE_COLUMNS)}
-    pca = rows[0][column["tangent E_T / E_PCA, mean (layers with CI > 1)"]]
+    pca = rows[0][column["E_T/E_PCA (CI>1)"]]
     assert pca == f"{vs[0].mean():.3f} (2/4)"
-    local = rows[0][column["local / null tangency, mean (layers local CI > null)"]]
+    local = rows[0][column["local/null (CI>null)"]]
     # fake: null = local - 0.1 and the interval is local ± 0.05, so every layer's interval clears it
     assert local.endswith("(4/4)")
-    assert rows[2][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")
-    assert not rows[0][column["tangent E_T / E_N (normal controls), mean over layers"]].endswith("*")
+    assert rows[2][column["E_T/E_N"]].endswith("*")
+    assert not rows[0][column["E_T/E_N"]].endswith("*")

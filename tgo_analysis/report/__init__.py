@@ -24,9 +24,55 @@ from tgo_store.errors import TgoError
 class Section:
     key: str  # also the PNG file name beside index.html
     heading: str
-    caption: str
+    caption: str | Callable[[xr.Dataset], str]  # text, or written from the results (captions fit the store)
     draw: Callable[[xr.Dataset, dict], Any]  # (results, options) -> Figure | None
     reading: Callable[[xr.Dataset], str | None] | None = None  # the sentence under the figure, from the numbers
+
+    def caption_for(self, res: xr.Dataset) -> str:
+        return self.caption(res) if callable(self.caption) else self.caption
+
+
+def _pooled_anisotropy_caption(res: xr.Dataset) -> str:
+    if F.is_image(res):
+        return ("Top-1 eigenvalue share of the covariance of every token of every image (CLS and patches) "
+                "pooled as points, and their mean pairwise cosine, one line per checkpoint; the language "
+                "literature's anisotropy measure (Razzhigaev et al.) applied to a ViT's tokens.")
+    return ("Top-1 eigenvalue share of the covariance of every valid position pooled as points, and "
+            "their mean pairwise cosine, one line per checkpoint; one column per results set "
+            "(Razzhigaev et al.: decoders peak in the middle layers, encoders stay flatter). Decoders "
+            "put massive activations on the first position: the columns compare with and without it "
+            "when both analyses are given (`tgo report --compare`; `tgo demo --text` does). A peak "
+            "that survives leaving out first and special positions is a property of the token cloud; "
+            "one that vanishes is those few massive positions, not anisotropy of the text. Ringed: "
+            "the last hidden state, taken after the model's final norm, which rescales every vector "
+            "(Razzhigaev et al.'s layers 0..L-1 leave it out; tgo report --without-final-norm does). "
+            "λ₁ / Σλ says how much variance one direction holds, not which direction or why, and a "
+            "change over layers is not by itself a change in what the model represents.")
+
+
+def _frequency_caption(res: xr.Dataset) -> str:
+    return ("Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
+            "the last checkpoint, one line per layer; last panel: Spearman rho between log count and "
+            "distance to the pooled mean per layer, one line per checkpoint." + L.spearman_summary(res)
+            + " Top-1 share and effective rank come from the same number of positions in every bucket (the "
+            "results' frequency_equal_count), so a difference between buckets is not their size; they still "
+            "mix frequency with what frequent tokens are (function words, punctuation), so the curves support "
+            "'frequent and rare positions differ here', not 'frequency causes it'. Mean norm and distance are "
+            "means over the bucket (or a seeded subsample) and do not follow bucket size.")
+
+
+def _eigenspectra_caption(res: xr.Dataset) -> str:
+    which = "the CLS token" if F.is_image(res) else "the middle position (not the first, an outlier in decoders)"
+    return ("Covariance eigenvalues against rank on log-log axes for " + which + " by default (`tgo report "
+            "--spectrum-token`), with the line of the stored alpha over the fit ranks and its R²; a fit "
+            f"with R² below {F.MIN_FIT_R2} is dotted and marked poor: the spectrum is not a power law there.")
+
+
+def _pooled_spectra_caption(res: xr.Dataset) -> str:
+    return ("Eigenvalues of the pooled covariance against rank on log-log axes with the line of the "
+            "stored alpha_pooled and its R², first, middle and last layers; a fit with R² below "
+            f"{F.MIN_FIT_R2} is dotted and marked poor (e.g. a spectrum that falls off a cliff inside the "
+            "fit ranks) and is no evidence of a power law.")
 
 
 SECTIONS = (
@@ -35,11 +81,13 @@ SECTIONS = (
     Section("alpha", "Alpha across layers",
             "Power-law exponent of each token's covariance spectrum per layer, one line per checkpoint "
             "(larger alpha = faster eigenvalue decay = fewer dominant directions); the last panel "
-            "averages the tokens of each alpha-trajectory cluster (Joseph et al., Fig. 1A).",
+            "averages the tokens of each alpha-trajectory cluster (Joseph et al., Fig. 1A). Points "
+            f"ringed in red have a fit R² below {F.MIN_FIT_R2}: not read as a power law. The CLS token has "
+            "no value at layer 0, where it is the same learned vector for every image.",
             lambda r, o: F.alpha_trajectories(r)),
     Section("clusters", "Alpha clusters on the patch grid",
             "Tokens grouped by k-means of their alpha trajectory across layers (Fig. 1C); "
-            "grey = no cluster (a NaN alpha somewhere in the trajectory).",
+            "grey (none) = no cluster (a NaN alpha somewhere in the trajectory).",
             lambda r, o: F.cluster_grid(r)),
     Section("correlation", "Inter-token correlation",
             "Mean Pearson correlation between the flattened activations of two tokens, per layer "
@@ -61,25 +109,13 @@ SECTIONS = (
     Section("intrinsic_dimension", "Intrinsic dimension over training",
             "TwoNN estimate on all tokens concatenated, one line per layer.",
             lambda r, o: F.intrinsic_dimension(r)),
-    Section("eigenspectra", "Eigenspectra with the alpha fit",
-            "Covariance eigenvalues against rank on log-log axes, with the line of the stored alpha "
-            "over the fit ranks.",
+    Section("eigenspectra", "Eigenspectra with the alpha fit", _eigenspectra_caption,
             lambda r, o: F.eigenspectra(r, o.get("spectrum_token"), o.get("spectrum_step"))),
 )
 
 # Shown only for results that have SPEC section 5 metrics (pooled positions, frequency).
 LANGUAGE_SECTIONS = (
-    Section("pooled_anisotropy", "Pooled anisotropy across layers",
-            "Top-1 eigenvalue share of the covariance of every valid position pooled as points, and "
-            "their mean pairwise cosine, one line per checkpoint; one column per results set "
-            "(Razzhigaev et al.: decoders peak in the middle layers, encoders stay flatter). Decoders "
-            "put massive activations on the first position, so compare with and without it: a peak "
-            "that survives leaving out first and special positions is a property of the token cloud; "
-            "one that vanishes is those few massive positions, not anisotropy of the text. Ringed: "
-            "the last hidden state, taken after the model's final norm, which rescales every vector "
-            "(Razzhigaev et al.'s layers 0..L-1 leave it out; tgo report --without-final-norm does). "
-            "λ₁ / Σλ says how much variance one direction holds, not which direction or why, and a "
-            "change over layers is not by itself a change in what the model represents.",
+    Section("pooled_anisotropy", "Pooled anisotropy across layers", _pooled_anisotropy_caption,
             lambda r, o: L.pooled_anisotropy(r, o.get("compare"), o.get("final_norm", True))),
     Section("pooled_training", "Pooled intrinsic dimension and anisotropy over training",
             "TwoNN on a seeded subsample of pooled positions and the pooled top-1 share against "
@@ -88,20 +124,9 @@ LANGUAGE_SECTIONS = (
             "microscope for LLM-Microscope's like-for-like numbers); the two differ by construction, so "
             "compare values only within one estimator.",
             lambda r, o: L.pooled_training_dynamics(r)),
-    Section("frequency", "Geometry by token frequency",
-            "Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
-            "the last checkpoint, one line per layer; right: Spearman rho between log count and "
-            "distance to the pooled mean (decoders are reported near -0.5). Top-1 share and effective "
-            "rank come from the same number of positions in every bucket (the results' "
-            "frequency_equal_count), so a difference between buckets is not their size; they still "
-            "mix frequency with what frequent tokens are (function words, punctuation), so the "
-            "curves support 'frequent and rare positions differ here', not 'frequency causes it'. "
-            "Mean norm and distance are means over the bucket (or a seeded subsample) and do not "
-            "follow bucket size.",
+    Section("frequency", "Geometry by token frequency", _frequency_caption,
             lambda r, o: L.frequency_profiles(r)),
-    Section("pooled_eigenspectra", "Pooled eigenspectra",
-            "Eigenvalues of the pooled covariance against rank on log-log axes with the line of the "
-            "stored alpha_pooled, first, middle and last layers.",
+    Section("pooled_eigenspectra", "Pooled eigenspectra", _pooled_spectra_caption,
             lambda r, o: L.pooled_eigenspectra(r, o.get("spectrum_step"))),
 )
 
@@ -222,8 +247,7 @@ def write_report(
                "compare": {label: _open(other) for label, other in (compare or {}).items()},
                "final_norm": final_norm}
     title = title or "tgo report"
-    dims = ", ".join(f"{k}={v}" for k, v in res.sizes.items())
-    parts = [P.header(title, f"Results: {dims}. Definitions and parameters are in the provenance tables.")]
+    parts = [P.header(title, P.summary(res) + " Definitions and parameters are in the provenance tables.")]
     missing = []
     shown, hidden = _section_groups(res)
     for section in hidden:  # a switched-off group leaves no stale figure from a past run
@@ -237,7 +261,7 @@ def write_report(
         png = _png(fig)
         (out / f"{section.key}.png").write_bytes(png)
         reading = section.reading(res) if section.reading is not None else None
-        parts.append(P.figure(section.key, section.heading, section.caption, png, reading))
+        parts.append(P.figure(section.key, section.heading, section.caption_for(res), png, reading))
     parts.append(P.skipped(missing))
     parts.append(P.provenance(res, training))
     parts.append(P.footer())

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.ticker import MaxNLocator
 
 from tgo_analysis import names as N
 
@@ -40,6 +41,57 @@ LOG_SCALE = {N.SPECTRAL_FLATNESS}
 CLS_VIEW, PATCH_VIEW = "CLS token", "mean patch token"
 LAYER_AXIS = "layer (0 = embedding output)"
 STEP_AXIS = "training step (symlog scale)"
+MIN_FIT_R2 = 0.9  # a power-law fit below this R² is marked "poor fit" in every figure, never read as alpha
+POOR_FIT = f"R² < {MIN_FIT_R2}: poor power-law fit"
+
+
+def is_image(res: xr.Dataset) -> bool:
+    """Whether the results come from an image store (patch tokens) rather than text positions."""
+    if N.TOKEN not in res.sizes:  # pooled-only results: images have per-token metrics beside them
+        return False
+    return bool((token_kinds(res) == "patch").any())  # no token_kind coord: the timm ViT layout
+
+
+def layer_axis(ax: Any) -> None:
+    """A layer x axis: integer ticks only, the shared label."""
+    ax.set_xlabel(LAYER_AXIS)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def step_axis(ax: Any, steps: Any) -> None:
+    """A training-step x axis: symlog (step 0 is the initialisation), starting at 0, not below it."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(STEP_AXIS)
+    last = float(np.max(steps)) if np.size(steps) else 1.0
+    ax.set_xlim(0, max(last * 1.3, 1.5))
+
+
+def fit_label(alpha: float, r2: float | None) -> str:
+    """'alpha = 1.23 (R² 0.98)', with the poor-fit mark below MIN_FIT_R2."""
+    if r2 is None or not np.isfinite(r2):
+        return f"alpha = {alpha:.2f}"
+    mark = f", {POOR_FIT}" if r2 < MIN_FIT_R2 else ""
+    return f"alpha = {alpha:.2f} (R² {r2:.2f}{mark})"
+
+
+def mark_poor_fits(ax: Any, x: np.ndarray, values: np.ndarray, r2: np.ndarray | None) -> bool:
+    """Ring the points whose alpha fit has R² < MIN_FIT_R2; True when any was ringed."""
+    if r2 is None:
+        return False
+    poor = np.isfinite(values) & np.isfinite(r2) & (r2 < MIN_FIT_R2)
+    if poor.any():
+        ax.plot(np.asarray(x)[poor], np.asarray(values)[poor], "o", ms=9, mfc="none", mec="red", mew=1.2)
+    return bool(poor.any())
+
+
+def note_missing_first_layer(ax: Any, res: xr.Dataset, data: xr.DataArray) -> None:
+    """Say why a line starts after layer 0 (all NaN there: e.g. CLS is one learned vector for every image)."""
+    first = np.asarray(data.isel(layer=0).values, dtype=float)
+    if res.sizes[N.LAYER] > 1 and not np.isfinite(first).any():
+        layers = res[N.LAYER].values
+        ax.set_xlim(layers[0] - 0.3, layers[-1] + 0.3)  # layer 0 stays on the axis, empty, and says why
+        ax.text(0.01, 0.02, "layer 0: no value (every sample identical, zero variance)",
+                transform=ax.transAxes, fontsize=7, color="#555")
 
 
 def token_kinds(res: xr.Dataset) -> np.ndarray:
@@ -73,7 +125,7 @@ def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: 
     for ci, step in enumerate(res[N.CHECKPOINT].values):
         values = data.isel(checkpoint=ci).values
         ax.plot(res[N.LAYER].values, values, "o-", ms=3, color=colors[ci], label=f"step {int(step)}")
-    ax.set_xlabel(LAYER_AXIS)
+    layer_axis(ax)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
@@ -84,8 +136,7 @@ def _lines_per_layer(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str) 
     for li, layer in enumerate(res[N.LAYER].values):
         values = data.isel(layer=li).values
         ax.plot(res[N.CHECKPOINT].values, values, "o-", ms=3, color=colors[li], label=f"layer {int(layer)}")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel(STEP_AXIS)
+    step_axis(ax, res[N.CHECKPOINT].values)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
@@ -97,12 +148,16 @@ def _legend_right(fig: Any, ax: Any, title: str) -> None:
 
 
 def alpha_trajectories(res: xr.Dataset) -> Any:
-    """Alpha across layers: CLS, mean patch, all tokens, per cluster (Joseph et al. Fig. 1A)."""
+    """Alpha across layers: CLS, mean patch, all tokens, per cluster (Joseph et al. Fig. 1A).
+
+    Points whose fit has R² < MIN_FIT_R2 (the view's own R²: the token's, the mean over patch
+    tokens, the all-token fit's) are ringed in red."""
     if N.ALPHA not in res:
         return None
-    panels = list(token_views(res, N.ALPHA).items())
+    r2_views = token_views(res, N.ALPHA_R2) if N.ALPHA_R2 in res else {}
+    panels = [(title, data, r2_views.get(title)) for title, data in token_views(res, N.ALPHA).items()]
     if N.all_tokens(N.ALPHA) in res:
-        panels.append(("all tokens concatenated", res[N.all_tokens(N.ALPHA)]))
+        panels.append(("all tokens concatenated", res[N.all_tokens(N.ALPHA)], res.get(N.all_tokens(N.ALPHA_R2))))
     has_clusters = N.ALPHA_CLUSTER in res
     count = len(panels) + has_clusters
     ncols = 2 if count > 1 else 1
@@ -111,10 +166,19 @@ def alpha_trajectories(res: xr.Dataset) -> Any:
         nrows, ncols, figsize=(11, 3.6 * nrows), squeeze=False, layout="constrained"
     )
     flat = axes.ravel()
-    for ax, (title, data) in zip(flat, panels, strict=False):
+    poor = False
+    for ax, (title, data, r2) in zip(flat, panels, strict=False):
         _lines_per_checkpoint(ax, res, data, LABELS[N.ALPHA])
+        for ci in range(res.sizes[N.CHECKPOINT]):
+            fit = None if r2 is None else r2.isel(checkpoint=ci).values
+            poor |= mark_poor_fits(ax, res[N.LAYER].values, data.isel(checkpoint=ci).values, fit)
+        note_missing_first_layer(ax, res, data)
         ax.set_title(title)
-    _legend_right(fig, flat[0], "checkpoint")
+    handles, labels = flat[0].get_legend_handles_labels()
+    if poor:
+        handles.append(plt.Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="red"))
+        labels.append(POOR_FIT)
+    fig.legend(handles, labels, loc="outside right upper", title="checkpoint", fontsize=8)
     if has_clusters:
         _cluster_alpha_lines(flat[len(panels)], res)
     for ax in flat[count:]:
@@ -132,7 +196,7 @@ def _cluster_alpha_lines(ax: Any, res: xr.Dataset) -> None:
         ax.plot(res[N.LAYER].values, mean, "o-", ms=3, color=plt.get_cmap("tab10")(c % 10),
                 label=f"cluster {c} ({members.size} tokens)")
     ax.set_title(f"alpha clusters (mean of members), step {int(res[N.CHECKPOINT].values[-1])}")
-    ax.set_xlabel(LAYER_AXIS)
+    layer_axis(ax)
     ax.set_ylabel(LABELS[N.ALPHA])
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -155,8 +219,11 @@ def cluster_grid(res: xr.Dataset) -> Any:
     colors = ["#d9d9d9"] + [plt.get_cmap("tab10")(c % 10) for c in range(n)]
     fig, ax = plt.subplots(figsize=(5.2, 4.2), layout="constrained")
     image = ax.imshow(grid, cmap=ListedColormap(colors), vmin=-1.5, vmax=n - 0.5)
-    bar = fig.colorbar(image, ax=ax, ticks=range(-1, n), label="alpha cluster")
-    bar.ax.set_yticklabels(["none (NaN alpha)", *[str(c) for c in range(n)]])
+    bar = fig.colorbar(image, ax=ax, ticks=range(-1, n))
+    bar.ax.set_yticklabels(["none", *[str(c) for c in range(n)]])
+    bar.ax.set_title("cluster", fontsize=9)  # above the bar, not beyond the tick labels
+    ax.set_xticks(range(grid.shape[1]))  # whole patches, not half-integer pixel ticks
+    ax.set_yticks(range(grid.shape[0]))
     ax.set_title("alpha clusters on the patch grid")
     ax.set_xlabel("patch column")
     ax.set_ylabel("patch row")
@@ -187,8 +254,8 @@ def correlation_matrices(res: xr.Dataset, n_layers: int = 3) -> Any:
         matrix = res[N.TOKEN_CORRELATION].isel(checkpoint=-1, layer=li).values
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_title(f"layer {int(res[N.LAYER].values[li])}, step {step}")
-        ax.set_xlabel("token (0 = first, CLS for a ViT)")
-    axes[0][0].set_ylabel("token")
+        ax.set_xlabel("token (0 = CLS)" if is_image(res) else "position in the sequence")
+    axes[0][0].set_ylabel("token" if is_image(res) else "position")
     fig.colorbar(image, ax=axes[0].tolist(), label="Pearson r", shrink=0.9)
     return fig
 
@@ -210,7 +277,7 @@ def metrics_over_training(res: xr.Dataset, view: str) -> Any:
             ax.set_yscale("log")
     for ax in axes.ravel()[len(present) :]:
         ax.set_visible(False)
-    fig.suptitle(view)
+    fig.suptitle(view, fontsize=12, fontweight="bold")
     _legend_right(fig, axes[0][0], "layer")
     return fig
 
@@ -264,13 +331,17 @@ def eigenspectra(
 ) -> Any:
     """Eigenspectra on log-log axes with the stored alpha's fit line, for one (checkpoint, token).
 
-    Defaults: the last checkpoint, the first token (CLS for a ViT), and the middle layer with
-    the first and last layers for comparison.
+    Defaults: the last checkpoint, the first token for images (CLS) and the middle position for
+    text (the first position of a decoder is an outlier: massive activations, one token), and the
+    middle layer with the first and last layers for comparison.
     """
     if N.EIGENVALUES not in res:
         return None
     fit_range = tuple(int(v) for v in res.attrs.get("alpha_fit_range", (11, 100)))
-    token = int(res[N.TOKEN].values[0]) if token is None else int(token)
+    if token is None:
+        tokens = res[N.TOKEN].values
+        token = int(tokens[0] if is_image(res) else tokens[len(tokens) // 2])
+    token = int(token)
     step = int(res[N.CHECKPOINT].values[-1]) if step is None else int(step)
     all_layers = [int(v) for v in res[N.LAYER].values]
     if layers is None:
@@ -284,16 +355,27 @@ def eigenspectra(
         positive = eigs > 0
         color = colors[all_layers.index(layer)]
         ax.loglog(ranks[positive], eigs[positive], ".", ms=3, color=color)
-        alpha = float(res[N.ALPHA].sel(checkpoint=step, layer=layer, token=token)) if N.ALPHA in res else np.nan
+        where = {"checkpoint": step, "layer": layer, "token": token}
+        alpha = float(res[N.ALPHA].sel(where)) if N.ALPHA in res else np.nan
+        r2 = float(res[N.ALPHA_R2].sel(where)) if N.ALPHA_R2 in res else None
         line_ranks, line = alpha_fit_line(eigs, alpha, fit_range)
         if line.size:
-            ax.loglog(line_ranks, line, "-", lw=2, color=color, label=f"layer {layer}: alpha = {alpha:.2f}")
+            draw_fit(ax, line_ranks, line, color, f"layer {layer}: {fit_label(alpha, r2)}", r2)
         else:
             why = "zero variance" if not positive.any() else "no fit"
             ax.plot([], [], ".", color=color, label=f"layer {layer}: alpha n/a ({why})")
-    finish_spectrum_axes(ax, fit_range, f"covariance eigenspectrum of token {token}, step {step}",
+    what = f"token {token}" + (" (CLS)" if token_kinds(res)[list(res[N.TOKEN].values).index(token)] == "cls" else "")
+    if not is_image(res):
+        what = f"position {token}"
+    finish_spectrum_axes(ax, fit_range, f"covariance eigenspectrum of {what}, step {step}",
                          "eigenvalue λᵢ (activation units²)")
     return fig
+
+
+def draw_fit(ax: Any, ranks: np.ndarray, line: np.ndarray, color: Any, label: str, r2: float | None) -> None:
+    """The fit line: solid, or thin and dotted when its R² is below MIN_FIT_R2 (a poor fit)."""
+    poor = r2 is not None and np.isfinite(r2) and r2 < MIN_FIT_R2
+    ax.loglog(ranks, line, ":" if poor else "-", lw=1.2 if poor else 2, color=color, label=label)
 
 
 def finish_spectrum_axes(ax: Any, fit_range: tuple[int, int], title: str, ylabel: str) -> None:
@@ -316,8 +398,7 @@ def training_curve(training: dict | None) -> Any:
         return None
     steps = training["steps"]
     fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel(STEP_AXIS)
+    step_axis(ax, steps)
     ax.grid(alpha=0.3)
     loss_ax = ax
     if training.get("accuracy"):

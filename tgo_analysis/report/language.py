@@ -116,12 +116,16 @@ def frequency_profiles(res: xr.Dataset) -> Any:
     if not present and not spearman:
         return None
     n = len(present) + int(spearman)
-    fig, axes = plt.subplots(1, n, figsize=(3.9 * n + 1.5, 3.6), squeeze=False, layout="constrained")
+    ncols = min(n, 3)  # at most three panels a row: five in one row are unreadable
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.5, 3.5 * nrows), squeeze=False,
+                             layout="constrained")
+    flat = axes.ravel()
     colors = F._colors("plasma", res.sizes[N.LAYER])
     step = int(res[N.CHECKPOINT].values[-1])
     n_layers = res.sizes[N.LAYER]
     shown = np.unique(np.linspace(0, n_layers - 1, min(n_layers, MAX_LAYER_LINES)).round().astype(int))
-    for ax, metric in zip(axes[0], present, strict=False):
+    for ax, metric in zip(flat, present, strict=False):
         for li in shown:
             layer = res[N.LAYER].values[li]
             values = res[metric].isel(checkpoint=-1, layer=li).values
@@ -132,13 +136,31 @@ def frequency_profiles(res: xr.Dataset) -> Any:
         ax.set_title(f"{metric}, step {step}", fontsize=9)
         ax.grid(alpha=0.3)
     if present:
-        F._legend_right(fig, axes[0][0], "layer")
+        F._legend_right(fig, flat[0], "layer (frequency panels)")
     if spearman:
-        ax = axes[0][-1]
+        ax = flat[n - 1]
         F._lines_per_checkpoint(ax, res, res[N.FREQUENCY_CENTROID_SPEARMAN], "Spearman ρ")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title("log count vs distance to the pooled mean", fontsize=9)
+        ax.set_title("log count vs distance to the pooled mean, per checkpoint", fontsize=9)
+        ax.legend(fontsize=7, title="checkpoint", title_fontsize=7)
+    for ax in flat[n:]:
+        ax.set_visible(False)
     return fig
+
+
+def spearman_summary(res: xr.Dataset) -> str:
+    """What the stored Spearman ρ shows at the last checkpoint, in words (for the caption)."""
+    if N.FREQUENCY_CENTROID_SPEARMAN not in res:
+        return ""
+    values = np.asarray(res[N.FREQUENCY_CENTROID_SPEARMAN].isel(checkpoint=-1).values, dtype=float)
+    if not np.isfinite(values).any():
+        return " Spearman rho is undefined at the last checkpoint."
+    layers = res[N.LAYER].values
+    lo, hi = int(np.nanargmin(values)), int(np.nanargmax(values))
+    sign = ("frequent tokens lie closer to the pooled mean" if np.nanmedian(values) < 0 else
+            "frequent tokens lie farther from the pooled mean")
+    return (f" Here, at step {int(res[N.CHECKPOINT].values[-1])}, rho runs from {values[lo]:.2f} (layer "
+            f"{int(layers[lo])}) to {values[hi]:.2f} (layer {int(layers[hi])}); in most layers {sign}.")
 
 
 def pooled_eigenspectra(res: xr.Dataset, step: int | None = None) -> Any:
@@ -159,11 +181,14 @@ def pooled_eigenspectra(res: xr.Dataset, step: int | None = None) -> Any:
         positive = eigs > 0
         color = colors[layers.index(layer)]
         alpha = float(res[alpha_name].sel(checkpoint=step, layer=layer)) if alpha_name in res else np.nan
-        ax.loglog(np.arange(1, eigs.size + 1)[positive], eigs[positive], ".", ms=3, color=color,
-                  label=f"layer {layer}: alpha = {alpha:.2f}")
+        r2_name = N.pooled(N.ALPHA_R2)
+        r2 = float(res[r2_name].sel(checkpoint=step, layer=layer)) if r2_name in res else None
+        ax.loglog(np.arange(1, eigs.size + 1)[positive], eigs[positive], ".", ms=3, color=color)
         ranks, line = F.alpha_fit_line(eigs, alpha, fit_range)
         if line.size:
-            ax.loglog(ranks, line, "-", lw=2, color=color)
+            F.draw_fit(ax, ranks, line, color, f"layer {layer}: {F.fit_label(alpha, r2)}", r2)
+        else:
+            ax.plot([], [], ".", color=color, label=f"layer {layer}: alpha n/a (no fit)")
     F.finish_spectrum_axes(ax, fit_range, f"pooled covariance eigenspectrum, step {step} ({positions_label(res)})",
                            "eigenvalue λᵢ")
     return fig

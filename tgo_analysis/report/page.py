@@ -34,6 +34,28 @@ def header(title: str, summary: str) -> str:
     )
 
 
+def summary(res: xr.Dataset) -> str:
+    """What the results cover, in plain words (not the dims: 'checkpoint=7 ... token_other=65')."""
+    steps = [int(v) for v in res[S.CHECKPOINT].values]
+    layers = [int(v) for v in res[S.LAYER].values]
+    parts = [f"{len(steps)} checkpoint{'s' * (len(steps) != 1)} (training steps {steps[0]} to {steps[-1]})"
+             if steps else "no checkpoints",
+             f"{len(layers)} layers ({layers[0]} = embedding output)" if layers else "no layers"]
+    if S.TOKEN in res.sizes:
+        kinds = [str(k) for k in res[S.TOKEN_KIND].values] if S.TOKEN_KIND in res.coords else []
+        patches = kinds.count("patch")
+        what = f" (CLS and {patches} patches)" if patches and "cls" in kinds else ""
+        parts.append(f"{res.sizes[S.TOKEN]} {'tokens' if patches else 'positions'} per sample{what}")
+    shape = _mapping(res.attrs.get("tgo_config", {})).get("shape")
+    if isinstance(shape, list) and len(shape) == 5:
+        parts.append(f"{shape[2]} samples of {shape[4]} features")
+    inputs = _mapping(res.attrs.get("input_attrs", {}))
+    model = _mapping(inputs.get("model", {})).get("name")
+    dataset = _mapping(inputs.get("dataset", {})).get("name")
+    where = f" Model {model} on {dataset}." if model and dataset else ""
+    return "These results: " + ", ".join(parts) + "." + where
+
+
 def figure(key: str, heading: str, caption: str, png: bytes, reading: str | None = None) -> str:
     """A section: heading, caption, the figure, and under it the sentence read from the numbers."""
     data = base64.b64encode(png).decode("ascii")

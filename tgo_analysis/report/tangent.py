@@ -13,7 +13,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-from matplotlib.ticker import MaxNLocator
 
 from tgo_analysis import names as N
 from tgo_analysis.report import figures as F
@@ -192,8 +191,7 @@ def across_layers(res: xr.Dataset) -> Any:
         return None
     fig, axes = drawn
     for ax in axes:
-        ax.set_xlabel(F.LAYER_AXIS)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        F.layer_axis(ax)
     return fig
 
 
@@ -210,8 +208,7 @@ def over_training(res: xr.Dataset) -> Any:
         return None
     fig, axes = drawn
     for ax in axes:
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel(F.STEP_AXIS)
+        F.step_axis(ax, res[N.CHECKPOINT].values)
     return fig
 
 

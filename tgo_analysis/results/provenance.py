@@ -7,7 +7,9 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-PACKAGES = ("tgo", "numpy", "scipy", "dask", "distributed", "xarray", "zarr", "scikit-learn", "threadpoolctl")
+# the analysis's own packages, then those that made the activations (read from metadata: torch is not imported)
+PACKAGES = ("tgo", "numpy", "scipy", "dask", "distributed", "xarray", "zarr", "scikit-learn", "threadpoolctl",
+            "torch", "torchvision", "timm", "transformers", "tokenizers", "safetensors")
 
 
 @functools.cache

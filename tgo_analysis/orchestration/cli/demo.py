@@ -18,6 +18,7 @@ class DemoKind:
     module: str
     run: str
     columns: str
+    legend: str
     rows: str
     series: str  # the training log's per-step score shown in the table
     title: str
@@ -30,9 +31,9 @@ class DemoKind:
 
 
 DEMOS = {
-    False: DemoKind("tgo_analysis.orchestration.demos.image", "run_demo", "HEADLINE_COLUMNS", "headline_rows",
-                    "accuracy", "tgo demo: headline numbers", "tgo-demo"),
-    True: DemoKind("tgo_analysis.orchestration.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS",
+    False: DemoKind("tgo_analysis.orchestration.demos.image", "run_demo", "HEADLINE_COLUMNS", "HEADLINE_LEGEND",
+                    "headline_rows", "accuracy", "tgo demo: headline numbers", "tgo-demo"),
+    True: DemoKind("tgo_analysis.orchestration.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS", "TEXT_HEADLINE_LEGEND",
                    "text_headline_rows", "held_out_loss", "tgo demo --text: headline numbers", "tgo-demo-text"),
 }
 
@@ -67,6 +68,7 @@ def demo(
         table.add_row(*row)
     console = Console()
     console.print(table)
+    console.print(kind.load("legend"))
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
     console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
     console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)

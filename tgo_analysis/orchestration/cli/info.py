@@ -25,7 +25,8 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     ratio = facts.bytes_stored / facts.bytes_logical if facts.bytes_logical else 0.0
     console.print(f"bytes stored {facts.bytes_stored / 1e6:.1f} MB of {facts.bytes_logical / 1e6:.1f} MB logical ({ratio:.2f})")
     console.print(f"model {facts.attrs.get('model', {}).get('name', '?')}  dataset {facts.attrs.get('dataset', {}).get('name', '?')}")
-    table = Table("index", "step", "blocks", "complete", "path")
+    table = Table("index", "step", "blocks", "complete")
+    table.add_column("path", overflow="fold")  # a long path wraps, never cut
     for c in facts.checkpoints:
         done = c["blocks_done"] == facts.blocks_per_checkpoint
         table.add_row(str(c["index"]), str(c["step"]), f"{c['blocks_done']}/{facts.blocks_per_checkpoint}",
