@@ -29,10 +29,9 @@ import zarr
 from tgo_store import schema as S
 from tgo_store.errors import TgoError
 from tgo_store.gradient_precision import create_zero_fraction, resize_zero_fraction
-from tgo_store.records import RECORD_ROOT, RecordStore
+from tgo_store.records import CREATING, RECORD_ROOT, RecordStore, clear_half_made
 from tgo_store.writer import is_local, local_path
 
-CREATING = f"{RECORD_ROOT}/creating.json"
 APPENDING = f"{RECORD_ROOT}/appending.json"
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
@@ -123,18 +122,6 @@ def begin_create(records: RecordStore) -> None:
     if records.get(CREATING) is not None:
         clear_half_made(records)
     records.put(CREATING, {"state": "creating"})
-
-
-def clear_half_made(records: RecordStore) -> None:
-    """Delete everything of a half-made store except its creation marker (so a kill here is safe too)."""
-    fs, root = records.fs, records.root
-    for entry in fs.ls(root, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name != RECORD_ROOT:
-            fs.rm(entry, recursive=True)
-    for key in records.keys(RECORD_ROOT):
-        if key != CREATING:
-            records.delete(key)
 
 
 def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:

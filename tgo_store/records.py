@@ -26,6 +26,7 @@ import fsspec
 from tgo_store.errors import TgoError
 
 RECORD_ROOT = "_tgo"
+CREATING = f"{RECORD_ROOT}/creating.json"  # intent record of a store being created (activations or results)
 
 
 def _fsync(path: str) -> None:
@@ -122,3 +123,15 @@ class RecordStore:
         key = f"{RECORD_ROOT}/write-probe-{os.getpid()}"
         self.put_bytes(key, b"probe")
         self.delete(key)
+
+
+def clear_half_made(records: RecordStore) -> None:
+    """Delete everything of a half-made store except its creation marker (so a kill here is safe too)."""
+    fs, root = records.fs, records.root
+    for entry in fs.ls(root, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name != RECORD_ROOT:
+            fs.rm(entry, recursive=True)
+    for key in records.keys(RECORD_ROOT):
+        if key != CREATING:
+            records.delete(key)

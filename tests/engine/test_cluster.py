@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,13 @@ def _same(got: xr.Dataset, want: xr.Dataset, per_token_exact: bool) -> None:
             scale = np.nanmax(np.abs(expected)) if np.isfinite(expected).any() else 0.0
             np.testing.assert_allclose(got[name].values, expected, rtol=1e-12, atol=1e-12 * scale, equal_nan=True,
                                        err_msg=name)
+
+
+def _env() -> dict[str, str]:
+    """The environment of a scheduler, worker or client subprocess: the repository importable, so
+    that the test statistics in tests/engine/cluster_support.py unpickle there too."""
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
 
 
 def _ctx(t: int, d: int, n: int = 10_000) -> Context:
@@ -186,7 +194,7 @@ def dask_pair(tmp_path_factory):
     info = root / "scheduler.json"
     bin_dir = os.path.dirname(sys.executable)
     procs = [subprocess.Popen([os.path.join(bin_dir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(info)], stderr=subprocess.DEVNULL)]
+                               "--no-dashboard", "--scheduler-file", str(info)], stderr=subprocess.DEVNULL, env=_env())]
     try:
         for _ in range(600):
             if info.exists() and info.stat().st_size:
@@ -194,7 +202,7 @@ def dask_pair(tmp_path_factory):
             time.sleep(0.05)
         address = json.loads(info.read_text())["address"]
         procs.append(subprocess.Popen([os.path.join(bin_dir, "dask"), "worker", address, "--nthreads", "2",
-                                       "--memory-limit", "1GB", "--no-dashboard"], stderr=subprocess.DEVNULL))
+                                       "--memory-limit", "1GB", "--no-dashboard"], stderr=subprocess.DEVNULL, env=_env()))
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
@@ -221,7 +229,7 @@ def test_a_killed_client_resumes_from_its_finished_units(stores, dask_pair, tmp_
 
     url, out, metrics = stores["units"], str(tmp_path / "out.zarr"), "alpha,effective_rank,token_correlation,slow"
     client = subprocess.Popen([sys.executable, "-c", CLIENT, url, dask_pair, metrics, out],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, env=_env())
     done = tmp_path / "out.zarr" / "_tgo" / "done"
     try:
         deadline = time.monotonic() + 300  # a loaded machine imports slowly

@@ -128,7 +128,7 @@ def test_kill_an_analysis_in_results_store_creation_and_unit_writes(setup, tmp_p
     first_unit, per_unit = records[0], records[1] - records[0]  # a unit: its chunks, then its done record
     created = first_unit - per_unit  # the last write of the results store's creation
     points = list(range(1, first_unit + 2)) if EVERY else [1, created // 2, created - 1, created, created + 1,
-                                                            first_unit, len(names) - 1]
+                                                            first_unit, first_unit + per_unit]
     for k in points:
         _kill_analysis_then_rerun(setup, tmp_path / f"m{k}.zarr", k, clean)
     for k in (created // 3, first_unit):

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tgo_analysis.report import SECTIONS, write_report
+from tgo_analysis.report import SECTIONS, SIMILARITY_SECTIONS, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 # The image demo's figures: every image section, and the pooled ones (pooled metrics hold for image
-# stores too: all tokens as points); the frequency figure needs a text store.
+# stores too: all tokens as points), and the similarity and update figures (SPEC 6); the frequency
+# figure needs a text store.
 IMAGE_DEMO_FIGURES = [*(section.key for section in SECTIONS), "pooled_anisotropy", "pooled_training",
-                      "pooled_eigenspectra"]
+                      "pooled_eigenspectra", *(section.key for section in SIMILARITY_SECTIONS)]
 STORE_COORDS = {"checkpoint_path", "checkpoint_sha256", "layer_name", "label", "token_kind", "token_row", "token_col"}
 RESULT_DIMS = {
     "eigenvalues": ("checkpoint", "layer", "token", "rank"),

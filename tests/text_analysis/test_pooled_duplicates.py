@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from tgo_analysis.kernels.twonn import twonn_dimension
-from tgo_analysis.statistics.pooled import MIN_DISTINCT_POINTS, distinct_twonn
+from tgo_analysis.statistics.base import Context
+from tgo_analysis.statistics.pooled import MIN_DISTINCT_POINTS, distinct_estimate
+
+TWONN = Context(1, 1, 16)  # the default --id-estimator (twonn)
+
+
+def distinct_twonn(points: np.ndarray) -> float:
+    return distinct_estimate(points, TWONN)
 
 
 def test_duplicates_do_not_drag_the_estimate_to_zero() -> None:

@@ -70,7 +70,8 @@ class UnitSource:
             return LazySlab(array[a:b, lo:hi])
 
         return UnitSource(cut(self.activations.array), {k: cut(v.array) for k, v in self.extras.items()},
-                          self.first_sample + a, self.first_token + lo)
+                          tuple(cut(o.array) for o in self.others), first_sample=self.first_sample + a,
+                          first_token=self.first_token + lo)
 
 
 def read_block(array: Any, i: int) -> np.ndarray:
@@ -107,7 +108,8 @@ def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Blo
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
     others = tuple(LazySlab(o.array.rechunk({0: act.chunks[0], 1: -1, 2: -1})) for o in source.others)
-    source = UnitSource(LazySlab(act), extras, others, source.first_sample, source.first_token)
+    source = UnitSource(LazySlab(act), extras, others, first_sample=source.first_sample,
+                        first_token=source.first_token)
     n, start, tokens = act.numblocks[0], source.first_sample, (source.first_token, source.first_token + act.shape[1])
     if n == 0:
         return

@@ -21,8 +21,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_store.errors import TgoError
-from tgo_store.metadata import CREATING, clear_half_made
-from tgo_store.records import RECORD_ROOT, RecordStore
+from tgo_store.records import CREATING, RECORD_ROOT, RecordStore, clear_half_made
 from tgo_store.temporaries import sweep_temporaries
 
 DONE_PREFIX = f"{RECORD_ROOT}/done"
