@@ -5,9 +5,11 @@
    to one core: the speed-up, net of start-up (workers started before the clock).
 2. A 13-layer checkpoint on the same 2 workers against the threaded path on both cores.
 3. The client's serial time before the first task starts, ``--metrics tangent`` (a gradient
-   store): this branch against the code in ``--today`` (default /work/main), both on the workers.
+   store): this checkout against the code before issue 23 (the third argument, a checkout of it),
+   both on the workers.
 
-Other processes may load the machine: rows are run interleaved, ``REPEATS`` times, medians kept.
+The workers run one analysis before the clock (start-up: their first imports). Other processes
+may load the machine: rows are run interleaved, ``REPEATS`` times, medians kept.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPEATS = 2
+REPEATS = 3
 SPECTRA = "eigenvalues,alpha,effective_rank,stable_rank,participation_ratio,spectral_flatness,top1_share"
 ANALYZE = """
 import json, sys, time
@@ -164,6 +166,7 @@ def run(size: str = "small", device: str = "cpu", today: str = "/work/main", par
                                                  "tangent_today", "tangent_now")}
         out["runs"] = rows
         with PinnedCluster(root) as address:
+            _in_process(layers, SPECTRA, address)  # warm-up: the workers import tgo, xarray and zarr once
             for _ in range(REPEATS):  # interleaved: a load spike hits both sides of a ratio
                 rows["one_core"].append(_child(ANALYZE, str(unit), SPECTRA, "{}", pin="0")["seconds"])
                 two = _in_process(unit, SPECTRA, address)
@@ -187,9 +190,10 @@ def run(size: str = "small", device: str = "cpu", today: str = "/work/main", par
 
 
 if __name__ == "__main__":
-    # python -m benchmarks.cluster [size] [results JSON]
+    # python -m benchmarks.cluster [size] [results JSON] [checkout of the code before issue 23]
     target = sys.argv[2] if len(sys.argv) > 2 else None
-    result = run(sys.argv[1] if len(sys.argv) > 1 else "small", partial=target)
+    before = sys.argv[3] if len(sys.argv) > 3 else "/work/main"
+    result = run(sys.argv[1] if len(sys.argv) > 1 else "small", today=before, partial=target)
     result["date"] = time.strftime("%Y-%m-%d")
     text = json.dumps(result, indent=1, default=str)
     if target:

@@ -59,6 +59,24 @@ def cli_args(ckpt_glob: str, store: str, *extra: str) -> list[str]:
     return [*args, *extra]
 
 
+def run_cli(argv: list[str], capsys: Any) -> Any:
+    """The ``tgo`` console script's own ``main`` run in this process, as a CompletedProcess.
+
+    Bad-input cases use it: the exit status and the stderr line are the script's, without an
+    interpreter start-up (torch, timm, dask imports) per case."""
+    import subprocess
+
+    from tgo_analysis.orchestration.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["tgo", *argv], code, out.out, out.err)
+
+
 def run_memory_probe(probe: str, path: Any, limit_mb: int = 0) -> dict:
     """Run ``probe`` (Python source reading argv: store path, memory limit in MB) in a fresh process
     with one BLAS thread; its last stdout line is a JSON report (peak RSS and results)."""

@@ -12,21 +12,15 @@ import pytest
 import xarray as xr
 
 import tgo_store.ingestion as ingest_module
-from tests.support import ingest_kwargs, save_checkpoints
-from tgo_analysis.orchestration.cli import main
+from tests.support import ingest_kwargs, run_cli, save_checkpoints
 from tgo_store import ingest
 from tgo_store.errors import TgoError
 from tgo_store.info import store_info
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def run_cli_tuple(argv: list[str], capsys) -> tuple[int, str, str]:
+    done = run_cli(argv, capsys)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_a_block_refused_later_is_explained_and_repaired(tmp_path, monkeypatch, capsys) -> None:
@@ -47,14 +41,14 @@ def test_a_block_refused_later_is_explained_and_repaired(tmp_path, monkeypatch, 
     assert facts.checkpoints[1]["failed"] and "planted" in facts.checkpoints[1]["failed"]
     assert facts.complete_checkpoints() == [0]
 
-    code, out, _ = run_cli(["info", store], capsys)
+    code, out, _ = run_cli_tuple(["info", store], capsys)
     assert code == 0 and "cannot be finished by a re-run" in out and "--complete-only" in out
 
     results = str(tmp_path / "metrics.zarr")
-    code, _, err = run_cli(["analyze", store, "--out", results, "--metrics", "mean_norm", "--quiet"], capsys)
+    code, _, err = run_cli_tuple(["analyze", store, "--out", results, "--metrics", "mean_norm", "--quiet"], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "--complete-only" in err
 
-    code, _, err = run_cli(["analyze", store, "--out", results, "--metrics", "mean_norm", "--quiet",
+    code, _, err = run_cli_tuple(["analyze", store, "--out", results, "--metrics", "mean_norm", "--quiet",
                             "--complete-only"], capsys)
     assert code == 0, err
     assert xr.open_zarr(results)["checkpoint"].values.tolist() == [0]
@@ -64,6 +58,6 @@ def test_a_block_refused_later_is_explained_and_repaired(tmp_path, monkeypatch, 
     facts = store_info(store)
     assert facts.complete and not any(c["failed"] for c in facts.checkpoints)
     full = str(tmp_path / "full.zarr")
-    code, _, err = run_cli(["analyze", store, "--out", full, "--metrics", "mean_norm", "--quiet"], capsys)
+    code, _, err = run_cli_tuple(["analyze", store, "--out", full, "--metrics", "mean_norm", "--quiet"], capsys)
     assert code == 0, err
     assert np.isfinite(xr.open_zarr(full)["mean_norm"].values).all()

@@ -17,7 +17,7 @@ import pytest
 import torch
 import zarr
 
-from tests.support import cli_args, ingest_kwargs, save_checkpoints
+from tests.support import cli_args, ingest_kwargs, run_cli, save_checkpoints
 from tgo_store import ingest, open_store
 
 TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
@@ -212,7 +212,7 @@ def small_store(checkpoints, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("verb", ["ingest", "info", "analyze"])
-def test_other_schema_version_is_refused_by_the_cli(verb, small_store, checkpoints, tmp_path) -> None:
+def test_other_schema_version_is_refused_by_the_cli(verb, small_store, checkpoints, tmp_path, capsys) -> None:
     # tests/store/test_ingest.py checks the Python ingest API; this checks the CLI's one-line errors.
     store = tmp_path / "future.zarr"
     shutil.copytree(small_store, store)
@@ -224,7 +224,7 @@ def test_other_schema_version_is_refused_by_the_cli(verb, small_store, checkpoin
     out = tmp_path / "results.zarr"
     args = {"ingest": cli_args(checkpoints[0], str(store)), "info": ["info", str(store)],
             "analyze": ["analyze", str(store), "--out", str(out), "--quiet"]}[verb]
-    line = one_error_line(tgo(*args))
+    line = one_error_line(run_cli(args, capsys))
     assert "schema 99" in line and str(store) in line, line
     assert "re-ingest" in line or "version that wrote it" in line, line  # the fix
     assert whole_tree(store) == snapshot

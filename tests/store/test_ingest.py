@@ -17,7 +17,7 @@ import pytest
 import torch
 import zarr
 
-from tests.support import DATA, cli_args, ingest_kwargs, leftover_temporaries, tiny_vit
+from tests.support import DATA, cli_args, ingest_kwargs, leftover_temporaries, run_cli, tiny_vit
 from tgo_store import Recorder, ingest, open_store, store_info
 from tgo_store.errors import TgoError
 
@@ -273,7 +273,8 @@ def test_recorder_captures_live_steps_and_restores_mode(tmp_path) -> None:
     ("unwritable", "cannot write"),
     ("nan", "NaN/Inf"),
 ])
-def test_cli_bad_input_one_line_error_and_store_unchanged(case, message, reference_store, checkpoints, tmp_path) -> None:
+def test_cli_bad_input_one_line_error_and_store_unchanged(case, message, reference_store, checkpoints, tmp_path,
+                                                         capsys) -> None:
     store = tmp_path / "s.zarr"
     shutil.copytree(reference_store, store)
     snapshot = tree_bytes(store)
@@ -304,7 +305,7 @@ def test_cli_bad_input_one_line_error_and_store_unchanged(case, message, referen
         state["blocks.1.mlp.fc2.bias"][:] = float("nan")
         torch.save(state, tmp_path / "step_7.pth")
         args = cli_args(str(tmp_path / "step_7.pth"), str(tmp_path / "nan.zarr"))
-    done = tgo(*args)
+    done = run_cli(args, capsys)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tgo: error:") and message in lines[0], done.stderr
