@@ -183,7 +183,6 @@ def profiles(tmp: Path, models: dict[str, int], seq_len: int, device: str, repor
     from tgo_analysis import names as N
     from tgo_analysis.analyze import analyze
     from tgo_analysis.report import write_report
-    from tgo_analysis.statistics.frequency import text_params
     from tgo_store.models import build_model
     from tgo_store.open import open_store
 
@@ -206,10 +205,10 @@ def profiles(tmp: Path, models: dict[str, int], seq_len: int, device: str, repor
         del model
         out[f"{name}_profile_sequences"] = sequences
         ds = open_store(str(path))
-        for label, params in (("all", text_params()), ("no_special_first", text_params(True, True))):
+        for label, excluded in (("all", False), ("no_special_first", True)):
             start = time.perf_counter()
-            res = analyze(ds, f"{N.POOLED},{N.FREQUENCY}", out=str(tmp / f"{name}-{label}.zarr"), params=params,
-                          progress=False)
+            res = analyze(ds, f"{N.POOLED},{N.FREQUENCY}", out=str(tmp / f"{name}-{label}.zarr"), progress=False,
+                          exclude_special=excluded, exclude_first=excluded)
             out[f"{name}_{label}_analyze_seconds"] = time.perf_counter() - start
             top1 = res[N.TOP1_SHARE_POOLED].isel(checkpoint=0).values
             out[f"{name}_{label}_top1_share_pooled"] = [round(float(v), 4) for v in top1]

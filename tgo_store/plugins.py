@@ -48,17 +48,6 @@ class Registry(Generic[T]):
         fallback = [self._fallback] if self._fallback is not None else []
         return [*self._builtins, *self._registered, *self._plugins, *fallback]
 
-    def values(self) -> list[T]:
-        """The entries (as a dict's values: every entry, in order)."""
-        return self.entries()
-
-    def __getitem__(self, name: str) -> T:
-        """The entry called ``name``; KeyError when there is none."""
-        for entry in self.entries():
-            if _name(entry) == name:
-                return entry
-        raise KeyError(name)
-
     def names(self) -> list[str]:
         return [_name(e) for e in self.entries()]
 

@@ -141,13 +141,13 @@ def test_device_path_splits_tokens_into_groups_that_fit_the_memory_budget(plain_
     from tgo_analysis.engine.device import device_backend
     from tgo_analysis.engine.fold import Plan, reduce_unit
     from tgo_analysis.kernels.moments import chunk_moments, covariance
-    from tgo_analysis.statistics import STATISTICS
+    from tgo_analysis.statistics import statistic
     from tgo_analysis.statistics.base import Context
 
     _, data = plain_store
     x = data[1, 2]
     n, t, d = x.shape
-    stat = STATISTICS["token_spectra"]
+    stat = statistic("token_spectra")
     ctx = Context(n, t, d, n_rank=d, metrics=("eigenvalues",), backend=device_backend("torch:cpu"))
     whole = reduce_unit(UnitSource(LazySlab(da.from_array(x, chunks=(50, -1, -1)))), [stat], ctx, Plan(((0, t),), 1))
     grouped = reduce_unit(UnitSource(LazySlab(da.from_array(x, chunks=(37, -1, -1)))), [stat], ctx,

@@ -7,7 +7,7 @@ import pytest
 
 from tgo_analysis.engine.budget import parse_budget, plan_unit
 from tgo_analysis.engine.fold import Plan, reduce_array, split_range
-from tgo_analysis.statistics import STATISTICS
+from tgo_analysis.statistics import statistic, statistics
 from tgo_analysis.statistics.base import Context, Statistic
 from tgo_analysis.statistics.mean_norm import MeanNorm
 from tgo_store.errors import TgoError
@@ -38,13 +38,13 @@ def test_mean_norm_leaves_padding_out() -> None:
 
 
 def test_every_registered_statistic_follows_the_protocol() -> None:
-    for stat in STATISTICS.values():
+    for stat in statistics():
         assert isinstance(stat, Statistic), stat
 
 
 def test_token_passes_and_threads_do_not_change_per_token_results() -> None:
     x = activations(n=200, t=9)
-    stat = STATISTICS["token_spectra"]
+    stat = statistic("token_spectra")
     ctx = Context(200, 9, 24, n_rank=24, metrics=("eigenvalues", "alpha"), fit_range=(2, 8))
     one = reduce_array(stat, x, ctx, plan=Plan(((0, 9),), threads=1))
     many = reduce_array(stat, x, ctx, plan=Plan(((0, 2), (2, 5), (5, 9)), threads=2))
@@ -76,7 +76,7 @@ def test_split_range_and_budget_parsing() -> None:
 
 def test_plan_splits_tokens_to_fit_and_refuses_a_budget_below_one_token() -> None:
     ctx = Context(10_000, 785, 768, n_rank=768, itemsize=2, metrics=("eigenvalues",))
-    stats = [STATISTICS["token_spectra"]]
+    stats = [statistic("token_spectra")]
     plan = plan_unit(stats, ctx, parse_budget("2GB"), block_rows=64, threads=2)
     assert len(plan.passes) > 1 and plan.passes[0][0] == 0 and plan.passes[-1][1] == 785
     widest = max(b - a for a, b in plan.passes)

@@ -34,7 +34,7 @@ def _counted_analysis(monkeypatch, url: str, **kwargs) -> tuple[xr.Dataset, int]
 def _budget_for_passes(ds: xr.Dataset, passes: int) -> int:
     """The smallest budget whose plan makes at most ``passes`` passes (found on the planner itself)."""
     from tgo_analysis.engine.budget import plan_unit
-    from tgo_analysis.statistics import STATISTICS
+    from tgo_analysis.statistics import statistic
     from tgo_analysis.statistics.base import Context
     from tgo_store.errors import TgoError
 
@@ -45,7 +45,7 @@ def _budget_for_passes(ds: xr.Dataset, passes: int) -> int:
     while lo < hi:
         mid = (lo + hi) // 2
         try:
-            ok = len(plan_unit([STATISTICS["token_spectra"]], ctx, mid, rows).passes) <= passes
+            ok = len(plan_unit([statistic("token_spectra")], ctx, mid, rows).passes) <= passes
         except TgoError:
             ok = False
         lo, hi = (lo, mid) if ok else (mid + 1, hi)

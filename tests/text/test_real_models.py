@@ -9,7 +9,6 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
-from tgo_analysis.statistics.frequency import text_params
 from tgo_store import ingest
 from tgo_store import schema as S
 from tgo_store.hf import tokenizer_of as model_tokenizer
@@ -53,8 +52,8 @@ def test_real_model_store_equals_its_own_hidden_states(name, states, features, d
     # The profiles (Razzhigaev et al.; SPEC section 5): the decoder's first position carries massive
     # activations that take λ₁ of the pooled covariance in the middle layers; the encoder stays flat.
     pooled = analyze(open_store(str(path)), N.POOLED, progress=False)[N.TOP1_SHARE_POOLED].values[0]
-    without = analyze(open_store(str(path)), N.POOLED, progress=False,
-                      params=text_params(exclude_special=True, exclude_first=True))[N.TOP1_SHARE_POOLED].values[0]
+    without = analyze(open_store(str(path)), N.POOLED, progress=False, exclude_special=True,
+                      exclude_first=True)[N.TOP1_SHARE_POOLED].values[0]
     if decoder:
         middle = slice(states // 3, 2 * states // 3)
         assert pooled[middle].max() > 0.9 and without[middle].max() < 0.9, (pooled, without)

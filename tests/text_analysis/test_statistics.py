@@ -14,7 +14,7 @@ from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.fold import Plan, reduce_unit
 from tgo_analysis.kernels import pooling as P
 from tgo_analysis.kernels.buckets import frequency_edges
-from tgo_analysis.statistics import STATISTICS
+from tgo_analysis.statistics import statistic, statistics
 from tgo_analysis.statistics.base import Context
 from tgo_store import schema as S
 
@@ -23,7 +23,7 @@ def run(ds: xr.Dataset, names: tuple[str, ...], params: dict | None = None, ci: 
     """One (checkpoint, layer) through prepare + the fold, as the analysis runs it."""
     act = S.validate_activations(ds)
     _, _, n, t, d = act.shape
-    stats = [s for s in STATISTICS.values() if any(m in s.metrics for m in names)]
+    stats = [s for s in statistics() if any(m in s.metrics for m in names)]
     ctx = Context(n, t, d, n_rank=d, itemsize=act.dtype.itemsize, metrics=names, params=params or {})
     prepared = {s.name: s.prepare(ds, ctx) for s in stats if hasattr(s, "prepare")}
     ctx = Context(n, t, d, n_rank=d, itemsize=act.dtype.itemsize, metrics=names, params=prepared)
@@ -74,7 +74,7 @@ def test_pooled_statistic_on_an_image_store_pools_every_patch_token(store) -> No
     ref = np.linalg.eigvalsh(np.cov(points, rowvar=False))
     np.testing.assert_allclose(out[N.TOP1_SHARE_POOLED], ref.max() / ref.sum(), rtol=1e-6)
     assert N.INTRINSIC_DIMENSION_POOLED not in out  # not asked for
-    assert not STATISTICS[N.FREQUENCY].supports(images) and STATISTICS[N.FREQUENCY].supports(store)
+    assert not statistic(N.FREQUENCY).supports(images) and statistic(N.FREQUENCY).supports(store)
 
 
 def test_frequency_statistic_equals_brute_force(store) -> None:

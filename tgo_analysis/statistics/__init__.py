@@ -50,6 +50,14 @@ def statistics() -> list[StatisticBase]:
     return [check_statistic(s) for s in STATISTICS.entries()]
 
 
+def statistic(name: str) -> StatisticBase:
+    """The registered statistic called ``name`` (a one-line error naming the known ones otherwise)."""
+    for stat in statistics():
+        if stat.name == name:
+            return stat
+    raise TgoError(f"no statistic called {name!r}; the registered ones are {', '.join(STATISTICS.names())}")
+
+
 def declared_options(stats: Iterable[StatisticBase] | None = None) -> dict[str, Option]:
     """Every option the statistics declare, by name; a name declared twice must be declared alike."""
     found: dict[str, Option] = {}

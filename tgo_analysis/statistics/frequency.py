@@ -44,7 +44,6 @@ from tgo_analysis.kernels.buckets import (
     sample_metrics,
 )
 from tgo_analysis.kernels.pooling import (
-    DEFAULT_ID_POINTS,
     PointSample,
     PositionChoice,
     merge_point_samples,
@@ -215,11 +214,3 @@ class Frequency(StatisticBase):
         k = int(p.get("k", 0))
         spectra = n * k * ctx.n_features * (ctx.itemsize + 8) if k > 0 else (n + 2) * ctx.n_features ** 2 * 8
         return spectra + 2 * ctx.n_features ** 2 * 8 + points
-
-
-def text_params(exclude_special: bool = False, exclude_first: bool = False, id_points: int | None = None,
-                n_buckets: int = DEFAULT_BUCKETS) -> dict[str, dict[str, Any]]:
-    """``analyze(params=...)`` for the pooled and frequency statistics (which positions, sizes)."""
-    positions = PositionChoice(exclude_special=exclude_special, exclude_first=exclude_first)
-    return {N.POOLED: {"positions": positions, "id_points": id_points or DEFAULT_ID_POINTS},
-            N.FREQUENCY: {"n_buckets": n_buckets}}
