@@ -63,6 +63,7 @@ def test_real_model_store_equals_its_own_hidden_states(name, states, features, d
 
 
 
+@pytest.mark.slow  # ~15 s beside the session's one GGUF load (shared with the test above)
 def test_smollm2_records_causal_lm_gradients_through_the_cli(smollm2, tmp_path, capsys) -> None:
     """hf:smollm2 (a GGUF whose config names no architecture) loads as LlamaForCausalLM with the head tied
     to the embeddings, so `tgo ingest --gradients` has a loss; its gradients equal autograd of the
