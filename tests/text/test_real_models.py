@@ -60,3 +60,52 @@ def test_real_model_store_equals_its_own_hidden_states(name, states, features, d
     else:
         assert pooled.max() < 0.3 and np.abs(pooled - without).max() < 0.05, (pooled, without)
 
+
+
+@pytest.mark.slow  # ~15 s beside the session's one GGUF load (shared with the test above)
+def test_smollm2_records_causal_lm_gradients_through_the_cli(smollm2, tmp_path, capsys) -> None:
+    """hf:smollm2 (a GGUF whose config names no architecture) loads as LlamaForCausalLM with the head tied
+    to the embeddings, so `tgo ingest --gradients` has a loss; its gradients equal autograd of the
+    next-token loss of logits h_L @ E^T computed from the base model alone, and the loss is that of a
+    trained model (far below ln V, which an untrained or wrong head would give)."""
+    from tests.support import run_cli
+
+    assert type(smollm2).__name__ == "LlamaForCausalLM"
+    embed = smollm2.get_input_embeddings().weight
+    assert smollm2.get_output_embeddings().weight.data_ptr() == embed.data_ptr()
+    store = str(tmp_path / "smollm2.zarr")
+    text = {"seq_len": 16, "samples": 2}
+    done = run_cli(["ingest", "--model", "hf:smollm2", "--data", "text:pydoc", "--seq-len", "16", "--samples", "2",
+                    "--layers", "20,30", "--gradients", "--store", store, "--dtype", "float32", "--batch-size", "2",
+                    "--device", "cpu", "--quiet"], capsys)
+    assert done.returncode == 0, done.stderr
+    ds = xr.open_zarr(store)
+    assert ds.attrs[S.ATTR_LOSS]["kind"] == "causal_lm"
+    grads = ds[S.GRADIENTS].isel(checkpoint=0).values
+    assert grads.shape == (2, 2, 16, 576)
+
+    batch = next(open_source("text:pydoc", **input_config(smollm2), **text).batches(2)).inputs
+    ids, valid = torch.as_tensor(batch.ids), torch.as_tensor(batch.attention_mask)
+    leaf = {}
+
+    def hook(_m, _i, out):
+        tensor = out[0] if isinstance(out, tuple) else out
+        leaf["x"] = tensor.detach().clone().requires_grad_()
+        return (leaf["x"], *out[1:]) if isinstance(out, tuple) else leaf["x"]
+
+    handle = smollm2.base_model.layers[19].register_forward_hook(hook)  # hidden state 20
+    try:
+        last = smollm2.base_model(input_ids=ids, attention_mask=valid.long(), use_cache=False).last_hidden_state
+        last.retain_grad()
+        logits = (last @ embed.T).double()
+        at = valid[:, :-1] & valid[:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1][at], ids[:, 1:][at], reduction="sum")
+        loss.backward()
+    finally:
+        handle.remove()
+        smollm2.zero_grad(set_to_none=True)
+    per_token = float(loss.detach()) / int(at.sum())
+    assert np.isfinite(per_token) and per_token < 0.6 * np.log(embed.shape[0]), per_token
+    for stored, expected in ((grads[0], leaf["x"].grad), (grads[1], last.grad)):
+        expected = expected.numpy()
+        np.testing.assert_allclose(stored, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
