@@ -178,7 +178,11 @@ def export_hf_datasets(store: Any, layer: int, out: Any, *, checkpoint: int = -1
         raise TgoError(f"layer {layer} of {source.where} has no valid position with this choice; "
                        "choose other tokens or drop exclude_special / exclude_first")
     features = features_of(source)
-    shard_rows = parse_buffer(shard_size, 4 * source.n_features + 8 * (len(features) - 1))
+    try:
+        shard_rows = parse_buffer(shard_size, 4 * source.n_features + 8 * (len(features) - 1))
+    except TgoError:
+        raise TgoError(f"shard size {shard_size!r} is neither a number of rows nor a size like '500MB'; "
+                       "pass e.g. 500MB") from None
     manifest = _manifest(source, shard_rows)
     if target.exists():
         done = _read(target)
