@@ -1,12 +1,18 @@
-"""Row: ActivationLoader throughput against a plain sequential xarray read of the same layer.
+"""Row: ActivationLoader throughput against a plain sequential xarray read of the same layer and
+against the same layer exported as a flat-row Arrow dataset read back with `datasets`.
 
 One store of at least 2 GB (small and up; `tiny` is the plumbing check), float16 like tgo
 writes, one piece per ~34 MB sample chunk. Measured side by side in one run, all from the page
 cache (the store was just written): the loader's shuffled epoch (seeded piece order + mixing
 buffer, float32 batches of 4096), its unshuffled epoch, and xarray reading the layer block by
 block converted to float32 (the least work that yields the same float32 values, in order).
-Where the `datasets` library is installed, also a flat-row Arrow dataset of a slice of the
-layer (what SAELens caches), read back as float32 numpy batches.
+Where the `datasets` library is installed, the same layer is exported with `tgo export --format
+hf-datasets` (one row per position, activations as a fixed-size float32 list: the Arrow form a
+SAELens-style activation cache takes, flat rather than per sequence) and read back with
+`datasets.load_from_disk` as numpy and as torch batches of 4096, in order (`Dataset.iter`) and
+in a full shuffle (`Dataset.shuffle(seed=0).iter`). Positions/s compare like for like (the
+same float32 (4096, D) batches); GB/s is the bytes of the source read per second (the float16
+layer for xarray and the loader, the float32 Arrow files for `datasets`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ SHAPES = {"tiny": (2, 2048, 17, 64), "small": (2, 32768, 65, 256), "medium": (2,
           "large": (2, 65536, 65, 256)}
 BLOCK = 1024  # samples per chunk: ~34 MB at small, the size of a tgo shard
 BATCH = 4096
-ARROW_SAMPLES = {"tiny": 256, "small": 2048, "medium": 2048, "large": 2048}
+# datasets' shuffled reads gather ~11k positions/s here: a whole shuffled pass over the 2.1M
+# positions of `small` would take ~3 min per format, so those two read the first batches only
+SHUFFLED_BATCHES = {"tiny": None, "small": 128, "medium": 128, "large": 128}
 
 
 def write(path: Path, shape: tuple[int, ...]) -> int:
@@ -62,29 +70,53 @@ def loader_epoch(path: Path, layer: int, **kw) -> tuple[float, int, float]:
     return time.perf_counter() - start, positions, float(np.mean(distinct))
 
 
-def arrow(tmp: Path, path: Path, layer: int, samples: int) -> dict[str, float]:
-    """The first ``samples`` samples as flat rows (one row per position) in a datasets Arrow folder."""
-    import datasets
-    import xarray as xr
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
-    x = xr.open_zarr(str(path)).activations[0, layer, :samples].values
-    flat = x.reshape(-1, x.shape[-1])
+
+def arrow_epoch(ds, fmt: str, batches: int | None = None) -> tuple[float, int, float]:
+    """A pass of float32 (BATCH, D) batches in the dataset's order (the first ``batches`` only, when
+    given): seconds, positions, distinct samples per batch."""
+    ds = ds.with_format(fmt, columns=["activations", "sample"])
+    start, positions, distinct = time.perf_counter(), 0, []
+    for i, batch in enumerate(ds.iter(batch_size=BATCH)):
+        if batches is not None and i >= batches:
+            break
+        x = batch["activations"]
+        assert str(x.dtype).endswith("float32") and x.ndim == 2, (x.dtype, x.shape)
+        positions += x.shape[0]
+        if len(distinct) < 50:
+            distinct.append(len(np.unique(np.asarray(batch["sample"]))))
+    return time.perf_counter() - start, positions, float(np.mean(distinct))
+
+
+def arrow(tmp: Path, path: Path, layer: int, positions: int, shuffled_batches: int | None) -> dict[str, float]:
+    """Export the layer with tgo export (hf-datasets), then read it back with datasets, four ways
+    (the shuffled reads over ``shuffled_batches`` batches when given, else a whole pass)."""
+    import datasets
+
+    from tgo_store.loader.export import export_hf_datasets
+
+    out: dict[str, float] = {}
     start = time.perf_counter()
-    ds = datasets.Dataset.from_dict({"activations": flat.astype(np.float32)})
-    ds.save_to_disk(str(tmp / "arrow"))
-    write_s = time.perf_counter() - start
-    back = datasets.load_from_disk(str(tmp / "arrow")).with_format("numpy")
-    start, positions = time.perf_counter(), 0
-    for lo in range(0, len(back), BATCH):
-        batch = back[lo:lo + BATCH]["activations"].astype(np.float32)
-        positions += len(batch)
-    read_s = time.perf_counter() - start
-    shuffled = back.shuffle(seed=0)
-    start = time.perf_counter()
-    for lo in range(0, len(shuffled), BATCH):
-        shuffled[lo:lo + BATCH]["activations"]
-    return {"arrow_positions": positions, "arrow_write_s": write_s, "arrow_sequential_positions_s": positions / read_s,
-            "arrow_shuffled_positions_s": positions / (time.perf_counter() - start)}
+    summary = export_hf_datasets(str(path), layer, tmp / "arrow")
+    out["export_s"] = time.perf_counter() - start
+    out["export_positions_s"] = summary.rows / out["export_s"]
+    arrow_gb = folder_bytes(tmp / "arrow") / 1e9
+    out["arrow_gb"] = arrow_gb
+    assert summary.rows == positions, (summary.rows, positions)
+    back = datasets.load_from_disk(str(tmp / "arrow"))
+    orders = {"sequential": back, "shuffled": back.shuffle(seed=0)}
+    for fmt in ("numpy", "torch"):
+        for order, ds in orders.items():
+            limit = shuffled_batches if order == "shuffled" else None
+            seconds, got, distinct = arrow_epoch(ds, fmt, limit)
+            assert got == (positions if limit is None else min(positions, limit * BATCH)), (got, positions)
+            key = f"arrow_{order}_{fmt}"
+            out[f"{key}_positions"] = got
+            out[f"{key}_positions_s"], out[f"{key}_gbs"] = got / seconds, arrow_gb * got / positions / seconds
+            out[f"{key}_distinct_samples_per_batch"] = distinct
+    return out
 
 
 def run(size: str = "small", device: str = "cpu") -> dict[str, float | str]:
@@ -114,9 +146,11 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, float | str]:
         if importlib.util.find_spec("datasets") is None:
             out["arrow"] = "skipped: the datasets library is not installed"
         else:
-            out.update(arrow(Path(tmp), path, 1, ARROW_SAMPLES[size]))
-            out["loader_shuffled_over_arrow_shuffled"] = (out["loader_shuffled_positions_s"]
-                                                          / out["arrow_shuffled_positions_s"])
+            out.update(arrow(Path(tmp), path, 1, positions, SHUFFLED_BATCHES[size]))
+            for order in ("shuffled", "sequential"):
+                for fmt in ("numpy", "torch"):
+                    out[f"loader_{order}_over_arrow_{order}_{fmt}"] = (out[f"loader_{order}_positions_s"]
+                                                                      / out[f"arrow_{order}_{fmt}_positions_s"])
     return out
 
 

@@ -190,6 +190,20 @@ def _cases() -> dict[str, Callable[[dict], list[str]]]:
         "sweep-invalid-toml": lambda e: ["sweep", str(e["sweeps"] / "broken.toml")],
         "sweep-workers-zero": lambda e: ["sweep", str(e["sweeps"] / "batch.toml"), "--workers", "0"],
         "sweep-file-is-a-directory": lambda e: ["sweep", str(e["sweeps"])],
+        # export
+        "export-unknown-layer": lambda e: ["export", S(e), "--layer", "9", "--out", str(e["root"] / "x")],
+        "export-checkpoint-out-of-range": lambda e: ["export", S(e), "--layer", "0", "--checkpoints", "3",
+                                                     "--out", str(e["root"] / "x")],
+        "export-exclude-special-on-an-image-store": lambda e: ["export", S(e), "--layer", "0", "--exclude-special",
+                                                               "--out", str(e["root"] / "x")],
+        "export-unknown-format": lambda e: ["export", S(e), "--layer", "0", "--format", "csv",
+                                            "--out", str(e["root"] / "x")],
+        "export-out-is-a-file": lambda e: ["export", S(e), "--layer", "0", "--out", F(e, "regular")],
+        "export-corrupt-store": lambda e: ["export", str(e["corrupt"]), "--layer", "0", "--out", str(e["root"] / "x")],
+        "export-half-made-store": lambda e: ["export", str(e["half"]), "--layer", "0", "--out", str(e["root"] / "x")],
+        "export-foreign-zarr-group": lambda e: ["export", str(e["foreign"]), "--layer", "0",
+                                                "--out", str(e["root"] / "x")],
+        "export-missing-layer-option": lambda e: ["export", S(e), "--out", str(e["root"] / "x")],
         # general
         "unknown-verb": lambda e: ["injest"],
     }
@@ -215,6 +229,8 @@ MESSAGES = {  # what the one line must say, where a case is about the message (i
     "ingest-into-a-foreign-zarr-group": "temperature (4, 3)",
     "ingest-into-a-foreign-zarr-v2-group": "choose another --store URL",
     "ingest-into-a-folder-of-other-files": "notes.txt",
+    "export-unknown-layer": "layer 9 is not in",
+    "export-out-is-a-file": "already exists",
 }
 STORES = ("store", "corrupt", "half", "foreign", "foreign_v2", "plain")
 
@@ -238,7 +254,7 @@ def test_bad_input_is_one_line_and_leaves_the_store(case, env, capsys) -> None:
 
 def test_enough_cases_across_every_verb() -> None:
     verbs = {name.split("-")[0] for name in CASES}
-    assert len(CASES) >= 40 and {"ingest", "info", "analyze", "report", "demo", "sweep"} <= verbs
+    assert len(CASES) >= 40 and {"ingest", "info", "analyze", "report", "demo", "sweep", "export"} <= verbs
 
 
 def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(env, capsys, monkeypatch) -> None:

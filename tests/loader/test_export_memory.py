@@ -1,0 +1,45 @@
+"""`tgo export --format hf-datasets` streams: a layer whose float32 export is four times the memory
+budget is written under a limit that binds (reading that layer whole under it fails)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import datasets
+import numpy as np
+import pytest
+
+from tests.loader.test_loader_memory import BUDGET_MB, D, N, T, write_layer
+from tests.support import run_memory_probe
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys
+    import datasets, numpy as np, pyarrow, torch, xarray, zarr
+    from tgo_store.loader.export import export_hf_datasets
+    def status(key):
+        return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+    base_rss, budget = status("VmRSS"), int(sys.argv[2]) * 2**20
+    limit = status("VmData") + budget  # every private writable mapping counts (heap, mmap'd buffers, stacks)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    if "WHOLE":
+        xarray.open_zarr(sys.argv[1]).activations.values  # the layer at once: more than the budget
+    summary = export_hf_datasets(sys.argv[1], 0, sys.argv[1] + ".arrow", shard_size="64MB")
+    print(json.dumps({"rows": summary.rows, "shards": summary.shards, "bytes": summary.bytes,
+                      "peak_mb": (status("VmHWM") - base_rss) / 2**20}))
+""")
+
+
+@pytest.mark.slow
+def test_an_export_larger_than_the_budget_stays_inside_it(tmp_path) -> None:
+    path = str(tmp_path / "layer.zarr")
+    reference = write_layer(path)
+    export_mb = N * T * D * 4 / 2**20
+    assert export_mb >= BUDGET_MB * 4
+    bounded = run_memory_probe(PROBE.replace('"WHOLE"', "False"), path, BUDGET_MB)
+    assert bounded["rows"] == N * T and bounded["shards"] > 1 and bounded["bytes"] > export_mb * 2**20
+    assert bounded["peak_mb"] < BUDGET_MB
+    back = datasets.load_from_disk(path + ".arrow").with_format("numpy", columns=["activations"])
+    total = sum(float(b["activations"][:, 0].astype(np.float64).sum()) for b in back.iter(batch_size=65536))
+    assert total == pytest.approx(reference, rel=1e-9, abs=1e-6)  # every value, once, exactly converted
+    with pytest.raises(AssertionError, match="MemoryError"):  # the limit binds
+        run_memory_probe(PROBE.replace('"WHOLE"', "True"), path, BUDGET_MB)
