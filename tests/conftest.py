@@ -8,3 +8,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# pandas 3 backs string columns with pyarrow when it is installed (the test extra installs it for
+# `tgo export`), and pyarrow's default allocator (mimalloc / jemalloc) reserves address space up
+# front. The memory tests bind RLIMIT_DATA, which counts that reservation though none of it is
+# used: measured 512 MB too tight for a store that peaks at 375 MB RSS. The system allocator keeps
+# the limit about memory tgo uses.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
