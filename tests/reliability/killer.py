@@ -170,6 +170,18 @@ def analyze_and_die(k: int, store: str, kwargs: dict, torn: bool = False) -> Non
     analyze(tgo_store.open_store(store), **kwargs)
 
 
+def analyze_and_name_writes(store: str, kwargs: dict, names_file: str) -> None:
+    """Run ``tgo_analysis.analyze`` of ``store`` and save its store writes' names (``write_names``)
+    as JSON: counted in a child like the killed ones, so the kill points come from the same start."""
+    import json
+
+    from tgo_analysis.analyze import analyze
+
+    names = write_names(lambda: analyze(tgo_store.open_store(store), **kwargs))
+    with open(names_file, "w") as f:
+        json.dump(names, f)
+
+
 def analyze_into_and_die(k: int, store: str, out: str, metrics: str, kwargs: dict) -> None:
     """Run ``tgo_analysis.analyze`` into ``out`` and SIGKILL this process right after its k-th store write."""
     import xarray as xr

@@ -18,6 +18,7 @@ record) and of its finish; re-run, it must equal a clean analysis.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -121,8 +122,13 @@ def _kill_analysis_then_rerun(setup: dict, out: Path, k: int, clean: xr.Dataset,
 
 
 def test_kill_an_analysis_in_results_store_creation_and_unit_writes(setup, tmp_path) -> None:
-    clean_out = tmp_path / "clean.zarr"
-    names = killer.write_names(lambda: analyze(open_store(str(setup["two"])), **ANALYSIS, out=str(clean_out)))
+    clean_out, names_file = tmp_path / "clean.zarr", tmp_path / "names.json"
+    child = setup["ctx"].Process(target=killer.analyze_and_name_writes,
+                                 args=(str(setup["two"]), {**ANALYSIS, "out": str(clean_out)}, str(names_file)))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0, "the counted analysis failed"
+    names = json.loads(names_file.read_text())
     clean = xr.open_zarr(clean_out).load()
     records = [k for k, name in enumerate(names, 1) if name == "RecordStore.put_bytes" and k > 1]  # done records
     first_unit, per_unit = records[0], records[1] - records[0]  # a unit: its chunks, then its done record

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, spectral_metrics
 from tgo_analysis.kernels.moments import Moments, covariance, merge_moments
@@ -134,8 +133,11 @@ def frequency_spearman(counts: np.ndarray, distances: np.ndarray) -> float:
     keep = counts >= 1
     if keep.sum() < 3:
         return float("nan")
-    a = scipy.stats.rankdata(np.log(counts[keep]))
-    b = scipy.stats.rankdata(distances[keep])
+    # imported here, not with the module: scipy.stats costs every `tgo` start-up about a second
+    from scipy.stats import rankdata
+
+    a = rankdata(np.log(counts[keep]))
+    b = rankdata(distances[keep])
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else float("nan")

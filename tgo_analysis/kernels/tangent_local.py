@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 DEFAULT_ACTIVE_FRACTION = 0.5
 ACTIVITY_RULE = ("atom j is active at position i when its non-negative least-squares code "
@@ -61,6 +60,9 @@ def nonnegative_codes(points: np.ndarray, solver: CodeSolver) -> np.ndarray:
 
 
 def _scipy_codes(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    # imported here, not with the module: scipy.optimize costs every `tgo` start-up most of a second
+    from scipy.optimize import nnls
+
     out = np.zeros((rows.size, a.shape[1]))
     for i, row in enumerate(rows):
         out[i] = nnls(a, b[row])[0]
