@@ -19,7 +19,7 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
     from distributed import Client, LocalCluster, performance_report
 
     from tgo_analysis.orchestration.sweep import SweepConfig, run_sweep
-    from tgo_store.models import build_model
+    from tgo_store.capture.models import build_model
 
     cfg = SIZES[size]
     kwargs = {**cfg["vit"], "in_chans": 1, "num_classes": 10}

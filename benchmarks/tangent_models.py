@@ -35,7 +35,7 @@ def causal_lm_spec(name: str) -> str:
         import torch
         import transformers
 
-        from tgo_store.hf import resolve_path
+        from tgo_store.capture.hf import resolve_path
 
         path = resolve_path("hf:smollm2")
         kw = {"gguf_file": path.name, "local_files_only": True}
@@ -73,7 +73,7 @@ def _value(v: Any) -> Any:
 def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict) -> dict[str, Any]:
     import tgo_analysis
     from tgo_store.ingestion import ingest
-    from tgo_store.open import open_store
+    from tgo_store.store.open import open_store
 
     store = root / f"{name}.zarr"
     start = time.perf_counter()

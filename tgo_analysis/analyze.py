@@ -35,8 +35,8 @@ from tgo_analysis.results.store import (
 from tgo_analysis.results.template import build_template, result_coords
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 METRICS = selectable()
 

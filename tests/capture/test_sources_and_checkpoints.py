@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tests.support import tiny_vit
-from tgo_store.checkpoints import (
+from tgo_store.capture.checkpoints import (
     load_checkpoint_into,
     load_state_dict,
     read_step,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.support import tiny_vit
-from tgo_store.checkpoints import (
+from tgo_store.capture.checkpoints import (
     load_checkpoint_into,
     load_state_dict,
     resolve_checkpoints,

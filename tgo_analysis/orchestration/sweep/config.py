@@ -135,7 +135,7 @@ def load_config(path: str | Path) -> SweepConfig:
     if analysis is not None and ("out" not in analysis or not isinstance(analysis["out"], str)):
         raise TgoError("sweep file lacks analysis.out (the results store URL); add it or drop [analysis]")
     if analysis is not None:
-        from tgo_store.writer import refuse_same_store
+        from tgo_store.store.location import refuse_same_store
 
         refuse_same_store(store_url, analysis["out"], "sweep file analysis.out")
         _optional(table, "analysis", "metrics")
