@@ -10,13 +10,13 @@ serves the serial loop here and parallel workers in ``tgo sweep``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from tgo_store.capture.losses import DEFAULT_MASK_RATE
 from tgo_store.capture.runner import BlockRunner
 from tgo_store.capture.transfer import BufferPool
 from tgo_store.device import resolve_device
+from tgo_store.options import IngestOptions, ingest_options
 from tgo_store.store import schema as S
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.location import open_activations_for_writing
@@ -69,25 +69,19 @@ def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "a
                       seconds=time.perf_counter() - start_time)
 
 
-def ingest(url: str, *, model_spec: str, checkpoints: str | Sequence[str], data_spec: str,
-           layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None, dtype: str = "float16",
-           batch_size: int = 64, samples_per_block: int | None = None, model_kwargs: dict | None = None,
-           hook_modules: Sequence[str] | None = None, device: str = "auto", storage_options: dict | None = None,
-           progress: bool = True, precision: str = "float32", data_options: dict | None = None,
-           gradients: bool = False, loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE,
-           mask_seed: int = 0, gradient_dtype: str | None = None,
-           allow_duplicate_weights: bool = False) -> IngestSummary:
-    """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background."""
+def ingest(url: str, options: IngestOptions | None = None, *, progress: bool = True, **values: Any) -> IngestSummary:
+    """Ingest every missing (checkpoint, block): capture on the caller's thread, write in the background.
+
+    ``options`` (or its fields as keywords: ``model_spec``, ``checkpoints``, ``data_spec``, ...;
+    see ``IngestOptions``) say what to record.
+    """
 
     from tgo_store.progress import IngestProgress
 
+    options = options if options is not None else ingest_options(**values)
+    device, storage_options = options.device, options.storage_options
     resolve_device(device)  # an unusable device is refused before the store is touched
-    plan = prepare_store(url, model_spec=model_spec, checkpoints=checkpoints, data_spec=data_spec, layers=layers,
-                         tokens=tokens, dtype=dtype, batch_size=batch_size, samples_per_block=samples_per_block,
-                         model_kwargs=model_kwargs, hook_modules=hook_modules, storage_options=storage_options,
-                         precision=precision, data_options=data_options, gradients=gradients, loss=loss,
-                         mask_rate=mask_rate, mask_seed=mask_seed, gradient_dtype=gradient_dtype,
-                         allow_duplicate_weights=allow_duplicate_weights)
+    plan = prepare_store(url, options)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)
     grad_array = open_activations_for_writing(url, storage_options, S.GRADIENTS) if plan.loss else None

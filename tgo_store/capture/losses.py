@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from tgo_store.errors import TgoError
+from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
 
 CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"
-DEFAULT_MASK_RATE = 0.15
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ loop and the parallel workers of ``tgo sweep`` write blocks from the same plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tgo_store.capture.checkpoints import CheckpointRef
 from tgo_store.capture.losses import LossSpec
+from tgo_store.options import IngestOptions
 from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import DEFAULT_GRADIENT_DTYPE
 from tgo_store.store.layout import StoreLayout
@@ -22,23 +23,52 @@ class StorePlan:
     """Everything needed to write any block of a store; small and picklable."""
 
     url: str
-    model_spec: str
-    model_kwargs: dict
-    checkpoints: tuple[CheckpointRef, ...]
+    options: IngestOptions  # what the caller asked for (model, data, dtypes, batch size, ...)
+    checkpoints: tuple[CheckpointRef, ...]  # resolved: files found, hashed, steps read
     checkpoint_indices: tuple[int, ...]  # slot of each checkpoint along the store's `checkpoint` dim
-    data_spec: str
     n_samples: int
-    layers: tuple[int, ...]
+    layers: tuple[int, ...]  # resolved by the capturer (all layers when none were asked for)
     tokens: tuple[int, ...] | None
-    hook_modules: tuple[str, ...] | None
-    dtype: str
-    batch_size: int
     layout: StoreLayout
-    storage_options: dict = field(default_factory=dict)
-    precision: str = "float32"  # the model's compute dtype
-    data_options: dict = field(default_factory=dict)  # SourceOptions fields: seq_len, padding, samples, seed
     loss: LossSpec | None = None  # with --gradients: the loss whose ∂L/∂h is recorded (SPEC section 5)
     gradient_dtype: str = DEFAULT_GRADIENT_DTYPE  # storage dtype of the gradients (--gradient-dtype)
+
+    @property
+    def model_spec(self) -> str:
+        return self.options.model_spec
+
+    @property
+    def model_kwargs(self) -> dict:
+        return dict(self.options.model_kwargs)
+
+    @property
+    def data_spec(self) -> str:
+        return self.options.data_spec
+
+    @property
+    def data_options(self) -> dict:
+        return dict(self.options.data_options)
+
+    @property
+    def hook_modules(self) -> tuple[str, ...] | None:
+        return tuple(self.options.hook_modules) if self.options.hook_modules else None
+
+    @property
+    def dtype(self) -> str:
+        return self.options.dtype
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def precision(self) -> str:
+        """The model's compute dtype."""
+        return self.options.precision
+
+    @property
+    def storage_options(self) -> dict:
+        return dict(self.options.storage_options)
 
     @property
     def n_blocks(self) -> int:

@@ -16,10 +16,11 @@ import numpy as np
 import tgo_store
 from tgo_store.capture.block import probe_checkpoints
 from tgo_store.capture.checkpoints import CheckpointRef, refuse_duplicates, resolve_checkpoints
-from tgo_store.capture.losses import DEFAULT_MASK_RATE, MASKED_LM, check_same_loss, loss_for_ingest
+from tgo_store.capture.losses import MASKED_LM, check_same_loss, loss_for_ingest
 from tgo_store.capture.models import default_checkpoints, model_description
 from tgo_store.capture.runner import block_capturer, open_parts
 from tgo_store.errors import TgoError
+from tgo_store.options import IngestOptions, ingest_options
 from tgo_store.store import schema as S
 from tgo_store.store.checks import (
     check_compatible,
@@ -50,16 +51,11 @@ DTYPES = ("float16", "float32")
 PRECISIONS = ("float32", "float16", "bfloat16")
 
 
-def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str] | Sequence[CheckpointRef],
-                  data_spec: str, layers: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
-                  dtype: str = "float16", batch_size: int = 64, samples_per_block: int | None = None,
-                  model_kwargs: dict | None = None, hook_modules: Sequence[str] | None = None,
-                  storage_options: dict | None = None, precision: str = "float32",
-                  data_options: dict | None = None, check_checkpoints: bool = True, gradients: bool = False,
-                  loss: str | None = None, mask_rate: float = DEFAULT_MASK_RATE, mask_seed: int = 0,
-                  gradient_dtype: str | None = None, allow_duplicate_weights: bool = False) -> StorePlan:
+def prepare_store(url: str, options: IngestOptions | None = None, *, check_checkpoints: bool = True,
+                  **values: Any) -> StorePlan:
     """Create the store or append checkpoints to it; refuse anything that would mix data.
 
+    ``options`` (or the same fields as keywords, ``IngestOptions``) say what to record.
     Before the store is touched, each new checkpoint is loaded into the model and runs one
     batch (``check_checkpoints``; the live ``Recorder`` has no files and checks while capturing).
 
@@ -69,6 +65,13 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
     A checkpoint whose weights the store already holds under another path is refused unless
     ``allow_duplicate_weights``; a folder or Zarr group that tgo did not write is refused.
     """
+    options = options if options is not None else ingest_options(**values)
+    model_spec, checkpoints, data_spec = options.model_spec, options.checkpoints, options.data_spec
+    layers, tokens, dtype, batch_size = options.layers, options.tokens, options.dtype, options.batch_size
+    samples_per_block, hook_modules, precision = options.samples_per_block, options.hook_modules, options.precision
+    storage_options, data_options, gradients = options.storage_options, options.data_options, options.gradients
+    loss, mask_rate, mask_seed = options.loss, options.mask_rate, options.mask_seed
+    gradient_dtype, allow_duplicate_weights = options.gradient_dtype, options.allow_duplicate_weights
     if dtype not in DTYPES:
         raise TgoError(f"unknown --dtype {dtype}; use float16 or float32")
     check_gradient_dtype(gradient_dtype)
@@ -76,7 +79,7 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
         raise TgoError(f"unknown --precision {precision}; use {', '.join(PRECISIONS)}")
     if batch_size < 1:
         raise TgoError(f"--batch-size must be at least 1, got {batch_size}")
-    model_kwargs = dict(model_kwargs or {})
+    model_kwargs = dict(options.model_kwargs or {})
     refs = [c if isinstance(c, CheckpointRef) else None for c in checkpoints or []] if not isinstance(checkpoints, str) else []
     refs = list(checkpoints) if refs and all(refs) else (
         resolve_checkpoints(checkpoints, allow_duplicate_weights) if checkpoints else default_checkpoints(model_spec))
@@ -143,14 +146,10 @@ def prepare_store(url: str, *, model_spec: str, checkpoints: str | Sequence[str]
         except (PermissionError, OSError) as exc:
             raise TgoError(f"cannot write the store at {url} ({type(exc).__name__}: {exc}); "
                            "choose a writable location") from exc
-    return StorePlan(url=url, model_spec=model_spec, model_kwargs=model_kwargs, checkpoints=tuple(refs),
-                     checkpoint_indices=tuple(indices), data_spec=data_spec, n_samples=len(source),
-                     layers=tuple(capturer.layer_indices),
+    return StorePlan(url=url, options=options, checkpoints=tuple(refs), checkpoint_indices=tuple(indices),
+                     n_samples=len(source), layers=tuple(capturer.layer_indices),
                      tokens=None if tokens is None else tuple(int(t) for t in capturer.token_indices),
-                     hook_modules=tuple(hook_modules) if hook_modules else None, dtype=dtype,
-                     batch_size=batch_size, layout=layout, storage_options=dict(storage_options or {}),
-                     precision=precision, data_options=dict(data_options or {}), loss=loss_spec,
-                     gradient_dtype=grad_dtype)
+                     layout=layout, loss=loss_spec, gradient_dtype=grad_dtype)
 
 
 def place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence[CheckpointRef]) -> list[int]:

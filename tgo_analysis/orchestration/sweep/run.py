@@ -46,11 +46,7 @@ class SweepSummary:
 def prepare_sweep_store(cfg: SweepConfig) -> Any:
     from tgo_store.store.prepare import prepare_store
 
-    return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
-                         layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                         samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs,
-                         precision=cfg.precision, gradients=cfg.gradients, loss=cfg.loss,
-                         data_options=cfg.data_options)
+    return prepare_store(cfg.store, cfg.ingest)
 
 
 def check_reference(cfg: SweepConfig, plan: Any) -> None:
