@@ -4,7 +4,7 @@ Each field of ``IngestOptions`` carries its own help text, command-line spelling
 (``cli``), and where a ``sweep.toml`` holds it (``sweep``). ``tgo ingest`` builds its flags
 from these declarations, ``tgo sweep`` reads its ``[model]``/``[checkpoints]``/``[data]``/
 ``[store]`` values through them, ``prepare_store`` takes one ``IngestOptions`` and keeps it in
-the ``StorePlan``, and the live ``Recorder`` builds one per step. A new ingest option is one
+the ``StorePlan``, and the live ``Recorder`` builds one (its checkpoint set per step). A new ingest option is one
 field here.
 """
 
