@@ -26,8 +26,8 @@ REPEATS = 3
 def measure(spec: str, kwargs: dict, n_images: int, device: str) -> dict[str, Any]:
     import torch
 
+    from tgo_store.capture.models import build_model, input_config
     from tgo_store.ingestion import ingest
-    from tgo_store.models import build_model, input_config
 
     model = build_model(spec, **kwargs).eval().to(device)
     cfg = input_config(model)

@@ -37,9 +37,9 @@ def measure(spec: str, kwargs: dict, n_images: int, device: str, precision: str)
     import torch
 
     from benchmarks.inflight import InflightMoments
+    from tgo_store.capture.models import build_model, input_config
     from tgo_store.capturers import make_capturer
     from tgo_store.ingestion import ingest
-    from tgo_store.models import build_model, input_config
 
     dtype = getattr(torch, precision)
     model = build_model(spec, **kwargs).eval().to(device, dtype)

@@ -69,7 +69,7 @@ def forward_seconds(model: Any, sequences: int, seq_len: int, device: str) -> tu
     token batches ingest reads; returns (seconds, valid tokens)."""
     import torch
 
-    from tgo_store.models import input_config
+    from tgo_store.capture.models import input_config
     from tgo_store.sources import open_source
 
     source = open_source("text:pydoc", **input_config(model), **text_options(sequences, seq_len))
@@ -95,7 +95,7 @@ def ingest_text(path: Path, name: str, sequences: int, seq_len: int, device: str
 
 def ingest_overhead(tmp: Path, name: str, sequences: int, seq_len: int, device: str) -> dict[str, Any]:
     """Forward-only and ingest interleaved REPEATS times (the VM's speed drifts); medians."""
-    from tgo_store.models import build_model
+    from tgo_store.capture.models import build_model
 
     model = build_model(f"hf:{name}").eval()
     forward_seconds(model, min(sequences, INGEST_KW["batch_size"]), seq_len, device)  # warm-up
@@ -183,8 +183,8 @@ def profiles(tmp: Path, models: dict[str, int], seq_len: int, device: str, repor
     from tgo_analysis import names as N
     from tgo_analysis.analyze import analyze
     from tgo_analysis.report import write_report
-    from tgo_store.models import build_model
-    from tgo_store.open import open_store
+    from tgo_store.capture.models import build_model
+    from tgo_store.store.open import open_store
 
     out: dict[str, Any] = {}
     results: dict[str, Any] = {}

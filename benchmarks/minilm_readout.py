@@ -49,9 +49,9 @@ def _readout(h: Any, target: Any, embed: Any, fit: Any) -> dict[str, Any]:
 def measure(sequences: int, seq_len: int) -> dict[str, Any]:
     import torch
 
-    from tgo_store.gradients import LossSpec, masked_inputs
-    from tgo_store.hf import tokenizer_of
-    from tgo_store.models import build_model, input_config
+    from tgo_store.capture.hf import tokenizer_of
+    from tgo_store.capture.losses import LossSpec, masked_inputs
+    from tgo_store.capture.models import build_model, input_config
     from tgo_store.sources import open_source
 
     model = build_model("hf:minilm")

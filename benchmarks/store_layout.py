@@ -19,7 +19,7 @@ from benchmarks.common import SIZES
 
 # name -> (chunk shape, shard shape or None) for an array (checkpoint, layer, sample, token, feature)
 def candidates(n_layer: int, n: int, n_tok: int, d: int) -> dict[str, tuple[tuple, tuple | None]]:
-    from tgo_store.layout import choose_layout
+    from tgo_store.store.layout import choose_layout
 
     tgo = choose_layout(n, n_tok, d, 2, 64)  # what `tgo ingest` picks for this shape, batch 64
     block = tgo.samples_per_block

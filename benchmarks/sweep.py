@@ -19,7 +19,8 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
     from distributed import Client, LocalCluster, performance_report
 
     from tgo_analysis.orchestration.sweep import SweepConfig, run_sweep
-    from tgo_store.models import build_model
+    from tgo_store.capture.models import build_model
+    from tgo_store.options import IngestOptions
 
     cfg = SIZES[size]
     kwargs = {**cfg["vit"], "in_chans": 1, "num_classes": 10}
@@ -32,9 +33,9 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
             torch.manual_seed(step)
             torch.save(build_model(MODEL, **kwargs).state_dict(), Path(tmp) / f"step_{step}.pth")
         for workers in (1, 2):
-            sweep = SweepConfig(model_spec=MODEL, model_kwargs=kwargs, checkpoints=f"{tmp}/step_*.pth",
-                                data_spec=f"synthetic:{cfg['images']}", store=f"{tmp}/w{workers}.zarr", batch_size=64,
-                                samples_per_block=128)
+            options = IngestOptions(model_spec=MODEL, model_kwargs=kwargs, checkpoints=f"{tmp}/step_*.pth",
+                                    data_spec=f"synthetic:{cfg['images']}", batch_size=64, samples_per_block=128)
+            sweep = SweepConfig(ingest=options, store=f"{tmp}/w{workers}.zarr")
             with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
                     Client(cluster) as client:
                 report = RESULTS / "sweep-performance-report.html" if workers == 2 else Path(tmp) / "r.html"

@@ -45,7 +45,7 @@ def _value(v: Any) -> Any:
 def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict) -> dict[str, Any]:
     import tgo_analysis
     from tgo_store.ingestion import ingest
-    from tgo_store.open import open_store
+    from tgo_store.store.open import open_store
 
     store = root / f"{name}.zarr"
     start = time.perf_counter()

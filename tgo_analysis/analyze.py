@@ -18,7 +18,7 @@ from typing import Any
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis.engine.device import check_device, device_backend
+from tgo_analysis.engine.device import device_backend
 from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
 from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
@@ -35,8 +35,9 @@ from tgo_analysis.results.store import (
 from tgo_analysis.results.template import build_template, result_coords
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store import schema as S
+from tgo_store.device import resolve_device
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 METRICS = selectable()
 
@@ -101,7 +102,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     fit_range = (int(fit_range[0]), int(fit_range[1]))
     act = S.validate_activations(ds)
     option_values = analysis_options(options)
-    ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), check_device(device), option_values,
+    ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), resolve_device(device, numpy_cpu=True), option_values,
                           dict(params or {}), memory_budget)
     rc = result_coords(act, ctx.n_rank)
     template = build_template(act, rc, stats, ctx)

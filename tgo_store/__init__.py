@@ -18,20 +18,20 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+local"
 
-# The public names load on first use (PEP 562): `import tgo_store.errors` or `tgo_store.records`
+# The public names load on first use (PEP 562): `import tgo_store.errors` or `tgo_store.store.records`
 # from the measuring core of tgo_analysis must not pull in capture, ingest or torch.
 _EXPORTS = {
     "ActivationLoader": "tgo_store.loader",
     "TgoError": "tgo_store.errors",
-    "StoreInfo": "tgo_store.info",
-    "store_info": "tgo_store.info",
-    "StorePlan": "tgo_store.ingestion",
+    "StoreInfo": "tgo_store.store.info",
+    "store_info": "tgo_store.store.info",
+    "StorePlan": "tgo_store.store.plan",
     "ingest": "tgo_store.ingestion",
     "ingest_block": "tgo_store.ingestion",
-    "missing_blocks": "tgo_store.ingestion",
-    "prepare_store": "tgo_store.ingestion",
-    "open_store": "tgo_store.open",
-    "Recorder": "tgo_store.recorder",
+    "missing_blocks": "tgo_store.store.plan",
+    "prepare_store": "tgo_store.store.prepare",
+    "open_store": "tgo_store.store.open",
+    "Recorder": "tgo_store.capture.recorder",
 }
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from tgo_store.capture.models import build_model, input_config, model_description
 from tgo_store.capturers import make_capturer
 from tgo_store.errors import TgoError
-from tgo_store.models import build_model, input_config, model_description
 
 
 def test_layer_zero_is_patch_embedding_plus_position_embedding(tiny_vit) -> None:

@@ -8,10 +8,10 @@ import torch
 
 from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
 from tgo_analysis.orchestration.cli import main
-from tgo_analysis.orchestration.cli.options import parse_kwargs
 from tgo_store import open_store
-from tgo_store import schema as S
 from tgo_store.capturers import make_capturer
+from tgo_store.options import parse_kwargs
+from tgo_store.store import schema as S
 
 KINDS = {  # model options -> the token kinds in sequence order (16 patches on a 4 x 4 grid)
     "class token": ({}, ["cls"] + ["patch"] * 16),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tgo_store.transfer import BlockFiller, BufferPool, NonFiniteActivations
+from tgo_store.capture.transfer import BlockFiller, BufferPool, NonFiniteActivations
 
 
 def fill(filler: BlockFiller, batches: list[torch.Tensor], split: int | None = None) -> np.ndarray:

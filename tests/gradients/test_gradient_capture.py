@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.support import tiny_vit
+from tgo_store.capture.losses import CLASSIFICATION, LossSpec, choose_loss, classification_gradients
 from tgo_store.errors import TgoError
-from tgo_store.gradients import CLASSIFICATION, LossSpec, choose_loss, classification_gradients
 
 torch = pytest.importorskip("torch")
 

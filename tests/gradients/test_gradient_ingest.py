@@ -7,9 +7,9 @@ import pytest
 
 from tests.support import DATA, ingest_kwargs, save_checkpoints, tiny_vit
 from tgo_store import Recorder, ingest, open_store
-from tgo_store import schema as S
+from tgo_store.capture.losses import CLASSIFICATION, LossSpec, classification_gradients
 from tgo_store.errors import TgoError
-from tgo_store.gradients import CLASSIFICATION, LossSpec, classification_gradients
+from tgo_store.store import schema as S
 
 torch = pytest.importorskip("torch")
 
@@ -27,7 +27,7 @@ def grad_store(ckpts, tmp_path_factory):
 
 
 def test_stored_gradients_equal_autograd_for_every_layer(grad_store, ckpts):
-    from tgo_store.checkpoints import load_checkpoint_into, resolve_checkpoints
+    from tgo_store.capture.checkpoints import load_checkpoint_into, resolve_checkpoints
     from tgo_store.sources import open_source
 
     ds = open_store(grad_store)

@@ -15,8 +15,8 @@ from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM
 from tgo_analysis.statistics.base import Context
 from tgo_analysis.statistics.tangent import TangentEnrichment
 from tgo_analysis.statistics.tangent_fit import sample_positions
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 N_SAMPLES, T, D, R = 40, 12, 32, 3
 

@@ -14,9 +14,9 @@ import zarr
 
 from tests.support import ingest_kwargs, save_checkpoints
 from tgo_store import ingest, open_store
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.gradient_precision import (
+from tgo_store.store import schema as S
+from tgo_store.store.gradient_precision import (
     block_counts,
     underflow_counts,
     warn_underflow,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tgo_store.errors import TgoError
-from tgo_store.gradients import (
+from tgo_store.capture.losses import (
     CAUSAL_LM,
     MASKED_LM,
     LossSpec,
@@ -14,6 +13,7 @@ from tgo_store.gradients import (
     language_gradients,
     masked_inputs,
 )
+from tgo_store.errors import TgoError
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -31,7 +31,7 @@ def llama():
 
 
 def bert():
-    from tgo_store.hf import attach_tokenizer
+    from tgo_store.capture.hf import attach_tokenizer
 
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,

@@ -11,8 +11,8 @@ from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
 from tgo_store import ingest, open_store
-from tgo_store import schema as S
-from tgo_store.gradients import MASKED_LM, LossSpec, masked_inputs
+from tgo_store.capture.losses import MASKED_LM, LossSpec, masked_inputs
+from tgo_store.store import schema as S
 
 torch = pytest.importorskip("torch")
 

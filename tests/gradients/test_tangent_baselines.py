@@ -22,7 +22,7 @@ from tgo_analysis.statistics.tangent import (
     masked_lm_positions,
 )
 from tgo_analysis.statistics.tangent_fit import fit_positions, sample_positions
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 N_SAMPLES, T, D, R = 48, 10, 24, 4
 OPTIONS = {"rank": R, "subsample": 240, "iterations": 400, "tolerance": 1e-6, "control_draws": 16,
@@ -280,7 +280,7 @@ def test_exclude_first_keeps_the_first_positions_out_of_fit_and_gradients(exclud
 
 def test_masked_positions_are_those_the_ingest_masked():
     torch = pytest.importorskip("torch")
-    from tgo_store.gradients import MASKED_LM, LossSpec, masked_inputs
+    from tgo_store.capture.losses import MASKED_LM, LossSpec, masked_inputs
 
     rng = np.random.default_rng(9)
     ids = torch.as_tensor(rng.integers(4, 40, (5, 12)))

@@ -7,8 +7,8 @@ import pytest
 
 from tests.text.tiny_hf import bpe_tokenizer, build, save
 from tgo_store import ingest, open_store
-from tgo_store import schema as S
-from tgo_store.gradients import CAUSAL_LM, LossSpec, language_gradients
+from tgo_store.capture.losses import CAUSAL_LM, LossSpec, language_gradients
+from tgo_store.store import schema as S
 
 torch = pytest.importorskip("torch")
 

@@ -232,7 +232,7 @@ def test_bad_input_is_one_line(text_store, image_store, tmp_path) -> None:
 def test_an_incomplete_checkpoint_is_refused(image_store, tmp_path) -> None:
     import shutil
 
-    from tgo_store.info import store_info
+    from tgo_store.store.info import store_info
 
     path = tmp_path / "half.zarr"
     shutil.copytree(image_store, path)

@@ -84,11 +84,11 @@ def test_python_block_runs(index, readme_store, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     exec(compile("import tgo_store\n" + body, f"README python block {index}", "exec"), namespace)
     if "Recorder" in body:
-        from tgo_store.open import open_store
+        from tgo_store.store.open import open_store
 
         assert open_store(str(tmp_path / "live.zarr")).sizes["checkpoint"] == 1  # step 0 captured
     if "token_kind" in body:  # the slicing example selects every patch token and nothing else
-        from tgo_store.open import open_store
+        from tgo_store.store.open import open_store
 
         ds = open_store(readme_store)
         kinds = np.array([str(k) for k in ds.token_kind.values])

@@ -4,7 +4,7 @@ or inside it ("torn": its temporary file written, not yet renamed into place).
 Writes are Zarr's (``LocalStore._set``, ``delete``, ``delete_dir``) and tgo's own records
 (``RecordStore.put_bytes``, ``delete``): every byte tgo changes in a local store goes through
 one of them. Both write a temporary file and rename it (``zarr.storage._local._atomic_write``,
-``os.replace`` in ``tgo_store.records``); a torn kill lands between the two, so it leaves the
+``os.replace`` in ``tgo_store.store.records``); a torn kill lands between the two, so it leaves the
 temporary a real kill leaves. Children are forked from a forkserver that imported torch and
 tgo once, so each kill point costs a fork, not a 4 s interpreter start.
 """
@@ -24,8 +24,8 @@ import zarr.storage._local
 
 import tgo_analysis.analyze  # noqa: F401  (the forkserver imports analysis, dask and scipy once too)
 import tgo_store
-import tgo_store.records
-from tgo_store.records import RecordStore
+import tgo_store.store.records
+from tgo_store.store.records import RecordStore
 
 WARM_UP_ENV = "TGO_KILLER_WARM_UP"
 WRITERS: tuple[tuple[Any, str], ...] = (
@@ -35,7 +35,7 @@ WRITERS: tuple[tuple[Any, str], ...] = (
 
 
 class _RenameHook(types.ModuleType):
-    """``os`` for ``tgo_store.records``, with ``replace`` calling a hook first."""
+    """``os`` for ``tgo_store.store.records``, with ``replace`` calling a hook first."""
 
     def __init__(self, before_rename: Callable[[str], None]):
         super().__init__("os")
@@ -61,11 +61,11 @@ def _hook_renames(before_rename: Callable[[str], None]) -> Callable[[], None]:
             before_rename(str(path))
 
     zarr.storage._local._atomic_write = hooked
-    tgo_store.records.os = _RenameHook(before_rename)
+    tgo_store.store.records.os = _RenameHook(before_rename)
 
     def undo() -> None:
         zarr.storage._local._atomic_write = atomic_write
-        tgo_store.records.os = os
+        tgo_store.store.records.os = os
 
     return undo
 

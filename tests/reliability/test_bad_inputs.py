@@ -23,7 +23,7 @@ import xarray as xr
 from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
 from tgo_analysis.orchestration.cli import main
 from tgo_store import ingest, open_store
-from tgo_store.metadata import CREATING
+from tgo_store.store.record_keys import CREATING
 
 DATA = "synthetic:64"
 NO_GPU = not torch.cuda.is_available()
@@ -258,12 +258,12 @@ def test_enough_cases_across_every_verb() -> None:
 
 
 def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(env, capsys, monkeypatch) -> None:
-    import tgo_store.info
+    import tgo_store.store.info
 
     def broken(*_a, **_k):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(tgo_store.info, "store_info", broken)
+    monkeypatch.setattr(tgo_store.store.info, "store_info", broken)
     monkeypatch.delenv("TGO_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["info", str(env["store"])])

@@ -31,7 +31,7 @@ from tests.reliability import killer
 from tests.support import TINY_VIT, TINY_VIT_SPEC, leftover_temporaries, save_checkpoints
 from tgo_analysis.analyze import analyze
 from tgo_store import ingest, open_store, store_info
-from tgo_store.metadata import APPENDING, CREATING
+from tgo_store.store.record_keys import APPENDING, CREATING
 
 KWARGS = {"model_spec": TINY_VIT_SPEC, "model_kwargs": dict(TINY_VIT), "data_spec": "synthetic:8",
           "batch_size": 4, "samples_per_block": 4, "device": "cpu", "progress": False}

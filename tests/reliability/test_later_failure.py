@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import tgo_store.ingestion as ingest_module
+import tgo_store.capture.runner as ingest_module
 from tests.support import ingest_kwargs, run_cli, save_checkpoints
 from tgo_store import ingest
 from tgo_store.errors import TgoError
-from tgo_store.info import store_info
+from tgo_store.store.info import store_info
 
 
 def run_cli_tuple(argv: list[str], capsys) -> tuple[int, str, str]:

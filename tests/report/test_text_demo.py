@@ -10,7 +10,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.orchestration.demos.text import TextDemoConfig, run_text_demo, text_headline_rows
-from tgo_store.open import open_store
+from tgo_store.store.open import open_store
 
 TINY = TextDemoConfig(train_steps=6, n_checkpoints=3, record_samples=32, batch_size=16)
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.support import tiny_vit
-from tgo_store.checkpoints import load_state_dict, resolve_checkpoints
+from tgo_store.capture.checkpoints import load_state_dict, resolve_checkpoints
 
 
 def _weights() -> dict[str, torch.Tensor]:

@@ -48,7 +48,7 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
 def test_full_size_vit_small_patch8_store_matches_timm(tmp_path) -> None:
     import timm
 
-    from tgo_store.models import input_config
+    from tgo_store.capture.models import input_config
     from tgo_store.sources import open_source
 
     torch.manual_seed(1234)

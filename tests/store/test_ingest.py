@@ -61,7 +61,7 @@ def test_store_opens_with_plain_xarray_and_matches_spec(reference_store, checkpo
 
 
 def test_stored_activations_equal_a_direct_forward_pass(reference_store, checkpoints) -> None:
-    from tgo_store.checkpoints import load_checkpoint_into, resolve_checkpoints
+    from tgo_store.capture.checkpoints import load_checkpoint_into, resolve_checkpoints
     from tgo_store.sources import open_source
 
     ds = open_store(str(reference_store))
@@ -139,8 +139,8 @@ def test_changed_checkpoint_dataset_or_model_are_refused(reference_store, checkp
     state["model"]["head.bias"] += 1
     torch.save(state, changed / "step_50.pth")
     moved = [str(changed / Path(p).name) for p in checkpoints]
-    from tgo_store.checkpoints import CheckpointRef, resolve_checkpoints
-    from tgo_store.ingestion import prepare_store
+    from tgo_store.capture.checkpoints import CheckpointRef, resolve_checkpoints
+    from tgo_store.store.prepare import prepare_store
 
     with pytest.raises(TgoError, match="another dataset"):
         ingest(str(store), **ingest_kwargs(checkpoints, data_spec="sklearn:digits:train"))

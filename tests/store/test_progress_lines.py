@@ -40,7 +40,7 @@ def test_ingest_analyze_and_training_print_progress_to_a_pipe(tmp_path, capsys) 
 
     from tgo_analysis.orchestration.cli import main
     from tgo_analysis.orchestration.training.vit import train
-    from tgo_store.models import build_model, input_config
+    from tgo_store.capture.models import build_model, input_config
     from tgo_store.sources import open_source
 
     save_checkpoints(tmp_path / "ckpt", [0, 10])

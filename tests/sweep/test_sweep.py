@@ -147,7 +147,7 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     while time.time() < deadline and not (tmp_path / "s.zarr" / "_tgo" / "blocks").exists():
         time.sleep(0.5)
     (ck / "step_10.pth").write_bytes((ref_dir / "ck" / "step_10.pth").read_bytes())
-    from tgo_store.info import store_info
+    from tgo_store.store.info import store_info
 
     both = 2 * store_info(str(tmp_path / "s.zarr")).blocks_per_checkpoint  # every block of both checkpoints
     while time.time() < deadline and len(list((tmp_path / "s.zarr" / "_tgo" / "blocks").rglob("*.json"))) < both:

@@ -26,7 +26,7 @@ def tiny_dirs(tmp_path_factory, bpe) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def minilm():
     """all-MiniLM-L6-v2 from its wheel (BERT encoder, 6 blocks, 384 features); loaded once per session."""
-    from tgo_store.models import build_model
+    from tgo_store.capture.models import build_model
 
     return build_model("hf:minilm")
 
@@ -35,6 +35,6 @@ def minilm():
 def smollm2():
     """SmolLM2-135M-Instruct Q4_1 GGUF from its wheel (LLaMA decoder, 30 blocks, 576 features), dequantised
     to float32 once per session (~30 s); later builds in the session copy the cached model."""
-    from tgo_store.models import build_model
+    from tgo_store.capture.models import build_model
 
     return build_model("hf:smollm2")

@@ -10,11 +10,11 @@ import xarray as xr
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_store import ingest
-from tgo_store import schema as S
-from tgo_store.hf import tokenizer_of as model_tokenizer
-from tgo_store.models import input_config, model_description
-from tgo_store.open import open_store
+from tgo_store.capture.hf import tokenizer_of as model_tokenizer
+from tgo_store.capture.models import input_config, model_description
 from tgo_store.sources import open_source
+from tgo_store.store import schema as S
+from tgo_store.store.open import open_store
 
 KW = {"batch_size": 8, "samples_per_block": 8, "device": "cpu", "progress": False, "dtype": "float32"}
 TEXT = {"seq_len": 64, "samples": 8}  # one block of 8 sequences: the decoder runs ~2 s per forward here

@@ -16,11 +16,11 @@ import xarray as xr
 
 from tests.text.tiny_hf import build, perturb, save
 from tgo_store import Recorder, ingest, open_store
-from tgo_store import schema as S
+from tgo_store.capture.models import build_model, input_config, model_description
 from tgo_store.capturers import make_capturer
 from tgo_store.errors import TgoError
-from tgo_store.models import build_model, input_config, model_description
 from tgo_store.sources import TokenBatch, open_source
+from tgo_store.store import schema as S
 
 TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
 KW = {"batch_size": 8, "samples_per_block": 16, "device": "cpu", "progress": False, "dtype": "float32"}
@@ -264,7 +264,7 @@ def test_other_corpora_jsonl_folder_and_fsspec(tiny_dirs, tmp_path) -> None:
 
 
 def test_recorder_with_a_text_batch(tiny_dirs, tmp_path) -> None:
-    from tgo_store.hf import tokenizer_of
+    from tgo_store.capture.hf import tokenizer_of
 
     model = build_model(f"hf:{tiny_dirs['gpt2']}").train()
     source = open_source("text:pydoc", **input_config(model), seq_len=16, samples=12)

@@ -29,7 +29,7 @@ def bpe_tokenizer(vocab_size: int = 400) -> Any:
 def minilm_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from tgo_store.hf import locate_packaged
+    from tgo_store.capture.hf import locate_packaged
 
     return AutoTokenizer.from_pretrained(str(locate_packaged("minilm")), local_files_only=True)
 

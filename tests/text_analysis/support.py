@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 def text_like(n: int = 48, t: int = 20, d: int = 128, vocab: int = 300, seed: int = 0,

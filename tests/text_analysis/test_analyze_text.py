@@ -11,8 +11,8 @@ from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels import pooling as P
 from tgo_analysis.results.selection import parse_metrics
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 
 def test_pooled_and_frequency_groups_write_every_unit(store, tmp_path) -> None:

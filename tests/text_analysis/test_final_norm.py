@@ -10,8 +10,8 @@ import xarray as xr
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.report import language as L
-from tgo_store import schema as S
-from tgo_store.hf_model import after_final_norm, layer_names
+from tgo_store.capture.hf_model import after_final_norm, layer_names
+from tgo_store.store import schema as S
 
 
 def test_decoder_last_layer_is_named_for_the_final_norm() -> None:

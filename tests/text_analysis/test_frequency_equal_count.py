@@ -17,7 +17,7 @@ from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
 from tgo_analysis.kernels.pooling import position_keys
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 N_SAMPLES, N_TOKENS, D = 111, 100, 128
 K = 100

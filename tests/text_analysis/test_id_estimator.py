@@ -18,7 +18,7 @@ from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.twonn import microscope_dimension, twonn_dimension
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 torch = pytest.importorskip("torch")
 

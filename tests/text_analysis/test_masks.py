@@ -16,7 +16,7 @@ import xarray as xr
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.twonn import twonn_dimension
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 PER_TOKEN = "eigenvalues,effective_rank,top1_share,stable_rank,cosine_anisotropy,mean_norm"
 WHOLE = "token_correlation,token_correlation_centred,intrinsic_dimension,all_tokens"

@@ -16,7 +16,7 @@ from tgo_analysis.kernels import pooling as P
 from tgo_analysis.kernels.buckets import frequency_edges
 from tgo_analysis.statistics import statistic, statistics
 from tgo_analysis.statistics.base import Context
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 def run(ds: xr.Dataset, names: tuple[str, ...], params: dict | None = None, ci: int = 0, li: int = 1):

@@ -12,7 +12,7 @@ import xarray as xr
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.correlation import mean_lower_triangle
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 def test_centred_correlation_removes_a_shared_mean_profile() -> None:

@@ -321,7 +321,7 @@ def token_view(ds: Any, act: Any) -> tuple[Any, int]:
     """
     import xarray as xr
 
-    from tgo_store import schema as S
+    from tgo_store.store import schema as S
 
     n_tokens = int(act.sizes[S.TOKEN])
     inner, source = act.encoding.get("chunks"), ds.encoding.get("source")

@@ -18,23 +18,7 @@ from typing import Any
 import numpy as np
 
 from tgo_analysis.kernels.moments import Moments, merge_moments, per_token
-from tgo_store.errors import TgoError
-
-
-def check_device(device: str) -> str:
-    """'cpu' (numpy path), 'cuda' or 'cuda:N'; TgoError when CUDA is asked for and absent.
-
-    'torch:cpu' runs the device backend on torch's CPU device (how tests check it).
-    """
-    if device in ("cpu", "torch:cpu"):
-        return device
-    if not device.startswith("cuda"):
-        raise TgoError(f"unknown --device {device}; use cpu, cuda or cuda:N")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise TgoError(f"--device {device} asked for, but torch sees no CUDA device here; use --device cpu")
-    return device
+from tgo_store.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -83,4 +67,4 @@ class TorchBackend:
 
 def device_backend(device: str) -> TorchBackend | None:
     """The backend for an analysis device: None on the numpy path ('cpu')."""
-    return None if device == "cpu" else TorchBackend(check_device(device))
+    return None if device == "cpu" else TorchBackend(resolve_device(device, numpy_cpu=True))

@@ -17,7 +17,7 @@ from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import parse_budget, plan_unit
 from tgo_analysis.engine.fold import Plan, one_blas_thread, reduce_unit
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 def unit_source(ds: xr.Dataset, act: xr.DataArray, ci: int, li: int,

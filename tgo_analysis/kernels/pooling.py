@@ -30,7 +30,7 @@ from tgo_analysis.kernels.moments import (
     unit_vector_sum,
 )
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
-from tgo_store.validity import PositionChoice, valid_positions  # noqa: F401  (one rule, shared with the loader)
+from tgo_store.store.validity import PositionChoice, valid_positions  # noqa: F401  (one rule, shared with the loader)
 
 POINT_ROWS = 16384  # points centred per GEMM: bounds the float64 scratch to POINT_ROWS x D
 DEFAULT_ID_POINTS = 4096

@@ -16,8 +16,8 @@ from tgo_analysis.report import language as L
 from tgo_analysis.report import page as P
 from tgo_analysis.report import similarity as SIM
 from tgo_analysis.report import tangent as T
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import xarray as xr
 
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}

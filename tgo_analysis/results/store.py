@@ -1,14 +1,14 @@
 """The results store: create or resume it, write one (checkpoint, layer) at a time, mark it done.
 
-Each written unit (and each multi-slab unit, SPEC section 6, by its key) gets a done record (``tgo_store.records``) under ``_tgo/done``; a re-run of
+Each written unit (and each multi-slab unit, SPEC section 6, by its key) gets a done record (``tgo_store.store.records``) under ``_tgo/done``; a re-run of
 the same analysis skips those units, and a store that gained checkpoints since grows along
 ``checkpoint`` instead of starting over. A different analysis in the same place is refused.
 
 Creation is many writes (every array's metadata, the coordinates, the config): it runs under
-``_tgo/creating.json`` as an activation store's does (``tgo_store.metadata``), so a kill
+``_tgo/creating.json`` as an activation store's does (``tgo_store.store.metadata``), so a kill
 anywhere in it leaves a store the re-run recognises as half-made and creates again, instead
 of one it refuses as "another analysis". A resume removes the temporary files killed writes
-left (``tgo_store.temporaries``; an analysis is the one writer of its results store).
+left (``tgo_store.store.temporaries``; an analysis is the one writer of its results store).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_store.errors import TgoError
-from tgo_store.records import CREATING, RECORD_ROOT, RecordStore, clear_half_made
-from tgo_store.temporaries import sweep_temporaries
-
-DONE_PREFIX = f"{RECORD_ROOT}/done"
+from tgo_store.store.record_keys import CREATING, DONE_PREFIX, done_item_key, done_unit_key
+from tgo_store.store.records import RecordStore, clear_half_made
+from tgo_store.store.temporaries import sweep_temporaries
 
 
 def done_units(out: str) -> set[tuple[int, int]]:
@@ -41,7 +40,7 @@ def done_units(out: str) -> set[tuple[int, int]]:
 
 
 def mark_done(out: str, ci: int, li: int) -> None:
-    RecordStore(out).put(f"{DONE_PREFIX}/c{ci:06d}_l{li:06d}.json", {"checkpoint": ci, "layer": li, "at": time.time()})
+    RecordStore(out).put(done_unit_key(ci, li), {"checkpoint": ci, "layer": li, "at": time.time()})
 
 
 def done_items(out: str) -> set[str]:
@@ -51,7 +50,7 @@ def done_items(out: str) -> set[str]:
 
 def mark_item_done(out: str, key: str) -> None:
     """The done record of a multi-slab unit, written after all of its cells."""
-    RecordStore(out).put(f"{DONE_PREFIX}/{key}.json", {"item": key, "at": time.time()})
+    RecordStore(out).put(done_item_key(key), {"item": key, "at": time.time()})
 
 
 def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool) -> set[tuple[int, int]]:

@@ -15,7 +15,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 @dataclass(frozen=True)

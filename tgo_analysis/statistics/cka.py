@@ -34,8 +34,8 @@ from tgo_analysis.statistics.base import (
     StatisticBase,
     Variable,
 )
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 AUTO = "auto"
 REPRESENTATIONS = Option("representations", AUTO, "CKA: the vectors that stand for a sample, comma-separated: "

@@ -55,9 +55,9 @@ from tgo_analysis.statistics.base import Block, Context, Option, Result, Statist
 from tgo_analysis.statistics.pooled import block_valid
 from tgo_analysis.statistics.pooled import options as pooled_options
 from tgo_analysis.statistics.positions import POSITION_OPTIONS
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.masked_positions import seen_token_ids
+from tgo_store.store import schema as S
+from tgo_store.store.masked_positions import seen_token_ids
 
 BY_BUCKET = {N.TOP1_SHARE_BY_FREQUENCY: "top1_share", N.EFFECTIVE_RANK_BY_FREQUENCY: "effective_rank",
              N.MEAN_NORM_BY_FREQUENCY: "mean_norm"}

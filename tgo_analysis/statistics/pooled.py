@@ -32,7 +32,7 @@ from tgo_analysis.kernels.pooling import (
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 SPECTRAL = (N.ALPHA, N.ALPHA_R2, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO,
             N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
@@ -74,7 +74,7 @@ LAYERS_AFTER_FINAL_NORM = "layers_after_final_norm"  # result attr: layers whose
 
 def final_norm_layers(ds: Any) -> list[int]:
     """The store's layers taken after the model's final norm (their ``layer_name`` says so)."""
-    from tgo_store.hf_model import after_final_norm
+    from tgo_store.capture.hf_model import after_final_norm
 
     if S.LAYER_NAME not in getattr(ds, "coords", {}):
         return []

@@ -47,8 +47,8 @@ from tgo_analysis.kernels.tangent_sums import (
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_split, fit_unit
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "rank": Option("tangent_rank", None, "tangent: semi-NMF rank r (default min(16, D/4))", int, optional=True),
@@ -115,7 +115,7 @@ def masked_lm_positions(samples: np.ndarray, n_tokens: int, valid: np.ndarray, s
                         rate: float, seed: int) -> np.ndarray:
     """(n, T) bool: where a masked-LM ingest replaced the input by the mask token.
 
-    The same draw as ``tgo_store.gradients.masked_inputs`` (per (seed, sample id), valid and not
+    The same draw as ``tgo_store.capture.losses.masked_inputs`` (per (seed, sample id), valid and not
     special), recomputed from the store's ``loss`` attr, so analysis needs no extra variable.
     """
     chosen = np.stack([np.random.default_rng([int(seed), int(s)]).random(n_tokens) < rate

@@ -46,8 +46,8 @@ from tgo_analysis.kernels.tangent_local import (
     code_solver,
     nonnegative_codes,
 )
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 DEFAULT_RANK = 16
 DEFAULT_FREQUENCY_COUNT = 256

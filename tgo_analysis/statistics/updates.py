@@ -32,7 +32,7 @@ from tgo_analysis.statistics.base import (
 )
 from tgo_analysis.statistics.tangent import OPTIONS as TANGENT_OPTIONS
 from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_unit
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 FIT_OPTIONS = ("rank", "subsample", "iterations", "tolerance", "seed")  # what fixes Q_T (controls are not used)
 

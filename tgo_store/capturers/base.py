@@ -59,7 +59,7 @@ class Capturer(Protocol):
     # Optional (``tgo ingest --gradients``; checked with hasattr, SPEC section 5):
     # def capture_with_gradients(self, inputs, batch, loss) -> (parts, gradient parts)
     #     both per layer in the form of ``parts``, from ONE forward and ONE backward of the loss
-    #     (``tgo_store.gradients.LossSpec``); ``batch`` is the source Batch (labels, sample ids).
+    #     (``tgo_store.capture.losses.LossSpec``); ``batch`` is the source Batch (labels, sample ids).
 
 
 class CapturerEntry(Protocol):
@@ -122,7 +122,7 @@ class ClassifierCapture(StackedCapture):
 
     def capture_with_gradients(self, inputs: Any, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
         """(parts, ∂L/∂parts) from one forward through the head and one backward (SPEC section 5)."""
-        from tgo_store.gradients import classification_gradients
+        from tgo_store.capture.losses import classification_gradients
 
         states, grads = classification_gradients(self.model, self.layer_names, inputs,  # type: ignore[attr-defined]
                                                  batch.labels, loss)

@@ -14,12 +14,12 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+from tgo_store.capture.hf import is_hf_model
+from tgo_store.capture.hf_model import backbone, layer_names
 from tgo_store.capturers.base import Capturer, StackedCapture, TokenLayout, restrict_tokens, select
 from tgo_store.errors import TgoError
-from tgo_store.hf import is_hf_model
-from tgo_store.hf_model import backbone, layer_names
-from tgo_store.schema import TEXT_TOKEN_KIND
 from tgo_store.sources.base import TokenBatch
+from tgo_store.store.schema import TEXT_TOKEN_KIND
 
 
 class HFCapturer(StackedCapture):
@@ -73,7 +73,7 @@ class HFCapturer(StackedCapture):
 
     def capture_with_gradients(self, inputs: TokenBatch, batch: Any, loss: Any) -> tuple[list[list[Any]], list[list[Any]]]:
         """(parts, ∂L/∂parts) of the LM loss from one forward with the head and one backward (SPEC section 5)."""
-        from tgo_store.gradients import language_gradients
+        from tgo_store.capture.losses import language_gradients
 
         states, grads = language_gradients(self.model, self.layer_indices, inputs, batch.sample_ids, loss)
         return restrict_tokens(states, self.token_indices), restrict_tokens(grads, self.token_indices)

@@ -25,7 +25,7 @@ from tgo_store.loader.reader import Prefetch, WindowReader
 from tgo_store.loader.source import LayerSource
 from tgo_store.loader.state import LoaderState, fingerprint
 from tgo_store.loader.stats import Stats, results_scale, streamed
-from tgo_store.validity import PositionChoice
+from tgo_store.store.validity import PositionChoice
 
 DEFAULT_BUFFER = "512MiB"
 

@@ -34,7 +34,7 @@ from tgo_store.errors import TgoError
 from tgo_store.loader.mixing import Window, parse_buffer
 from tgo_store.loader.plan import EpochPlan
 from tgo_store.loader.source import LayerSource, Part
-from tgo_store.validity import PositionChoice
+from tgo_store.store.validity import PositionChoice
 
 MANIFEST = "tgo_export.json"
 PARTIAL_SUFFIX = ".tgo-partial"

@@ -1,8 +1,8 @@
 """What the loader reads: one layer of a store, its pieces and their valid positions.
 
 A piece is one (checkpoint, sample block) of the chosen layer: the store's shard (see
-``tgo_store.layout``), the unit a reader fetches whole. Which positions of a piece count is
-``tgo_store.validity.valid_positions`` (the rule analysis uses), restricted to the chosen
+``tgo_store.store.layout``), the unit a reader fetches whole. Which positions of a piece count is
+``tgo_store.store.validity.valid_positions`` (the rule analysis uses), restricted to the chosen
 tokens; positions are numbered sample-major inside a piece, so a range of them is a range of
 sample rows. Bad choices (unknown layer, incomplete checkpoint, exclusions the store cannot
 honour) are refused here in one line.
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.validity import PositionChoice, valid_positions
+from tgo_store.store import schema as S
+from tgo_store.store.validity import PositionChoice, valid_positions
 
 DEFAULT_BLOCK = 1024  # samples per piece for a dataset that declares neither shards nor chunks
 
@@ -82,7 +82,7 @@ class LayerSource:
 
     def __init__(self, store: Any, layer: int, checkpoints: Sequence[int] | int, tokens: Any,
                  choice: PositionChoice, storage_options: dict | None = None, samples: Any = None) -> None:
-        from tgo_store.open import open_store
+        from tgo_store.store.open import open_store
 
         self.url = _store_url(store)
         self.storage_options = storage_options
@@ -127,7 +127,7 @@ class LayerSource:
     def _refuse_incomplete(self) -> None:
         if self.url is None or S.ATTR_SCHEMA not in self.dataset.attrs:
             return  # a dataset tgo did not write has no commit records (as in complete_dataset)
-        from tgo_store.info import store_info
+        from tgo_store.store.info import store_info
 
         facts = store_info(self.url, storage_options=self.storage_options)
         complete = set(facts.complete_checkpoints())
@@ -167,7 +167,7 @@ class LayerSource:
             else:
                 import zarr
 
-                from tgo_store.writer import fast_codecs, open_zarr_store
+                from tgo_store.store.location import fast_codecs, open_zarr_store
 
                 with fast_codecs(self.url):
                     store = open_zarr_store(self.url, read_only=True, storage_options=self.storage_options)

@@ -16,9 +16,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
 from tgo_store.sources.base import Batch, Positions, SourceOptions, TokenBatch, spans
+from tgo_store.store import schema as S
 
 PREFIX = "tokens:"
 

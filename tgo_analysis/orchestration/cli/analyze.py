@@ -78,8 +78,8 @@ def analyze(
         raise TgoError("tgo analyze needs a STORE and --out RESULTS; e.g. tgo analyze run.zarr --out results.zarr")
     from tgo_analysis.analyze import analyze as run_analyze
     from tgo_analysis.analyze import summary_line
-    from tgo_store.open import complete_dataset, open_store
-    from tgo_store.writer import refuse_same_store
+    from tgo_store.store.location import refuse_same_store
+    from tgo_store.store.open import complete_dataset, open_store
 
     refuse_same_store(store, out)
     dataset = complete_dataset(open_store(store), store, complete_only=complete_only)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tgo_analysis.orchestration.cli.app import app
-from tgo_analysis.orchestration.cli.options import parse_selection
+from tgo_store.options import parse_selection
 
 
 def checkpoint_choice(text: str | None) -> dict:

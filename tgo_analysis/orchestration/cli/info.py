@@ -15,7 +15,7 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tgo_store.info import store_info
+    from tgo_store.store.info import store_info
 
     facts = store_info(store)
     console = Console()

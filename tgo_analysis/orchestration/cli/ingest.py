@@ -1,61 +1,73 @@
-"""`tgo ingest`: run a model at one or many checkpoints over a dataset and write the store."""
+"""`tgo ingest`: run a model at one or many checkpoints over a dataset and write the store.
+
+Its flags are the declarations of ``tgo_store.options.IngestOptions`` (help, spelling,
+parser); only ``--store`` and ``--quiet``, which are not ingest options, are spelled here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from dataclasses import MISSING
+from typing import Annotated, Any
 
 import typer
 
 from tgo_analysis.orchestration.cli.app import app
-from tgo_analysis.orchestration.cli.options import parse_kwargs, parse_selection
+from tgo_store.options import Flag, IngestOptions, option_fields
 
 
-@app.command()
+def _parameter(flag: Flag, name: str, default: Any) -> inspect.Parameter:
+    """A typer option for one declared flag (required when its option has no default)."""
+    spelling = (flag.flag,) if flag.flag else ()
+    if flag.kind is bool:
+        spelling = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[flag.kind, typer.Option(*spelling, help=flag.help)])
+
+
+def _declared() -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
+    """The flags of required options, then the others, in declaration order."""
+    required, optional = [], []
+    for item in option_fields():
+        for flag in item.metadata["cli"]:
+            name = flag.name or item.name
+            if item.default is MISSING and item.default_factory is MISSING:
+                required.append(_parameter(flag, name, inspect.Parameter.empty))
+            else:  # a dict option's flags (--model-kwargs, --seq-len ...) default to "not given"
+                optional.append(_parameter(flag, name, None if item.default is MISSING else item.default))
+    return required, optional
+
+
+def options_from_flags(values: dict[str, Any]) -> IngestOptions:
+    """The ``IngestOptions`` of parsed flag values (each flag's parser applied)."""
+    fields: dict[str, Any] = {}
+    for item in option_fields():
+        for flag in item.metadata["cli"]:
+            value = values[flag.name or item.name]
+            value = flag.parse(value) if flag.parse else value
+            if flag.key:
+                fields.setdefault(item.name, {})[flag.key] = value
+            else:
+                fields[item.name] = value
+    return IngestOptions(**fields)
+
+
 def ingest(
-    model: Annotated[str, typer.Option(help="timm model name (random init), package.module:factory, or hf:PATH "
-                                            "(transformers folder or .gguf; hf:minilm, hf:smollm2)")],
-    data: Annotated[str, typer.Option(help="image folder, .npy/.npz, sklearn:digits[:train|:test], synthetic:N, "
-                                           "text:pydoc or text:URL (.txt, .jsonl, folder of .txt)")],
     store: Annotated[str, typer.Option(help="Zarr store URL: path, file://, memory://, s3://...")],
-    checkpoints: Annotated[list[str] | None, typer.Option(
-        help="checkpoint files, folders (checkpoint-1200/) or a glob at any fsspec URL; repeatable; "
-             "hf: models without it record their own weights")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="text: tokens per sequence (default 128)")] = None,
-    padding: Annotated[str | None, typer.Option(help="text: left or right = one padded document per sequence "
-                                                     "(default: pack documents into full sequences)")] = None,
-    samples: Annotated[int | None, typer.Option(help="text: keep a seeded subset of this many sequences")] = None,
-    batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
-    layers: Annotated[str | None, typer.Option(help="layers to keep, e.g. 0,3-6 (0 = embedding output)")] = None,
-    tokens: Annotated[str | None, typer.Option(help="tokens to keep, e.g. 0-16")] = None,
-    dtype: Annotated[str, typer.Option(help="storage dtype: float16 or float32")] = "float16",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    precision: Annotated[str, typer.Option(help="model compute dtype: float32, or float16/bfloat16 (GPU speed)")] = "float32",
-    model_kwargs: Annotated[list[str] | None, typer.Option("--model-kwargs", help="model option key=value; repeatable")] = None,
-    hook_modules: Annotated[str | None, typer.Option(help="for non-timm models: comma-separated module names to record")] = None,
-    samples_per_block: Annotated[int | None, typer.Option(help="samples per shard (default: ~32 MB per layer)")] = None,
-    gradients: Annotated[bool, typer.Option(help="also record ∂L/∂h of every recorded state (SPEC 5 `gradients`): "
-                                                 "classification for labelled images, causal/masked LM for text")] = False,
-    loss: Annotated[str | None, typer.Option(help="with --gradients: classification, causal_lm or masked_lm "
-                                                  "(default: chosen from the model)")] = None,
-    mask_rate: Annotated[float, typer.Option(help="masked_lm: share of valid positions masked")] = 0.15,
-    mask_seed: Annotated[int, typer.Option(help="masked_lm: seed of the masked positions")] = 0,
-    gradient_dtype: Annotated[str | None, typer.Option(help="with --gradients: their storage dtype, float32 "
-                                                           "(default for a new store) or float16")] = None,
-    allow_duplicate_weights: Annotated[bool, typer.Option(
-        help="record a checkpoint whose weights (sha256) the list or the store already holds under another name")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    **values: Any,
 ) -> None:
     """Record every checkpoint x layer x token; re-running writes only what is missing."""
     from tgo_store.ingestion import ingest as run_ingest
 
-    summary = run_ingest(
-        store, model_spec=model, checkpoints=checkpoints[0] if checkpoints and len(checkpoints) == 1 else checkpoints,
-        data_spec=data, layers=parse_selection(layers), tokens=parse_selection(tokens), dtype=dtype,
-        batch_size=batch_size, samples_per_block=samples_per_block, model_kwargs=parse_kwargs(model_kwargs),
-        hook_modules=hook_modules.split(",") if hook_modules else None, device=device, progress=not quiet,
-        precision=precision, data_options={"seq_len": seq_len, "padding": padding, "samples": samples},
-        gradients=gradients, loss=loss, mask_rate=mask_rate, mask_seed=mask_seed,
-        gradient_dtype=gradient_dtype, allow_duplicate_weights=allow_duplicate_weights)
+    summary = run_ingest(store, options_from_flags(values), progress=not quiet)
     typer.echo(f"{summary.url}: {summary.blocks_written} blocks written, {summary.blocks_skipped} already there; "
                f"{summary.samples} samples in {summary.seconds:.1f} s ({summary.samples_per_second:.1f} samples/s, "
                f"{summary.bytes / max(summary.seconds, 1e-9) / 1e6:.1f} MB/s)")
+
+
+_required, _optional = _declared()
+_own = {name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, p in inspect.signature(ingest, eval_str=True).parameters.items()}
+ingest.__signature__ = inspect.Signature([*_required, _own["store"], *_optional, _own["quiet"]])
+app.command()(ingest)

@@ -82,7 +82,7 @@ def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[d
         return log, files
     import torch
 
-    from tgo_store.models import build_model, input_config
+    from tgo_store.capture.models import build_model, input_config
     from tgo_store.sources import open_source
 
     torch.manual_seed(cfg.seed)
@@ -153,7 +153,7 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     from tgo_analysis.analyze import analyze
     from tgo_analysis.report import write_report
     from tgo_store.ingestion import ingest
-    from tgo_store.open import open_store
+    from tgo_store.store.open import open_store
 
     store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
     t0 = time.perf_counter()

@@ -40,26 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from tgo_store.errors import TgoError
+from tgo_store.options import IngestOptions, option_fields
 
 REQUIRED = {"model": ("spec",), "checkpoints": ("paths",), "data": ("spec",), "store": ("url",)}
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    model_spec: str
-    model_kwargs: dict
-    checkpoints: str | list[str]
-    data_spec: str
+    ingest: IngestOptions  # [model], [checkpoints], [data] and [store] values (their declarations)
     store: str
-    data_options: dict = field(default_factory=dict)  # [data] seq_len, padding, samples, seed (text sources)
-    batch_size: int = 64
-    samples_per_block: int | None = None
-    dtype: str = "float16"
-    precision: str = "float32"
-    gradients: bool = False  # also record ∂L/∂h (SPEC section 5), as `tgo ingest --gradients`
-    loss: str | None = None
-    layers: list[int] | None = None
-    tokens: list[int] | None = None
     analysis: dict | None = None
     capture_resources: dict = field(default_factory=dict)
     retries: int = 2
@@ -77,16 +66,9 @@ def _need(table: dict, section: str, key: str, kind: type | tuple) -> Any:
     return value
 
 
+INGEST_KEYS = {item.name: item.metadata["sweep"] for item in option_fields() if item.metadata["sweep"]}
 OPTIONAL: dict[tuple[str, str], tuple[type | tuple, str]] = {  # (table, key) -> (types, what it must be)
-    ("model", "kwargs"): (dict, "a table of model options"),
-    ("store", "batch_size"): (int, "a positive integer"),
-    ("store", "samples_per_block"): (int, "a positive integer"),
-    ("store", "dtype"): (str, "float16 or float32"),
-    ("store", "precision"): (str, "float32, float16 or bfloat16"),
-    ("store", "gradients"): (bool, "true or false"),
-    ("store", "loss"): (str, "classification, causal_lm or masked_lm"),
-    ("store", "layers"): (list, "a list of layer indices"),
-    ("store", "tokens"): (list, "a list of token indices"),
+    **{(k.table, k.key): (k.kinds, k.what) for k in INGEST_KEYS.values() if not k.required},
     ("analysis", "metrics"): (str, "all, or a comma-separated list of metric names"),
     ("analysis", "fit_range"): (list, "two ranks [first, last]"),
     ("analysis", "memory_budget"): (str, "a size per worker such as \"8GB\""),
@@ -135,7 +117,7 @@ def load_config(path: str | Path) -> SweepConfig:
     if analysis is not None and ("out" not in analysis or not isinstance(analysis["out"], str)):
         raise TgoError("sweep file lacks analysis.out (the results store URL); add it or drop [analysis]")
     if analysis is not None:
-        from tgo_store.writer import refuse_same_store
+        from tgo_store.store.location import refuse_same_store
 
         refuse_same_store(store_url, analysis["out"], "sweep file analysis.out")
         _optional(table, "analysis", "metrics")
@@ -148,16 +130,16 @@ def load_config(path: str | Path) -> SweepConfig:
     resources = table.get("resources", {}).get("capture", {})
     if not isinstance(resources, dict) or not all(isinstance(v, int | float) for v in resources.values()):
         raise TgoError("sweep file resources.capture must map resource names to numbers, e.g. { GPU = 1 }")
-    return SweepConfig(
-        model_spec=_need(table, "model", "spec", str), model_kwargs=dict(_optional(table, "model", "kwargs", {})),
-        checkpoints=paths, data_spec=_need(table, "data", "spec", str), store=store_url,
+    model_spec, data_spec = _need(table, "model", "spec", str), _need(table, "data", "spec", str)
+    values = {name: _optional(table, key.table, key.key) for name, key in INGEST_KEYS.items() if not key.required}
+    values = {name: value for name, value in values.items() if value is not None}
+    if "model_kwargs" in values:
+        values["model_kwargs"] = dict(values["model_kwargs"])
+    options = IngestOptions(
+        model_spec=model_spec, checkpoints=paths, data_spec=data_spec,
         data_options={k: v for k, v in table["data"].items() if k in ("seq_len", "padding", "samples", "seed")},
-        batch_size=_optional(table, "store", "batch_size", 64),
-        samples_per_block=_optional(table, "store", "samples_per_block"),
-        dtype=_optional(table, "store", "dtype", "float16"), precision=_optional(table, "store", "precision", "float32"),
-        gradients=_optional(table, "store", "gradients", False), loss=_optional(table, "store", "loss"),
-        layers=_optional(table, "store", "layers"), tokens=_optional(table, "store", "tokens"),
-        analysis=dict(analysis) if analysis else None, capture_resources=dict(resources),
-        retries=_optional(table, "run", "retries", 2), stop_file=_optional(table, "run", "stop_file"))
-
-
+        **values)
+    return SweepConfig(
+        ingest=options, store=store_url, analysis=dict(analysis) if analysis else None,
+        capture_resources=dict(resources), retries=_optional(table, "run", "retries", 2),
+        stop_file=_optional(table, "run", "stop_file"))

@@ -44,13 +44,9 @@ class SweepSummary:
 
 
 def prepare_sweep_store(cfg: SweepConfig) -> Any:
-    from tgo_store.ingestion import prepare_store
+    from tgo_store.store.prepare import prepare_store
 
-    return prepare_store(cfg.store, model_spec=cfg.model_spec, checkpoints=cfg.checkpoints, data_spec=cfg.data_spec,
-                         layers=cfg.layers, tokens=cfg.tokens, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                         samples_per_block=cfg.samples_per_block, model_kwargs=cfg.model_kwargs,
-                         precision=cfg.precision, gradients=cfg.gradients, loss=cfg.loss,
-                         data_options=cfg.data_options)
+    return prepare_store(cfg.store, cfg.ingest)
 
 
 def check_reference(cfg: SweepConfig, plan: Any) -> None:
@@ -66,7 +62,7 @@ def _analyze_checkpoints(cfg: SweepConfig, plan: Any, positions: list[int], addr
                          pending: list[int] | None = None) -> None:
     """Analyse the checkpoints at ``positions``; those at ``pending`` are not ingested yet (never read)."""
     from tgo_analysis.analyze import analyze
-    from tgo_store.open import open_store
+    from tgo_store.store.open import open_store
 
     options = {k: v for k, v in cfg.analysis.items() if k not in ("out", "metrics", "memory_budget")}
     if "fit_range" in options:
@@ -96,7 +92,7 @@ def run_sweep(cfg: SweepConfig, client: Any, *, task: Callable = ingest_task, pr
     """Ingest every missing block on the cluster, then analyze each checkpoint as it completes."""
     from distributed import as_completed
 
-    from tgo_store.ingestion import missing_blocks
+    from tgo_store.store.plan import missing_blocks
 
     started = time.perf_counter()
     plan = prepare_sweep_store(cfg)

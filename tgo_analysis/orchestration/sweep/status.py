@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 from tgo_analysis.orchestration.sweep.config import SweepConfig
-from tgo_store.records import RECORD_ROOT, RecordStore
-
-STATUS_KEY = f"{RECORD_ROOT}/sweep/status.json"
+from tgo_store.store.record_keys import SWEEP_STATUS as STATUS_KEY
+from tgo_store.store.records import RecordStore
 
 
 def write_status(store: str, status: dict) -> None:
@@ -26,7 +25,7 @@ def read_status(store: str) -> dict:
 
 def sweep_status(cfg: SweepConfig) -> tuple[list[tuple[str, ...]], list[str]]:
     """Per checkpoint: step, blocks committed / total, state, path; and notes on the last run."""
-    from tgo_store.info import store_info
+    from tgo_store.store.info import store_info
 
     info = store_info(cfg.store)
     status = read_status(cfg.store)

@@ -97,7 +97,7 @@ def train_probe(store: str, layer: int, checkpoint: int, train: np.ndarray, test
 def probe_accuracy(store: str, cfg: ProbeConfig = ProbeConfig(), *, checkpoints: Sequence[int] | None = None,
                    layers: Sequence[int] | None = None, progress: bool = True) -> xr.Dataset:
     """(checkpoint, layer) held-out probe accuracy, with the permuted-label baseline and chance."""
-    from tgo_store.open import open_store
+    from tgo_store.store.open import open_store
 
     ds = open_store(store, chunks=None)
     if "label" not in ds.coords or (ds["label"].values < 0).all():

@@ -3,7 +3,7 @@
 tgo keeps bookkeeping next to the data it describes: block commit records (ingest), done
 markers (analysis), sweep status and the write probe. All of them are small JSON documents
 under the ``_tgo/`` prefix of a store. This module is the one place that reads and writes
-them, so the atomicity rule is written once:
+them (their keys are ``record_keys``), so the atomicity rule is written once:
 
 - local paths (plain or ``file://``): temp file, fsync, rename, fsync of the folder, so a
   record is either absent or whole after a kill -9 or a power loss;
@@ -24,9 +24,7 @@ from typing import Any
 import fsspec
 
 from tgo_store.errors import TgoError
-
-RECORD_ROOT = "_tgo"
-CREATING = f"{RECORD_ROOT}/creating.json"  # intent record of a store being created (activations or results)
+from tgo_store.store.record_keys import CREATING, RECORD_ROOT, write_probe_key
 
 
 def _fsync(path: str) -> None:
@@ -120,7 +118,7 @@ class RecordStore:
 
     def probe_writable(self) -> None:
         """Write and delete a probe record; raises OSError/PermissionError on a read-only store."""
-        key = f"{RECORD_ROOT}/write-probe-{os.getpid()}"
+        key = write_probe_key()
         self.put_bytes(key, b"probe")
         self.delete(key)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store import schema as S
 from tgo_store.sources.base import Positions
+from tgo_store.store import schema as S
 
 
 def vocab_count(token_id: np.ndarray, attention_mask: np.ndarray, vocab_size: int) -> np.ndarray:

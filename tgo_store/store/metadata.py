@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.gradient_precision import create_zero_fraction, resize_zero_fraction
-from tgo_store.records import CREATING, RECORD_ROOT, RecordStore, clear_half_made
-from tgo_store.writer import is_local, local_path
+from tgo_store.store import schema as S
+from tgo_store.store.gradient_precision import create_zero_fraction, resize_zero_fraction
+from tgo_store.store.location import is_local, local_path
+from tgo_store.store.record_keys import APPENDING, CREATING
+from tgo_store.store.records import RecordStore, clear_half_made
 
-APPENDING = f"{RECORD_ROOT}/appending.json"
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
               S.GRADIENTS: "gradient of the recorded loss (group attribute 'loss') w.r.t. each activation"}
@@ -153,7 +153,7 @@ def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:
     _coord(group, S.TOKEN_ROW, np.asarray(spec.token_rows, np.int64), S.TOKEN)
     _coord(group, S.TOKEN_COL, np.asarray(spec.token_cols, np.int64), S.TOKEN)
     if spec.positions is not None:
-        from tgo_store.positions import write_positions
+        from tgo_store.store.positions import write_positions
 
         write_positions(group, spec.positions, spec.token_indices, spec.shard_shape[2])
     return group

@@ -1,7 +1,8 @@
 """Build a model from its spec and describe it (and its inputs) for the store.
 
 Specs: a timm name (random init, never pretrained), ``package.module:factory``, or a
-``scheme:...`` handled by a loader of ``LOADERS`` (``hf:PATH`` for transformers models).
+``scheme:...`` handled by a loader of ``LOADERS`` (``hf:PATH`` for transformers models, and the
+live models of a ``Recorder``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from tgo_store.errors import TgoError
 
 
 def _load_hf(spec: str, **kwargs: Any) -> Any:
-    from tgo_store.hf import load_hf_model
+    from tgo_store.capture.hf import load_hf_model
 
     return load_hf_model(spec, **kwargs)
 
 
-LOADERS: dict[str, Callable[..., Any]] = {"hf": _load_hf}  # model spec scheme -> loader
+def _load_live(spec: str, **kwargs: Any) -> Any:
+    from tgo_store.capture.live import load_live
+
+    return load_live(spec, **kwargs)
+
+
+# model spec scheme -> loader; ``tgo_store.recorder`` is the Recorder's live models (capture.live)
+LOADERS: dict[str, Callable[..., Any]] = {"hf": _load_hf, "tgo_store.recorder": _load_live}
 # what a model constructor raises for options it rejects (a wrong name, type or value)
 REJECTED_OPTIONS = (TypeError, ValueError, AssertionError, KeyError, ZeroDivisionError, RuntimeError)
 
@@ -56,7 +64,7 @@ def build_model(spec: str, **kwargs: Any) -> Any:
 
 
 def _own_hf_weights(spec: str) -> Any:
-    from tgo_store.hf import own_weights
+    from tgo_store.capture.hf import own_weights
 
     return own_weights(spec)
 
@@ -93,7 +101,7 @@ def model_description(model: Any, spec: str, kwargs: dict | None = None) -> dict
         "parameter_shapes": _shape_digest(model),
     }
     if _is_hf(model):
-        from tgo_store.hf_model import describe
+        from tgo_store.capture.hf_model import describe
 
         description["transformers"] = describe(model)
     json.dumps(description)
@@ -108,7 +116,7 @@ def _shape_digest(model: Any) -> str:
 
 
 def _is_hf(model: Any) -> bool:
-    from tgo_store.hf import is_hf_model
+    from tgo_store.capture.hf import is_hf_model
 
     return is_hf_model(model)
 
@@ -120,8 +128,8 @@ def input_config(model: Any) -> dict:
     maximum sequence length and the embedding's vocabulary size.
     """
     if _is_hf(model):
-        from tgo_store.hf import tokenizer_of
-        from tgo_store.hf_model import max_positions
+        from tgo_store.capture.hf import tokenizer_of
+        from tgo_store.capture.hf_model import max_positions
 
         return {"tokenizer": tokenizer_of(model), "max_length": max_positions(model),
                 "vocab_size": int(model.get_input_embeddings().num_embeddings)}

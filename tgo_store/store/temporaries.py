@@ -2,7 +2,7 @@
 
 Local writes are atomic by a temporary file and a rename. zarr-python's ``LocalStore`` writes
 ``<key without its suffix>.<32 hex>.partial`` (``zarr.storage._local._atomic_write``), tgo's
-records ``<key>.<pid>.tmp`` (``tgo_store.records``). A kill -9 between the two leaves the
+records ``<key>.<pid>.tmp`` (``tgo_store.store.records``). A kill -9 between the two leaves the
 temporary behind: up to a whole shard (~32 MB) per write in flight. Object stores (s3://,
 memory://) write by one PUT and leave none, so only local stores are searched.
 
@@ -27,8 +27,8 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from tgo_store import schema as S
-from tgo_store.records import RecordStore
+from tgo_store.store import schema as S
+from tgo_store.store.records import RecordStore
 
 PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr LocalStore: path.with_suffix(f".{uuid4().hex}.partial")
 RECORD_TMP = re.compile(r"\.(?P<pid>\d+)\.tmp$")  # RecordStore.put_bytes: f"{path}.{pid}.tmp"

@@ -12,24 +12,29 @@ puts the model back in the train/eval mode it was in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
-import typing
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tgo_store.checkpoints import CheckpointRef
+from tgo_store.capture import live
+from tgo_store.capture.block import capture_block
+from tgo_store.capture.checkpoints import CheckpointRef
+from tgo_store.capture.hf import attach_tokenizer
+from tgo_store.capture.losses import capture_gradient_block
 from tgo_store.errors import TgoError
-from tgo_store.gradient_precision import record_zero_fraction
-from tgo_store.gradients import capture_gradient_block
-from tgo_store.hf import attach_tokenizer
-from tgo_store.ingestion import StorePlan, capture_block, prepare_store, write_block
+from tgo_store.options import IngestOptions
 from tgo_store.sources.base import Batch, TokenBatch
 from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
 from tgo_store.sources.tokens import save_tokens
+from tgo_store.store.gradient_precision import record_zero_fraction
+from tgo_store.store.plan import StorePlan
+from tgo_store.store.prepare import prepare_store
+from tgo_store.store.writer import write_block
 
 
 class Recorder:
@@ -52,10 +57,13 @@ class Recorder:
                 raise TgoError(f"probe inputs have shape {tuple(self.inputs.shape)}; "
                                "pass a (N, C, H, W) batch of images or a TokenBatch of token ids")
         self.labels = np.asarray(labels if labels is not None else np.full(len(self.inputs), -1), np.int64)
-        self.layers, self.tokens, self.dtype, self.batch_size = layers, tokens, dtype, batch_size
-        self.model_name, self.storage_options = model_name, storage_options
-        self.gradients = gradients  # also record ∂L/∂h of the classification loss (needs labels)
-        self._probe_path = self._save_probe()
+        self.model_name, self.storage_options, self.batch_size, self.dtype = model_name, storage_options, batch_size, dtype
+        # the ingest options of every step; a live model unchanged between two steps has the same weights
+        self.options = IngestOptions(model_spec=live.register(model, model_name), data_spec=self._save_probe(),
+                                     layers=layers, tokens=tokens, dtype=dtype, batch_size=batch_size,
+                                     storage_options=dict(storage_options or {}),
+                                     gradients=gradients,  # also ∂L/∂h of the classification loss (needs labels)
+                                     allow_duplicate_weights=True)
 
     def _save_probe(self) -> str:
         """Probe inputs become an .npz source, so the store records their fingerprint like any dataset."""
@@ -85,8 +93,8 @@ class Recorder:
         """Record the model as it is now as checkpoint `step`; restores train/eval mode."""
         import torch
 
+        from tgo_store.capture.transfer import BlockFiller
         from tgo_store.capturers import make_capturer
-        from tgo_store.transfer import BlockFiller
 
         was_training = self.model.training
         try:
@@ -121,31 +129,4 @@ class Recorder:
             torch.set_grad_enabled(True)
 
     def _plan(self, ref: CheckpointRef) -> StorePlan:
-        return prepare_store(self.store, model_spec=_LiveModel.register(self.model, self.model_name), checkpoints=[ref],
-                             data_spec=self._probe_path, layers=self.layers, tokens=self.tokens, dtype=self.dtype,
-                             batch_size=self.batch_size, storage_options=self.storage_options,
-                             check_checkpoints=False, gradients=self.gradients,
-                             allow_duplicate_weights=True)  # a live model unchanged between two steps is that
-
-
-class _LiveModel:
-    """Lets prepare_store 'build' the live model through the ordinary factory path."""
-
-    models: typing.ClassVar[dict[str, Any]] = {}
-
-    @classmethod
-    def register(cls, model: Any, name: str) -> str:
-        key = "".join(ch if ch.isalnum() else "_" for ch in name)
-        cls.models[key] = model
-        return f"tgo_store.recorder:_live_{key}"
-
-    @classmethod
-    def get(cls, key: str) -> Any:
-        return cls.models[key]
-
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("_live_"):
-        return lambda **_: _LiveModel.get(name[len("_live_"):])
-    raise AttributeError(name)
-
+        return prepare_store(self.store, dataclasses.replace(self.options, checkpoints=[ref]), check_checkpoints=False)

@@ -25,7 +25,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from tgo_store.checkpoints import CheckpointRef, resolve_checkpoint
+from tgo_store.capture.checkpoints import CheckpointRef, resolve_checkpoint
 from tgo_store.errors import TgoError
 
 SCHEME = "hf"

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
 
 GRADIENT_DTYPES = ("float16", "float32")
 DEFAULT_GRADIENT_DTYPE = "float32"
@@ -96,7 +96,8 @@ def record_zero_fraction(url: str, storage_options: dict | None = None, warn: bo
     """
     import zarr
 
-    from tgo_store.writer import open_zarr_store, read_commits, store_records
+    from tgo_store.store.commits import read_commits
+    from tgo_store.store.location import open_zarr_store, store_records
 
     group = zarr.open_group(open_zarr_store(url, storage_options=storage_options), mode="r+")
     if S.GRADIENT_ZERO_FRACTION not in group:

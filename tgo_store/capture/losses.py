@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from tgo_store.errors import TgoError
+from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
 
 CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"
-DEFAULT_MASK_RATE = 0.15
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ DESCRIPTIONS = {
 def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | None = None,
                 mask_rate: float = DEFAULT_MASK_RATE, seed: int = 0) -> LossSpec:
     """The loss for this model and data, or a one-line TgoError when there is none."""
-    from tgo_store.hf import is_hf_model, tokenizer_of
+    from tgo_store.capture.hf import is_hf_model, tokenizer_of
 
     if requested is not None and requested not in DESCRIPTIONS:
         raise TgoError(f"unknown --loss {requested}; use one of {', '.join(DESCRIPTIONS)}")
@@ -69,7 +69,7 @@ def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | Non
             raise TgoError("--gradients on images needs labels for the classification loss and this dataset has "
                            "samples without one (label -1); use a labelled dataset or drop --gradients")
         return LossSpec(CLASSIFICATION)
-    from tgo_store.hf_model import describe
+    from tgo_store.capture.hf_model import describe
 
     decoder = describe(model)["is_decoder"]
     kind = requested or (CAUSAL_LM if decoder else MASKED_LM)
@@ -176,7 +176,7 @@ def masked_inputs(ids: Any, valid: Any, special: Any, sample_ids: np.ndarray, lo
     """Masked-LM inputs and the (B, S) bool of masked positions, drawn per (seed, sample id)."""
     import torch
 
-    from tgo_store.masked_positions import masked_draw
+    from tgo_store.store.masked_positions import masked_draw
 
     chosen = masked_draw(sample_ids, ids.shape[1], loss.seed, float(loss.mask_rate))
     where = torch.as_tensor(chosen, device=ids.device) & valid & ~special
@@ -189,7 +189,7 @@ def language_gradients(model: Any, layer_indices: Sequence[int], batch: Any, sam
     import torch
     import torch.nn.functional as F
 
-    from tgo_store.hf import tokenizer_of
+    from tgo_store.capture.hf import tokenizer_of
 
     ids, valid = batch.ids, batch.attention_mask
     if loss.kind == MASKED_LM:
@@ -233,7 +233,7 @@ def capture_gradient_block(fillers: tuple[Any, Any], capturer: Any, batches: Any
     Same NaN/Inf refusal as activations: a non-finite gradient (or one beyond the storage dtype)
     stores nothing of the block.
     """
-    from tgo_store.transfer import NonFiniteActivations
+    from tgo_store.capture.transfer import NonFiniteActivations
 
     shape = (len(capturer.layer_indices), n_samples, len(capturer.token_indices), capturer.feature_dim)
     done: list[np.ndarray] = []

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.metadata import interrupted_change, metadata_lock_if_free
-from tgo_store.records import RecordStore
-from tgo_store.temporaries import Temporaries, sweep_temporaries
-from tgo_store.writer import open_zarr_store, read_commits, read_failures, store_records
+from tgo_store.store import schema as S
+from tgo_store.store.commits import read_commits, read_failures
+from tgo_store.store.location import open_zarr_store, store_records
+from tgo_store.store.metadata import interrupted_change, metadata_lock_if_free
+from tgo_store.store.records import RecordStore
+from tgo_store.store.temporaries import Temporaries, sweep_temporaries
 
 
 @dataclass
@@ -68,7 +69,7 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
     """Read only metadata, commit records and object sizes; never the activations.
 
     The one write: temporary files of writes a kill cut short, which no live writer can own
-    (``tgo_store.temporaries``), are removed; the others are reported.
+    (``tgo_store.store.temporaries``), are removed; the others are reported.
     """
     records = store_records(url, storage_options)
     store = open_zarr_store(url, read_only=True, storage_options=storage_options)

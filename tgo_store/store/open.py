@@ -7,9 +7,9 @@ from typing import Any
 
 import xarray as xr
 
-from tgo_store import schema as S
 from tgo_store.errors import TgoError
-from tgo_store.writer import fast_codecs
+from tgo_store.store import schema as S
+from tgo_store.store.location import fast_codecs
 
 
 def open_store(url: str, *, storage_options: dict | None = None, chunks: Any = "shards") -> xr.Dataset:
@@ -43,7 +43,7 @@ def complete_dataset(ds: xr.Dataset, url: str, *, complete_only: bool = False,
     """
     if S.ATTR_SCHEMA not in ds.attrs:
         return ds
-    from tgo_store.info import store_info
+    from tgo_store.store.info import store_info
 
     facts = store_info(url, storage_options=storage_options)
     keep = facts.complete_checkpoints()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store import schema as S
+from tgo_store.store import schema as S
 
 
 def masked_draw(sample_ids: np.ndarray, length: int, seed: int | None, rate: float) -> np.ndarray:
