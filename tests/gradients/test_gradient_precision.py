@@ -51,6 +51,20 @@ def test_float16_underflow_of_small_gradients_is_counted() -> None:
     np.testing.assert_allclose(zero_fractions(commits, (2, 2)), [[0.25, 0.0], [np.nan, np.nan]])
 
 
+def test_positions_the_loss_does_not_reach_are_not_counted_in_float32() -> None:
+    """A causal LM's last position and padding have all-zero float32 rows: not precision loss."""
+    g = np.full((2, 4, 8, 16), 1e-3, dtype=np.float32)
+    g[:, :, -1] = 0  # the last position of every sequence
+    g[:, 0, 5:] = 0  # a padded sequence
+    g[0, 1, 2, :4] = 1e-40  # four float32-subnormal entries in a reached row
+    counts = block_counts(g)
+    reached = 4 * 8 - 4 - 2  # rows per layer
+    assert counts["gradient_entries"] == [reached * 16] * 2
+    assert counts["gradient_underflow"] == [4, 0]
+    # float16: a whole row can underflow, so every row counts
+    assert block_counts(g.astype(np.float16))["gradient_entries"] == [4 * 8 * 16] * 2
+
+
 def test_warning_is_one_line_above_one_percent(capsys) -> None:
     assert warn_underflow(np.array([[0.005, 0.01]]), "float32") is None
     line = warn_underflow(np.array([[0.005, 0.37]]), "float16")
@@ -64,8 +78,12 @@ def ckpts(tmp_path_factory):
 
 
 def stored_fraction(url: str) -> np.ndarray:
+    """The definition, in float64: lost entries over the rows the loss reaches (float32: rows not
+    all zero; a ViT's last layer reaches only the class token, the head's input)."""
     g = open_store(url)[S.GRADIENTS].values
-    return (np.abs(g.astype(np.float64)) < np.finfo(g.dtype).tiny).mean(axis=(2, 3, 4))
+    lost = np.abs(g.astype(np.float64)) < np.finfo(g.dtype).tiny
+    rows = np.any(g != 0, axis=-1, keepdims=True) if g.dtype == np.float32 else np.ones(g.shape[:-1] + (1,), bool)
+    return (lost & rows).sum(axis=(2, 3, 4)) / (rows.sum(axis=(2, 3, 4)) * g.shape[-1])
 
 
 def test_ingest_stores_float32_gradients_by_default_and_records_the_fraction(ckpts, tmp_path) -> None:

@@ -4,7 +4,14 @@ Gradients are small and shrink as training converges: at ‖g‖ ≈ 1e-6 float1
 third of the entries to zero or subnormals, and those lost entries bias every energy share
 toward isotropy. So gradients are stored in float32 unless asked otherwise, and the store
 records per (checkpoint, layer) ``gradient_zero_fraction``: the share of stored gradient
-entries that are zero or subnormal in the stored dtype.
+entries that are zero or subnormal in the stored dtype, over the positions the loss reaches.
+
+Some positions have an exactly zero gradient by construction, not by precision: padding, and a
+causal LM's last position (it predicts nothing and nothing after it reads it: 1/T of a store's
+entries, 1.6 % at T = 64, enough to trip the warning on every such store). In float32 a whole
+row of zeros can only be such a position (underflow would need ‖g‖ below 1e-38), so float32
+stores count entries over rows that are not all zero. In float16 a whole row can underflow,
+so every row counts there, and those positions stay in the count.
 
 Each written block puts its per-layer counts in its commit record (``block_counts``), which is
 atomic and written only once the block's shards are durable, so the fraction is recomputed from
@@ -53,13 +60,28 @@ def underflow_counts(values: np.ndarray) -> np.ndarray:
     return np.count_nonzero(np.abs(values) < tiny, axis=tuple(range(1, values.ndim)))
 
 
+def reached_rows(values: np.ndarray) -> np.ndarray | None:
+    """(L, n, T) positions the loss reaches, for float32 blocks (rows not all zero); None for float16,
+    where a whole row can be underflow (see the module docstring)."""
+    values = np.asarray(values)
+    if values.dtype != np.float32:
+        return None
+    return np.any(values != 0, axis=-1)
+
+
 def block_counts(values: np.ndarray | None) -> dict[str, list[int]]:
     """The commit record fields of one gradient block: lost entries and entries, per layer."""
     if values is None:
         return {}
     values = np.asarray(values)
-    return {UNDERFLOW_KEY: [int(c) for c in underflow_counts(values)],
-            ENTRIES_KEY: [int(values[0].size)] * values.shape[0]}
+    reached = reached_rows(values)
+    if reached is None:
+        return {UNDERFLOW_KEY: [int(c) for c in underflow_counts(values)],
+                ENTRIES_KEY: [int(values[0].size)] * values.shape[0]}
+    lost = np.count_nonzero((np.abs(values) < np.finfo(values.dtype).tiny) & reached[..., None],
+                            axis=tuple(range(1, values.ndim)))
+    rows = reached.reshape(values.shape[0], -1).sum(axis=1)
+    return {UNDERFLOW_KEY: [int(c) for c in lost], ENTRIES_KEY: [int(r) * values.shape[-1] for r in rows]}
 
 
 def create_zero_fraction(group: Any, n_layers: int) -> None:
@@ -67,7 +89,7 @@ def create_zero_fraction(group: Any, n_layers: int) -> None:
     arr = group.create_array(S.GRADIENT_ZERO_FRACTION, shape=(0, n_layers), chunks=(1024, max(n_layers, 1)),
                              dtype="float64", fill_value=np.nan, dimension_names=[S.CHECKPOINT, S.LAYER])
     arr.attrs["long_name"] = ("share of stored gradient entries that are zero or subnormal in the stored dtype "
-                              "(abs < finfo.tiny)")
+                              "(abs < finfo.tiny), over the positions the loss reaches (float32: rows not all zero)")
 
 
 def resize_zero_fraction(group: Any, n_checkpoints: int) -> None:
