@@ -102,3 +102,15 @@ def test_frequency_lines_sit_at_bucket_centres() -> None:
 def test_training_dynamics_needs_two_checkpoints(steps) -> None:
     fig = L.pooled_training_dynamics(fake_language_results(steps=steps))
     assert (fig is None) == (len(steps) < 2)
+
+
+def test_captions_fit_the_store_they_describe() -> None:
+    """A text report never speaks of images and a CLS token; an image report does."""
+    sections = {s.key: s for s in SECTIONS}
+    text, image = fake_language_results(), make_fake_results()
+    for key in ("training", "alpha"):
+        caption = sections[key].caption_for(text)
+        assert "image" not in caption and "CLS" not in caption, caption
+    assert "every image" in sections["alpha"].caption_for(image)
+    assert "accuracy" in sections["training"].caption_for(image)
+    assert "loss" in sections["training"].caption_for(text)

@@ -68,6 +68,22 @@ def _eigenspectra_caption(res: xr.Dataset) -> str:
             f"with R² below {F.MIN_FIT_R2} is dotted and marked poor: the spectrum is not a power law there.")
 
 
+def _training_caption(res: xr.Dataset) -> str:
+    measure = "Held-out accuracy" if F.is_image(res) else "Held-out loss (cross-entropy, nats)"
+    return f"{measure} and the train loss of the last batch, at each saved checkpoint."
+
+
+def _alpha_caption(res: xr.Dataset) -> str:
+    text = ("Power-law exponent of each token's covariance spectrum per layer, one line per checkpoint "
+            "(larger alpha = faster eigenvalue decay = fewer dominant directions); the last panel "
+            "averages the tokens of each alpha-trajectory cluster (Joseph et al., Fig. 1A). Points "
+            f"ringed in red have a fit R² below {F.MIN_FIT_R2}: not read as a power law.")
+    if F.is_image(res):
+        return text + " The CLS token has no value at layer 0, where it is the same learned vector for every image."
+    return text + (" Per-position spectra use the sequences valid at each position; a position whose "
+                   "spectrum cannot be fitted (too few samples, or a constant vector) has no value.")
+
+
 def _pooled_spectra_caption(res: xr.Dataset) -> str:
     return ("Eigenvalues of the pooled covariance against rank on log-log axes with the line of the "
             "stored alpha_pooled and its R², first, middle and last layers; a fit with R² below "
@@ -76,15 +92,8 @@ def _pooled_spectra_caption(res: xr.Dataset) -> str:
 
 
 SECTIONS = (
-    Section("training", "Training", "Held-out accuracy (image demo) or held-out loss (language demo), and the train loss, at each saved checkpoint.",
-            lambda r, o: F.training_curve(o.get("training"))),
-    Section("alpha", "Alpha across layers",
-            "Power-law exponent of each token's covariance spectrum per layer, one line per checkpoint "
-            "(larger alpha = faster eigenvalue decay = fewer dominant directions); the last panel "
-            "averages the tokens of each alpha-trajectory cluster (Joseph et al., Fig. 1A). Points "
-            f"ringed in red have a fit R² below {F.MIN_FIT_R2}: not read as a power law. The CLS token has "
-            "no value at layer 0, where it is the same learned vector for every image.",
-            lambda r, o: F.alpha_trajectories(r)),
+    Section("training", "Training", _training_caption, lambda r, o: F.training_curve(o.get("training"))),
+    Section("alpha", "Alpha across layers", _alpha_caption, lambda r, o: F.alpha_trajectories(r)),
     Section("clusters", "Alpha clusters on the patch grid",
             "Tokens grouped by k-means of their alpha trajectory across layers (Fig. 1C); "
             "grey (none) = no cluster (a NaN alpha somewhere in the trajectory).",
