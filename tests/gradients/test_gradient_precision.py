@@ -82,7 +82,7 @@ def stored_fraction(url: str) -> np.ndarray:
     all zero; a ViT's last layer reaches only the class token, the head's input)."""
     g = open_store(url)[S.GRADIENTS].values
     lost = np.abs(g.astype(np.float64)) < np.finfo(g.dtype).tiny
-    rows = np.any(g != 0, axis=-1, keepdims=True) if g.dtype == np.float32 else np.ones(g.shape[:-1] + (1,), bool)
+    rows = np.any(g != 0, axis=-1, keepdims=True) if g.dtype == np.float32 else np.ones((*g.shape[:-1], 1), bool)
     return (lost & rows).sum(axis=(2, 3, 4)) / (rows.sum(axis=(2, 3, 4)) * g.shape[-1])
 
 

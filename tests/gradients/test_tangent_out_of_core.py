@@ -20,7 +20,7 @@ PROBE = textwrap.dedent("""
     import xarray as xr
     import tgo_analysis
     res = tgo_analysis.analyze(xr.open_zarr(sys.argv[1]), "tangent", progress=False,
-                               params={"tangent": {"rank": 4, "subsample": 2048, "control_draws": 8}})
+                               params={"tangent": {"rank": 4, "subsample": 2048, "control_draws": 8, "bootstrap": 50}})
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(json.dumps({"peak_mb": int(hwm.split()[1]) / 1024,
                       "tangent_energy": res.tangent_energy.values.tolist()}))
