@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.inflight import InflightMoments
@@ -40,6 +41,7 @@ def test_inflight_covariance_equals_np_cov_of_captured_activations() -> None:
                                spectral_metrics(ref_eigs, 16, (2, 5))["effective_rank"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_suite_runs_and_writes_every_row(tmp_path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--size", "tiny", "--only",

@@ -75,6 +75,7 @@ def _kill_then_resume(setup: dict, store: Path, k: int, ckpts: list[str], refere
     assert store_info(str(store)).complete
 
 
+@pytest.mark.slow
 def test_kill_inside_store_creation_and_its_blocks(setup, tmp_path) -> None:
     metadata_writes = setup["create_writes"] - BLOCK_WRITES
     points = list(range(1, metadata_writes + 1, 1 if EVERY else 3))

@@ -47,6 +47,7 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_demo_store_follows_spec_section_1(demo_dir) -> None:
     ds = xr.open_zarr(demo_dir / "activations.zarr")
     act = ds.activations
@@ -68,6 +69,7 @@ def test_demo_results_follow_spec_section_2(demo_dir) -> None:
     assert np.isnan(cls0).all(), "CLS at layer 0 is the same vector for every image: zero variance"
 
 
+@pytest.mark.slow
 def test_demo_resumes_instead_of_redoing(demo_dir) -> None:
     done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "demo", "--quick", "--out", str(demo_dir)],
                           capture_output=True, text=True, timeout=600)

@@ -133,6 +133,7 @@ def test_eigenspectrum_line_passes_through_an_exact_power_law(fake_results) -> N
     assert f"{float(fake_results.alpha.sel(checkpoint=10, layer=2, token=3)):.2f}" in line.get_label()
 
 
+@pytest.mark.slow
 def test_the_spectrum_choice_reaches_the_eigenspectrum_figure(tmp_path, fake_results) -> None:
     write_report(fake_results, tmp_path / "a")
     write_report(fake_results, tmp_path / "b", spectrum_step=10, spectrum_token=4)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.orchestration.demos.text import TextDemoConfig, run_text_demo, text_headline_rows
 from tgo_store.store.open import open_store
 
-TINY = TextDemoConfig(train_steps=6, n_checkpoints=3, record_samples=32, batch_size=16)
+# the demo's own stages on a tiny run; the tangent fits and intervals smaller than the demo's defaults
+TINY = TextDemoConfig(train_steps=6, n_checkpoints=3, record_samples=32, batch_size=16,
+                      analysis_options={"tangent_iterations": 60, "tangent_bootstrap": 20, "tangent_draws": 8})
 
 
+@pytest.mark.slow
 def test_text_demo_end_to_end_and_resume(tmp_path) -> None:
     summary = run_text_demo(tmp_path / "demo", config=TINY, progress=False)
     log = summary.training

@@ -87,6 +87,7 @@ def test_rerun_writes_nothing_and_info_reports_complete(reference_store, checkpo
     assert done.returncode == 0 and "complete" in done.stdout
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_is_bit_identical(reference_store, checkpoints, tmp_path) -> None:
     store = tmp_path / "killed.zarr"
     proc = subprocess.Popen([*TGO, *cli_args(checkpoints[0].rsplit("/", 1)[0] + "/*.pth", str(store))],
@@ -180,6 +181,7 @@ def test_bf16_compute_precision_is_recorded_and_never_mixed(reference_store, che
         ingest(store, **ingest_kwargs(checkpoints[1], precision="int8"))
 
 
+@pytest.mark.slow
 def test_two_processes_ingesting_different_checkpoints(checkpoints, reference_store, tmp_path) -> None:
     store = str(tmp_path / "shared.zarr")
     procs = [subprocess.Popen([*TGO, *cli_args(path, store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -69,6 +69,7 @@ def single_process(tmp_path_factory):
     return tmp, res
 
 
+@pytest.mark.slow
 def test_sweep_equals_single_process(cluster, single_process, tmp_path) -> None:
     ref_dir, ref_res = single_process
     cfg = load_config(sweep_file(tmp_path, str(ref_dir / "ck" / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr")))
@@ -130,6 +131,7 @@ def test_bad_sweep_files_name_the_key(tmp_path, text, message) -> None:
         load_config(path)
 
 
+@pytest.mark.slow
 def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, tmp_path) -> None:
     import subprocess
     import sys

@@ -150,6 +150,7 @@ def _cli(model: Path, store: Path, *extra: str) -> list[str]:
             "--device", "cpu", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_cli_resume_is_bit_identical(tiny_dirs, tmp_path) -> None:
     """Reference in process; a library ingest killed inside a write mid-way (its temporary file
     written, not renamed: ``killer.die_at``); resumed by `tgo ingest --model hf: --data text:`,

@@ -144,9 +144,11 @@ def demo_metrics(ds: Any) -> list[str]:
 
 
 def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], *, title: str, progress: bool,
-                          compare: dict[str, tuple[str, dict]] | None = None, **ingest_options: Any) -> DemoSummary:
+                          compare: dict[str, tuple[str, dict]] | None = None, analysis_options: dict | None = None,
+                          **ingest_options: Any) -> DemoSummary:
     """The stages every demo shares after training: ingest (resumes), analyze ``all``, report.
 
+    ``analysis_options``: keyword options of the main analysis (statistics' declared options).
     ``compare``: {label: (metrics, analyze keyword options)} analysed again into ``metrics-<n>.zarr`` and
     drawn beside the main results (the text demo: pooled metrics without the first position).
     """
@@ -163,7 +165,7 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     from tgo_analysis.analyze import summary_line
 
     dataset = open_store(store)
-    said = analyze(dataset, demo_metrics(dataset), out=results, progress=progress)
+    said = analyze(dataset, demo_metrics(dataset), out=results, progress=progress, **(analysis_options or {}))
     if progress:  # analyze() no longer prints: the demo says what it computed and reused, as the verb does
         print(summary_line(said), file=sys.stderr)
     others = {}

@@ -10,7 +10,7 @@ frequency and tangent metrics among the rest) and reported. Every stage resumes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class TextDemoConfig:
     lr: float = 3e-3
     seed: int = 0
     record_samples: int = 256  # sequences recorded per checkpoint (a seeded subset of the corpus)
+    analysis_options: dict = field(default_factory=dict)  # statistics' options for the analysis (tests: fewer fit iterations)
 
     @classmethod
     def quick(cls) -> TextDemoConfig:
@@ -80,7 +81,7 @@ def run_text_demo(out_dir: str | Path = "tgo-demo-text", *, quick: bool = False,
         out, training, seconds, title=title, progress=progress, compare=without_first, model_spec=f"hf:{folders[0]}",
         checkpoints=[str(f) for f in folders], data_spec=TEXT_DATA,
         data_options={"seq_len": cfg.seq_len, "samples": cfg.record_samples, "seed": cfg.seed},
-        batch_size=cfg.batch_size, dtype="float32", device="cpu", gradients=True)
+        batch_size=cfg.batch_size, dtype="float32", device="cpu", gradients=True, analysis_options=cfg.analysis_options)
 
 
 TEXT_HEADLINE_COLUMNS = (  # short, so the table fits 80 columns; TEXT_HEADLINE_LEGEND explains them
