@@ -77,6 +77,21 @@ def run_cli(argv: list[str], capsys: Any) -> Any:
     return subprocess.CompletedProcess(["tgo", *argv], code, out.out, out.err)
 
 
+def llm_microscope_function(name: str) -> Any:
+    """A function of llm-microscope's functions.py, the independent reference of two estimators.
+
+    The package's __init__ imports a module it does not ship (logit_lens), so the file is loaded by itself.
+    """
+    import importlib.util
+
+    package = importlib.util.find_spec("llm_microscope")
+    path = Path(next(iter(package.submodule_search_locations))) / "functions.py"
+    spec = importlib.util.spec_from_file_location("llm_microscope_functions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
 def run_memory_probe(probe: str, path: Any, limit_mb: int = 0) -> dict:
     """Run ``probe`` (Python source reading argv: store path, memory limit in MB) in a fresh process
     with one BLAS thread; its last stdout line is a JSON report (peak RSS and results)."""

@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 import torch
 
+from tests.support import llm_microscope_function
 from tgo_analysis.kernels.correlation import (
     mean_lower_triangle,
     merge_gram_sums,
@@ -105,26 +106,10 @@ def test_raw_float32_sums_fail_where_the_merge_does_not() -> None:
     np.testing.assert_allclose(covariance(merged)[0], ref, rtol=1e-6)
 
 
-def llm_microscope_anisotropy():
-    """`calculate_anisotropy_torch` from llm-microscope's functions.py.
-
-    The package's __init__ imports a module it does not ship (logit_lens), so load the file itself.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    package = importlib.util.find_spec("llm_microscope")
-    path = Path(next(iter(package.submodule_search_locations))) / "functions.py"
-    spec = importlib.util.spec_from_file_location("llm_microscope_functions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.calculate_anisotropy_torch
-
-
 def test_metrics_match_references(tokens: np.ndarray) -> None:
     from reptrix.alpha import get_powerlaw
 
-    calculate_anisotropy_torch = llm_microscope_anisotropy()
+    calculate_anisotropy_torch = llm_microscope_function("calculate_anisotropy_torch")
 
     cov = covariance(chunk_moments(tokens))
     eigs = covariance_eigenvalues(cov)

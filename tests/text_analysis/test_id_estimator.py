@@ -7,13 +7,11 @@ statistics use it when asked, saying so in their attrs.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import xarray as xr
 
+from tests.support import llm_microscope_function
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.kernels.pooling import position_keys
@@ -21,17 +19,6 @@ from tgo_analysis.kernels.twonn import microscope_dimension, twonn_dimension
 from tgo_store.store import schema as S
 
 torch = pytest.importorskip("torch")
-
-
-def microscope_function():
-    """``intrinsic_dimension`` from llm-microscope's functions.py (its __init__ imports a module it
-    does not ship, so the file is loaded by itself)."""
-    package = importlib.util.find_spec("llm_microscope")
-    path = Path(next(iter(package.submodule_search_locations))) / "functions.py"
-    spec = importlib.util.spec_from_file_location("llm_microscope_functions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.intrinsic_dimension
 
 
 def planted(n: int, dim: int, ambient: int, seed: int) -> np.ndarray:
@@ -42,7 +29,7 @@ def planted(n: int, dim: int, ambient: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("dim", "duplicates"), [(3, 0), (8, 0), (5, 12)])
 def test_microscope_estimator_equals_the_package(dim: int, duplicates: int) -> None:
-    reference = microscope_function()
+    reference = llm_microscope_function("intrinsic_dimension")
     x = planted(300, dim, 24, seed=dim)
     if duplicates:
         x[-duplicates:] = x[:duplicates]  # r1 = 0: the package's "bad cases"
