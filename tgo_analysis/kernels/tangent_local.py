@@ -7,11 +7,11 @@ z_i ≥ 0 describe where x_i sits. Here (pure numpy, float64):
 
 - codes: z_i = argmin_{z ≥ 0} ‖Wᵀz − x_i‖² for the fitted dictionary W (r, D), solved exactly
   on the equivalent r-dim problem ‖S Vᵀ z − Uᵀx‖² from the thin SVD Wᵀ = U S Vᵀ (the residual
-  outside span(U) is a constant): Lawson-Hanson's active-set method run on every position at
-  once (one batched r × r solve per step, where a loop of ``scipy.optimize.nnls`` calls cost
-  about 20-60 µs a position: minutes for a layer's millions of held-out positions);
-  ``scipy.optimize.nnls`` per position where the dictionary is rank-deficient (the problem is
-  then not strictly convex) or a position has not converged;
+  outside span(U) is a constant), for every position at once (``batched_nnls``: coordinate
+  descent finds each support, the KKT conditions certify the least-squares solution on it; a
+  loop of ``scipy.optimize.nnls`` calls cost about 20-60 µs a position, minutes for a layer's
+  millions of held-out positions); ``scipy.optimize.nnls`` per position where the dictionary is
+  rank-deficient (the problem is then not strictly convex) or a position is not certified;
 - activity rule (``ACTIVITY_RULE``): atom j is active at i when z_ij > fraction · max_j z_ij;
 - share: ‖P_A g‖² / ‖g‖² with P_A the projector on span{w_j : j ∈ A}, computed as
   b_Aᵀ (H_AA)⁺ b_A with b = W g and H = W Wᵀ, one pseudo-inverse per distinct active set;
@@ -97,10 +97,10 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 8, sweeps: int =
         for _ in range(sweeps):
             for j in range(r):
                 z[j] = np.maximum(0.0, z[j] + (target[j] - gram[j] @ z) / diagonal[j])
-        passive = (z > 0).T
-        solution = np.where(passive, _restricted_solutions(gram, c[todo], passive), 0.0)
-        dual = c[todo] - solution @ gram
-        tolerance = 1e-10 * np.maximum(np.abs(c[todo]).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        passive, rows = (z > 0).T, c[todo]
+        solution = np.where(passive, _restricted_solutions(gram, rows, passive), 0.0)
+        dual = rows - solution @ gram
+        tolerance = 1e-10 * np.maximum(np.abs(rows).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         certified = np.all(~passive | (solution > 0), axis=1) & np.all(passive | (dual <= tolerance), axis=1)
         out[todo[certified]] = solution[certified]
         todo, z, target = todo[~certified], z[:, ~certified], target[:, ~certified]
