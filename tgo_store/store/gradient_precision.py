@@ -53,20 +53,23 @@ def stored_gradient_dtype(group: Any) -> str | None:
     return str(np.dtype(group[S.GRADIENTS].dtype)) if group is not None and S.GRADIENTS in group else None
 
 
-def underflow_counts(values: np.ndarray) -> np.ndarray:
-    """(L,) entries of a gradient block (L, n, T, D) that are zero or subnormal in its dtype."""
-    values = np.asarray(values)
-    tiny = np.finfo(values.dtype).tiny  # the smallest normal number
-    return np.count_nonzero(np.abs(values) < tiny, axis=tuple(range(1, values.ndim)))
-
-
-def reached_rows(values: np.ndarray) -> np.ndarray | None:
-    """(L, n, T) positions the loss reaches, for float32 blocks (rows not all zero); None for float16,
-    where a whole row can be underflow (see the module docstring)."""
+def reached_rows(values: np.ndarray) -> np.ndarray:
+    """(L, n, T) positions that count: in float32 the rows not all zero (the loss reaches them);
+    in float16 every row, since a whole row can be underflow there (see the module docstring)."""
     values = np.asarray(values)
     if values.dtype != np.float32:
-        return None
+        return np.ones(values.shape[:-1], bool)
     return np.any(values != 0, axis=-1)
+
+
+def underflow_counts(values: np.ndarray, reached: np.ndarray | None = None) -> np.ndarray:
+    """(L,) entries of a gradient block (L, n, T, D) that are zero or subnormal in its dtype,
+    within the ``reached`` rows (L, n, T) when given."""
+    values = np.asarray(values)
+    lost = np.abs(values) < np.finfo(values.dtype).tiny  # below the smallest normal number
+    if reached is not None:
+        lost &= reached[..., None]
+    return np.count_nonzero(lost, axis=tuple(range(1, values.ndim)))
 
 
 def block_counts(values: np.ndarray | None) -> dict[str, list[int]]:
@@ -75,13 +78,9 @@ def block_counts(values: np.ndarray | None) -> dict[str, list[int]]:
         return {}
     values = np.asarray(values)
     reached = reached_rows(values)
-    if reached is None:
-        return {UNDERFLOW_KEY: [int(c) for c in underflow_counts(values)],
-                ENTRIES_KEY: [int(values[0].size)] * values.shape[0]}
-    lost = np.count_nonzero((np.abs(values) < np.finfo(values.dtype).tiny) & reached[..., None],
-                            axis=tuple(range(1, values.ndim)))
     rows = reached.reshape(values.shape[0], -1).sum(axis=1)
-    return {UNDERFLOW_KEY: [int(c) for c in lost], ENTRIES_KEY: [int(r) * values.shape[-1] for r in rows]}
+    return {UNDERFLOW_KEY: [int(c) for c in underflow_counts(values, reached)],
+            ENTRIES_KEY: [int(r) * values.shape[-1] for r in rows]}
 
 
 def create_zero_fraction(group: Any, n_layers: int) -> None:
