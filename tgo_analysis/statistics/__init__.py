@@ -52,9 +52,9 @@ def statistics() -> list[StatisticBase]:
 
 def statistic(name: str) -> StatisticBase:
     """The registered statistic called ``name`` (a one-line error naming the known ones otherwise)."""
-    for stat in statistics():
-        if stat.name == name:
-            return stat
+    found = STATISTICS.first(lambda stat: stat.name == name)
+    if found is not None:
+        return check_statistic(found)
     raise TgoError(f"no statistic called {name!r}; the registered ones are {', '.join(STATISTICS.names())}")
 
 
