@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import torch
 
-from tests.analysis_core.test_metrics import llm_microscope_anisotropy
+from tests.support import llm_microscope_function
 from tests.text_analysis.support import text_like
 from tgo_analysis.kernels import pooling as P
 from tgo_analysis.kernels.moments import covariance, merge_moments
@@ -55,7 +55,7 @@ def test_pooled_metrics_match_references(data) -> None:
     np.testing.assert_allclose(got["spectral_flatness"], scipy.stats.gmean(nz) / nz.mean(), rtol=RTOL)
     np.testing.assert_allclose(got["participation_ratio"], nz.sum() ** 2 / (nz**2).sum(), rtol=RTOL)
     np.testing.assert_allclose(got["stable_rank"], nz.sum() / nz[0], rtol=RTOL)
-    anisotropy = llm_microscope_anisotropy()(torch.from_numpy(points))
+    anisotropy = llm_microscope_function("calculate_anisotropy_torch")(torch.from_numpy(points))
     np.testing.assert_allclose(got["top1_share"], anisotropy, rtol=RTOL)
     np.testing.assert_allclose(got["alpha"], get_powerlaw(ref, np.arange(10, 100))[0], rtol=RTOL)
 
