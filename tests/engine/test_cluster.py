@@ -115,6 +115,21 @@ def test_the_planner_cuts_by_token_range_and_merges_what_needs_every_token() -> 
         plan_split([TokenCorrelation()], _ctx(4000, 768), Workers(2, 1, 10 * 2**20), 1, bounds, 48)
 
 
+def test_with_one_token_chunk_every_token_range_costs_a_read_so_there_is_one_per_worker() -> None:
+    """A ViT-S/8 layer in one token chunk whose co-moment (0.9 GB) outweighs a sample range (the
+    benchmarks' scaling store): token ranges, each reading the whole layer, so as many as workers
+    (2 reads on 2 workers, 1 on 1), not PIECES_PER_WORKER per worker (4 reads); with token chunks
+    enough, the ranges lie on chunk edges and read once."""
+    vit_s8 = Context(1024, 785, 384, 384, 4, ("eigenvalues",))
+    bounds = [0, 256, 512, 768, 1024]
+    for workers, reads in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        split = plan_split([TokenSpectra()], vit_s8, Workers(workers, 1, 6 * 2**30), 1, bounds, token_chunk=785)
+        assert not split.sample_tasks and len(split.token_tasks) == workers, split
+        assert split.read_amplification == pytest.approx(reads)
+    chunked = plan_split([TokenSpectra()], vit_s8, Workers(2, 1, 6 * 2**30), 1, bounds, token_chunk=50)
+    assert len(chunked.token_tasks) == 4 and chunked.read_amplification == pytest.approx(1.0)
+
+
 def test_a_local_cluster_splits_a_unit_and_gives_the_threaded_numbers(stores, cluster) -> None:
     want = _threaded(stores["tokens"])
     got = analyze(xr.open_zarr(stores["tokens"]), METRICS, fit_range=FIT, scheduler=cluster, memory_budget=BUDGET,

@@ -167,7 +167,12 @@ def plan_split(stats: Sequence[StatisticBase], ctx: Context, workers: Workers, n
     if per_token:
         # as many token ranges as the cluster wants (on chunk edges when there are chunks enough,
         # else even: a range then reads the chunks it overlaps), more when the budget binds
-        pieces = max(min(wanted, t), len(plan_unit(per_token, ctx, budget, rows, k).passes))
+        # (a range that is not whole chunks re-reads the chunks it shares, so with fewer token
+        # chunks than wanted ranges the balance of PIECES_PER_WORKER is not worth its reads: one
+        # range per worker, or per chunk)
+        chunks = len(token_bounds) - 1
+        aim = wanted if chunks >= wanted else max(chunks, math.ceil(workers.count / max(1, n_units)))
+        pieces = max(min(aim, t), len(plan_unit(per_token, ctx, budget, rows, k).passes))
         while True:
             token_tasks = _ranges_on(token_bounds, pieces) if pieces < len(token_bounds) else \
                 tuple(split_range(0, t, pieces))
