@@ -50,13 +50,17 @@ class IngestSummary:
 
 
 def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",
-                 model_cache: dict | None = None) -> BlockStats:
-    """Capture and write one (checkpoint, sample block) region; safe to repeat."""
+                 model_cache: dict | None = None, runner: BlockRunner | None = None) -> BlockStats:
+    """Capture and write one (checkpoint, sample block) region; safe to repeat.
+
+    The model comes from ``runner`` when given (the live Recorder's), else from ``model_cache``
+    (a sweep worker's, one checkpoint at a time), else it is built from the plan.
+    """
     start_time = time.perf_counter()
     key = plan.checkpoints[position].sha256
-    runner = model_cache.get(key) if model_cache is not None else None
+    runner = runner or (model_cache.get(key) if model_cache is not None else None)
     if runner is None:
-        runner = BlockRunner(plan, position, device)
+        runner = BlockRunner.from_plan(plan, position, device)
         if model_cache is not None:
             model_cache.clear()
             model_cache[key] = runner
@@ -97,7 +101,7 @@ def ingest(url: str, options: IngestOptions | None = None, *, progress: bool = T
                 if runner is None or runner.position != position:
                     pool = pool or BufferPool(resolve_device(device),
                                               size=(WRITE_QUEUE_DEPTH + 2) * (2 if plan.loss else 1))
-                    runner = BlockRunner(plan, position, device, pool)
+                    runner = BlockRunner.from_plan(plan, position, device, pool)
                 data, grads = runner.capture_block(block)
                 writer.put(position, block, data, grads, on_done=lambda d=data, p=position: bar.advance(p, d),
                            release=lambda d=data, g=grads, r=runner: r.release(d, g))

@@ -71,11 +71,14 @@ def test_demo_results_follow_spec_section_2(demo_dir) -> None:
 
 @pytest.mark.slow
 def test_demo_resumes_instead_of_redoing(demo_dir) -> None:
+    page = demo_dir / "report" / "index.html"
+    written = page.stat().st_mtime_ns
     done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "demo", "--quick", "--out", str(demo_dir)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "0 blocks written" in done.stderr or "train" not in done.stderr
     assert "reused" in done.stderr
+    assert "report reused" in done.stderr and page.stat().st_mtime_ns == written  # its results are unchanged
 
 
 def test_report_is_self_contained_with_every_figure(demo_dir) -> None:

@@ -35,5 +35,7 @@ def test_text_demo_end_to_end_and_resume(tmp_path) -> None:
     rows = text_headline_rows(results, summary.per_step("held_out_loss"))
     assert [r[0] for r in rows] == [str(s) for s in TINY.steps()]
 
+    written = summary.report.stat().st_mtime_ns
     again = run_text_demo(tmp_path / "demo", config=TINY, progress=False)  # everything on disk: resumes
+    assert again.report.stat().st_mtime_ns == written  # the results are unchanged: so is the page
     assert again.seconds["train"] < 5 and json.dumps(again.training) == json.dumps(log)  # NaN: no train loss yet

@@ -24,6 +24,11 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+# attrs that describe the latest run over a results store, not its numbers: a resumed run that
+# computes nothing rewrites them (a report drawn from the same numbers is still current)
+PER_RUN_ATTRS = ("created_at", "analysis_summary", "token_passes", "read_amplification", "cluster_plan")
+
+
 def provenance(scheduler: str) -> dict[str, object]:
     versions = dict(package_versions())
     return {"created_by": f"tgo {versions['tgo']}", "package_versions": versions,

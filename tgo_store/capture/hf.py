@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,12 @@ def tokenizer_of(model: Any) -> Any | None:
 
 
 def is_hf_model(model: Any) -> bool:
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
+    """Whether ``model`` is a transformers model. An instance of one exists only once transformers
+    is imported, so a timm or plain torch model is answered without importing it (3-4 s)."""
+    if "transformers" not in sys.modules:
         return False
+    from transformers import PreTrainedModel
+
     return isinstance(model, PreTrainedModel)
 
 

@@ -16,17 +16,17 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from tgo_store.capture import live
-from tgo_store.capture.block import capture_block
 from tgo_store.capture.checkpoints import CheckpointRef
 from tgo_store.capture.hf import attach_tokenizer
-from tgo_store.capture.losses import capture_gradient_block
+from tgo_store.capture.runner import BlockRunner
 from tgo_store.errors import TgoError
+from tgo_store.ingestion import ingest_block
 from tgo_store.options import IngestOptions
 from tgo_store.sources.base import Batch, TokenBatch
 from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
@@ -34,7 +34,6 @@ from tgo_store.sources.tokens import save_tokens
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.prepare import prepare_store
-from tgo_store.store.writer import write_block
 
 
 class Recorder:
@@ -90,10 +89,13 @@ class Recorder:
         return digest.hexdigest()
 
     def capture(self, step: int) -> None:
-        """Record the model as it is now as checkpoint `step`; restores train/eval mode."""
+        """Record the model as it is now as checkpoint `step`; restores train/eval mode.
+
+        The model stays on its own device and in its own dtype; the blocks go through the same
+        runner and ``ingest_block`` as ``tgo ingest``.
+        """
         import torch
 
-        from tgo_store.capture.transfer import BlockFiller
         from tgo_store.capturers import make_capturer
 
         was_training = self.model.training
@@ -102,31 +104,21 @@ class Recorder:
             ref = CheckpointRef(url=f"live:{self.model_name}@step{int(step)}", step=int(step), sha256=sha, builtin=True)
             plan = self._plan(ref)
             capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens, example=self.inputs[:1])
-            device = next(self.model.parameters()).device
-            filler = BlockFiller(device, self.dtype)
+            runner = BlockRunner(plan, 0, self.model, capturer, self._batches, next(self.model.parameters()).device,
+                                 None, source_name=f"{self.model_name} at step {step}")
             for block in range(plan.n_blocks):
-                start, stop = plan.layout.block_range(block, plan.n_samples)
-                where = (f"{self.model_name} at step {step}", f"probe samples {start}-{stop - 1}")
-                batches = ((capturer.prepare(self.inputs[i:min(i + self.batch_size, stop)], device, None),
-                            Batch(None, np.arange(i, min(i + self.batch_size, stop)),
-                                  self.labels[i:min(i + self.batch_size, stop)]))
-                           for i in range(start, stop, self.batch_size))
-                if plan.loss is None:
-                    data, grads = capture_block(filler, capturer, (x for x, _ in batches), stop - start, *where), None
-                else:
-                    fillers = (filler, BlockFiller(device, plan.gradient_dtype, filler.pool))
-                    data, grads = capture_gradient_block(fillers, capturer, batches, stop - start, plan.loss, *where)
-                try:
-                    write_block(plan, 0, block, data, gradients=grads)
-                finally:
-                    for array in (data, grads):
-                        if array is not None:
-                            filler.pool.release(array)
+                ingest_block(plan, 0, block, runner=runner)
             if plan.loss is not None:
                 record_zero_fraction(self.store, self.storage_options)
         finally:
             self.model.train(was_training)
             torch.set_grad_enabled(True)
+
+    def _batches(self, batch_size: int, start: int, stop: int) -> Iterator[Batch]:
+        """The probe inputs [start, stop) in batches, as a data source yields them."""
+        for i in range(start, stop, batch_size):
+            end = min(i + batch_size, stop)
+            yield Batch(self.inputs[i:end], np.arange(i, end), self.labels[i:end])
 
     def _plan(self, ref: CheckpointRef) -> StorePlan:
         return prepare_store(self.store, dataclasses.replace(self.options, checkpoints=[ref]), check_checkpoints=False)

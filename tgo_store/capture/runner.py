@@ -1,14 +1,15 @@
-"""A model loaded at one checkpoint with its capturer and data source, capturing block after block.
+"""A model loaded at one checkpoint with its capturer and batches, capturing block after block.
 
 The model comes from its spec (``models``), the source is opened with what it needs of the
 model (image format or tokenizer), and the capturer (``capturers`` registry) says which states
 are recorded. ``ingest`` keeps one runner per checkpoint; ``ingest_block`` workers of a sweep
-keep theirs in a per-process cache of one.
+keep theirs in a per-process cache of one; the live ``Recorder`` makes one per step around its
+own model. All of them capture through ``BlockRunner.capture_block``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from tgo_store.capturers import make_capturer
 from tgo_store.device import resolve_device
 from tgo_store.errors import TgoError
 from tgo_store.sources import DataSource, open_source
+from tgo_store.sources.base import Batch
 from tgo_store.store.commits import record_failure
 from tgo_store.store.location import store_records
 from tgo_store.store.plan import StorePlan
@@ -42,22 +44,33 @@ def block_capturer(model: Any, source: DataSource, layers: Sequence[int] | None,
 
 
 class BlockRunner:
-    """A model loaded at one checkpoint, its capturer and the data source, reused across blocks."""
+    """A loaded model, its capturer and the batches of a plan's samples, reused across blocks.
 
-    def __init__(self, plan: StorePlan, position: int, device: str, pool: BufferPool | None = None):
+    ``from_plan`` builds the model from its spec at one checkpoint (ingest, sweep workers); the
+    live ``Recorder`` hands in its own model as it is, on its own device and dtype.
+    """
+
+    def __init__(self, plan: StorePlan, position: int, model: Any, capturer: Any,
+                 batches: Callable[[int, int, int], Iterable[Batch]], device: Any, compute_dtype: Any,
+                 pool: BufferPool | None = None, source_name: str | None = None):
+        self.plan, self.position, self.model, self.capturer, self.batches = plan, position, model, capturer, batches
+        self.device, self.compute_dtype = device, compute_dtype
+        self.source_name = source_name or f"checkpoint {plan.checkpoints[position].url}"
+        self.filler = BlockFiller(device, plan.dtype, pool)
+        self.grad_filler = BlockFiller(device, plan.gradient_dtype, self.filler.pool) if plan.loss else None
+
+    @classmethod
+    def from_plan(cls, plan: StorePlan, position: int, device: str, pool: BufferPool | None = None) -> BlockRunner:
+        """The plan's model built from its spec, loaded at checkpoint ``position``, on ``device``."""
         import torch
 
-        self.model, self.source = open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec, plan.data_options)
-        load_checkpoint_into(self.model, plan.checkpoints[position])
-        self.device = torch.device(resolve_device(device))
-        self.compute_dtype = getattr(torch, plan.precision)
-        self.model.to(self.device, self.compute_dtype)
+        model, source = open_parts(plan.model_spec, plan.model_kwargs, plan.data_spec, plan.data_options)
+        load_checkpoint_into(model, plan.checkpoints[position])
+        where, compute_dtype = torch.device(resolve_device(device)), getattr(torch, plan.precision)
+        model.to(where, compute_dtype)
         layers = list(plan.layers) if not plan.hook_modules else None
-        self.capturer = block_capturer(self.model, self.source, layers, plan.tokens, plan.hook_modules,
-                                  self.device, self.compute_dtype)
-        self.filler = BlockFiller(self.device, plan.dtype, pool)
-        self.grad_filler = BlockFiller(self.device, plan.gradient_dtype, self.filler.pool) if plan.loss else None
-        self.plan, self.position = plan, position
+        capturer = block_capturer(model, source, layers, plan.tokens, plan.hook_modules, where, compute_dtype)
+        return cls(plan, position, model, capturer, source.batches, where, compute_dtype, pool)
 
     def capture_block(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Every layer and token of one sample block, in the storage dtype, and with gradients
@@ -67,8 +80,8 @@ class BlockRunner:
         """
         plan = self.plan
         start, stop = plan.layout.block_range(block, plan.n_samples)
-        batches = self.source.batches(plan.batch_size, start, stop)
-        where = (f"checkpoint {plan.checkpoints[self.position].url}", f"samples {start}-{stop - 1}")
+        batches = self.batches(plan.batch_size, start, stop)
+        where = (self.source_name, f"samples {start}-{stop - 1}")
         try:
             if plan.loss is not None:
                 pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)

@@ -153,7 +153,7 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     drawn beside the main results (the text demo: pooled metrics without the first position).
     """
     from tgo_analysis.analyze import analyze
-    from tgo_analysis.report import write_report
+    from tgo_analysis.report import stamp, write_report
     from tgo_store.ingestion import ingest
     from tgo_store.store.open import open_store
 
@@ -174,7 +174,16 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
         analyze(open_store(store), metrics, out=others[label], progress=progress, **options)
     seconds["analyze"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = write_report(results, out / "report", title=title, training=training, compare=others)
+    report_dir = out / "report"
+    digest = stamp.inputs_digest([results, *others.values()], {"title": title, "training": training,
+                                                                "compare": sorted(others)})
+    if stamp.is_current(report_dir, digest):  # a resumed, finished demo: the page is already these results'
+        report = report_dir / "index.html"
+        if progress:
+            print(f"report reused: {report} (its results are unchanged)", file=sys.stderr)
+    else:
+        report = write_report(results, report_dir, title=title, training=training, compare=others)
+        stamp.mark(report_dir, digest)
     seconds["report"] = time.perf_counter() - t0
     return DemoSummary(out, store, results, report, training, seconds)
 
