@@ -34,7 +34,7 @@ PROBE = textwrap.dedent("""
 def write_store(path, n: int) -> int:
     import dask.array as da
 
-    data = da.random.RandomState(0).standard_normal((1, 3, n, 8, 64), chunks=(1, 1, 2000, 8, 64)).astype("float32")
+    data = da.random.default_rng(0).standard_normal((1, 3, n, 8, 64), chunks=(1, 1, 2000, 8, 64), dtype=np.float32)
     data = data * da.from_array(np.linspace(1, 3, 64).astype("float32"))
     ds = xr.Dataset({"activations": (("checkpoint", "layer", "sample", "token", "feature"), data)})
     ds.to_zarr(str(path), mode="w", zarr_format=3)

@@ -36,8 +36,11 @@ def write_store(path, n: int) -> int:
     rng = np.random.default_rng(0)
     patterns = np.abs(rng.standard_normal((3, T, D))).astype(np.float16)
     codes = da.from_array(np.arange(n) % 7, chunks=2000)
-    acts = sum((codes + j)[:, None, None] % 5 * patterns[j] for j in range(3)).astype(np.float16)
-    grads = da.random.RandomState(1).standard_normal((n, T, D), chunks=(2000, T, D)).astype(np.float16)
+    # float32 arithmetic and numpy's Generator: half the time of float64 and the legacy RandomState
+    acts = sum(((codes + j) % 5).astype(np.float32)[:, None, None] * patterns[j].astype(np.float32)
+               for j in range(3)).astype(np.float16)
+    grads = da.random.default_rng(1).standard_normal((n, T, D), chunks=(2000, T, D), dtype=np.float32)
+    grads = grads.astype(np.float16)
     dims = ("checkpoint", "layer", "sample", "token", "feature")
     ds = xr.Dataset({"activations": (dims, acts[None, None]), "gradients": (dims, grads[None, None])})
     ds.to_zarr(str(path), mode="w", zarr_format=3, encoding={"gradients": {"compressors": None}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -30,8 +31,8 @@ PROBE = textwrap.dedent("""
 def write_store(path, n: int) -> int:
     import dask.array as da
 
-    rng = da.random.RandomState(0)
-    data = rng.standard_normal((2, 3, n, 8, 64), chunks=(1, 1, 2000, 8, 64)).astype("float32")
+    rng = da.random.default_rng(0)
+    data = rng.standard_normal((2, 3, n, 8, 64), chunks=(1, 1, 2000, 8, 64), dtype=np.float32)
     data = data + 0.8 * da.roll(data, 1, axis=1)  # neighbouring layers share signal
     ds = xr.Dataset({"activations": (("checkpoint", "layer", "sample", "token", "feature"), data)},
                     coords={"checkpoint": [0, 1]})
