@@ -22,7 +22,9 @@ PROBE = textwrap.dedent("""
     limit = status("VmData") + budget  # every private writable mapping counts (heap, mmap'd buffers, stacks)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     if "WHOLE":
-        xarray.open_zarr(sys.argv[1]).activations.values  # the layer at once: more than the budget
+        # the layer at once: more than the budget (read on this thread: under the limit a dask
+        # worker thread may fail to start before any read fails, a RuntimeError, not a MemoryError)
+        xarray.open_zarr(sys.argv[1]).activations.load(scheduler="synchronous")
     summary = export_hf_datasets(sys.argv[1], 0, sys.argv[1] + ".arrow", shard_size="64MB")
     print(json.dumps({"rows": summary.rows, "shards": summary.shards, "bytes": summary.bytes,
                       "peak_mb": (status("VmHWM") - base_rss) / 2**20}))
