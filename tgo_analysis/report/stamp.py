@@ -4,8 +4,8 @@ A report takes ~15 s of matplotlib; re-running a finished demo should not pay it
 stamp is a digest of what the page is drawn from: the contents of every file of the results
 stores (their root metadata without the attrs of the latest run, ``PER_RUN_ATTRS``), the page's
 options and the tgo version. Contents, not modification times: a resumed analysis that computes
-nothing still rewrites its cross-unit results (clusters, coordinates) with the same bytes. It is written after the page, so
-an interrupted report is never taken as current.
+nothing still rewrites its cross-unit results (clusters, coordinates) with the same bytes. The
+stamp is written after the page, so an interrupted report is never taken as current.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tgo_analysis.results.provenance import PER_RUN_ATTRS
+from tgo_analysis.results.provenance import PER_RUN_ATTRS, package_versions
 
 STAMP = ".tgo-report-inputs"
 
@@ -25,8 +25,6 @@ STAMP = ".tgo-report-inputs"
 def inputs_digest(stores: Sequence[str | Path], options: Mapping[str, Any]) -> str | None:
     """The digest of the results stores' files and the report options; None for a store that is
     not a local folder (it cannot be listed and read cheaply, so the report is always rewritten)."""
-    from tgo_store import __version__
-
     listing = []
     for store in stores:
         root = Path(store)
@@ -36,7 +34,7 @@ def inputs_digest(stores: Sequence[str | Path], options: Mapping[str, Any]) -> s
             for name in sorted(files):
                 path = Path(folder) / name
                 listing.append((os.path.relpath(path, root), _file_digest(path, root)))
-    text = json.dumps({"version": __version__, "stores": [str(s) for s in stores], "files": listing,
+    text = json.dumps({"version": package_versions()["tgo"], "stores": [str(s) for s in stores], "files": listing,
                        "options": options}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -56,7 +56,7 @@ class Recorder:
                 raise TgoError(f"probe inputs have shape {tuple(self.inputs.shape)}; "
                                "pass a (N, C, H, W) batch of images or a TokenBatch of token ids")
         self.labels = np.asarray(labels if labels is not None else np.full(len(self.inputs), -1), np.int64)
-        self.model_name, self.storage_options, self.batch_size, self.dtype = model_name, storage_options, batch_size, dtype
+        self.model_name, self.storage_options = model_name, storage_options
         # the ingest options of every step; a live model unchanged between two steps has the same weights
         self.options = IngestOptions(model_spec=live.register(model, model_name), data_spec=self._save_probe(),
                                      layers=layers, tokens=tokens, dtype=dtype, batch_size=batch_size,
