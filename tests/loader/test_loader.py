@@ -167,6 +167,106 @@ def test_a_multi_worker_dataloader_epoch_is_exact_and_resumes(text_store, worker
         assert keys(epoch(batches[:k])) + keys(epoch(rest)) == got  # the round-robin order goes on exactly
 
 
+def batch_keys(batches) -> set[tuple[tuple[int, int], ...]]:
+    """Each batch as the tuple of its (sample, token) positions: the set of an epoch's batches."""
+    return {tuple(zip(b["sample"].tolist(), b["token"].tolist(), strict=True)) for b in batches}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
+def test_persistent_workers_reshuffle_at_set_epoch(text_store) -> None:
+    make = lambda: ActivationLoader(text_store, layer=0, checkpoint=0, batch_size=20, buffer_size=60, seed=1)  # noqa: E731
+    reference = []
+    for e in range(3):  # the single-process epochs, the reference
+        single = make()
+        single.set_epoch(e)
+        reference.append(batch_keys(single))
+    assert reference[0] != reference[1] != reference[2]
+    loader = make()
+    workers = torch.utils.data.DataLoader(loader, batch_size=None, num_workers=2, persistent_workers=True)
+    for e in (0, 1, 2, 1):
+        loader.set_epoch(e)
+        assert batch_keys(workers) == reference[e], f"epoch {e} through persistent workers"
+    saved = make()
+    saved.set_epoch(1)
+    loader.load_state_dict(saved.state_dict(batches=4))  # a resume reaches the running workers too
+    loader.set_epoch(1)  # the same epoch: keeps the position
+    rest = list(workers)
+    assert len(rest) == len(loader) - 4 and batch_keys(rest) < reference[1]
+
+
+def test_tensors_run_epoch_after_epoch_each_reshuffled(text_store) -> None:
+    loader = ActivationLoader(text_store, layer=1, checkpoint=0, batch_size=30, buffer_size=120, seed=2)
+    epochs = []
+    for e in range(3):
+        ref = ActivationLoader(text_store, layer=1, checkpoint=0, batch_size=30, buffer_size=120, seed=2)
+        ref.set_epoch(e)
+        epochs.append([b["activations"] for b in ref])
+    n = len(loader)
+    stream = loader.tensors()
+    got = [next(stream) for _ in range(3 * n + 2)]  # runs on past the epochs it was asked nothing about
+    assert all(isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim == 2 for x in got)
+    expected = [x for e in epochs for x in e]
+    assert all(torch.equal(a, b) for a, b in zip(got[:3 * n], expected, strict=True))
+    assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))
+    assert loader.epoch == 3 and loader.state_dict()["batches"] == 2
+    stream.close()
+    assert [x.shape for x in loader.tensors(epochs=1)] == [x.shape for x in epochs[0]][2:]  # goes on in epoch 3
+    with pytest.raises(TgoError, match="epochs must be 0 or more"):
+        loader.tensors(epochs=-1)
+    assert list(loader.tensors(epochs=0)) == []
+
+
+def reading_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("tgo-loader")]
+
+
+def test_an_abandoned_iterator_stops_its_threads_at_once(text_store) -> None:
+    import gc
+
+    loader = ActivationLoader(text_store, layer=1, checkpoint=0, batch_size=16, buffer_size=64)
+    it = iter(loader)
+    next(it)
+    assert reading_threads()
+    it.close()
+    assert reading_threads() == []
+    stream = loader.tensors()
+    next(stream)
+    assert reading_threads()
+    del stream
+    gc.collect()
+    assert reading_threads() == []
+
+
+ABANDON = """
+import os, sys
+from tgo_store import ActivationLoader
+loader = ActivationLoader(sys.argv[1], 1, batch_size=16, buffer_size=64)
+it = iter(loader)
+next(it)
+stream = loader.tensors()
+next(stream)
+for batch in loader:  # a break in a notebook
+    break
+# held by a module imported before tgo's (its dict is cleared after theirs at exit): the generator is
+# finalised during module teardown, where a close() naming a module global met None (issue 34)
+os._held_by_an_early_module = (it, stream)
+print("trained")
+"""
+
+
+@pytest.mark.slow
+def test_an_iterator_abandoned_mid_epoch_exits_silently(text_store) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", ABANDON, text_store], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "trained"
+    assert done.stderr == "", done.stderr
+
+
 def test_any_fsspec_url(text_store) -> None:
     ds = xr.open_zarr(text_store)
     ds.to_zarr("memory://loader-test/text.zarr", zarr_format=3, mode="w")

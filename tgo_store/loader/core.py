@@ -4,7 +4,9 @@ The pieces it reads are the store's shards, in a seeded random order; a mixing b
 ``buffer_size`` draws batches from many pieces at once (``plan`` fixes the order, ``mixing``
 holds the window, ``reader`` reads ahead on threads, ``state`` resumes). It is a torch
 ``IterableDataset``: in a ``DataLoader(loader, batch_size=None, num_workers=n)`` each worker
-takes disjoint windows and the epoch stays exact.
+takes disjoint windows and the epoch stays exact. The epoch and resume point live in a small
+shared-memory tensor as well, so ``set_epoch`` reaches ``persistent_workers`` (which keep the copy
+of the loader they were started with).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class ActivationLoader(IterableDataset):
             choice=[self.source.choice.exclude_special, self.source.choice.exclude_first],
             batch_size=self.batch_size, window=window, shuffle=self.plan.shuffle, seed=self.plan.seed,
             drop_last=self.plan.drop_last, counts=self.source.counts)
+        self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()  # (epoch, batches) seen by workers
         self._state = LoaderState(fingerprint=self._fingerprint)
         self._stats: Stats | None = None
         self._scale: float | None = None
@@ -130,6 +133,11 @@ class ActivationLoader(IterableDataset):
         """Reshuffle for ``epoch``; the same epoch keeps its position (so a resumed loop may call it)."""
         if int(epoch) != self._state.epoch:
             self._state = LoaderState(int(epoch), 0, self._fingerprint)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Where an epoch starts, for DataLoader workers, persistent ones included (they read it in ``_start``)."""
+        self._shared[0], self._shared[1] = self._state.epoch, self._state.batches
 
     def state_dict(self, batches: int | None = None) -> dict[str, Any]:
         """Where the epoch stands. Iterated directly, the loader counts the batches it handed out;
@@ -139,6 +147,7 @@ class ActivationLoader(IterableDataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._state = LoaderState.from_dict(state, self._fingerprint, len(self))
+        self._publish()
 
     # -- iteration ----------------------------------------------------------------------------
     def _fill(self, epoch: int) -> Any:
@@ -162,7 +171,8 @@ class ActivationLoader(IterableDataset):
         info = get_worker_info()
         if info is None:
             windows, skip = list(range(self.plan.n_windows)), self._state.batches
-        else:
+        else:  # a worker's copy may be stale (persistent workers): the main process published the state
+            self._state = LoaderState(int(self._shared[0]), int(self._shared[1]), self._fingerprint)
             given, first = self.plan.worker_taken(self._state.batches, info.num_workers)
             role = (first + info.id) % info.num_workers
             windows, skip = self.plan.worker_windows(role, info.num_workers), given[role]
@@ -199,8 +209,29 @@ class ActivationLoader(IterableDataset):
                 yield batch
             if counting:
                 self._state.batches = 0  # the epoch is complete: iterating again starts it over
+                self._publish()
         finally:
             batches.close()
+
+    def tensors(self, epochs: int | None = None) -> Iterator[torch.Tensor]:
+        """The activations (B, D) of each batch, epoch after epoch (each reshuffled), forever when
+        ``epochs`` is None: the data provider SAELens's ``SAETrainer`` takes (``next()`` on it),
+        with no glue. It goes on from where the loader stands (``load_state_dict`` resumes it) and
+        leaves ``loader.epoch`` at the epoch it is in; closing it mid-epoch stops the readers."""
+        if epochs is not None and (epochs < 0 or isinstance(epochs, bool)):
+            raise TgoError(f"epochs must be 0 or more (None: forever), got {epochs!r}")
+        if len(self) == 0:
+            raise TgoError(f"an epoch has no batch ({self.n_positions} positions, batch_size {self.batch_size}, "
+                           "drop_last); pass a smaller batch_size or drop_last=False")
+        return self._tensors(epochs)
+
+    def _tensors(self, epochs: int | None) -> Iterator[torch.Tensor]:
+        done = 0
+        while epochs is None or done < epochs:
+            for batch in self:
+                yield batch["activations"]
+            done += 1
+            self.set_epoch(self.epoch + 1)
 
     # -- normalisation ------------------------------------------------------------------------
     def _pass(self) -> Stats:

@@ -3,17 +3,33 @@
 One background thread walks the windows in order; each window's pieces are read by a small
 thread pool (zarr decoding and file reads release the GIL). At most ``slots`` windows are
 alive at once (the one being drawn plus ``slots - 1`` read ahead): that is the memory bound.
+
+Closing is deterministic: an iterator closed or garbage-collected mid-epoch stops and joins its
+threads at once, and one still alive at interpreter exit (a trainer that stopped after N steps,
+a ``break`` in a notebook) is closed by an ``atexit`` hook while the interpreter is whole, not
+during module teardown. ``close()`` uses only its own attributes (no module globals, which are
+``None`` by then) and may be called any number of times.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 _END = object()
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # Prefetch objects not yet closed
+
+
+@atexit.register
+def _close_open() -> None:
+    """Close what is still running at exit, before module globals are torn down."""
+    for prefetch in list(_OPEN):
+        prefetch.close()
 
 
 class WindowReader:
@@ -71,7 +87,9 @@ class Prefetch:
         self._items = items
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="tgo-loader-batches", daemon=True)
+        _OPEN.add(self)
         self._thread.start()
 
     def _put(self, item: Any) -> bool:
@@ -106,10 +124,12 @@ class Prefetch:
             yield item
 
     def close(self) -> None:
+        """Stop the producer (and with it the window reader) and wait for it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
-        while True:  # unblock a producer waiting on a full queue
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        with self._queue.mutex:  # unblock a producer waiting on a full queue (no module globals)
+            self._queue.queue.clear()
+            self._queue.not_full.notify_all()
         self._thread.join()
