@@ -27,3 +27,20 @@ def image_store(tmp_path_factory) -> str:
     path = str(Path(root) / "image.zarr")
     ingest(path, **ingest_kwargs(ckpts))
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_store(tmp_path_factory) -> str:
+    """A tgo-ingested text store of a tiny LLaMA on packed pydoc text: every position valid, token ids,
+    `label` all -1, layer names `model.embed_tokens`, `model.layers.0`, `model.norm after model.layers.1`."""
+    from tests.text.tiny_hf import bpe_tokenizer, build, save
+    from tgo_store import ingest
+
+    root = tmp_path_factory.mktemp("loader-llama")
+    tokenizer = bpe_tokenizer()
+    model = save(build("llama", len(tokenizer)), tokenizer, root / "llama")
+    path = str(root / "llama.zarr")
+    ingest(path, model_spec=f"hf:{model}", checkpoints=None, data_spec="text:pydoc",
+           data_options={"seq_len": 24, "samples": 40}, batch_size=8, samples_per_block=16, device="cpu",
+           progress=False, dtype="float32")
+    return path

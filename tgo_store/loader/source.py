@@ -77,6 +77,15 @@ def _indices(value: Any, size: int, what: str, fix: str) -> np.ndarray:
     return np.unique(np.where(values < 0, values + size, values))
 
 
+def store_labels(ds: xr.Dataset) -> np.ndarray | None:
+    """The sample labels, or None where the store has none: no `label` coord, or every label -1
+    (SPEC 1: -1 is "no label", what text stores hold), so batches and exports carry no empty column."""
+    if S.LABEL not in ds.coords:
+        return None
+    labels = ds[S.LABEL].values.astype(np.int64)
+    return labels if (labels >= 0).any() else None
+
+
 class LayerSource:
     """The selected positions of one layer over one or several complete checkpoints."""
 
@@ -113,7 +122,7 @@ class LayerSource:
         self.dtype = np.dtype(act.dtype)
         self.sample_values = (ds[S.SAMPLE].values if S.SAMPLE in ds.coords else np.arange(self.n_samples)).astype(np.int64)
         self.token_values = (ds[S.TOKEN].values if S.TOKEN in ds.coords else np.arange(self.n_tokens)).astype(np.int64)
-        self.labels = ds[S.LABEL].values.astype(np.int64) if S.LABEL in ds.coords else None
+        self.labels = store_labels(ds)
         self.has_token_id = S.TOKEN_ID in ds
         self.block = max(1, _block_size(ds, act))
         n_blocks = math.ceil(self.n_samples / self.block)

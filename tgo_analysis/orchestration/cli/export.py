@@ -1,4 +1,4 @@
-"""`tgo export --format hf-datasets STORE --layer L --out DIR`: one layer as a flat-row Arrow dataset."""
+"""`tgo export STORE --layer L --out DIR [--format hf-datasets|saelens]`: one layer as an Arrow dataset."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def export(
     store: Annotated[str, typer.Argument(help="activation store URL")],
     layer: Annotated[int, typer.Option(help="the layer to export (a value of the store's `layer` coord)")],
     out: Annotated[str, typer.Option(help="folder to write (must not exist yet, unless it is this export)")],
-    format_: Annotated[str, typer.Option("--format", help="hf-datasets: what `datasets.load_from_disk` opens")]
+    format_: Annotated[str, typer.Option("--format", help="hf-datasets: one row per position, what "
+                                         "`datasets.load_from_disk` opens; saelens: SAELens's cached activations")]
         = "hf-datasets",
     checkpoints: Annotated[str | None, typer.Option(help="checkpoint indices like 0,3-5, or all [default: the last]")]
         = None,
@@ -31,15 +32,17 @@ def export(
     exclude_special: Annotated[bool, typer.Option(help="leave out special tokens (text stores)")] = False,
     exclude_first: Annotated[bool, typer.Option(help="leave out each sequence's first valid token")] = False,
     shard_size: Annotated[str, typer.Option(help="bytes per Arrow file, e.g. 500MB")] = "500MB",
+    seed: Annotated[int | None, typer.Option(help="row order of --format saelens [default: 0]")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Write every valid position of one layer as a row (activations float32, sample, token,
-    checkpoint, token_id / label); an interrupted export resumes, a folder named --out is complete."""
+    checkpoint, token_id / label), or with --format saelens one row per sequence under the layer's
+    TransformerLens hook name; an interrupted export resumes, a folder named --out is complete."""
     from tgo_store.loader.export import export as run_export
 
     summary = run_export(format_, store, layer, out, tokens=parse_selection(tokens), exclude_special=exclude_special,
                          exclude_first=exclude_first, shard_size=shard_size, progress=not quiet,
-                         **checkpoint_choice(checkpoints))
+                         **checkpoint_choice(checkpoints), **({} if seed is None else {"seed": seed}))
     state = "already complete" if summary.already_complete else f"{summary.seconds:.1f} s"
     typer.echo(f"exported {summary.rows} rows in {summary.shards} shard(s), {summary.bytes / 1e6:.1f} MB ({state}): "
-               f"{summary.path}")
+               f"{summary.path}" + (f"\n{summary.note}" if summary.note else ""))
