@@ -1,5 +1,6 @@
 """Tiny stores for the loader: a text-like store (padding, special tokens, token ids) written by
-plain xarray, and a tgo-ingested image store (labels, three checkpoints, six sample blocks)."""
+plain xarray, a tgo-ingested image store (labels, three checkpoints, six sample blocks), and a
+tgo-ingested text store of a tiny LLaMA (packed: every position valid; the saelens export)."""
 
 from __future__ import annotations
 
