@@ -77,10 +77,13 @@ def selection_facts(source: LayerSource) -> dict[str, Any]:
 
 
 def manifest(fmt: str, facts: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of an export: its format, the facts and their fingerprint, the tgo version."""
+    """The manifest of an export: its format, the facts and their fingerprint, the tgo version.
+
+    The fingerprint hashes the facts alone (as before there were several formats, so an earlier
+    hf-datasets export is still recognised); the formats' facts differ in their keys."""
     import tgo_store
 
-    digest = hashlib.sha256(json.dumps({"format": fmt, **facts}, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
     return {"format": fmt, "fingerprint": digest, **facts, "created_by": f"tgo {tgo_store.__version__}"}
 
 
