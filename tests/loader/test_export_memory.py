@@ -1,4 +1,4 @@
-"""`tgo export --format hf-datasets` streams: a layer whose float32 export is four times the memory
+"""`tgo export --format hf-datasets` and `--format saelens` stream: a layer whose float32 export is four times the memory
 budget is written under a limit that binds (reading that layer whole under it fails)."""
 
 from __future__ import annotations
@@ -45,3 +45,44 @@ def test_an_export_larger_than_the_budget_stays_inside_it(tmp_path) -> None:
     assert total == pytest.approx(reference, rel=1e-9, abs=1e-6)  # every value, once, exactly converted
     with pytest.raises(AssertionError, match="MemoryError"):  # the limit binds
         run_memory_probe(PROBE.replace('"WHOLE"', "True"), path, BUDGET_MB)
+
+
+SAELENS_PROBE = PROBE.replace("from tgo_store.loader.export import export_hf_datasets",
+                              "from tgo_store.loader.export import export").replace(
+    'export_hf_datasets(sys.argv[1], 0, sys.argv[1] + ".arrow", shard_size="64MB")',
+    'export("saelens", sys.argv[1], 0, sys.argv[1] + ".arrow", shard_size=SHARD)')
+
+
+def write_sequences(path: str) -> float:
+    """The memory test's layer as a packed text store would hold it: token ids, every position valid,
+    layer 0 named for the embedding (so its hook is blocks.0.hook_resid_pre)."""
+    import dask.array as da
+    import xarray as xr
+
+    data = da.random.RandomState(0).standard_normal((1, 1, N, T, D), chunks=(1, 1, 1024, T, D)).astype("float16")
+    ids = np.random.default_rng(0).integers(0, 50000, size=(N, T), dtype=np.int32)
+    xr.Dataset({"activations": (("checkpoint", "layer", "sample", "token", "feature"), data)},
+               coords={"token_id": (("sample", "token"), ids), "layer_name": ("layer", np.array(["model.embed_tokens"], dtype=object))}
+               ).to_zarr(path, mode="w", zarr_format=3, encoding={"activations": {"compressors": None}})
+    return float(data[0, 0, :, :, 0].astype("float64").sum().compute())
+
+
+@pytest.mark.slow
+def test_a_saelens_export_larger_than_the_budget_stays_inside_it(tmp_path) -> None:
+    path = str(tmp_path / "sequences.zarr")
+    reference = write_sequences(path)
+    bounded = run_memory_probe(SAELENS_PROBE.replace('"WHOLE"', "False").replace("SHARD", '"16MB"'), path,
+                               BUDGET_MB)
+    assert bounded["rows"] == N and bounded["shards"] > 1 and bounded["bytes"] > N * T * D * 4
+    assert bounded["peak_mb"] < BUDGET_MB, bounded
+    back = datasets.load_from_disk(path + ".arrow").with_format("numpy", columns=["blocks.0.hook_resid_pre"])
+    total = sum(float(b["blocks.0.hook_resid_pre"][:, :, 0].astype(np.float64).sum())
+                for b in back.iter(batch_size=2048))
+    assert total == pytest.approx(reference, rel=1e-9, abs=1e-6)  # every value, once, exactly converted
+    import shutil
+
+    shutil.rmtree(path + ".arrow")
+    whole = N * T * D * 4 // 2**20 + 8  # one shard holding the whole layer: the limit binds
+    with pytest.raises(AssertionError, match="MemoryError"):
+        run_memory_probe(SAELENS_PROBE.replace('"WHOLE"', "False").replace("SHARD", f'"{whole}MB"'), path,
+                         BUDGET_MB)

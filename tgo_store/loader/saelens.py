@@ -40,7 +40,7 @@ from tgo_store.loader.source import LayerSource
 from tgo_store.store.validity import PositionChoice
 
 FORMAT = "saelens"
-BATCH_BYTES = 64 * 2**20  # float32 bytes converted and written at a time
+BATCH_BYTES = 8 * 2**20  # float32 bytes converted and written at a time (at least one row)
 
 
 def _refuse_unfit(source: LayerSource, layer: int) -> int:
