@@ -1,5 +1,6 @@
-"""`tgo export --format hf-datasets` and `--format saelens` stream: a layer whose float32 export is four times the memory
-budget is written under a limit that binds (reading that layer whole under it fails)."""
+"""`tgo export --format hf-datasets` and `--format saelens` stream: a layer whose float32 export is
+four times the memory budget is written under a limit that binds (reading that layer whole, or one
+shard holding it, fails under it)."""
 
 from __future__ import annotations
 
