@@ -107,6 +107,7 @@ def write_shard_file(path: Path, features: Any, tables: Iterable[Any]) -> int:
     try:
         for table in tables:
             writer.write_table(table)
+            del table  # not alive while the next one is built: one record batch at a time
         writer.finalize()
     finally:
         writer.close()
