@@ -191,7 +191,7 @@ class _Cka(StatisticBase):
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         setup = self._setup(ctx)
-        per_side = rows * ctx.n_features * 8 * (len(setup.features) + 1)
+        per_side = rows * ctx.n_features * 8 * (len(setup.features) + 2)  # + the shifted rows of the HSIC sums
         return 2 * rows * ctx.n_tokens * ctx.n_features * 8 + len(self.sides(ctx)) * per_side
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
