@@ -118,3 +118,13 @@ def test_pooled_and_all_token_spectra_carry_their_floor() -> None:
                                noise_floor(2.0**-11, (flat**2).sum(axis=1).mean(), 4 * D), rtol=1e-9)
     assert res.resolved_rank_all.values[0, 0] <= 16
     assert np.isnan(res.alpha_pooled.values).all() and np.isnan(res.alpha_all.values).all()
+
+
+def test_the_truncated_all_token_spectrum_has_the_same_floor() -> None:
+    x = np.random.default_rng(5).standard_normal((200, 3, D)).astype(np.float16) + np.float16(2)
+    res = tgo_analysis.analyze(dataset(x, 50), "noise_floor_all", progress=False, all_tokens="randomized",
+                               svd_rank=20)
+    flat = x.astype(np.float64).reshape(200, -1)
+    np.testing.assert_allclose(res.noise_floor_all.values[0, 0],
+                               noise_floor(2.0**-11, (flat**2).sum(axis=1).mean(), 3 * D), rtol=1e-9)
+    assert res.resolved_rank_all.values[0, 0] == 20  # within the top k
