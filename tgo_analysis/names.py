@@ -24,6 +24,19 @@ MEAN_NORM = "mean_norm"
 ALL_TOKENS = "all_tokens"  # the selectable name of the all-tokens-concatenated metrics
 METRIC_REASON = "metric_reason"
 
+# SPEC section 8: every spectrum beside its storage noise floor and its finite-sample baseline
+NOISE_FLOOR = "noise_floor"  # u² E‖x‖² / (3D), u the stored dtype's unit roundoff
+RESOLVED_RANK = "resolved_rank"  # eigenvalues above 10 noise floors (and nonzero)
+N_SAMPLES = "n_samples"  # the n of each unit (valid samples of a token, pooled points)
+ISOTROPIC_SUFFIX = "_isotropic"
+ISOTROPIC_METRICS = (ALPHA, EFFECTIVE_RANK, PARTICIPATION_RATIO, STABLE_RANK, TOP1_SHARE, SPECTRAL_FLATNESS)
+
+
+def isotropic(name: str) -> str:
+    """The finite-sample baseline of a metric (``alpha`` -> ``alpha_isotropic``, ``alpha_pooled`` ->
+    ``alpha_pooled_isotropic``): its mean over seeded N(0, I_D) draws of the unit's n samples."""
+    return name + ISOTROPIC_SUFFIX
+
 ALL_TOKENS_SUFFIX = "_all"
 
 
@@ -88,6 +101,9 @@ SIMILARITY = "similarity"  # the metric group of the CKA statistics
 UPDATES = "updates"  # the metric group of representation updates
 CKA_LAYERS = "cka_layers"
 CKA_CHECKPOINTS = "cka_checkpoints"
+DEBIASED_SUFFIX = "_debiased"  # SPEC 8: CKA from the unbiased HSIC estimator (Song et al. 2012)
+CKA_LAYERS_DEBIASED = CKA_LAYERS + DEBIASED_SUFFIX
+CKA_CHECKPOINTS_DEBIASED = CKA_CHECKPOINTS + DEBIASED_SUFFIX
 LAYER_OTHER = "layer_other"
 REPRESENTATION = "representation"
 CKA_REFERENCE = "cka_reference"  # result attr: the reference checkpoint (its coordinate value)

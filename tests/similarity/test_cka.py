@@ -59,8 +59,8 @@ def vectors(x: np.ndarray, rep: str, mask: np.ndarray | None) -> np.ndarray:
     if rep == "mean":
         keep = valid.any(axis=1)
         return np.array([x[i, valid[i]].astype(np.float64).mean(axis=0) for i in np.flatnonzero(keep)])
-    if rep == "all":
-        return np.where(valid[..., None], x, 0).reshape(x.shape[0], -1).astype(np.float64)
+    if rep == "all":  # SPEC 8: the positions valid in every sample, never padding as zeros
+        return x[:, valid.all(axis=0)].reshape(x.shape[0], -1).astype(np.float64)
     k = 0 if rep == "cls" else int(rep.split(":")[1])
     return x[valid[:, k], k].astype(np.float64)
 
@@ -92,8 +92,18 @@ def test_all_equals_the_gram_form_and_masks_are_respected() -> None:
     for a, b in ((0, 2), (2, 3), (0, 3)):
         for r, rep in enumerate(("mean", "token:1")):
             assert abs(cka[a, b, r] - reference_cka(vectors(x[0, a], rep, mask), vectors(x[0, b], rep, mask))) < TOL
+    assert list(res.representation.values) == ["mean", "token:1"]  # no position is valid in every sample
+    assert "valid (attention_mask true) in every sample" in res.attrs["cka_all_absent"]
+    mask[:, [1, 3]] = True  # two positions valid everywhere: `all` concatenates exactly those
+    x = related_layers(n=120, t=5, d=4, seed=3)
+    x[0, :, ~mask] = 1e3
+    res = tgo_analysis.analyze(dataset(x, mask), "cka_layers", progress=False, representations="all")
+    assert res.attrs["cka_all_tokens"] == [1, 3]
+    cka = res.cka_layers.isel(checkpoint=0).values
+    for a, b in ((0, 2), (2, 3), (0, 3)):
         xa, xb = vectors(x[0, a], "all", mask), vectors(x[0, b], "all", mask)
-        assert abs(cka[a, b, 2] - gram_cka(xa, xb)) < TOL
+        assert xa.shape == (120, 8)
+        assert abs(cka[a, b, 0] - gram_cka(xa, xb)) < TOL
         assert abs(gram_cka(xa, xb) - reference_cka(xa, xb)) < TOL  # the two forms agree
 
 

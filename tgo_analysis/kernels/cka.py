@@ -67,11 +67,6 @@ def representation(x: np.ndarray, name: str, valid: np.ndarray) -> np.ndarray:
     return sums / v.sum(axis=1)[:, None]
 
 
-def masked_rows(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """x with padded positions set to zero (store dtype): the ``all`` vector of a padded sample."""
-    return x if valid.all() else np.where(valid[..., None], x, np.zeros((), x.dtype))
-
-
 def cka_of_blocks(c_ab: np.ndarray, norm_a: float, norm_b: float) -> float:
     """‖C_ab‖²_F / (‖C_aa‖_F ‖C_bb‖_F); NaN when a side has no variance."""
     denominator = norm_a * norm_b

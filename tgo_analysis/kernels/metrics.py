@@ -8,7 +8,10 @@ Conventions, all recorded in result attrs by ``metric_attrs``:
   the upper rank clipped to (nonzero count - 10); NaN when fewer than 5 ranks remain;
 - alpha_r2: R² of that fit's prediction of log λ over the fit ranks (unweighted);
 - spectral_entropy: H / log m with m the nonzero count (NaN when m = 1);
-- every metric is NaN, with a reason code, for an all-zero spectrum (zero variance).
+- every metric is NaN, with a reason code, for an all-zero spectrum (zero variance);
+- with a storage noise floor (SPEC 8, ``kernels.noise_floor``) alpha's upper rank is clipped to
+  (resolved count - 10) instead, and spectral_flatness runs over the resolved eigenvalues only;
+  without one (``floor=None``) every resolved eigenvalue is a nonzero one, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from tgo_analysis import names as N
+from tgo_analysis.kernels.noise_floor import resolved_threshold
 
 DEFAULT_FIT_RANGE = (11, 100)
 MIN_FIT_RANKS = 5
@@ -25,12 +29,15 @@ REASON_ZERO_VARIANCE = 1
 REASON_FEW_RANKS = 2
 REASON_SINGLE_DIRECTION = 3
 REASON_FEW_SAMPLES = 4
+REASON_FEW_RESOLVED = 5
 METRIC_REASONS = {
     REASON_OK: "ok",
     REASON_ZERO_VARIANCE: "zero variance: every sample is identical for this token, the spectrum is all zeros",
     REASON_FEW_RANKS: f"fewer than {MIN_FIT_RANKS} nonzero eigenvalues inside the alpha fit range (after clipping to nonzero count - 10)",
     REASON_SINGLE_DIRECTION: "one nonzero eigenvalue: entropy normalisation log m is zero",
     REASON_FEW_SAMPLES: "fewer than 2 samples valid (attention_mask true) at this token",
+    REASON_FEW_RESOLVED: f"too few resolved ranks: fewer than {MIN_FIT_RANKS} eigenvalues above 10 x the storage noise "
+    "floor inside the alpha fit range (after clipping to resolved count - 10); the rest is rounding of the stored dtype",
 }
 
 
@@ -40,25 +47,40 @@ def nonzero_mask(eigs: np.ndarray, n_features: int) -> np.ndarray:
     return (eigs > top * n_features * np.finfo(np.float64).eps) & (top > 0)
 
 
+def resolved_mask(eigs: np.ndarray, n_features: int, floor: np.ndarray | float | None = None) -> np.ndarray:
+    """Nonzero and above RESOLVED_FACTOR noise floors (``floor`` per spectrum, broadcast over the
+    leading dims); the nonzero mask itself when there is no floor."""
+    mask = nonzero_mask(eigs, n_features)
+    if floor is None:
+        return mask
+    return mask & (eigs > resolved_threshold(floor)[..., None])
+
+
 def fit_alpha(
-    eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_features: int | None = None
+    eigs: np.ndarray, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_features: int | None = None,
+    floor: np.ndarray | float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Power-law exponent, its R², and a reason code per spectrum (eigs (..., m) descending)."""
+    """Power-law exponent, its R², and a reason code per spectrum (eigs (..., m) descending);
+    with a noise ``floor`` only resolved ranks enter the fit (``REASON_FEW_RESOLVED`` otherwise)."""
     eigs = np.asarray(eigs, dtype=np.float64)
     lead = eigs.shape[:-1]
     flat = eigs.reshape(-1, eigs.shape[-1])
-    nnz = nonzero_mask(flat, n_features or eigs.shape[-1]).sum(axis=-1)
+    d = n_features or eigs.shape[-1]
+    nnz = nonzero_mask(flat, d).sum(axis=-1)
+    floors = None if floor is None else np.broadcast_to(np.asarray(floor, np.float64), lead).reshape(-1)
+    resolved = nnz if floors is None else resolved_mask(flat, d, floors).sum(axis=-1)
     alpha = np.full(flat.shape[0], np.nan)
     r2 = np.full(flat.shape[0], np.nan)
     reason = np.full(flat.shape[0], REASON_OK, dtype=np.int8)
     first, last = int(fit_range[0]), int(fit_range[1])
     for row, spectrum in enumerate(flat):
-        upper = min(last, int(nnz[row]) - 10, spectrum.size)
+        upper = min(last, int(resolved[row]) - 10, spectrum.size)
         if nnz[row] == 0:
             reason[row] = REASON_ZERO_VARIANCE
             continue
         if upper - first + 1 < MIN_FIT_RANKS:
-            reason[row] = REASON_FEW_RANKS
+            unfloored = min(last, int(nnz[row]) - 10, spectrum.size)
+            reason[row] = REASON_FEW_RESOLVED if unfloored - first + 1 >= MIN_FIT_RANKS else REASON_FEW_RANKS
             continue
         ranks = np.arange(first, upper + 1, dtype=np.float64)
         y = np.log(spectrum[first - 1 : upper])
@@ -73,38 +95,45 @@ def fit_alpha(
 
 
 def spectral_metrics(
-    eigs: np.ndarray, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
+    eigs: np.ndarray, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
+    floor: np.ndarray | float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every spectral metric of SPEC section 3 plus ``reason`` (int8 codes of METRIC_REASONS)."""
+    """Every spectral metric of SPEC section 3 plus ``reason`` (int8 codes of METRIC_REASONS) and
+    ``resolved_rank`` (SPEC 8; the nonzero count when ``floor`` is None)."""
     eigs = np.asarray(eigs, dtype=np.float64)
     mask = nonzero_mask(eigs, n_features)
+    resolved = mask if floor is None else resolved_mask(eigs, n_features, floor)
     lam = np.where(mask, eigs, 0.0)
     m = mask.sum(axis=-1)
+    k = resolved.sum(axis=-1)
     total = lam.sum(axis=-1)
     zero = m == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         p = lam / total[..., None]
         plogp = np.where(mask, p * np.log(np.where(mask, p, 1.0)), 0.0)
         entropy = -plogp.sum(axis=-1)
-        log_lam = np.where(mask, np.log(np.where(mask, lam, 1.0)), 0.0)
-        gmean = np.exp(log_lam.sum(axis=-1) / m)
+        kept = np.where(resolved, eigs, 0.0)
+        log_lam = np.where(resolved, np.log(np.where(resolved, eigs, 1.0)), 0.0)
+        gmean = np.exp(log_lam.sum(axis=-1) / k)
+        flatness = gmean / (kept.sum(axis=-1) / k)
         out = {
             N.EFFECTIVE_RANK: np.exp(entropy),
             N.SPECTRAL_ENTROPY: np.where(m > 1, entropy / np.log(np.maximum(m, 1)), np.nan),
             N.PARTICIPATION_RATIO: total**2 / (lam**2).sum(axis=-1),
             N.STABLE_RANK: total / lam[..., 0],
-            N.SPECTRAL_FLATNESS: gmean / (total / m),
+            N.SPECTRAL_FLATNESS: np.where(k > 0, flatness, np.nan),
             N.TOP1_SHARE: lam[..., 0] / total,
         }
     for key in out:
         out[key] = np.where(zero, np.nan, out[key])
-    alpha, r2, reason = fit_alpha(eigs, fit_range, n_features)
+    alpha, r2, reason = fit_alpha(eigs, fit_range, n_features, floor)
     out[N.ALPHA], out[N.ALPHA_R2] = alpha, r2
     reason = np.where(zero, REASON_ZERO_VARIANCE, reason).astype(np.int8)
     out["reason"] = np.where(
         (m == 1) & (reason == REASON_OK), REASON_SINGLE_DIRECTION, reason
     ).astype(np.int8)
     out["nonzero_count"] = m
+    out[N.RESOLVED_RANK] = k
     return out
 
 
@@ -128,7 +157,12 @@ def metric_attrs(fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, ob
         "spectral_entropy": "H / log m, m = nonzero count",
         "participation_ratio": "(sum lambda)^2 / sum lambda^2",
         "stable_rank": "sum lambda / lambda_1",
-        "spectral_flatness": "geometric mean / arithmetic mean of nonzero lambda",
+        "spectral_flatness": "geometric mean / arithmetic mean of resolved lambda (SPEC 8: nonzero and above "
+        "10 x noise_floor)",
+        "noise_floor": "u^2 E|x|^2 / (3 D), u the unit roundoff of the stored activation dtype (float16 2^-11, "
+        "bfloat16 2^-8, float32 2^-24), E|x|^2 the mean un-centred squared norm of the unit's samples",
+        "resolved_rank": "count of lambda > 10 x noise_floor and > lambda_1 D eps(float64); alpha's upper fit rank "
+        "is clipped to resolved_rank - 10",
         "top1_share": "lambda_1 / sum lambda",
         "cosine_anisotropy": "(|sum_i x_i/|x_i||^2 - N) / (N (N - 1)) on un-centred sample vectors",
         "reason_codes": {str(k): v for k, v in METRIC_REASONS.items()},
@@ -139,11 +173,13 @@ TRUNCATED_METRICS = (N.ALPHA, N.STABLE_RANK, N.TOP1_SHARE)  # what a truncated s
 
 
 def truncated_spectrum_metrics(
-    eigs: np.ndarray, trace: float, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
+    eigs: np.ndarray, trace: float, n_features: int, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
+    floor: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """The metrics a truncated (top-k) spectrum supports, with Σλ from the exact trace (SPEC 3)."""
+    """The metrics a truncated (top-k) spectrum supports, with Σλ from the exact trace (SPEC 3);
+    ``resolved_rank`` counts only within the top k."""
     eigs = np.asarray(eigs, dtype=np.float64)
-    alpha, r2, reason = fit_alpha(eigs, fit_range, n_features)
+    alpha, r2, reason = fit_alpha(eigs, fit_range, n_features, floor)
     top = eigs[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         stable = np.where(top > 0, trace / top, np.nan)
@@ -155,4 +191,5 @@ def truncated_spectrum_metrics(
         N.STABLE_RANK: stable,
         N.TOP1_SHARE: share,
         "reason": reason,
+        N.RESOLVED_RANK: resolved_mask(eigs, n_features, floor).sum(axis=-1),
     }

@@ -125,11 +125,13 @@ def merge_point_samples(a: PointSample, b: PointSample) -> PointSample:
                    np.concatenate([a.labels, b.labels]), min(a.size, b.size))
 
 
-def pooled_spectrum_metrics(m: Moments, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, np.ndarray]:
-    """Aggregate step: eigenvalues (D,) and every section 3 metric of the pooled covariance."""
+def pooled_spectrum_metrics(m: Moments, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE,
+                            floor: float | None = None) -> dict[str, np.ndarray]:
+    """Aggregate step: eigenvalues (D,) and every section 3 metric of the pooled covariance
+    (with SPEC 8's resolved-rank rules when a storage noise ``floor`` is given)."""
     n_features = m.mean.shape[-1]
     eigs = np.zeros(n_features) if m.count < 2 else covariance_eigenvalues(covariance(m))
-    out = spectral_metrics(eigs, n_features, fit_range)
+    out = spectral_metrics(eigs, n_features, fit_range, floor)
     out["eigenvalues"] = eigs
     return out
 

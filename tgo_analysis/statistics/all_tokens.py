@@ -9,6 +9,10 @@ feature) variances folded in the same pass, so the tail the truncation misses st
 A sample is one point here, so padding cannot be left out position by position: padded
 positions are set to zero (in both methods; the attrs say so), so whatever a model wrote at
 padding never enters, and the same sequence with zeros or junk there gives the same spectrum.
+
+SPEC 8: ``noise_floor_all`` (u² E‖x‖² / (3 T·D) of the concatenated vectors, u the stored dtype's
+roundoff) and ``resolved_rank_all`` come with the spectrum; alpha and spectral flatness use the
+resolved eigenvalues only (for a truncated spectrum, resolved within its top k).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from tgo_analysis.kernels.metrics import (
     spectral_metrics,
     truncated_spectrum_metrics,
 )
+from tgo_analysis.kernels.noise_floor import noise_floor
 from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum, randomized_eigenvalues
+from tgo_analysis.statistics import baselines as B
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_analysis.statistics.token_spectra import PER_TOKEN
@@ -44,6 +50,7 @@ class AllTokensParams:
     method: str  # "gram" or "randomized" (resolved from "auto")
     svd_rank: int = 200
     power_iters: int = 4
+    roundoff: float | None = None  # u of the stored dtype (SPEC 8 noise floor); None: from the item size
 
 
 def resolve_method(method: str, n_samples: int) -> str:
@@ -66,6 +73,7 @@ class AllTokensPartial:
     mean: np.ndarray | None = None  # randomized: per-(token, feature) mean and M2
     m2: np.ndarray | None = None
     sumsq: float = 0.0  # Σ over finished passes of M2
+    square: float = 0.0  # randomized: Σ over finished passes of the un-centred Σ‖x‖² (noise floor)
 
 
 def zero_padding(block: Block) -> np.ndarray:
@@ -80,7 +88,8 @@ class AllTokens(StatisticBase):
     metrics: tuple[str, ...] = (N.ALL_TOKENS,)
     token_split: bool = True
     joins_tokens: bool = True
-    aliases: ClassVar[Mapping[str, str]] = {N.all_tokens(m): N.ALL_TOKENS for m in (N.EIGENVALUES, *PER_TOKEN, N.ALPHA_R2)}
+    aliases: ClassVar[Mapping[str, str]] = {N.all_tokens(m): N.ALL_TOKENS for m in (
+        N.EIGENVALUES, *PER_TOKEN, N.ALPHA_R2, N.NOISE_FLOOR, N.RESOLVED_RANK)}
     options = (METHOD, SVD_RANK, POWER_ITERS)
 
     def _params(self, ctx: Context) -> AllTokensParams:
@@ -101,7 +110,7 @@ class AllTokens(StatisticBase):
         if isinstance(given, AllTokensParams):
             return given
         return AllTokensParams(resolve_method(ctx.option(METHOD), ctx.n_samples), int(ctx.option(SVD_RANK)),
-                               int(ctx.option(POWER_ITERS)))
+                               int(ctx.option(POWER_ITERS)), B.store_roundoff(ds))
 
     def rank_length(self, ctx: Context) -> int:
         return all_tokens_rank(self._params(ctx), ctx.n_samples, ctx.n_tokens * ctx.n_features)
@@ -116,7 +125,8 @@ class AllTokens(StatisticBase):
         full = self._params(ctx).method == "gram"
         names = (*PER_TOKEN, N.ALPHA_R2) if full else TRUNCATED_METRICS
         return (Variable(N.all_tokens(N.EIGENVALUES), (N.RANK,), (ctx.n_rank,)),
-                *(Variable(N.all_tokens(m), (), ()) for m in names))
+                *(Variable(N.all_tokens(m), (), ()) for m in names),
+                *B.floor_variables((), (), N.ALL_TOKENS_SUFFIX, counts=False))
 
     def chunk(self, block: Block, ctx: Context) -> AllTokensPartial:
         x = zero_padding(block)
@@ -148,14 +158,17 @@ class AllTokens(StatisticBase):
             b.rows.clear()
         if b.m2 is not None:
             a.sumsq += float(b.m2.sum())
+            a.square += float(b.m2.sum()) + b.count * float((b.mean**2).sum())
         return a
 
     def aggregate(self, partial: AllTokensPartial, ctx: Context) -> Result:
         params = self._params(ctx)
         n_flat = ctx.n_tokens * ctx.n_features
+        square = float(np.trace(partial.gram)) if params.method == "gram" else partial.square
+        floor = float(noise_floor(B.roundoff(ctx, params), square / max(partial.count, 1), n_flat))
         if params.method == "gram":
             eigs = gram_spectrum(partial.gram, partial.count)[:min(partial.count, n_flat)]
-            metrics = spectral_metrics(eigs, n_flat, ctx.fit_range)
+            metrics = spectral_metrics(eigs, n_flat, ctx.fit_range, floor)
             names: tuple[str, ...] = (*PER_TOKEN, N.ALPHA_R2)
         else:
             act = ctx.source.activations.array
@@ -167,12 +180,14 @@ class AllTokens(StatisticBase):
             flat = act.reshape(ctx.n_samples, n_flat)
             eigs = randomized_eigenvalues(flat, params.svd_rank, params.power_iters, ctx.seed)
             metrics = truncated_spectrum_metrics(eigs, float(exact_trace(partial.sumsq, partial.count)), n_flat,
-                                                 ctx.fit_range)
+                                                 ctx.fit_range, floor)
             names = TRUNCATED_METRICS
         padded = np.full(max(ctx.n_rank, eigs.size), np.nan)
         padded[:eigs.size] = eigs
         arrays = {N.all_tokens(m): np.asarray(metrics[m]) for m in names}
         arrays[N.all_tokens(N.EIGENVALUES)] = padded
+        arrays[N.all_tokens(N.NOISE_FLOOR)] = np.asarray(floor)
+        arrays[N.all_tokens(N.RESOLVED_RANK)] = np.asarray(metrics[N.RESOLVED_RANK])
         return Result(arrays)
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:

@@ -9,6 +9,12 @@ co-moment per representation) do not fit the budget, the layers are cut into blo
 pass covers the pairs of two blocks. ``all`` stashes one token range of every side per pass and
 adds its N × N Gram (``join_groups``), as ``all_tokens`` does; it is left out, with the reason in
 the attrs, when N is too large for Gram matrices in the memory budget.
+
+SPEC 8: beside each biased value, ``*_debiased`` is CKA from the unbiased HSIC estimator, exact
+over all N (``kernels.cka_unbiased``): the feature passes also fold per-side squared-norm sums,
+``all`` uses its Gram matrices. ``all`` on a padded store concatenates only the token positions
+valid in every sample (attrs ``cka_all_tokens``), never padding as zeros: two independent layers
+would otherwise look alike through their shared padding pattern.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels import cka as K
+from tgo_analysis.kernels.cka_unbiased import (
+    NormSums,
+    debiased_block_cka,
+    fold_norm_sums,
+    gram_debiased_table,
+)
 from tgo_analysis.kernels.moments import Moments, fold_moments, symmetrize
 from tgo_analysis.statistics.all_tokens import GRAM_MAX_SAMPLES, GRAM_SLICE_BYTES
 from tgo_analysis.statistics.base import (
@@ -52,6 +64,7 @@ class CkaSetup:
     all_absent: str | None = None  # why `all` is not computed (None: computed, or not asked for)
     reference: int | None = None  # index of the reference checkpoint (cka_checkpoints)
     reference_value: Any = None
+    all_tokens: tuple[int, ...] | None = None  # `all`: the token positions valid in every sample (None: every one)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -74,6 +87,7 @@ class Group:
 @dataclass
 class FeaturePartial:
     moments: dict[str, Moments | None]
+    norms: dict[str, NormSums | None] = field(default_factory=dict)  # SPEC 8: the unbiased HSIC sums
 
 
 @dataclass
@@ -85,11 +99,20 @@ class GramPartial:
 class Joined:
     values: dict[str, np.ndarray]  # representation -> (sides, sides) CKA, NaN where not yet computed
     grams: dict[int, np.ndarray] = field(default_factory=dict)  # side -> Σ X Xᵀ of `all` so far
+    debiased: dict[str, np.ndarray] = field(default_factory=dict)  # the same from unbiased HSIC
 
 
 def _is_cls_store(ds: xr.Dataset) -> bool:
     kinds = ds[S.TOKEN_KIND].values if S.TOKEN_KIND in ds.coords else ()
     return len(kinds) > 0 and str(kinds[0]) == "cls"
+
+
+def common_tokens(ds: xr.Dataset) -> tuple[int, ...] | None:
+    """The token positions valid (attention_mask true) in every sample; None when the store has no padding."""
+    if S.ATTENTION_MASK not in ds.coords:
+        return None
+    every = np.asarray(ds[S.ATTENTION_MASK].values, bool).all(axis=0)
+    return None if every.all() else tuple(int(t) for t in np.flatnonzero(every))
 
 
 def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple[tuple[str, ...], str | None]:
@@ -118,6 +141,9 @@ def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple
     elif 2 * grams > budget:
         reason = (f"all: {n_sides} Gram matrices of N = {ctx.n_samples} need {grams / 1e6:.0f} MB, more than half "
                   f"the memory budget ({budget / 1e6:.0f} MB); raise --memory-budget")
+    elif common_tokens(ds) == ():
+        reason = ("all: no token position is valid (attention_mask true) in every sample, and padding never enters "
+                  "as zeros; mean, cls and token:K use each sample's valid tokens")
     return (tuple(n for n in names if n != K.ALL), reason) if reason else (names, None)
 
 
@@ -143,13 +169,20 @@ class _Cka(StatisticBase):
         out: dict[str, Any] = {
             "cka": "linear CKA ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) of X, Y centred over samples (Kornblith et al. 2019), "
                    "from exact float64 cross-moments merged with Chan's pairwise update (not minibatch HSIC); "
-                   "`all`: ⟨HK_XH, HK_YH⟩ / (‖HK_XH‖ ‖HK_YH‖) of the N x N Gram matrices. Not debiased.",
+                   "`all`: ⟨HK_XH, HK_YH⟩ / (‖HK_XH‖ ‖HK_YH‖) of the N x N Gram matrices. Biased: independent "
+                   "representations read above 0, the more so the more features per sample.",
+            "cka_debiased": "HSIC_1(X, Y) / sqrt(HSIC_1(X, X) HSIC_1(Y, Y)), HSIC_1 the unbiased estimator of Song et "
+                            "al. 2012 (linear kernels, Gram diagonals zeroed), exact over all N from streamed float64 "
+                            "moments (cross-moments, per-side squared norms and their products, Σ x‖y‖² terms); "
+                            "about 0 for independent representations at any N; NaN below 4 samples",
             "cka_representations": ("mean: mean over a sample's valid tokens; cls: token 0 (token_kind cls); "
-                                    "token:K: token K, samples where it is padding left out; all: every token "
-                                    "concatenated, padded positions as zeros"),
+                                    "token:K: token K, samples where it is padding left out; all: the token "
+                                    "positions valid in every sample (cka_all_tokens), concatenated"),
         }
         if setup.all_absent:
             out["cka_all_absent"] = setup.all_absent
+        elif setup.gram:
+            out["cka_all_tokens"] = "every token" if setup.all_tokens is None else list(setup.all_tokens)
         return out
 
     def validate(self, ds: xr.Dataset, ctx: Context) -> None:
@@ -158,7 +191,7 @@ class _Cka(StatisticBase):
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         setup = self._setup(ctx)
-        per_side = rows * ctx.n_features * 8 * (len(setup.features) + 1)
+        per_side = rows * ctx.n_features * 8 * (len(setup.features) + 2)  # + the shifted rows of the HSIC sums
         return 2 * rows * ctx.n_tokens * ctx.n_features * 8 + len(self.sides(ctx)) * per_side
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
@@ -203,14 +236,17 @@ class _Cka(StatisticBase):
         if group.kind == "gram":
             acc = acc or GramPartial({s: [] for s in dict.fromkeys(group.sides)})
             lo, hi = group.tokens
+            common = self._setup(ctx).all_tokens
+            keep = slice(None) if common is None else [t - lo for t in common if lo <= t < hi]
             for s in dict.fromkeys(group.sides):
-                acc.rows[s].append(np.array(K.masked_rows(block.slab(s)[:, lo:hi], valid[:, lo:hi])))
+                acc.rows[s].append(np.array(block.slab(s)[:, lo:hi][:, keep]))
             return acc
         acc = acc or FeaturePartial({r: None for r in self._setup(ctx).features})
         for rep in acc.moments:
             z = np.concatenate([K.representation(block.slab(s), rep, valid) for s in group.sides], axis=1)
             if z.shape[0]:
                 acc.moments[rep] = fold_moments(acc.moments[rep], z[:, None, :])
+                acc.norms[rep] = fold_norm_sums(acc.norms.get(rep), z, len(group.sides))
         return acc
 
     def combine(self, a: Any, b: Any) -> Any:
@@ -221,15 +257,17 @@ class _Cka(StatisticBase):
 
     def join_groups(self, acc: Joined | None, partial: Any, ctx: Context) -> Joined:
         setup, n = self._setup(ctx), len(ctx.slabs)
-        acc = acc or Joined({r: np.full((n, n), np.nan) for r in setup.representations})
+        acc = acc or Joined({r: np.full((n, n), np.nan) for r in setup.representations},
+                            debiased={r: np.full((n, n), np.nan) for r in setup.representations})
         group: Group = ctx.group[self.name]
         if isinstance(partial, FeaturePartial):
             for rep, moments in partial.moments.items():
                 if moments is None or moments.count < 2:
                     continue
-                values = K.block_cka(symmetrize(moments).comoment[0], ctx.n_features)
-                index = np.array(group.sides)
-                acc.values[rep][np.ix_(index, index)] = values
+                comoment = symmetrize(moments).comoment[0]
+                index = np.ix_(np.array(group.sides), np.array(group.sides))
+                acc.values[rep][index] = K.block_cka(comoment, ctx.n_features)
+                acc.debiased[rep][index] = debiased_block_cka(comoment, partial.norms[rep])
         elif isinstance(partial, GramPartial):
             for s, rows in partial.rows.items():
                 count = sum(r.shape[0] for r in rows)
@@ -241,22 +279,33 @@ class _Cka(StatisticBase):
                 rows.clear()
         return acc
 
-    def _values(self, joined: Joined) -> np.ndarray:
-        """(sides, sides, representations): the joined CKA, ``all`` from the centred Grams."""
+    def _values(self, joined: Joined) -> tuple[np.ndarray, np.ndarray]:
+        """(sides, sides, representations) biased and debiased: the joined CKA, ``all`` from the centred Grams."""
         if joined.grams:
             centred = {s: K.centre_gram(g) for s, g in joined.grams.items()}
-            table = joined.values[K.ALL]
+            table, debiased = joined.values[K.ALL], joined.debiased[K.ALL]
             for a in centred:
                 for b in centred:
                     if a <= b:
                         table[a, b] = table[b, a] = K.gram_cka(centred[a], centred[b])
-        return np.stack(list(joined.values.values()), axis=-1)
+            for (a, b), value in gram_debiased_table(centred).items():
+                debiased[a, b] = debiased[b, a] = value
+        return (np.stack(list(joined.values.values()), axis=-1),
+                np.stack([joined.debiased[r] for r in joined.values], axis=-1))
+
+    def _result(self, values: tuple[np.ndarray, np.ndarray], names: tuple[str, str], ctx: Context) -> Result:
+        """The biased and the debiased table, each where the metrics ask for it (``_wanted``)."""
+        return Result({name: value for name, value in zip(names, values, strict=True) if self._wanted(ctx, name)})
+
+    def _wanted(self, ctx: Context, name: str) -> bool:
+        """Each row by its name; the debiased row also with the biased one and its group (SPEC 8 selection)."""
+        return ctx.wants(N.SIMILARITY) or ctx.wants(self.name) or ctx.wants(name)
 
 
 @dataclass(frozen=True)
 class CkaLayers(_Cka):
     name: str = N.CKA_LAYERS
-    metrics: tuple[str, ...] = (N.SIMILARITY, N.CKA_LAYERS)
+    metrics: tuple[str, ...] = (N.SIMILARITY, N.CKA_LAYERS, N.CKA_LAYERS_DEBIASED)
     unit_kind: str = CHECKPOINT_LAYERS
 
     def supports(self, ds: xr.Dataset) -> bool:
@@ -267,21 +316,22 @@ class CkaLayers(_Cka):
 
     def prepare(self, ds: xr.Dataset, ctx: Context) -> CkaSetup:
         reps, reason = resolve_representations(ds, ctx, ds.sizes[S.LAYER])
-        return CkaSetup(reps, reason)
+        return CkaSetup(reps, reason, all_tokens=common_tokens(ds))
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
-        return (Variable(N.CKA_LAYERS, (N.LAYER_OTHER, N.REPRESENTATION),
-                         (ctx.n_layers, len(self._setup(ctx).representations))),)
+        shape = (ctx.n_layers, len(self._setup(ctx).representations))
+        return tuple(Variable(name, (N.LAYER_OTHER, N.REPRESENTATION), shape)
+                     for name in (N.CKA_LAYERS, N.CKA_LAYERS_DEBIASED) if self._wanted(ctx, name))
 
     def aggregate(self, partial: Joined, ctx: Context) -> Result:
         """(layer, layer_other, representation) for the checkpoint: the engine writes one layer per cell."""
-        return Result({N.CKA_LAYERS: self._values(partial)})
+        return self._result(self._values(partial), (N.CKA_LAYERS, N.CKA_LAYERS_DEBIASED), ctx)
 
 
 @dataclass(frozen=True)
 class CkaCheckpoints(_Cka):
     name: str = N.CKA_CHECKPOINTS
-    metrics: tuple[str, ...] = (N.SIMILARITY, N.CKA_CHECKPOINTS)
+    metrics: tuple[str, ...] = (N.SIMILARITY, N.CKA_CHECKPOINTS, N.CKA_CHECKPOINTS_DEBIASED)
     unit_kind: str = LAYER_CHECKPOINTS
 
     def supports(self, ds: xr.Dataset) -> bool:
@@ -301,7 +351,7 @@ class CkaCheckpoints(_Cka):
                                "give one of its `checkpoint` values")
             index = int(found[0])
         value = steps[index].item() if hasattr(steps[index], "item") else steps[index]
-        return CkaSetup(reps, reason, index, value)
+        return CkaSetup(reps, reason, index, value, common_tokens(ds))
 
     def attrs(self, ctx: Context) -> dict[str, Any]:
         setup = self._setup(ctx)
@@ -319,8 +369,11 @@ class CkaCheckpoints(_Cka):
         return (0, ctx.slab_index(self.partners(checkpoint, ctx)[0], layer))
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
-        return (Variable(N.CKA_CHECKPOINTS, (N.REPRESENTATION,), (len(self._setup(ctx).representations),)),)
+        shape = (len(self._setup(ctx).representations),)
+        return tuple(Variable(name, (N.REPRESENTATION,), shape)
+                     for name in (N.CKA_CHECKPOINTS, N.CKA_CHECKPOINTS_DEBIASED) if self._wanted(ctx, name))
 
     def aggregate(self, partial: Joined, ctx: Context) -> Result:
         a, b = self.sides(ctx)
-        return Result({N.CKA_CHECKPOINTS: self._values(partial)[a, b]})
+        values = tuple(v[a, b] for v in self._values(partial))
+        return self._result(values, (N.CKA_CHECKPOINTS, N.CKA_CHECKPOINTS_DEBIASED), ctx)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels.moments import Moments, merge_moments
+from tgo_analysis.kernels.noise_floor import moments_mean_square_norm, noise_floor
 from tgo_analysis.kernels.pooling import (
     DEFAULT_ID_POINTS,
     PointSample,
@@ -29,6 +30,7 @@ from tgo_analysis.kernels.pooling import (
     sample_points,
     valid_positions,
 )
+from tgo_analysis.statistics import baselines as B
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
@@ -36,7 +38,9 @@ from tgo_store.store import schema as S
 
 SPECTRAL = (N.ALPHA, N.ALPHA_R2, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO,
             N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
-SPECTRUM_NAMES = (N.EIGENVALUES_POOLED, *(N.pooled(m) for m in SPECTRAL))
+FLOOR_NAMES = tuple(N.pooled(m) for m in (N.NOISE_FLOOR, N.RESOLVED_RANK, N.N_SAMPLES))  # SPEC 8
+SPECTRUM_NAMES = (N.EIGENVALUES_POOLED, *(N.pooled(m) for m in SPECTRAL), *FLOOR_NAMES,
+                  *B.isotropic_names(N.POOLED_SUFFIX))
 NAMES = (*SPECTRUM_NAMES, N.COSINE_ANISOTROPY_POOLED, N.INTRINSIC_DIMENSION_POOLED)
 ID_POINTS = Option("pooled_id_points", DEFAULT_ID_POINTS, "pooled positions (seeded subsample) for "
                    "intrinsic_dimension_pooled")
@@ -92,7 +96,7 @@ class Pooled(StatisticBase):
     name: str = N.POOLED
     metrics: tuple[str, ...] = (N.POOLED, *NAMES)
     token_split: bool = False
-    options = (*POSITION_OPTIONS, ID_POINTS, ID_ESTIMATOR)
+    options = (*POSITION_OPTIONS, ID_POINTS, ID_ESTIMATOR, B.ISOTROPIC_DRAWS)
 
     def _wants(self, ctx: Context, *names: str) -> bool:
         return ctx.wants(N.POOLED) or any(ctx.wants(n) for n in names)
@@ -106,6 +110,8 @@ class Pooled(StatisticBase):
             out.append(Variable(N.EIGENVALUES_POOLED, (N.RANK_POOLED,), (ctx.n_features,)))
             out += [Variable(N.pooled(m), (), ()) for m in SPECTRAL]
             out.append(Variable(N.pooled(N.METRIC_REASON), (), (), np.int8, -1))
+            out += B.floor_variables((), (), N.POOLED_SUFFIX)
+            out += [Variable(N.isotropic(N.pooled(m)), (), ()) for m in B.isotropic_wanted(ctx, wanted=True)]
         if self._wants(ctx, N.COSINE_ANISOTROPY_POOLED):
             out.append(Variable(N.COSINE_ANISOTROPY_POOLED, (), ()))
         if self._wants(ctx, N.INTRINSIC_DIMENSION_POOLED):
@@ -115,12 +121,17 @@ class Pooled(StatisticBase):
     def coords(self, ctx: Context) -> dict[str, tuple[str, np.ndarray]]:
         return {N.RANK_POOLED: (N.RANK_POOLED, np.arange(1, ctx.n_features + 1))} if self._spectrum(ctx) else {}
 
+    def validate(self, ds: Any, ctx: Context) -> None:
+        if self._spectrum(ctx):
+            B.check_draws(ctx)
+
     def prepare(self, ds: Any, ctx: Context) -> dict[str, Any]:
-        return {**options(ctx, self.name), "final_norm_layers": final_norm_layers(ds)}
+        return {**options(ctx, self.name), "final_norm_layers": final_norm_layers(ds),
+                B.ROUNDOFF: B.store_roundoff(ds)}
 
     def attrs(self, ctx: Context) -> dict[str, Any]:
         opts = options(ctx, self.name)
-        return {**opts["positions"].attrs(),
+        return {**opts["positions"].attrs(), **(B.baseline_attrs(ctx) if self._spectrum(ctx) else {}),
                 LAYERS_AFTER_FINAL_NORM: [int(v) for v in opts.get("final_norm_layers", [])],
                 "id_estimator": estimator(ctx),
                 N.INTRINSIC_DIMENSION_POOLED: f"{describe(ctx)}, on the {opts['id_points']} pooled "
@@ -152,10 +163,17 @@ class Pooled(StatisticBase):
     def aggregate(self, partial: PooledPartial, ctx: Context) -> Result:
         arrays: dict[str, np.ndarray] = {}
         if partial.moments is not None:
-            metrics = pooled_spectrum_metrics(partial.moments, ctx.fit_range)
+            mom, params = partial.moments, ctx.params.get(self.name)
+            floor = noise_floor(B.roundoff(ctx, params), moments_mean_square_norm(mom.mean, mom.comoment, mom.count),
+                                ctx.n_features)
+            metrics = pooled_spectrum_metrics(mom, ctx.fit_range, float(floor))
             arrays[N.EIGENVALUES_POOLED] = metrics["eigenvalues"]
             arrays.update({N.pooled(m): np.asarray(metrics[m]) for m in SPECTRAL})
             arrays[N.pooled(N.METRIC_REASON)] = np.asarray(metrics["reason"], dtype=np.int8)
+            count = np.asarray(int(mom.count))
+            arrays |= {N.pooled(N.NOISE_FLOOR): np.asarray(floor), N.pooled(N.N_SAMPLES): count,
+                       N.pooled(N.RESOLVED_RANK): np.asarray(metrics[N.RESOLVED_RANK])}
+            arrays |= B.isotropic_arrays(count, B.isotropic_wanted(ctx, wanted=True), ctx, params, N.POOLED_SUFFIX)
         if partial.unit is not None:
             arrays[N.COSINE_ANISOTROPY_POOLED] = np.asarray(pooled_cosine_anisotropy(*partial.unit))
         if partial.sample is not None:

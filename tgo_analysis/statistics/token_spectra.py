@@ -6,6 +6,8 @@ a device backend (``--device cuda``) the same fold and the eigendecomposition ru
 Padding never enters: with a partial ``attention_mask`` token t folds only the samples valid at
 t (per-token counts, ``moments.fold_masked_moments``); a token with fewer than two valid samples
 has NaN metrics (reason ``REASON_FEW_SAMPLES``). Blocks without padding keep the fast path.
+SPEC 8: every spectrum comes with its storage ``noise_floor``, ``resolved_rank`` and ``n_samples``,
+and each wanted metric of ``N.ISOTROPIC_METRICS`` with its ``_isotropic`` baseline (``baselines``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from tgo_analysis.kernels.moments import (
     per_token,
     symmetrize,
 )
+from tgo_analysis.kernels.noise_floor import moments_mean_square_norm, noise_floor
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
+from tgo_analysis.statistics import baselines as B
 from tgo_analysis.statistics.base import Block, Context, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_store.errors import TgoError
@@ -37,17 +41,27 @@ from tgo_store.errors import TgoError
 TOKEN_SPECTRA = "token_spectra"  # registry key (a statistic, not a result name)
 PER_TOKEN = (N.ALPHA, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO, N.SPECTRAL_ENTROPY,
              N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
+FLOOR_ROWS = (N.NOISE_FLOOR, N.RESOLVED_RANK, N.N_SAMPLES)  # SPEC 8: with every per-token spectrum
 
 
 @dataclass(frozen=True)
 class TokenSpectra(StatisticBase):
     name: str = TOKEN_SPECTRA
-    metrics: tuple[str, ...] = (N.EIGENVALUES, *PER_TOKEN)
+    metrics: tuple[str, ...] = (N.EIGENVALUES, *PER_TOKEN, *FLOOR_ROWS, *B.isotropic_names())
     token_split: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.ALPHA_R2: N.ALPHA}
+    options = (B.ISOTROPIC_DRAWS,)
+
+    def prepare(self, ds: object, ctx: Context) -> dict[str, float]:
+        given = ctx.params.get(self.name)
+        return given if isinstance(given, dict) else {B.ROUNDOFF: B.store_roundoff(ds)}
+
+    def attrs(self, ctx: Context) -> dict[str, object]:
+        return {**B.baseline_attrs(ctx), "stored_roundoff": B.roundoff(ctx, ctx.params.get(self.name))}
 
     def validate(self, ds: object, ctx: Context) -> None:
         """Refuse an alpha fit range that is malformed or lies beyond every token's spectrum."""
+        B.check_draws(ctx)
         if not ctx.wants(N.ALPHA):
             return
         lo, hi = ctx.fit_range
@@ -73,6 +87,9 @@ class TokenSpectra(StatisticBase):
             out.append(Variable(N.ALPHA_R2, (N.TOKEN,), (t,)))
         if any(ctx.wants(m) for m in PER_TOKEN):
             out.append(Variable(N.METRIC_REASON, (N.TOKEN,), (t,), np.int8, -1))
+        if any(ctx.wants(m) for m in self.metrics):
+            out += B.floor_variables((N.TOKEN,), (t,))
+        out += [Variable(N.isotropic(m), (N.TOKEN,), (t,)) for m in B.isotropic_wanted(ctx)]
         return tuple(out)
 
     def chunk(self, block: Block, ctx: Context) -> Moments:
@@ -92,14 +109,16 @@ class TokenSpectra(StatisticBase):
 
     def aggregate(self, partial: Moments, ctx: Context) -> Result:
         counts = counts_per_token(partial.count, partial.mean.shape[0]) if per_token(partial.count) else None
+        square_norm = moments_mean_square_norm(partial.mean, partial.comoment, partial.count)
         if ctx.backend is not None:
-            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts)
+            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts, square_norm,
+                                  partial.count)
         symmetrize(partial)
         if counts is None:
             partial.comoment /= partial.count - 1  # the covariance, in place: no second (T, D, D) array
         else:
             partial.comoment /= np.maximum(counts - 1, 1)[:, None, None]
-        return spectra_result(covariance_eigenvalues(partial.comoment), ctx, counts)
+        return spectra_result(covariance_eigenvalues(partial.comoment), ctx, counts, square_norm, partial.count)
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
         return n_tokens * (ctx.n_features + 1) * ctx.n_features * 8
@@ -109,18 +128,27 @@ class TokenSpectra(StatisticBase):
         return rows * ctx.n_features * 8 + ctx.n_tokens * ctx.n_features * 8
 
 
-def spectra_result(eigs: np.ndarray, ctx: Context, counts: np.ndarray | None = None) -> Result:
+def spectra_result(eigs: np.ndarray, ctx: Context, counts: np.ndarray | None = None,
+                   square_norm: np.ndarray | None = None, count: object = None) -> Result:
     """Eigenvalues (T, D), NaN-padded to the shared rank, and the SPEC 3 metrics of each;
-    tokens with fewer than two valid samples (``counts``) are NaN with their reason."""
+    tokens with fewer than two valid samples (``counts``) are NaN with their reason. With
+    ``square_norm`` (E‖x‖² per token) the SPEC 8 floor rules apply and their rows are added."""
     few = None if counts is None else counts < 2
     if few is not None and few.any():
         eigs = np.where(few[:, None], 0.0, eigs)
-    metrics = spectral_metrics(eigs, ctx.n_features, ctx.fit_range)
+    params = ctx.params.get(TOKEN_SPECTRA)
+    floor = None if square_norm is None else noise_floor(B.roundoff(ctx, params), square_norm, ctx.n_features)
+    metrics = spectral_metrics(eigs, ctx.n_features, ctx.fit_range, floor)
     arrays: dict[str, np.ndarray] = {m: metrics[m] for m in (*PER_TOKEN, N.ALPHA_R2)}
     arrays[N.METRIC_REASON] = metrics["reason"]
+    if floor is not None:
+        n = counts if counts is not None else np.full(eigs.shape[0], int(count or 0), np.int64)
+        arrays |= {N.NOISE_FLOOR: floor, N.RESOLVED_RANK: metrics[N.RESOLVED_RANK], N.N_SAMPLES: n}
+        arrays |= B.isotropic_arrays(n, B.isotropic_wanted(ctx), ctx, params)
     if few is not None and few.any():
         eigs = np.where(few[:, None], np.nan, eigs)
-        arrays = {m: np.where(few, np.nan, v) for m, v in arrays.items() if m != N.METRIC_REASON} | {
+        arrays = {m: np.where(few, np.nan, v) if v.dtype.kind == "f" else v for m, v in arrays.items()
+                  if m != N.METRIC_REASON} | {
             N.METRIC_REASON: np.where(few, REASON_FEW_SAMPLES, metrics["reason"]).astype(np.int8)}
     padded = np.full((eigs.shape[0], max(ctx.n_rank, eigs.shape[1])), np.nan)
     padded[:, :eigs.shape[1]] = eigs
