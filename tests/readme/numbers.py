@@ -30,7 +30,7 @@ STRIP = [re.compile(p, re.M) for p in (
     r"\b\d{4}-\d{2}-\d{2}\b",          # dates
     r"^#+ .*$",                        # headings
 )]
-NUMBER = re.compile(r"(?<![\w./^-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w/])")
+NUMBER = re.compile(r"(?<![\w./^-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:e([-+]?\d+))?(?![\w/])")
 SCALES = (1.0, 100.0, 1000.0, 1e-3, 1e-6)
 
 
@@ -88,7 +88,8 @@ def quoted_numbers(document: str) -> list[Quoted]:
     for m in NUMBER.finditer(prose):
         sources = next((s for a, b, s in spans if a <= m.start() < b), ())
         digits = m.group(2) or ""
-        out.append(Quoted(document, m.group(0), float(m.group(0).replace(",", "")), max(len(digits) - 1, 0),
+        decimals = max(len(digits) - 1, 0) - int(m.group(3) or 0)  # 6.7e-16: the last digit is 1e-17
+        out.append(Quoted(document, m.group(0), float(m.group(0).replace(",", "")), decimals,
                           sources, prose.count("\n", 0, m.start()) + 1))
     return out
 
