@@ -191,9 +191,12 @@ def _png(fig: Any) -> bytes:
 
 def _open(results: xr.Dataset | str | Path) -> xr.Dataset:
     from tgo_analysis.results.store import open_results
+    from tgo_store.store.json_attrs import decode_attrs
 
-    if isinstance(results, xr.Dataset):
-        return results
+    if isinstance(results, xr.Dataset):  # opened by plain xarray, perhaps: its nested attrs are JSON text
+        decoded = results.copy(deep=False)
+        decoded.attrs = decode_attrs(results.attrs)
+        return decoded
     try:
         with warnings.catch_warnings():  # results written by plain xarray may lack consolidation
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
