@@ -81,4 +81,6 @@ def test_a_plugin_statistic_brings_its_own_flag(tmp_path) -> None:
     got = xr.open_zarr(out)["norm_quantile"].values
     want = np.quantile(np.linalg.norm(data.astype(np.float64), axis=-1), 0.25, axis=2)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert xr.open_zarr(out).attrs["tgo_config"]["options"]["norm_quantile"] == 0.25
+    from tgo_analysis.results.store import open_results
+
+    assert open_results(out).attrs["tgo_config"]["options"]["norm_quantile"] == 0.25  # JSON text on disk

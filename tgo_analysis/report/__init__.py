@@ -190,12 +190,17 @@ def _png(fig: Any) -> bytes:
 
 
 def _open(results: xr.Dataset | str | Path) -> xr.Dataset:
-    if isinstance(results, xr.Dataset):
-        return results
+    from tgo_analysis.results.store import open_results
+    from tgo_store.store.json_attrs import decode_attrs
+
+    if isinstance(results, xr.Dataset):  # opened by plain xarray, perhaps: its nested attrs are JSON text
+        decoded = results.copy(deep=False)
+        decoded.attrs = decode_attrs(results.attrs)
+        return decoded
     try:
         with warnings.catch_warnings():  # results written by plain xarray may lack consolidation
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
-            ds = xr.open_zarr(str(results), zarr_format=3)
+            ds = open_results(str(results))
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise TgoError(f"cannot open results {results} ({exc}); run `tgo analyze` first") from exc
     if S.ACTIVATIONS in ds.data_vars or not ds.data_vars:

@@ -20,7 +20,9 @@ import numpy as np
 import xarray as xr
 
 from tgo_analysis import names as N
+from tgo_analysis.results.describe import describe_results
 from tgo_store.errors import TgoError
+from tgo_store.store.json_attrs import decode_attrs, encode_attrs
 from tgo_store.store.record_keys import CREATING, DONE_PREFIX, done_item_key, done_unit_key
 from tgo_store.store.records import RecordStore, clear_half_made
 from tgo_store.store.temporaries import sweep_temporaries
@@ -63,7 +65,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     except (FileNotFoundError, KeyError, ValueError):
         existing = None
     if existing is not None and not overwrite:
-        previous = dict(existing.attrs).get("tgo_config")
+        previous = decode_attrs(existing.attrs).get("tgo_config")
         wanted = json.loads(json.dumps(config))
         if previous is not None and _grown_along_checkpoint(previous, wanted):
             _grow_checkpoints(out, template, wanted)
@@ -79,7 +81,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     except (PermissionError, OSError) as exc:
         raise TgoError(f"cannot write results to {out} ({exc}); choose a writable --out") from exc
     group = zarr.open_group(out, mode="r+")
-    group.attrs["tgo_config"] = json.loads(json.dumps(config))
+    group.attrs.update(encode_attrs({"tgo_config": config}))
     for name in template.coords:  # coordinates are small: write them now
         if name in group and name not in template.dims:
             group[name][:] = template[name].values
@@ -108,7 +110,7 @@ def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
             array.resize((n, *array.shape[1:]))
             if name in template.coords:
                 array[:] = template[name].values
-    group.attrs["tgo_config"] = config
+    group.attrs.update(encode_attrs({"tgo_config": config}))
 
 
 def write_unit(out: str, ci: int, li: int, arrays: dict[str, np.ndarray], template: xr.Dataset) -> None:
@@ -130,9 +132,10 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
         import zarr
 
         group = zarr.open_group(out, mode="r+")
-        group.attrs.update(json.loads(json.dumps(attrs, default=str)))
+        # netCDF-serialisable (SPEC 9), with what earlier runs wrote; tgo reads them decoded (open_results)
+        group.attrs.update(encode_attrs({**decode_attrs(group.attrs), **attrs}))
         zarr.consolidate_metadata(out)
-        return xr.open_zarr(out, zarr_format=3).load(scheduler=dask.threaded.get)
+        return open_results(out).load(scheduler=dask.threaded.get)
     # dask dedupes identical all-NaN arrays: un-share them
     result = template.compute(scheduler=dask.threaded.get).copy(deep=True)
     for (ci, li), arrays in computed.items():
@@ -141,6 +144,13 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
                 result[name].values[ci, li] = value
     result.attrs.update(attrs)
     return result
+
+
+def open_results(url: str, **kwargs: object) -> xr.Dataset:
+    """A results store as tgo reads it: lazily, with the group attrs decoded (``tgo_store.store.json_attrs``)."""
+    ds = xr.open_zarr(url, zarr_format=3, **kwargs)
+    ds.attrs = decode_attrs(ds.attrs)
+    return ds
 
 
 def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
@@ -152,7 +162,9 @@ def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap:
     clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
                                      f"standardised per layer, k={n_clusters}, umap={use_umap}, "
                                      "ids ordered by mean alpha; -1 = trajectory with NaN")
-    result = result.assign({N.ALPHA_CLUSTER: clusters})
+    result = describe_results(result.assign({N.ALPHA_CLUSTER: clusters}))
     if out:
-        result[[N.ALPHA_CLUSTER]].to_zarr(out, mode="a", zarr_format=3, consolidated=True)
+        written = result[[N.ALPHA_CLUSTER]]
+        written.attrs = encode_attrs(result.attrs)  # xarray replaces the group attrs with these
+        written.to_zarr(out, mode="a", zarr_format=3, consolidated=True)
     return result

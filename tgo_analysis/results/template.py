@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from tgo_analysis import names as N
+from tgo_analysis.results.describe import describe_results
 from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store.store import schema as S
 
@@ -58,4 +59,4 @@ def build_template(act: xr.DataArray, rc: ResultCoords, stats: Sequence[Statisti
             values = np.asarray(act[name].values)
             coords[name] = (dim, np.array([str(v) for v in values], dtype=np.dtypes.StringDType())
                             if values.dtype.kind in "OUT" else values)
-    return xr.Dataset(data_vars, coords=coords)
+    return describe_results(xr.Dataset(data_vars, coords=coords))

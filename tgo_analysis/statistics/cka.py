@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels import cka as K
@@ -48,6 +47,9 @@ from tgo_analysis.statistics.base import (
 )
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
 
 AUTO = "auto"
 REPRESENTATIONS = Option("representations", AUTO, "CKA: the vectors that stand for a sample, comma-separated: "

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUND_NAMES, ratio_interval
@@ -49,6 +48,9 @@ from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_split, fit_unit
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
 
 OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "rank": Option("tangent_rank", None, "tangent: semi-NMF rank r (default min(16, D/4))", int, optional=True),

@@ -18,9 +18,9 @@ checkpoint, layer), so every unit has its own reproducible draws.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES
@@ -48,6 +48,9 @@ from tgo_analysis.kernels.tangent_local import (
 )
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
 
 DEFAULT_RANK = 16
 DEFAULT_FREQUENCY_COUNT = 256

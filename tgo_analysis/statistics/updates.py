@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels import cka as K
@@ -33,6 +32,9 @@ from tgo_analysis.statistics.base import (
 from tgo_analysis.statistics.tangent import OPTIONS as TANGENT_OPTIONS
 from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_unit
 from tgo_store.store import schema as S
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
 
 FIT_OPTIONS = ("rank", "subsample", "iterations", "tolerance", "seed")  # what fixes Q_T (controls are not used)
 

@@ -79,6 +79,8 @@ def results_scale(results: Any, source: LayerSource) -> float | None:
     """``scale`` from a results store's ``eigenvalues_pooled`` when it describes these positions, else None."""
     import xarray as xr
 
+    from tgo_store.store.json_attrs import decode_attrs
+
     if len(source.checkpoints) != 1 or source.tokens.size != source.n_tokens:
         return None
     try:
@@ -88,7 +90,7 @@ def results_scale(results: Any, source: LayerSource) -> float | None:
     name = "eigenvalues_pooled"
     if name not in res:
         return None
-    attrs = {**res.attrs, **res[name].attrs}
+    attrs = {**decode_attrs(res.attrs), **res[name].attrs}  # a results store's nested attrs are JSON text
     if (bool(attrs.get("pooled_exclude_special", False)) != source.choice.exclude_special
             or bool(attrs.get("pooled_exclude_first", False)) != source.choice.exclude_first):
         return None

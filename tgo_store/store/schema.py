@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import xarray as xr
+from typing import TYPE_CHECKING
 
 from tgo_store.errors import TgoError
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
 
 SCHEMA_VERSION = 1  # what image stores are written with
 TEXT_SCHEMA_VERSION = 2  # stores that use SPEC section 5 names (text positions, gradients)

@@ -31,9 +31,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from tgo_analysis import __version__
+
+        print(f"tgo {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print tgo's version and exit")] = False,
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"

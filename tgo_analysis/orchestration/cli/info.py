@@ -15,16 +15,23 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tgo_analysis.results.info import is_results_store
     from tgo_store.store.info import store_info
+    from tgo_store.store.recreate import store_ingest_command
 
-    facts = store_info(store)
     console = Console()
+    if is_results_store(store):
+        _results(store, console)
+        return
+    facts = store_info(store)
     dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
     console.print(f"[bold]{facts.url}[/bold]  activations {facts.dtype}  {dims}")
     console.print(f"chunks {facts.chunks}  shards {facts.shards}")
     ratio = facts.bytes_stored / facts.bytes_logical if facts.bytes_logical else 0.0
     console.print(f"bytes stored {facts.bytes_stored / 1e6:.1f} MB of {facts.bytes_logical / 1e6:.1f} MB logical ({ratio:.2f})")
     console.print(f"model {facts.attrs.get('model', {}).get('name', '?')}  dataset {facts.attrs.get('dataset', {}).get('name', '?')}")
+    console.print("re-create (or extend with more --checkpoints):", soft_wrap=True)
+    console.print(store_ingest_command(facts.url, facts.attrs), soft_wrap=True, markup=False, highlight=False)
     table = Table("index", "step", "blocks", "complete")
     table.add_column("path", overflow="fold")  # a long path wraps, never cut
     for c in facts.checkpoints:
@@ -50,3 +57,23 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
         console.print("complete")
     elif not any(c.get("failed") for c in facts.checkpoints):
         console.print("incomplete: re-run the same `tgo ingest` to finish")
+
+
+def _results(url: str, console: object) -> None:
+    """`tgo info` on a results store: what `tgo analyze` wrote there and whether it is complete."""
+    from tgo_analysis.results.info import results_info
+
+    facts = results_info(url)
+    dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
+    config = facts.attrs.get("tgo_config") or {}
+    console.print(f"[bold]{facts.url}[/bold]  results of `tgo analyze` ({facts.attrs.get('created_by', '?')})  {dims}",
+                  soft_wrap=True)
+    console.print(f"from {config.get('source') or '?'}", soft_wrap=True)
+    console.print(f"checkpoints (steps) {facts.steps}", soft_wrap=True)
+    console.print(f"{len(facts.metrics)} metrics: {', '.join(facts.metrics)}", soft_wrap=True)
+    console.print(f"(checkpoint, layer) units written {facts.units_done}/{facts.units_total}; "
+                  f"multi-slab units {facts.multi_slab_done}", soft_wrap=True)
+    if facts.complete:
+        console.print("complete")
+    else:
+        console.print("incomplete: re-run the same `tgo analyze` to finish", soft_wrap=True)

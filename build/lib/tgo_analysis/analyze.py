@@ -1,0 +1,199 @@
+"""``analyze``: the metrics of SPEC sections 2-3 for every (checkpoint, layer), out of core.
+
+Orchestration only: choose the statistics (``results.selection``), check and prepare them
+with their own options, lay out the results (``results.template``), create or resume the
+results store (``results.store``), then reduce each (checkpoint, layer) unit within the memory
+budget (``engine``) and write it before the next, marking it done so a re-run skips it. It
+names no statistic: what a statistic needs it declares (options, hooks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import xarray as xr
+
+from tgo_analysis import names as N
+from tgo_analysis.engine.device import device_backend
+from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
+from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
+from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
+from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
+from tgo_analysis.results.store import (
+    add_clusters,
+    done_items,
+    finish,
+    mark_done,
+    mark_item_done,
+    prepare_output,
+    write_unit,
+)
+from tgo_analysis.results.template import build_template, result_coords
+from tgo_analysis.statistics import declared_options
+from tgo_analysis.statistics.base import Context, StatisticBase
+from tgo_store.device import resolve_device
+from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
+
+METRICS = selectable()
+
+
+def analysis_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every declared statistic option: the given values checked, the others at their defaults."""
+    declared = declared_options()
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TgoError(f"unknown analysis option {', '.join(unknown)}; the statistics declare "
+                       f"{', '.join(sorted(declared))}")
+    return {name: option.check(given.get(name, option.default)) for name, option in declared.items()}
+
+
+def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_range: tuple[int, int], seed: int,
+             device: str, options: dict[str, Any], params: dict,
+             memory_budget: Any = None) -> tuple[Context, list[StatisticBase]]:
+    """The analysis-wide context and its statistics: validated, ``prepare``d, the rank dim sized."""
+    c, n_layers, n, t, d = act.shape
+    if n < 3:
+        raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
+    ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
+                  backend=device_backend(device), memory_budget=memory_budget, n_checkpoints=c, n_layers=n_layers)
+    stats = chosen_statistics(ctx)
+    for stat in stats:
+        stat.validate(ds, ctx)
+    for stat in stats:
+        prepared = stat.prepare(ds, ctx)
+        if prepared is not None:
+            ctx = dataclasses.replace(ctx, params={**ctx.params, stat.name: prepared})
+    n_rank = max(d, *(stat.rank_length(ctx) for stat in stats)) if stats else d
+    return dataclasses.replace(ctx, n_rank=n_rank), stats
+
+
+def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | None = None,
+            overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_clusters: int = 4,
+            use_umap: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
+            memory_limit: str | None = None, progress: bool = True, checkpoints: Sequence[int] | None = None,
+            device: str = "cpu", memory_budget: int | str | None = None, params: dict | None = None,
+            ready_checkpoints: Sequence[int] | None = None, **options: Any) -> xr.Dataset:
+    """The metrics of SPEC sections 2-3 (and 5) for every (checkpoint, layer, token), out of core.
+
+    ``checkpoints`` (indices) limits this call to those checkpoints (a sweep analyses each one
+    as soon as it is ingested). ``device``: "cpu", "cuda[:N]" (per-token spectra on a GPU) or
+    "torch:cpu" (that path on the CPU, for tests). ``memory_budget`` (bytes or "4GB"; default a
+    fraction of RAM or of the Dask worker's limit) bounds the accumulators: a layer whose
+    per-token accumulators do not fit is reduced in several passes over token groups.
+    ``options`` are the statistics' own options (``id_samples=``, ``all_tokens=``,
+    ``exclude_special=``, ``tangent_rank=``, ...: ``tgo analyze --help`` lists them);
+    ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
+    The result's attrs record how many units were computed and reused, the bytes read and the
+    time (``analysis_summary``), which ``tgo analyze`` prints. Statistics over several slabs (SPEC
+    section 6) run as multi-slab units (``engine.lockstep``); ``ready_checkpoints`` (indices,
+    default all) are those whose activations may be read as a unit's partner (a sweep passes
+    the ingested ones).
+    """
+    from tgo_analysis.engine.scheduler import scheduler_context
+    from tgo_analysis.results.provenance import provenance
+    from tgo_store.progress import UnitProgress
+
+    chosen_metrics = parse_metrics(metrics, ds)
+    fit_range = (int(fit_range[0]), int(fit_range[1]))
+    act = S.validate_activations(ds)
+    option_values = analysis_options(options)
+    ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), resolve_device(device, numpy_cpu=True), option_values,
+                          dict(params or {}), memory_budget)
+    rc = result_coords(act, ctx.n_rank)
+    template = build_template(act, rc, stats, ctx)
+    unit_stats = per_unit(stats)
+    chosen = range(len(rc.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
+    layers = range(len(rc.layers))
+    if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
+        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, memory_budget)
+    config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
+              "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
+              "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
+              "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
+    done = prepare_output(out, template, config, overwrite) if out else set()
+    units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done] if unit_stats else []
+    items_done = done_items(out) if out else set()
+    items = [it for it in work_items(stats, ctx, chosen, ready_checkpoints) if it.key not in items_done]
+    computed: dict[tuple[int, int], dict] = {}
+    passes: list[int] = []
+    cluster_attrs: dict[str, Any] = {}
+    started = time.perf_counter()
+    with scheduler_context(scheduler, workers, memory_limit) as where, \
+            UnitProgress(len(units) + len(items), len(done), enabled=progress) as bar:
+        def keep(ci: int, li: int, arrays: dict, k: int) -> None:
+            passes.append(k)
+            if out:
+                write_unit(out, ci, li, arrays, template)
+                mark_done(out, ci, li)
+            else:
+                computed.setdefault((ci, li), {}).update(arrays)
+            bar.advance()
+
+        def keep_item(item: Any, arrays: dict, k: int) -> None:
+            passes.append(k)
+            for (ci, li), cell in item.cells(arrays):
+                if out:
+                    write_unit(out, ci, li, cell, template)
+                else:
+                    computed.setdefault((ci, li), {}).update(cell)
+            if out:
+                mark_item_done(out, item.key)
+            bar.advance()
+
+        def said(ci: int, li: int) -> Any:
+            def on_pass(i: int, k: int) -> None:
+                if k > 1:
+                    bar.message(f"(checkpoint {ci}, layer {li}): pass {i + 1} of {k} over token groups "
+                                "(the accumulators exceed the memory budget in one pass)")
+            return on_pass
+
+        if where == "threaded":
+            for ci, li in units:
+                source = unit_source(ds, act, ci, li, unit_stats)
+                arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
+                                      memory_budget, on_pass=said(ci, li))
+                keep(ci, li, arrays, k)
+        else:
+            from tgo_analysis.engine.cluster import on_cluster
+
+            if units:
+                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
+        run_items(ds, act, ctx, items, memory_budget, keep_item, on_cluster=where != "threaded")
+    elapsed = time.perf_counter() - started
+    read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
+        * ctx.n_tokens * ctx.n_features
+    token_passes = max(passes, default=1)
+    attrs = {**provenance(where), **metric_attrs(fit_range), "tgo_config": config, "device": ctx.device,
+             "token_passes": token_passes,
+             "read_amplification": f"each unit's blocks were read {token_passes} x (one pass per token group "
+                                   "whose accumulators fit the memory budget)",
+             "rank_padding": "eigenvalue arrays share the `rank` dim; ranks beyond a spectrum's length are NaN",
+             "analysis_summary": {"units_computed": len(units), "units_reused": len(done), "scheduler": where,
+                                  "multi_slab_units_computed": len(items), "multi_slab_units_reused": len(items_done),
+                                  "bytes_read": read_bytes, "token_passes": token_passes,
+                                  "seconds": round(elapsed, 3)},
+             "input_attrs": json.dumps({k: v for k, v in ds.attrs.items()}, default=str)}
+    if cluster_attrs:
+        attrs["cluster_plan"] = cluster_attrs
+        attrs["read_amplification"] = (f"each unit's bytes were read {cluster_attrs.get('read_amplification', 1)} x "
+                                       "(token-range tasks read their inner chunks; sample-range tasks every token)")
+    for stat in stats:
+        attrs.update(stat.attrs(ctx))
+    result = finish(out, template, computed, attrs)
+    if ctx.wants(N.ALPHA_CLUSTER) and N.ALPHA in result:
+        result = add_clusters(result, out, int(n_clusters), bool(use_umap), int(seed))
+    return result
+
+
+def summary_line(result: xr.Dataset) -> str:
+    """What an analysis did, in one line (``tgo analyze`` prints it)."""
+    s = result.attrs.get("analysis_summary") or {}
+    seconds, read = float(s.get("seconds", 0.0)), float(s.get("bytes_read", 0))
+    return (f"analyzed {s.get('units_computed', 0)} (checkpoint, layer) units ({s.get('units_reused', 0)} reused) "
+            f"on {s.get('scheduler', '?')}: {read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s "
+            f"({read / max(seconds, 1e-9) / 1e9:.2f} GB/s)")

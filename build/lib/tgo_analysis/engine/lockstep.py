@@ -1,0 +1,166 @@
+"""Units over several (checkpoint, layer) slabs, read in lockstep over the same sample blocks.
+
+A statistic with ``unit_kind = "checkpoint_layers"`` gets one unit per checkpoint (its layers,
+in order); one with ``"layer_checkpoints"`` one unit per (checkpoint, layer) with the partner
+checkpoints it names (the CKA reference, the next checkpoint). ``work_items`` lists them for an
+analysis: an item is included when its anchor or one of its partners is among the checkpoints
+asked for and every slab it reads is ready (a sweep analyses checkpoints as they arrive, so an
+item waits for its partner and runs when that one is ingested). ``lockstep_task`` reduces one
+item through the fold of ``engine.fold`` (same block reader, same fold hooks), one pass per
+group its statistics plan within the memory budget (``engine.budget.plan_groups``). Its key
+names the slabs it read, so the done record of a resumed analysis matches only the same work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.budget import parse_budget, plan_groups
+from tgo_analysis.engine.fold import Plan, _empty, _fold_pass, _put
+from tgo_analysis.engine.units import unit_context, unit_source
+from tgo_analysis.statistics.base import (
+    CHECKPOINT_LAYERS,
+    LAYER_CHECKPOINTS,
+    UNIT,
+    Context,
+    StatisticBase,
+)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One multi-slab unit: its kind, anchor, the slabs it reads (anchor first) and its statistics."""
+
+    kind: str
+    checkpoint: int
+    layer: int | None  # None: every layer of the checkpoint (checkpoint_layers)
+    slabs: tuple[tuple[int, int], ...]
+    stats: tuple[StatisticBase, ...]
+
+    @property
+    def key(self) -> str:
+        """The done record's name: kind, anchor and every slab read (a changed partner is new work)."""
+        partners = "-".join(f"c{c}" for c in dict.fromkeys(c for c, _ in self.slabs))
+        layer = "all" if self.layer is None else f"l{self.layer:06d}"
+        stats = "+".join(s.name for s in self.stats)
+        return f"{self.kind}/c{self.checkpoint:06d}_{layer}_{partners}_{stats}"
+
+    def cells(self, arrays: dict[str, np.ndarray]) -> list[tuple[tuple[int, int], dict[str, np.ndarray]]]:
+        """The (checkpoint, layer) result cells and their arrays (checkpoint_layers: one per layer)."""
+        if self.layer is not None:
+            return [((self.checkpoint, self.layer), arrays)]
+        return [((self.checkpoint, li), {k: v[i] for k, v in arrays.items()}) for i, (_, li) in enumerate(self.slabs)]
+
+
+def per_unit(stats: Iterable[StatisticBase]) -> list[StatisticBase]:
+    """The statistics of ordinary (checkpoint, layer) units."""
+    return [s for s in stats if s.unit_kind == UNIT]
+
+
+def work_items(stats: Sequence[StatisticBase], ctx: Context, chosen: Iterable[int],
+               ready: Iterable[int] | None = None) -> list[WorkItem]:
+    """Every multi-slab unit of the analysis whose anchor or partner is in ``chosen`` and whose slabs are ready."""
+    n_ckpt, n_layers = ctx.n_checkpoints, ctx.n_layers
+    chosen, ready = set(chosen), set(range(n_ckpt)) if ready is None else set(ready)
+    items: list[WorkItem] = []
+    by_checkpoint = tuple(s for s in stats if s.unit_kind == CHECKPOINT_LAYERS)
+    if by_checkpoint:
+        items += [WorkItem(CHECKPOINT_LAYERS, ci, None, tuple((ci, li) for li in range(n_layers)), by_checkpoint)
+                  for ci in sorted(chosen & ready)]
+    by_layer = [s for s in stats if s.unit_kind == LAYER_CHECKPOINTS]
+    for ci in range(n_ckpt) if by_layer else ():
+        partners = {s.name: s.partners(ci, ctx) for s in by_layer}
+        active = tuple(s for s in by_layer if partners[s.name])
+        checkpoints = tuple(dict.fromkeys([ci, *(p for s in active for p in partners[s.name])]))
+        if not active or not set(checkpoints) & chosen or not set(checkpoints) <= ready:
+            continue
+        items += [WorkItem(LAYER_CHECKPOINTS, ci, li, tuple((c, li) for c in checkpoints), active)
+                  for li in range(n_layers)]
+    return items
+
+
+def item_source(ds: xr.Dataset, act: xr.DataArray, item: WorkItem) -> UnitSource:
+    """The anchor slab with its per-(sample, token) coords, and the other slabs to read beside it."""
+    ci, li = item.slabs[0]
+    source = unit_source(ds, act, ci, li, item.stats)
+    return dataclasses.replace(source, others=tuple(LazySlab(act.data[c, lo]) for c, lo in item.slabs[1:]))
+
+
+def item_context(ds: xr.Dataset, ctx: Context, item: WorkItem, source: UnitSource) -> Context:
+    """The context of one item: its slabs, and its statistics' ``prepare_unit`` at the anchor."""
+    ctx = dataclasses.replace(ctx, slabs=item.slabs)
+    if item.layer is None:
+        return dataclasses.replace(ctx, source=source)
+    return unit_context(ds, ctx, item.stats, item.checkpoint, item.layer, source)
+
+
+def lockstep_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: Any,
+                  threads: int | None = None,
+                  on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """One item's result arrays and the number of passes made over its blocks."""
+    from threadpoolctl import threadpool_limits
+
+    n_slabs = 1 + len(source.others)
+    rows, groups = plan_groups(stats, ctx, parse_budget(budget), source.block_rows(), n_slabs, threads)
+    n_passes = max(len(g) for g in groups.values())
+    joined: dict[str, Any] = {}
+    threads = threads or 1
+    with ThreadPoolExecutor(len(stats), thread_name_prefix="tgo-lockstep") as pool:
+        for index in range(n_passes):
+            if on_pass is not None:
+                on_pass(index, n_passes)
+            active = [s for s in stats if index < len(groups[s.name])]
+            pass_ctx = dataclasses.replace(ctx, group={s.name: groups[s.name][index] for s in active})
+            plan = Plan(((0, ctx.n_tokens),), 1, rows if rows < source.block_rows() else None)
+            blas = max(1, (threads if threads > 1 else _cpus()) // len(active))
+            with threadpool_limits(limits=blas, user_api="blas"):
+                partials = _fold_pass(source, [], active, [], pass_ctx, plan, pool)
+            for s in active:
+                joined[s.name] = s.join_groups(joined.get(s.name), partials.pop((s.name, None)), pass_ctx)
+    out = _empty([v for s in stats for v in s.variables(ctx)])
+    for s in stats:
+        arrays = s.aggregate(joined.pop(s.name), ctx).arrays
+        for name, value in arrays.items():  # checkpoint_layers: a leading layer axis
+            if name in out and np.shape(value) != out[name].shape:
+                out[name] = np.full(np.shape(value), np.nan)
+        _put(out, arrays, None)
+    return out, n_passes
+
+
+def _cpus() -> int:
+    from tgo_analysis.engine.budget import default_threads
+
+    return default_threads()
+
+
+def run_items(ds: xr.Dataset, act: xr.DataArray, ctx: Context, items: Sequence[WorkItem], budget: Any,
+              keep: Callable[[WorkItem, dict[str, np.ndarray], int], None], on_cluster: bool = False,
+              said: Callable[[WorkItem], Callable[[int, int], None]] | None = None) -> None:
+    """Reduce every item and hand it to ``keep``: in this process, or as one Dask task each."""
+    if not on_cluster:
+        for item in items:
+            source = item_source(ds, act, item)
+            arrays, k = lockstep_task(source, item.stats, item_context(ds, ctx, item, source), budget,
+                                      on_pass=said(item) if said else None)
+            keep(item, arrays, k)
+        return
+    import dask
+    from distributed import get_client
+
+    width = max(1, sum(get_client().nthreads().values()))
+    for start in range(0, len(items), width):
+        batch = items[start:start + width]
+        tasks = []
+        for item in batch:
+            source = item_source(ds, act, item)
+            tasks.append(dask.delayed(lockstep_task)(source, item.stats, item_context(ds, ctx, item, source), budget, 1))
+        for item, (arrays, k) in zip(batch, dask.compute(*tasks), strict=True):
+            keep(item, arrays, k)

@@ -1,0 +1,59 @@
+"""Alpha-trajectory clusters: k-means of each token's alpha across layers, mapped to the patch grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from tgo_store.errors import TgoError
+
+
+def cluster_alpha_trajectories(
+    alpha: xr.DataArray, n_clusters: int, *, use_umap: bool = False, seed: int = 0
+) -> xr.DataArray:
+    """alpha (layer, token) -> cluster id per token; -1 for tokens with NaN in their trajectory.
+
+    Trajectories are standardised per layer; ids are ordered by the cluster's mean alpha, so
+    cluster 0 always has the lowest mean alpha and ids are stable across runs.
+    """
+    from sklearn.cluster import KMeans
+
+    traj = np.asarray(alpha.transpose("token", "layer").values, dtype=np.float64)
+    valid = np.isfinite(traj).all(axis=1)
+    labels = np.full(traj.shape[0], -1, dtype=np.int64)
+    k = min(int(n_clusters), int(valid.sum()))
+    if k >= 1:
+        data = traj[valid]
+        spread = data.std(axis=0)
+        features = (data - data.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        if use_umap:
+            features = _umap(features, seed)
+        fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(features).labels_
+        order = np.argsort([data[fitted == c].mean() for c in range(k)])
+        labels[valid] = np.argsort(order)[fitted]
+    return xr.DataArray(
+        labels, dims=("token",), coords={"token": alpha["token"].values}, name="alpha_cluster"
+    )
+
+
+def _umap(features: np.ndarray, seed: int) -> np.ndarray:
+    try:
+        import umap
+    except ImportError as exc:
+        raise TgoError(
+            "UMAP clustering needs umap-learn; install it with `pip install 'tgo[umap]'`"
+        ) from exc
+    n_neighbors = max(2, min(15, features.shape[0] - 1))
+    return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed).fit_transform(
+        features
+    )
+
+
+def clusters_on_grid(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Patch-grid image of cluster ids (prefix tokens, row/col -1, are left out); -1 = no token."""
+    patch = (rows >= 0) & (cols >= 0)
+    if not patch.any():
+        return np.zeros((0, 0), dtype=np.int64)
+    grid = np.full((rows[patch].max() + 1, cols[patch].max() + 1), -1, dtype=np.int64)
+    grid[rows[patch], cols[patch]] = labels[patch]
+    return grid

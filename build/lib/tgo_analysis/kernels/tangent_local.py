@@ -1,0 +1,145 @@
+"""Per-position tangency (SPEC section 5): each position's own semi-NMF atoms against its gradient.
+
+The global tangent energy asks whether the gradients lie in the span of ALL r atoms; at rank r
+that span is close to the top principal subspace, so it cannot tell "tangent" from "high
+variance". The paper's proxies are concepts: at position i only the atoms active in its code
+z_i ≥ 0 describe where x_i sits. Here (pure numpy, float64):
+
+- codes: z_i = argmin_{z ≥ 0} ‖Wᵀz − x_i‖² for the fitted dictionary W (r, D), solved exactly
+  on the equivalent r-dim problem ‖S Vᵀ z − Uᵀx‖² from the thin SVD Wᵀ = U S Vᵀ (the residual
+  outside span(U) is a constant), for every position at once (``batched_nnls``: coordinate
+  descent finds each support, the KKT conditions certify the least-squares solution on it; a
+  loop of ``scipy.optimize.nnls`` calls cost about 20-60 µs a position, minutes for a layer's
+  millions of held-out positions); ``scipy.optimize.nnls`` per position where the dictionary is
+  rank-deficient (the problem is then not strictly convex) or a position is not certified;
+- activity rule (``ACTIVITY_RULE``): atom j is active at i when z_ij > fraction · max_j z_ij;
+- share: ‖P_A g‖² / ‖g‖² with P_A the projector on span{w_j : j ∈ A}, computed as
+  b_Aᵀ (H_AA)⁺ b_A with b = W g and H = W Wᵀ, one pseudo-inverse per distinct active set;
+- radial share: ⟨g, x/‖x‖⟩² / ‖g‖², the direction a norm layer treats apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_ACTIVE_FRACTION = 0.5
+ACTIVITY_RULE = ("atom j is active at position i when its non-negative least-squares code "
+                 "z_ij > {fraction} * max_j z_ij (z_i = argmin_{{z >= 0}} ||W^T z - x_i||^2, the fitted W "
+                 "fixed); a position with an all-zero code has no active atom (share 0)")
+
+
+@dataclass(frozen=True)
+class CodeSolver:
+    """The fixed-dictionary pieces of every position's NNLS: A = S Vᵀ (k, r), Uᵀ (k, D), H = WWᵀ."""
+
+    reduced: np.ndarray
+    project: np.ndarray
+    dictionary: np.ndarray
+    gram: np.ndarray
+
+
+def code_solver(dictionary: np.ndarray) -> CodeSolver:
+    w = np.asarray(dictionary, dtype=np.float64)
+    u, s, vt = np.linalg.svd(w.T, full_matrices=False)
+    keep = s > (s[0] if s.size else 0.0) * max(w.shape) * np.finfo(np.float64).eps
+    return CodeSolver(s[keep, None] * vt[keep], u[:, keep].T.copy(), w, w @ w.T)
+
+
+def nonnegative_codes(points: np.ndarray, solver: CodeSolver) -> np.ndarray:
+    """(n, r) codes z_i ≥ 0 of points (n, D) for the solver's dictionary (exact NNLS per point)."""
+    b = np.asarray(points, dtype=np.float64) @ solver.project.T
+    a = solver.reduced
+    if a.shape[0] < a.shape[1]:  # rank-deficient dictionary: several minimisers, take scipy's
+        return _scipy_codes(a, b, np.arange(b.shape[0]))
+    gram, c = a.T @ a, b @ a
+    codes, unfinished = batched_nnls(gram, c)
+    codes[unfinished] = _scipy_codes(a, b, unfinished)
+    return codes
+
+
+def _scipy_codes(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    # imported here, not with the module: scipy.optimize costs every `tgo` start-up most of a second
+    from scipy.optimize import nnls
+
+    out = np.zeros((rows.size, a.shape[1]))
+    for i, row in enumerate(rows):
+        out[i] = nnls(a, b[row])[0]
+    return out
+
+
+def _restricted_solutions(gram: np.ndarray, c: np.ndarray, passive: np.ndarray) -> np.ndarray:
+    """(m, r): each row's least-squares solution on its passive atoms (zero elsewhere)."""
+    both = passive[:, :, None] & passive[:, None, :]
+    system = np.where(both, gram, 0.0) + np.eye(gram.shape[0]) * ~passive[:, :, None]
+    return np.linalg.solve(system, np.where(passive, c, 0.0)[..., None])[..., 0]
+
+
+def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 8, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """argmin_{z ≥ 0} ½zᵀHz − cᵀz for every row of c (m, r), H = AᵀA positive definite (r, r).
+
+    Cyclic coordinate descent on all rows together finds each row's support; the least-squares
+    solution on that support is then certified optimal by the KKT conditions (positive on the
+    support, dual c − Hz ≤ 0 off it), which make it the exact minimiser of this strictly convex
+    problem. Rows are certified after every ``sweeps`` sweeps and leave the descent; returns the
+    codes and the rows still uncertified after ``rounds`` rounds, which the caller solves one by one.
+    """
+    m, r = c.shape
+    out = np.zeros((m, r))
+    if not (m and r):
+        return out, np.arange(0)
+    diagonal = np.diag(gram)
+    z = np.zeros((r, m))  # feature-major: each coordinate update reads and writes one contiguous row
+    target = np.ascontiguousarray(c.T)
+    todo = np.arange(m)
+    for _ in range(rounds):
+        for _ in range(sweeps):
+            for j in range(r):
+                z[j] = np.maximum(0.0, z[j] + (target[j] - gram[j] @ z) / diagonal[j])
+        passive, rows = (z > 0).T, c[todo]
+        solution = np.where(passive, _restricted_solutions(gram, rows, passive), 0.0)
+        dual = rows - solution @ gram
+        tolerance = 1e-10 * np.maximum(np.abs(rows).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        certified = np.all(~passive | (solution > 0), axis=1) & np.all(passive | (dual <= tolerance), axis=1)
+        out[todo[certified]] = solution[certified]
+        todo, z, target = todo[~certified], z[:, ~certified], target[:, ~certified]
+        if not todo.size:
+            break
+    return out, todo
+
+
+def active_atoms(codes: np.ndarray, fraction: float = DEFAULT_ACTIVE_FRACTION) -> np.ndarray:
+    """(n, r) bool: the activity rule (z_ij > fraction · max_j z_ij, and z_ij > 0)."""
+    z = np.asarray(codes, dtype=np.float64)
+    top = z.max(axis=1, keepdims=True) if z.size else np.zeros((z.shape[0], 1))
+    return (z > fraction * top) & (z > 0)
+
+
+def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolver) -> np.ndarray:
+    """(n,) ‖P_{A_i} g_i‖² / ‖g_i‖² for gradients (n, D) and active sets (n, r); NaN where g = 0."""
+    g = np.asarray(gradients, dtype=np.float64)
+    b = g @ solver.dictionary.T
+    norm = np.einsum("ij,ij->i", g, g)
+    inside = np.zeros(g.shape[0])
+    if g.shape[0]:
+        sets, which = np.unique(np.asarray(active, bool), axis=0, return_inverse=True)
+        for s, atoms in enumerate(sets):
+            if not atoms.any():
+                continue
+            rows = np.flatnonzero(which.reshape(-1) == s)
+            inverse = np.linalg.pinv(solver.gram[np.ix_(atoms, atoms)], hermitian=True)
+            part = b[np.ix_(rows, atoms)]
+            inside[rows] = np.einsum("ij,jk,ik->i", part, inverse, part)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, inside / np.where(norm > 0, norm, 1.0), np.nan)
+
+
+def radial_shares(gradients: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(n,) ⟨g_i, x_i/‖x_i‖⟩² / ‖g_i‖²; NaN where g or x is zero."""
+    g = np.asarray(gradients, dtype=np.float64)
+    x = np.asarray(points, dtype=np.float64)
+    dot = np.einsum("ij,ij->i", g, x)
+    denominator = np.einsum("ij,ij->i", g, g) * np.einsum("ij,ij->i", x, x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, dot**2 / np.where(denominator > 0, denominator, 1.0), np.nan)

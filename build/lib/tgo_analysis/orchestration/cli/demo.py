@@ -1,0 +1,74 @@
+"""`tgo demo [--text]`: the embedded defaults, end to end, offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from tgo_analysis.orchestration.cli.app import app
+
+
+@dataclass(frozen=True)
+class DemoKind:
+    """How to run one demo and print its headline table (import paths keep the CLI light)."""
+
+    module: str
+    run: str
+    columns: str
+    legend: str
+    rows: str
+    series: str  # the training log's per-step score shown in the table
+    title: str
+    default_out: str
+
+    def load(self, name: str) -> Callable[..., Any] | Any:
+        import importlib
+
+        return getattr(importlib.import_module(self.module), getattr(self, name))
+
+
+DEMOS = {
+    False: DemoKind("tgo_analysis.orchestration.demos.image", "run_demo", "HEADLINE_COLUMNS", "HEADLINE_LEGEND",
+                    "headline_rows", "accuracy", "tgo demo: headline numbers", "tgo-demo"),
+    True: DemoKind("tgo_analysis.orchestration.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS", "TEXT_HEADLINE_LEGEND",
+                   "text_headline_rows", "held_out_loss", "tgo demo --text: headline numbers", "tgo-demo-text"),
+}
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        str | None, typer.Option(help="folder for checkpoints, stores and the report "
+                                      "[default: tgo-demo, or tgo-demo-text with --text]")
+    ] = None,
+    text: Annotated[
+        bool, typer.Option(help="the language demo: a small LLaMA decoder trained from scratch on Python's "
+                                "bundled documentation, recorded with its gradients")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option(help="a one-minute smoke run (a few training steps, 3 checkpoints)")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Train a small transformer (a ViT on scikit-learn's digits, or with --text a decoder on Python's
+    documentation), record every checkpoint, layer and token, analyse the geometry and write a report.
+    Re-running resumes."""
+    import xarray as xr
+    from rich.console import Console
+    from rich.table import Table
+
+    kind = DEMOS[text]
+    summary = kind.load("run")(out or kind.default_out, quick=quick, progress=not quiet)
+    results = xr.open_zarr(summary.results, zarr_format=3)
+    table = Table(*kind.load("columns"), title=kind.title)
+    for row in kind.load("rows")(results, summary.per_step(kind.series)):
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    console.print(kind.load("legend"))
+    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
+    console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
+    console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)

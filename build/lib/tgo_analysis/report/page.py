@@ -1,0 +1,130 @@
+"""The HTML page of a report: one self-contained file (figures inline as base64 PNG, no links
+out), and the provenance tables read from a results dataset's coords and attrs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import xarray as xr
+
+from tgo_store.store import schema as S
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:13px;margin-bottom:1em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+pre{margin:0;white-space:pre-wrap;word-break:break-all}.note{color:#666}"""
+
+# attrs that describe the run rather than a metric definition
+RUN_ATTRS = ("created_by", "created_at", "scheduler", "host", "python")
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def header(title: str, summary: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1><p class='note'>{esc(summary)}</p>"
+    )
+
+
+def summary(res: xr.Dataset) -> str:
+    """What the results cover, in plain words (not the dims: 'checkpoint=7 ... token_other=65')."""
+    steps = [int(v) for v in res[S.CHECKPOINT].values]
+    layers = [int(v) for v in res[S.LAYER].values]
+    parts = [f"{len(steps)} checkpoint{'s' * (len(steps) != 1)} (training steps {steps[0]} to {steps[-1]})"
+             if steps else "no checkpoints",
+             f"{len(layers)} layers ({layers[0]} = embedding output)" if layers else "no layers"]
+    if S.TOKEN in res.sizes:
+        kinds = [str(k) for k in res[S.TOKEN_KIND].values] if S.TOKEN_KIND in res.coords else []
+        patches = kinds.count("patch")
+        what = f" (CLS and {patches} patches)" if patches and "cls" in kinds else ""
+        parts.append(f"{res.sizes[S.TOKEN]} {'tokens' if patches else 'positions'} per sample{what}")
+    shape = _mapping(res.attrs.get("tgo_config", {})).get("shape")
+    if isinstance(shape, list) and len(shape) == 5:
+        parts.append(f"{shape[2]} samples of {shape[4]} features")
+    inputs = _mapping(res.attrs.get("input_attrs", {}))
+    model = _mapping(inputs.get("model", {})).get("name")
+    dataset = _mapping(inputs.get("dataset", {})).get("name")
+    where = f" Model {model} on {dataset}." if model and dataset else ""
+    return "These results: " + ", ".join(parts) + "." + where
+
+
+def figure(key: str, heading: str, caption: str, png: bytes, reading: str | None = None) -> str:
+    """A section: heading, caption, the figure, and under it the sentence read from the numbers."""
+    data = base64.b64encode(png).decode("ascii")
+    under = f"<p class='reading'>{esc(reading)}</p>" if reading else ""
+    return (
+        f"<h2 id='{esc(key)}'>{esc(heading)}</h2><p>{esc(caption)}</p>"
+        f"<img alt='{esc(heading)}' src='data:image/png;base64,{data}'>{under}"
+    )
+
+
+def skipped(headings: Iterable[str]) -> str:
+    names = ", ".join(headings)
+    return f"<p class='note'>Not shown (metrics not in these results): {esc(names)}.</p>" if names else ""
+
+
+def table(head: tuple[str, ...], rows: Iterable[tuple[Any, ...]], pre: bool = False) -> str:
+    cell = (lambda v: f"<td><pre>{esc(v)}</pre></td>") if pre else (lambda v: f"<td>{esc(v)}</td>")
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr>{body}</table>"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=1, default=str)
+
+
+def _mapping(value: Any) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def checkpoint_rows(res: xr.Dataset) -> list[tuple[int, str, str]]:
+    """(step, path, sha256 prefix) per checkpoint; '-' where the store did not record it."""
+    steps = [int(s) for s in res[S.CHECKPOINT].values]
+    paths = res[S.CHECKPOINT_PATH].values if S.CHECKPOINT_PATH in res.coords else ["-"] * len(steps)
+    hashes = res[S.CHECKPOINT_SHA256].values if S.CHECKPOINT_SHA256 in res.coords else ["-"] * len(steps)
+    return [(s, str(p), str(h)[:12]) for s, p, h in zip(steps, paths, hashes, strict=True)]
+
+
+def provenance(res: xr.Dataset, training: dict | None = None) -> str:
+    """Model, dataset, checkpoints, metric definitions and parameters, package versions."""
+    inputs = _mapping(res.attrs.get("input_attrs", {}))
+    parts = ["<h2 id='provenance'>Provenance</h2>"]
+    source = [(k, _text(inputs[k])) for k in ("model", "dataset", "created_by", "tgo_schema") if k in inputs]
+    if source:
+        parts.append("<h3>Model and dataset (from the activation store)</h3>")
+        parts.append(table(("item", "value"), source, pre=True))
+    key, label = ("accuracy", "held-out accuracy")
+    if training and not training.get(key):
+        key, label = ("held_out_loss", "held-out loss (nats)")
+    score = dict(zip(training["steps"], training.get(key) or [], strict=False)) if training else {}
+    rows = [(s, p, h, f"{score[s]:.3f}" if s in score else "-") for s, p, h in checkpoint_rows(res)]
+    parts.append("<h3>Checkpoints</h3>")
+    parts.append(table(("step", "path", "sha256 (prefix)", label), rows))
+    skip = {"input_attrs", "package_versions", *RUN_ATTRS}
+    definitions = [(k, _text(v)) for k, v in res.attrs.items() if k not in skip]
+    parts.append("<h3>Metric definitions and parameters</h3>")
+    parts.append(table(("name", "value"), definitions, pre=True))
+    versions = _mapping(res.attrs.get("package_versions", {}))
+    run = [(k, _text(res.attrs[k])) for k in RUN_ATTRS if k in res.attrs]
+    parts.append("<h3>Analysis run and package versions</h3>")
+    parts.append(table(("item", "value"), run + sorted(versions.items())))
+    return "".join(parts)
+
+
+def footer() -> str:
+    return "</body></html>"

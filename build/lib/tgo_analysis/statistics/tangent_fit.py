@@ -1,0 +1,209 @@
+"""The tangent proxy of one (checkpoint, layer), fitted on the fit split of the samples.
+
+The samples (sequences or images) are split once per analysis with a seeded permutation
+(``fit_split``): the semi-NMF, the PCA baseline Q_P and the codes behind the local null are
+fitted on the fit split, and every gradient statistic is computed on the held-out samples, so a
+basis never scores the positions it was fitted to. Within the fit split, positions are chosen
+as the pooled metrics choose them (padding never; special tokens and first positions by
+``--exclude-special`` / ``--exclude-first``).
+
+The subsample is read from the store without loading the layer: samples are taken in a seeded
+random order until they hold enough valid positions (the attention mask is a small coordinate),
+only those samples are read, and the positions are then drawn without replacement among their
+valid ones. A second fit from another seed (another subsample and another start) gives
+``tangent_subspace_stability``. Control frames are drawn with a seed derived from (control seed,
+checkpoint, layer), so every unit has its own reproducible draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tgo_analysis import names as N
+from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES
+from tgo_analysis.kernels.pooling import PositionChoice, valid_positions
+from tgo_analysis.kernels.seminmf import (
+    DEFAULT_ITERATIONS,
+    DEFAULT_TOLERANCE,
+    check_rank,
+    fit_seminmf,
+)
+from tgo_analysis.kernels.tangent_energy import (
+    control_bases,
+    isotropic_expectation,
+    pca_basis,
+    subspace_stability,
+    tangent_basis,
+)
+from tgo_analysis.kernels.tangent_local import (
+    ACTIVITY_RULE,
+    DEFAULT_ACTIVE_FRACTION,
+    CodeSolver,
+    active_atoms,
+    code_solver,
+    nonnegative_codes,
+)
+from tgo_store.errors import TgoError
+from tgo_store.store import schema as S
+
+if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
+    import xarray as xr
+
+DEFAULT_RANK = 16
+DEFAULT_FREQUENCY_COUNT = 256
+SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
+
+
+@dataclass(frozen=True)
+class TangentOptions:
+    """Everything that fixes the tangent numbers; recorded in the result attrs."""
+
+    rank: int | None = None  # None: min(16, D // 4), so small models get a subspace with room for controls
+    iterations: int = DEFAULT_ITERATIONS
+    tolerance: float = DEFAULT_TOLERANCE
+    subsample: int = 4096
+    seed: int = 0  # split, subsample and semi-NMF start; the stability fit uses seed + 1
+    control_draws: int = 32
+    control_seed: int = 1
+    fit_fraction: float = 0.5  # share of the samples the bases are fitted on
+    active_fraction: float = DEFAULT_ACTIVE_FRACTION
+    bootstrap: int = DEFAULT_REPLICATES
+    frequency_count: int = DEFAULT_FREQUENCY_COUNT  # positions per frequency bucket (equal count)
+    stability: bool = True
+    exclude_special: bool = False
+    exclude_first: bool = False
+    device: str = "cpu"
+
+    @property
+    def positions(self) -> PositionChoice:
+        return PositionChoice(exclude_special=self.exclude_special, exclude_first=self.exclude_first)
+
+    def resolved(self, n_features: int) -> TangentOptions:
+        """The options with the rank fixed for D features, checked (1 ≤ r, 2r ≤ D for the controls)."""
+        rank = self.rank if self.rank is not None else max(1, min(DEFAULT_RANK, n_features // 4))
+        check_rank(rank, n_features)
+        if 2 * rank > n_features:
+            raise TgoError(f"tangent rank {rank} leaves no room for {rank} control directions in the "
+                           f"orthogonal complement of D = {n_features}; use a rank of at most {n_features // 2}")
+        if not 0 < self.fit_fraction < 1:
+            raise TgoError(f"--tangent-fit-fraction must be in (0, 1), got {self.fit_fraction}; the bases are "
+                           "fitted on that share of the samples and the gradients scored on the rest")
+        if not 0 <= self.active_fraction < 1:
+            raise TgoError(f"--tangent-active-fraction must be in [0, 1), got {self.active_fraction}")
+        return replace(self, rank=rank)
+
+    def attrs(self, n_features: int) -> dict[str, object]:
+        options = self.resolved(n_features)
+        out: dict[str, object] = {f"tangent_{k}": v for k, v in asdict(options).items() if k != "device"}
+        out[N.TANGENT_ISOTROPIC] = isotropic_expectation(options.rank, n_features)
+        out["tangent_fit"] = ("semi-NMF (Ding, Li & Jordan 2010) A ≈ ZW, Z ≥ 0, of the un-centred "
+                              "activations of a seeded subsample of valid positions of the fit split; "
+                              "Q_T = orthonormal basis of the row space of W")
+        out["tangent_pca"] = ("Q_P = top-r eigenvectors of the centred covariance of the same fit-split "
+                              "subsample (the 'high variance' subspace at matched rank)")
+        out["tangent_controls"] = "Haar-uniform orthonormal frames in the orthogonal complement of Q_T"
+        out["tangent_positions"] = options.positions.describe() + "; gradient statistics on held-out samples only"
+        out["tangent_split"] = (f"fit split = the first round({options.fit_fraction} * n_samples) sample indices "
+                                f"of numpy default_rng([{SPLIT_STREAM}, seed]).permutation(n_samples); every "
+                                "other sample is held out")
+        out["tangent_activity_rule"] = ACTIVITY_RULE.format(fraction=options.active_fraction)
+        out["tangent_local_null"] = ("P_pi(i): the active atoms of a fit-split subsample position chosen by a "
+                                     "seeded hash of held-out position i (no pairing of gradient and position)")
+        out["tangent_bootstrap_rule"] = (f"Poisson(1) weights per sample from default_rng([0xB007, seed, sample]), "
+                                         f"{options.bootstrap} replicates, {BOUNDS[0]:.0%}-{BOUNDS[1]:.0%} "
+                                         "percentile interval; the fitted bases held fixed (their variability "
+                                         "is tangent_subspace_stability)")
+        out["tangent_stability_rule"] = ("mean cos^2 of the principal angles between Q_T of this fit and of a "
+                                         "fit with seed + 1 (another subsample of the fit split, another start)")
+        out["tangent_frequency_rule"] = (f"per bucket, the {options.frequency_count} held-out positions with the "
+                                         "smallest seeded position keys (equal count; a bucket with fewer is NaN); "
+                                         "masked-LM masked positions saw the mask token, which the corpus counts "
+                                         "do not hold, and enter no bucket")
+        return out
+
+
+def fit_split(n_samples: int, fraction: float, seed: int) -> np.ndarray:
+    """(n_samples,) bool, True = fit split: round(fraction · n) samples of a seeded permutation."""
+    if n_samples < 2:
+        raise TgoError(f"tangent metrics fit their bases on some samples and score the gradients on the others; "
+                       f"this store has {n_samples} sample(s): ingest at least 2")
+    n_fit = min(n_samples - 1, max(1, round(fraction * n_samples)))
+    out = np.zeros(n_samples, bool)
+    out[np.random.default_rng([SPLIT_STREAM, int(seed)]).permutation(n_samples)[:n_fit]] = True
+    return out
+
+
+@dataclass(frozen=True)
+class TangentBasis:
+    """One unit's frames Q_T (D, k), controls (draws, D, k), Q_P (D, k), the code solver of its
+    dictionary, the active atoms of its fit points (the local null's pool) and the fits' record."""
+
+    tangent: np.ndarray
+    controls: np.ndarray
+    pca: np.ndarray
+    solver: CodeSolver
+    fit_active: np.ndarray
+    fit_iterations: int
+    fit_converged: bool
+    positions: int
+    stability: float = float("nan")
+    stability_converged: bool = True
+
+
+def sample_positions(mask: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sample rows, (row-in-selection, token) pairs): a seeded subsample of ``size`` valid positions.
+
+    Rows are taken in a seeded random order until they hold ``size`` valid positions; the
+    returned rows are sorted (so the read is in store order) and the pairs index into them.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(mask.shape[0])
+    enough = np.searchsorted(np.cumsum(mask[order].sum(axis=1)), size) + 1
+    rows = np.sort(order[:enough])
+    picked_rows, picked_tokens = np.nonzero(mask[rows])
+    take = rng.permutation(picked_rows.size)[:size]
+    return rows, np.stack([picked_rows[take], picked_tokens[take]], axis=1)
+
+
+def fit_positions(ds: xr.Dataset, fit: np.ndarray, choice: PositionChoice) -> np.ndarray:
+    """(sample, token) bool: the positions of the fit split that the fit may draw."""
+    shape = (ds.sizes[S.SAMPLE], ds.sizes[S.TOKEN])
+    mask = ds[S.ATTENTION_MASK].values if S.ATTENTION_MASK in ds else None
+    special = ds[S.TOKEN_SPECIAL].values if S.TOKEN_SPECIAL in ds else None
+    return valid_positions(shape, mask, special, choice) & fit[:, None]
+
+
+def _points(ds: xr.Dataset, checkpoint: int, layer: int, valid: np.ndarray, size: int, seed: int) -> np.ndarray:
+    rows, pairs = sample_positions(valid, size, seed)
+    block = ds[S.ACTIVATIONS].isel({S.CHECKPOINT: checkpoint, S.LAYER: layer, S.SAMPLE: rows}).values
+    return block[pairs[:, 0], pairs[:, 1]].astype(np.float64)
+
+
+def fit_unit(ds: xr.Dataset, checkpoint: int, layer: int, options: TangentOptions,
+             fit: np.ndarray | None = None) -> TangentBasis:
+    """Fit semi-NMF (and its seed + 1 twin) on the fit split of one unit; every frame it needs."""
+    n_features = ds[S.ACTIVATIONS].sizes[S.FEATURE]
+    options = options.resolved(n_features)
+    if fit is None:
+        fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
+    valid = fit_positions(ds, fit, options.positions)
+    points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed)
+    check_rank(options.rank, n_features, points.shape[0])
+    result = fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
+                         seed=options.seed, device=options.device)
+    q_tangent = tangent_basis(result.dictionary)
+    controls = control_bases(q_tangent, options.control_draws, (options.control_seed, checkpoint, layer))
+    solver = code_solver(result.dictionary)
+    fit_active = active_atoms(nonnegative_codes(points, solver), options.active_fraction)
+    basis = TangentBasis(q_tangent, controls, pca_basis(points, q_tangent.shape[1]), solver, fit_active,
+                         result.iterations, result.converged, int(points.shape[0]))
+    if not options.stability:
+        return basis
+    twin_points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed + 1)
+    twin = fit_seminmf(twin_points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
+                       seed=options.seed + 1, device=options.device)
+    return replace(basis, stability=subspace_stability(q_tangent, tangent_basis(twin.dictionary)),
+                   stability_converged=twin.converged)

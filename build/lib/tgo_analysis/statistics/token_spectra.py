@@ -1,0 +1,128 @@
+"""Per-token covariance spectra and their metrics (SPEC 3): co-moments folded over samples.
+
+``fold`` merges each block's per-token co-moment into the accumulator as soon as it is formed
+(``moments.fold_moments``), so the only full-size partial alive is the accumulator itself. With
+a device backend (``--device cuda``) the same fold and the eigendecomposition run there.
+Padding never enters: with a partial ``attention_mask`` token t folds only the samples valid at
+t (per-token counts, ``moments.fold_masked_moments``); a token with fewer than two valid samples
+has NaN metrics (reason ``REASON_FEW_SAMPLES``). Blocks without padding keep the fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tgo_analysis import names as N
+from tgo_analysis.kernels.metrics import REASON_FEW_SAMPLES, spectral_metrics
+from tgo_analysis.kernels.moments import (
+    Moments,
+    chunk_moments,
+    counts_per_token,
+    fold_masked_moments,
+    fold_moments,
+    masked_chunk_moments,
+    merge_moments_into,
+    per_token,
+    symmetrize,
+)
+from tgo_analysis.kernels.spectra import covariance_eigenvalues
+from tgo_analysis.statistics.base import Block, Context, Result, StatisticBase, Variable
+from tgo_analysis.statistics.masks import partial_mask
+from tgo_store.errors import TgoError
+
+TOKEN_SPECTRA = "token_spectra"  # registry key (a statistic, not a result name)
+PER_TOKEN = (N.ALPHA, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO, N.SPECTRAL_ENTROPY,
+             N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
+
+
+@dataclass(frozen=True)
+class TokenSpectra(StatisticBase):
+    name: str = TOKEN_SPECTRA
+    metrics: tuple[str, ...] = (N.EIGENVALUES, *PER_TOKEN)
+    token_split: bool = True
+    aliases: ClassVar[Mapping[str, str]] = {N.ALPHA_R2: N.ALPHA}
+
+    def validate(self, ds: object, ctx: Context) -> None:
+        """Refuse an alpha fit range that is malformed or lies beyond every token's spectrum."""
+        if not ctx.wants(N.ALPHA):
+            return
+        lo, hi = ctx.fit_range
+        if lo < 1 or hi < lo + 4:
+            raise TgoError(f"alpha fit range {lo}:{hi} is invalid; give FIRST:LAST ranks with LAST >= FIRST + 4, "
+                           "e.g. 11:100")
+        n, d = ctx.n_samples, ctx.n_features
+        max_rank = min(n - 1, d) - 10
+        if max_rank < lo + 4:
+            need = lo + 14
+            raise TgoError(f"alpha fit range {lo}:{hi} lies beyond the spectrum: the covariance has at most "
+                           f"{min(n - 1, d)} nonzero eigenvalues (samples {n}, features {d}); alpha needs at least "
+                           f"{need + 1} samples and {need} features, or a lower range such as "
+                           f"--fit-range 2:{max(6, max_rank)}")
+
+    def variables(self, ctx: Context) -> tuple[Variable, ...]:
+        t = ctx.n_tokens
+        out = []
+        if ctx.wants(N.EIGENVALUES):
+            out.append(Variable(N.EIGENVALUES, (N.TOKEN, N.RANK), (t, ctx.n_rank)))
+        out += [Variable(m, (N.TOKEN,), (t,)) for m in PER_TOKEN if ctx.wants(m)]
+        if ctx.wants(N.ALPHA):
+            out.append(Variable(N.ALPHA_R2, (N.TOKEN,), (t,)))
+        if any(ctx.wants(m) for m in PER_TOKEN):
+            out.append(Variable(N.METRIC_REASON, (N.TOKEN,), (t,), np.int8, -1))
+        return tuple(out)
+
+    def chunk(self, block: Block, ctx: Context) -> Moments:
+        valid = partial_mask(block)
+        return chunk_moments(block.x) if valid is None else masked_chunk_moments(block.x, valid)
+
+    def fold(self, acc: Moments | None, block: Block, ctx: Context) -> Moments:
+        valid = partial_mask(block)
+        if ctx.backend is not None:
+            return ctx.backend.fold_moments(acc, block.x, valid)
+        if valid is None and (acc is None or not per_token(acc.count)):
+            return fold_moments(acc, block.x)
+        return fold_masked_moments(acc, block.x, np.ones(block.x.shape[:2], bool) if valid is None else valid)
+
+    def combine(self, a: Moments, b: Moments) -> Moments:
+        return merge_moments_into(a, b)
+
+    def aggregate(self, partial: Moments, ctx: Context) -> Result:
+        counts = counts_per_token(partial.count, partial.mean.shape[0]) if per_token(partial.count) else None
+        if ctx.backend is not None:
+            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts)
+        symmetrize(partial)
+        if counts is None:
+            partial.comoment /= partial.count - 1  # the covariance, in place: no second (T, D, D) array
+        else:
+            partial.comoment /= np.maximum(counts - 1, 1)[:, None, None]
+        return spectra_result(covariance_eigenvalues(partial.comoment), ctx, counts)
+
+    def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
+        return n_tokens * (ctx.n_features + 1) * ctx.n_features * 8
+
+    def temp_bytes(self, ctx: Context, rows: int) -> int:
+        """The fused fold holds only the block's float64 means and one token's centred rows."""
+        return rows * ctx.n_features * 8 + ctx.n_tokens * ctx.n_features * 8
+
+
+def spectra_result(eigs: np.ndarray, ctx: Context, counts: np.ndarray | None = None) -> Result:
+    """Eigenvalues (T, D), NaN-padded to the shared rank, and the SPEC 3 metrics of each;
+    tokens with fewer than two valid samples (``counts``) are NaN with their reason."""
+    few = None if counts is None else counts < 2
+    if few is not None and few.any():
+        eigs = np.where(few[:, None], 0.0, eigs)
+    metrics = spectral_metrics(eigs, ctx.n_features, ctx.fit_range)
+    arrays: dict[str, np.ndarray] = {m: metrics[m] for m in (*PER_TOKEN, N.ALPHA_R2)}
+    arrays[N.METRIC_REASON] = metrics["reason"]
+    if few is not None and few.any():
+        eigs = np.where(few[:, None], np.nan, eigs)
+        arrays = {m: np.where(few, np.nan, v) for m, v in arrays.items() if m != N.METRIC_REASON} | {
+            N.METRIC_REASON: np.where(few, REASON_FEW_SAMPLES, metrics["reason"]).astype(np.int8)}
+    padded = np.full((eigs.shape[0], max(ctx.n_rank, eigs.shape[1])), np.nan)
+    padded[:, :eigs.shape[1]] = eigs
+    arrays[N.EIGENVALUES] = padded
+    return Result(arrays)

@@ -1,0 +1,262 @@
+"""∂L/∂h for every recorded hidden state, from ONE forward and ONE backward pass.
+
+The loss (SPEC section 5 ``loss`` attribute) is chosen from the model and the data:
+classification cross-entropy for image models with labels, causal LM for decoders, masked LM
+with a seeded mask for encoders. Every loss is SUMMED over samples and predicted positions
+(scale 1): a sample's gradient then depends on that sample only, never on the batch size, and
+stays far above float16's subnormal range (a mean over B·T positions would divide it by B·T).
+
+Hidden states come from the same forward as the loss (forward hooks on named modules for
+timm ViTs and hooked models, ``hidden_states`` for transformers), and one
+``torch.autograd.grad(loss, states)`` returns every layer's gradient: tensor hooks inside the
+graph, no ``register_full_backward_hook`` (it breaks on in-place ops and dict outputs), and
+nothing accumulates into any parameter's ``.grad``. The model runs in eval(); callers restore
+its train/eval state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tgo_store.errors import TgoError
+from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
+
+CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What is differentiated; stored as the store's ``loss`` attribute and compared on append."""
+
+    kind: str
+    reduction: str = "sum"  # over samples and predicted positions
+    scale: float = 1.0
+    mask_rate: float | None = None  # masked_lm only
+    seed: int | None = None  # masked_lm only: positions drawn per (seed, sample id)
+
+    def attr(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out["description"] = DESCRIPTIONS[self.kind]
+        return out
+
+
+DESCRIPTIONS = {
+    CLASSIFICATION: "cross-entropy of the model's logits against the sample labels, summed over samples",
+    CAUSAL_LM: "next-token cross-entropy at every valid position whose successor is valid, summed",
+    MASKED_LM: "cross-entropy at seeded masked positions (valid, non-special; input replaced by the mask "
+               "token), summed; activations and gradients are both of the masked input",
+}
+
+
+def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | None = None,
+                mask_rate: float = DEFAULT_MASK_RATE, seed: int = 0) -> LossSpec:
+    """The loss for this model and data, or a one-line TgoError when there is none."""
+    from tgo_store.capture.hf import is_hf_model, tokenizer_of
+
+    if requested is not None and requested not in DESCRIPTIONS:
+        raise TgoError(f"unknown --loss {requested}; use one of {', '.join(DESCRIPTIONS)}")
+    if not is_hf_model(model):
+        if text:
+            raise TgoError("--gradients on text needs a transformers language model (hf:PATH); "
+                           f"{type(model).__name__} has no language-model loss")
+        if requested not in (None, CLASSIFICATION):
+            raise TgoError(f"--loss {requested} needs a transformers language model; image models use classification")
+        if np.asarray(labels).size == 0 or (np.asarray(labels) < 0).any():
+            raise TgoError("--gradients on images needs labels for the classification loss and this dataset has "
+                           "samples without one (label -1); use a labelled dataset or drop --gradients")
+        return LossSpec(CLASSIFICATION)
+    from tgo_store.capture.hf_model import describe
+
+    decoder = describe(model)["is_decoder"]
+    kind = requested or (CAUSAL_LM if decoder else MASKED_LM)
+    if kind == CLASSIFICATION:
+        raise TgoError("--loss classification is for image models; use causal_lm (decoders) or masked_lm (encoders)")
+    if kind == CAUSAL_LM and not decoder:
+        raise TgoError(f"{type(model).__name__} is an encoder (bidirectional attention): a causal LM loss would "
+                       "let each position see its target; use --loss masked_lm")
+    if kind == MASKED_LM and decoder:
+        raise TgoError(f"{type(model).__name__} is a decoder; use --loss causal_lm")
+    if model.get_output_embeddings() is None:
+        raise TgoError(f"--gradients needs a loss and {type(model).__name__} has no language-model head; "
+                       "save the model with its LM head (e.g. *ForCausalLM / *ForMaskedLM) or drop --gradients")
+    if kind == MASKED_LM:
+        tokenizer = tokenizer_of(model)
+        if tokenizer is None or tokenizer.mask_token_id is None:
+            raise TgoError("masked LM gradients need the tokenizer's mask token and this model has none; "
+                           "drop --gradients or use a tokenizer with a [MASK] token")
+        if not 0 < mask_rate < 1:
+            raise TgoError(f"--mask-rate must be in (0, 1), got {mask_rate}")
+        return LossSpec(MASKED_LM, mask_rate=float(mask_rate), seed=int(seed))
+    return LossSpec(CAUSAL_LM)
+
+
+def check_same_loss(found: dict | None, loss: LossSpec | None, url: str) -> None:
+    """Refuse appending gradients of another loss (or none) to a store, and the reverse."""
+    expected = None if loss is None else loss.attr()
+    if _identity(found) == _identity(expected):
+        return
+    if found is None:
+        raise TgoError(f"store {url} was recorded without gradients; ingest with gradients into a new store")
+    if expected is None:
+        raise TgoError(f"store {url} records gradients ({found.get('kind')} loss); add --gradients to append to it")
+    raise TgoError(f"store {url} holds gradients of another loss ({found.get('kind')}, "
+                   f"{_short(found)} vs {_short(expected)}); use the same --loss/--mask-rate or a new store")
+
+
+def _identity(attr: dict | None) -> dict | None:
+    """What makes two losses the same (the description is prose and may be reworded)."""
+    return None if attr is None else {k: v for k, v in attr.items() if k != "description"}
+
+
+def _short(value: Any) -> str:
+    text = str({k: v for k, v in value.items() if k != "description"})
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def backward_once(states: Sequence[Any], loss: Any) -> list[Any]:
+    """∂loss/∂state for every state from one backward; zeros for a state the loss does not reach."""
+    import torch
+
+    grads = torch.autograd.grad(loss, list(states), allow_unused=True)
+    return [torch.zeros_like(s) if g is None else g for s, g in zip(states, grads, strict=True)]
+
+
+def hooked_states(model: Any, module_names: Sequence[str], run: Callable[[], Any]) -> tuple[list[Any], Any]:
+    """Outputs of named modules during ``run()`` (kept in the graph) and run's return value.
+
+    A module output that does not require grad (frozen weights below it) is replaced by a
+    detached copy that does, so the backward can start there.
+    """
+    captured: dict[str, Any] = {}
+
+    def hook(name: str) -> Callable:
+        def record(_m: Any, _i: Any, out: Any) -> Any:
+            tensor = out[0] if isinstance(out, tuple) else out
+            if not tensor.requires_grad and not isinstance(out, tuple):
+                tensor = tensor.detach().requires_grad_()
+                captured[name] = tensor
+                return tensor
+            captured[name] = tensor
+            return None
+
+        return record
+
+    handles = [model.get_submodule(name).register_forward_hook(hook(name)) for name in module_names]
+    try:
+        result = run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [captured[name] for name in module_names], result
+
+
+def classification_gradients(model: Any, module_names: Sequence[str], images: Any, labels: np.ndarray,
+                             loss: LossSpec) -> tuple[list[Any], list[Any]]:
+    """(states, gradients), each a (B, T, D) tensor per named module, for summed cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    target = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=images.device)
+    with torch.inference_mode(False), torch.enable_grad():
+        states, logits = hooked_states(model, module_names, lambda: model(images))
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            raise TgoError(f"{type(model).__name__} does not return (batch, classes) logits, so it has no "
+                           "classification loss; drop --gradients")
+        value = F.cross_entropy(logits.float(), target, reduction="sum") * loss.scale
+        grads = backward_once(states, value)
+    return [s.detach() for s in states], grads
+
+
+def masked_inputs(ids: Any, valid: Any, special: Any, sample_ids: np.ndarray, loss: LossSpec,
+                  mask_token_id: int) -> tuple[Any, Any]:
+    """Masked-LM inputs and the (B, S) bool of masked positions, drawn per (seed, sample id)."""
+    import torch
+
+    from tgo_store.store.masked_positions import masked_draw
+
+    chosen = masked_draw(sample_ids, ids.shape[1], loss.seed, float(loss.mask_rate))
+    where = torch.as_tensor(chosen, device=ids.device) & valid & ~special
+    return torch.where(where, torch.full_like(ids, mask_token_id), ids), where
+
+
+def language_gradients(model: Any, layer_indices: Sequence[int], batch: Any, sample_ids: np.ndarray,
+                       loss: LossSpec) -> tuple[list[Any], list[Any]]:
+    """(states, gradients) of ``hidden_states[i]`` for causal or masked LM; zeros at padding."""
+    import torch
+    import torch.nn.functional as F
+
+    from tgo_store.capture.hf import tokenizer_of
+
+    ids, valid = batch.ids, batch.attention_mask
+    if loss.kind == MASKED_LM:
+        ids, targets_at = masked_inputs(ids, valid, batch.special, sample_ids, loss, tokenizer_of(model).mask_token_id)
+    with torch.inference_mode(False), torch.enable_grad():
+        out = model(input_ids=ids, attention_mask=valid.long(), output_hidden_states=True, return_dict=True,
+                    use_cache=False)
+        logits = out.logits.float()
+        if loss.kind == CAUSAL_LM:
+            at = valid[:, :-1] & valid[:, 1:]
+            value = F.cross_entropy(logits[:, :-1][at], batch.ids[:, 1:][at], reduction="sum")
+        else:
+            value = F.cross_entropy(logits[targets_at], batch.ids[targets_at], reduction="sum")
+        states = [out.hidden_states[i] for i in layer_indices]
+        if not all(s.requires_grad for s in states):
+            raise TgoError(f"{type(model).__name__}'s parameters are frozen (requires_grad False), so its hidden "
+                           "states carry no gradient; unfreeze them or drop --gradients")
+        grads = backward_once(states, value * loss.scale)
+    keep = valid[..., None]
+    zero = torch.zeros((), dtype=states[0].dtype, device=states[0].device)
+    return ([torch.where(keep, s.detach(), zero) for s in states], [torch.where(keep, g, zero) for g in grads])
+
+
+def loss_for_ingest(model: Any, source: Any, capturer: Any, gradients: bool, requested: str | None,
+                    mask_rate: float, seed: int) -> LossSpec | None:
+    """The run's loss (None without --gradients); refuses a capturer or data with no gradient path."""
+    if not gradients:
+        if requested is not None:
+            raise TgoError(f"--loss {requested} only applies with --gradients; add --gradients or drop --loss")
+        return None
+    if not hasattr(capturer, "capture_with_gradients"):
+        raise TgoError(f"the {type(capturer).__name__} capturer cannot record gradients; drop --gradients")
+    text = source.positions() is not None
+    return choose_loss(model, source.labels, text, requested, mask_rate, seed)
+
+
+def capture_gradient_block(fillers: tuple[Any, Any], capturer: Any, batches: Any, n_samples: int, loss: LossSpec,
+                           source: str, samples: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fill one activation block and its gradient block from (prepared inputs, source Batch) pairs.
+
+    Same NaN/Inf refusal as activations: a non-finite gradient (or one beyond the storage dtype)
+    stores nothing of the block.
+    """
+    from tgo_store.capture.transfer import NonFiniteActivations
+
+    shape = (len(capturer.layer_indices), n_samples, len(capturer.token_indices), capturer.feature_dim)
+    done: list[np.ndarray] = []
+    try:
+        for filler in fillers:
+            filler.start(shape)
+        offset = 0
+        for inputs, batch in batches:
+            parts, grads = capturer.capture_with_gradients(inputs, batch, loss)
+            fillers[0].add(parts, offset)
+            fillers[1].add(grads, offset)
+            offset += len(batch.sample_ids)
+        for filler in fillers:
+            done.append(filler.finish())
+        return done[0], done[1]
+    except NonFiniteActivations as exc:
+        for array in done:
+            fillers[0].pool.release(array)
+        names = [capturer.layer_names[i] for i in exc.layers]
+        what = ("activations", "gradients")[len(done)]
+        raise TgoError(f"{source} gives NaN/Inf {what} (or values beyond {fillers[0].dtype}) at "
+                       f"{', '.join(names[:3])} in {samples}; nothing of this block was stored: fix the model, "
+                       "drop the checkpoint, or use --dtype float32") from None
+    finally:
+        for filler in fillers:
+            filler.abandon()
