@@ -79,7 +79,6 @@ def test_kernels_raise_no_tgo_error() -> None:
     assert not raising, f"kernels naming TgoError: {raising}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 28: store.prepare and store.plan import capture until the next commit")
 def test_the_store_imports_nothing_of_capture() -> None:
     """Rule: tgo_store/store takes facts (shapes, names, a loss's attrs) and never imports capture."""
     offences = _offences("tgo_store/store", CAPTURE)

@@ -17,39 +17,13 @@ its train/eval state.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from tgo_store.errors import TgoError
+from tgo_store.facts import CAUSAL_LM, CLASSIFICATION, DESCRIPTIONS, MASKED_LM, LossSpec
 from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
-
-CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """What is differentiated; stored as the store's ``loss`` attribute and compared on append."""
-
-    kind: str
-    reduction: str = "sum"  # over samples and predicted positions
-    scale: float = 1.0
-    mask_rate: float | None = None  # masked_lm only
-    seed: int | None = None  # masked_lm only: positions drawn per (seed, sample id)
-
-    def attr(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if v is not None}
-        out["description"] = DESCRIPTIONS[self.kind]
-        return out
-
-
-DESCRIPTIONS = {
-    CLASSIFICATION: "cross-entropy of the model's logits against the sample labels, summed over samples",
-    CAUSAL_LM: "next-token cross-entropy at every valid position whose successor is valid, summed",
-    MASKED_LM: "cross-entropy at seeded masked positions (valid, non-special; input replaced by the mask "
-               "token), summed; activations and gradients are both of the masked input",
-}
 
 
 def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | None = None,
@@ -92,29 +66,6 @@ def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | Non
             raise TgoError(f"--mask-rate must be in (0, 1), got {mask_rate}")
         return LossSpec(MASKED_LM, mask_rate=float(mask_rate), seed=int(seed))
     return LossSpec(CAUSAL_LM)
-
-
-def check_same_loss(found: dict | None, loss: LossSpec | None, url: str) -> None:
-    """Refuse appending gradients of another loss (or none) to a store, and the reverse."""
-    expected = None if loss is None else loss.attr()
-    if _identity(found) == _identity(expected):
-        return
-    if found is None:
-        raise TgoError(f"store {url} was recorded without gradients; ingest with gradients into a new store")
-    if expected is None:
-        raise TgoError(f"store {url} records gradients ({found.get('kind')} loss); add --gradients to append to it")
-    raise TgoError(f"store {url} holds gradients of another loss ({found.get('kind')}, "
-                   f"{_short(found)} vs {_short(expected)}); use the same --loss/--mask-rate or a new store")
-
-
-def _identity(attr: dict | None) -> dict | None:
-    """What makes two losses the same (the description is prose and may be reworded)."""
-    return None if attr is None else {k: v for k, v in attr.items() if k != "description"}
-
-
-def _short(value: Any) -> str:
-    text = str({k: v for k, v in value.items() if k != "description"})
-    return text if len(text) < 80 else text[:77] + "..."
 
 
 def backward_once(states: Sequence[Any], loss: Any) -> list[Any]:

@@ -26,14 +26,13 @@ from tgo_store.capture.checkpoints import CheckpointRef
 from tgo_store.capture.hf import attach_tokenizer
 from tgo_store.capture.runner import BlockRunner
 from tgo_store.errors import TgoError
-from tgo_store.ingestion import ingest_block
+from tgo_store.ingestion import ingest_block, prepare_store
 from tgo_store.options import IngestOptions
 from tgo_store.sources.base import Batch, TokenBatch
 from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
 from tgo_store.sources.tokens import save_tokens
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.plan import StorePlan
-from tgo_store.store.prepare import prepare_store
 
 
 class Recorder:
