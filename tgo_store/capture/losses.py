@@ -6,8 +6,8 @@ with a seeded mask for encoders. Every loss is SUMMED over samples and predicted
 (scale 1): a sample's gradient then depends on that sample only, never on the batch size, and
 stays far above float16's subnormal range (a mean over B·T positions would divide it by B·T).
 
-Hidden states come from the same forward as the loss (forward hooks on named modules for
-timm ViTs and hooked models, ``hidden_states`` for transformers), and one
+Hidden states come from the same forward as the loss (``forward_hooks.collect_outputs`` on named
+modules for timm ViTs and hooked models, ``hidden_states`` for transformers), and one
 ``torch.autograd.grad(loss, states)`` returns every layer's gradient: tensor hooks inside the
 graph, no ``register_full_backward_hook`` (it breaks on in-place ops and dict outputs), and
 nothing accumulates into any parameter's ``.grad``. The model runs in eval(); callers restore
@@ -16,11 +16,12 @@ its train/eval state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tgo_store.capture.forward_hooks import collect_outputs
 from tgo_store.errors import TgoError
 from tgo_store.facts import CAUSAL_LM, CLASSIFICATION, DESCRIPTIONS, MASKED_LM, LossSpec
 from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
@@ -76,35 +77,6 @@ def backward_once(states: Sequence[Any], loss: Any) -> list[Any]:
     return [torch.zeros_like(s) if g is None else g for s, g in zip(states, grads, strict=True)]
 
 
-def hooked_states(model: Any, module_names: Sequence[str], run: Callable[[], Any]) -> tuple[list[Any], Any]:
-    """Outputs of named modules during ``run()`` (kept in the graph) and run's return value.
-
-    A module output that does not require grad (frozen weights below it) is replaced by a
-    detached copy that does, so the backward can start there.
-    """
-    captured: dict[str, Any] = {}
-
-    def hook(name: str) -> Callable:
-        def record(_m: Any, _i: Any, out: Any) -> Any:
-            tensor = out[0] if isinstance(out, tuple) else out
-            if not tensor.requires_grad and not isinstance(out, tuple):
-                tensor = tensor.detach().requires_grad_()
-                captured[name] = tensor
-                return tensor
-            captured[name] = tensor
-            return None
-
-        return record
-
-    handles = [model.get_submodule(name).register_forward_hook(hook(name)) for name in module_names]
-    try:
-        result = run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [captured[name] for name in module_names], result
-
-
 def classification_gradients(model: Any, module_names: Sequence[str], images: Any, labels: np.ndarray,
                              loss: LossSpec) -> tuple[list[Any], list[Any]]:
     """(states, gradients), each a (B, T, D) tensor per named module, for summed cross-entropy."""
@@ -113,7 +85,7 @@ def classification_gradients(model: Any, module_names: Sequence[str], images: An
 
     target = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=images.device)
     with torch.inference_mode(False), torch.enable_grad():
-        states, logits = hooked_states(model, module_names, lambda: model(images))
+        states, logits = collect_outputs(model, module_names, lambda: model(images), differentiable=True)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TgoError(f"{type(model).__name__} does not return (batch, classes) logits, so it has no "
                            "classification loss; drop --gradients")

@@ -37,7 +37,8 @@ def open_parts(model_spec: str, model_kwargs: dict, data_spec: str,
 
 
 def block_capturer(model: Any, source: DataSource, layers: Sequence[int] | None, tokens: Sequence[int] | None,
-              hook_modules: Sequence[str] | None, device: Any = "cpu", dtype: Any = None) -> Any:
+                   hook_modules: Sequence[str] | None) -> Any:
+    """The capturer of a model for the selection, learning what it needs from one example batch of the source."""
     example = next(source.batches(1)).inputs  # capturers that need one learn the token count from it
     return make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
 
@@ -68,7 +69,7 @@ class BlockRunner:
         where, compute_dtype = torch.device(resolve_device(device)), getattr(torch, plan.precision)
         model.to(where, compute_dtype)
         layers = list(plan.layers) if not plan.hook_modules else None
-        capturer = block_capturer(model, source, layers, plan.tokens, plan.hook_modules, where, compute_dtype)
+        capturer = block_capturer(model, source, layers, plan.tokens, plan.hook_modules)
         return cls(plan, position, model, capturer, source.batches, where, compute_dtype, pool)
 
     def capture_block(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
