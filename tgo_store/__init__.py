@@ -31,7 +31,7 @@ _EXPORTS = {
     "missing_blocks": "tgo_store.store.plan",
     "prepare_store": "tgo_store.ingestion",
     "open_store": "tgo_store.store.open",
-    "Recorder": "tgo_store.capture.recorder",
+    "Recorder": "tgo_store.recorder",
 }
 
 

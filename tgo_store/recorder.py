@@ -9,7 +9,8 @@
 Each call records one checkpoint (the model as it is now) over the fixed probe inputs, then
 puts the model back in the train/eval mode it was in. The Recorder hands its own model and
 probe tensors to the ingest loop as a capture ``Session``: nothing is rebuilt from a spec and
-nothing is written but the store.
+nothing is written but the store. Like ``ingestion``, it joins capture and the store, so it
+lives beside it, not in ``capture``.
 """
 
 from __future__ import annotations
