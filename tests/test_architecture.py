@@ -79,6 +79,15 @@ def test_kernels_raise_no_tgo_error() -> None:
     assert not raising, f"kernels naming TgoError: {raising}"
 
 
+def test_dask_and_zarr_only_where_the_rules_allow() -> None:
+    """Rule: dask and zarr only in engine/, results/, kernels_dask.py and the application (orchestration/);
+    statistics/ has its own, stricter rule below."""
+    allowed = ("engine", "results", "kernels_dask.py", "orchestration", "statistics")
+    offences = {path: bad for path, bad in _offences("tgo_analysis", ("dask", "zarr", "distributed")).items()
+                if path.split("/")[1] not in allowed}
+    assert not offences, f"dask/zarr outside the engine and results: {offences}"
+
+
 def test_the_store_imports_nothing_of_capture() -> None:
     """Rule: tgo_store/store takes facts (shapes, names, a loss's attrs) and never imports capture."""
     offences = _offences("tgo_store/store", CAPTURE)
