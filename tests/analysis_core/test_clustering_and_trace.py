@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tgo_analysis import names as N
-from tgo_analysis.kernels.clustering import cluster_trajectories, clusters_on_grid
+from tgo_analysis.kernels.clustering import clusters_on_grid
 from tgo_analysis.kernels.correlation import mean_lower_triangle, token_correlation, token_gram_sums
 from tgo_analysis.kernels.metrics import (
     REASON_ZERO_VARIANCE,
@@ -16,6 +15,7 @@ from tgo_analysis.kernels.metrics import (
 )
 from tgo_analysis.kernels.moments import chunk_moments, covariance
 from tgo_analysis.kernels.spectra import covariance_eigenvalues, exact_trace
+from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 from tgo_store.errors import TgoError
 
 
@@ -31,12 +31,15 @@ def test_clusters_recover_planted_groups_ordered_by_mean_alpha() -> None:
         ]
     )
     traj[3, 2] = np.nan
-    labels = cluster_trajectories(traj, 3, seed=0)
+    alpha = xr.DataArray(
+        traj.T, dims=("layer", "token"), coords={"token": np.arange(traj.shape[0])}
+    )
+    labels = cluster_alpha_trajectories(alpha, 3, seed=0).values
     assert labels[3] == -1
     expected = np.repeat([2, 0, 1], per_group)
     keep = np.arange(labels.size) != 3
     np.testing.assert_array_equal(labels[keep], expected[keep])
-    again = cluster_trajectories(traj, 3, seed=0)
+    again = cluster_alpha_trajectories(alpha, 3, seed=0).values
     np.testing.assert_array_equal(labels, again)
 
 
@@ -51,13 +54,13 @@ def test_umap_missing_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch) 
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_umap)
-    from tgo_analysis.results.store import add_clusters
-
-    alpha = xr.DataArray(np.random.default_rng(1).random((1, 3, 6)), dims=(N.CHECKPOINT, N.LAYER, N.TOKEN),
-                         coords={N.TOKEN: np.arange(6)})
-    with pytest.raises(TgoError, match="tgo\\[umap\\]") as info:
-        add_clusters(xr.Dataset({N.ALPHA: alpha}), None, 2, True, 0)
-    assert "\n" not in str(info.value)
+    alpha = xr.DataArray(
+        np.random.default_rng(1).random((3, 6)),
+        dims=("layer", "token"),
+        coords={"token": np.arange(6)},
+    )
+    with pytest.raises(TgoError, match="tgo\\[umap\\]"):
+        cluster_alpha_trajectories(alpha, 2, use_umap=True)
 
 
 def test_clusters_on_grid_places_patch_tokens_and_skips_prefix() -> None:

@@ -145,16 +145,10 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
 
 def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
     """alpha_cluster from the alpha trajectories at the last checkpoint, written beside the rest."""
-    from tgo_analysis.kernels.clustering import cluster_trajectories
+    from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 
     alpha_last = result[N.ALPHA].isel({N.CHECKPOINT: -1})
-    try:
-        labels = cluster_trajectories(alpha_last.transpose(N.TOKEN, N.LAYER).values, n_clusters,
-                                      use_umap=use_umap, seed=seed)
-    except ImportError as exc:
-        raise TgoError("UMAP clustering needs umap-learn; install it with `pip install 'tgo[umap]'`") from exc
-    clusters = xr.DataArray(labels, dims=(N.TOKEN,), coords={N.TOKEN: alpha_last[N.TOKEN].values},
-                            name=N.ALPHA_CLUSTER)
+    clusters = cluster_alpha_trajectories(alpha_last, n_clusters, use_umap=use_umap, seed=seed)
     clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
                                      f"standardised per layer, k={n_clusters}, umap={use_umap}, "
                                      "ids ordered by mean alpha; -1 = trajectory with NaN")

@@ -93,19 +93,13 @@ def _is_cls_store(ds: xr.Dataset) -> bool:
     return len(kinds) > 0 and str(kinds[0]) == "cls"
 
 
-def _parse_representations(text: str) -> tuple[str, ...]:
-    """``--representations`` checked by the kernel; a bad name is the user's one-line TgoError."""
-    with user_error("give --representations as any of mean, cls, token:K, all, comma-separated"):
-        return K.parse_representations(text)
-
-
 def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple[tuple[str, ...], str | None]:
     """The representations to compute and, when ``all`` is left out, why (SPEC 6: absent, reason in attrs)."""
     from tgo_analysis.engine.budget import parse_budget
 
     text = str(ctx.option(REPRESENTATIONS))
     auto = text.strip() == AUTO
-    names = (K.MEAN, *((K.CLS,) if _is_cls_store(ds) else ()), K.ALL) if auto else _parse_representations(text)
+    names = (K.MEAN, *((K.CLS,) if _is_cls_store(ds) else ()), K.ALL) if auto else K.parse_representations(text)
     for name in names:
         k = K.token_of(name)
         if name == K.CLS and not _is_cls_store(ds):
@@ -161,7 +155,8 @@ class _Cka(StatisticBase):
 
     def validate(self, ds: xr.Dataset, ctx: Context) -> None:
         if str(ctx.option(REPRESENTATIONS)).strip() != AUTO:
-            _parse_representations(ctx.option(REPRESENTATIONS))
+            with user_error("give --representations as any of mean, cls, token:K, all, comma-separated"):
+                K.parse_representations(ctx.option(REPRESENTATIONS))
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         setup = self._setup(ctx)

@@ -24,20 +24,8 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES
-from tgo_analysis.kernels.seminmf import (
-    DEFAULT_ITERATIONS,
-    DEFAULT_TOLERANCE,
-    SemiNMFResult,
-    check_rank,
-    fit_seminmf,
-)
-from tgo_analysis.kernels.tangent_energy import (
-    control_bases,
-    isotropic_expectation,
-    pca_basis,
-    subspace_stability,
-    tangent_basis,
-)
+from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE
+from tgo_analysis.kernels.tangent_energy import isotropic_expectation, pca_basis, subspace_stability
 from tgo_analysis.kernels.tangent_local import (
     ACTIVITY_RULE,
     DEFAULT_ACTIVE_FRACTION,
@@ -46,7 +34,12 @@ from tgo_analysis.kernels.tangent_local import (
     code_solver,
     nonnegative_codes,
 )
-from tgo_analysis.statistics.user_errors import user_error
+from tgo_analysis.statistics.tangent_kernels import (
+    check_rank,
+    control_bases,
+    fit_seminmf,
+    tangent_basis,
+)
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 from tgo_store.store.validity import PositionChoice, valid_positions
@@ -55,8 +48,6 @@ DEFAULT_RANK = 16
 DEFAULT_FREQUENCY_COUNT = 256
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
-
-RANK_FIX = "choose a --tangent-rank that fits (or a larger --tangent-subsample)"  # a kernel ValueError's fix
 
 @dataclass(frozen=True)
 class TangentOptions:
@@ -85,8 +76,7 @@ class TangentOptions:
     def resolved(self, n_features: int) -> TangentOptions:
         """The options with the rank fixed for D features, checked (1 ≤ r, 2r ≤ D for the controls)."""
         rank = self.rank if self.rank is not None else max(1, min(DEFAULT_RANK, n_features // 4))
-        with user_error(RANK_FIX):
-            check_rank(rank, n_features)
+        check_rank(rank, n_features)
         if 2 * rank > n_features:
             raise TgoError(f"tangent rank {rank} leaves no room for {rank} control directions in the "
                            f"orthogonal complement of D = {n_features}; use a rank of at most {n_features // 2}")
@@ -193,10 +183,11 @@ def fit_unit(ds: xr.Dataset, checkpoint: int, layer: int, options: TangentOption
         fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
     valid = fit_positions(ds, fit, options.positions)
     points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed)
-    with user_error(RANK_FIX):
-        result = _seminmf(points, options, options.seed)
-        q_tangent = tangent_basis(result.dictionary)
-        controls = control_bases(q_tangent, options.control_draws, (options.control_seed, checkpoint, layer))
+    check_rank(options.rank, n_features, points.shape[0])
+    result = fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
+                         seed=options.seed, device=options.device)
+    q_tangent = tangent_basis(result.dictionary)
+    controls = control_bases(q_tangent, options.control_draws, (options.control_seed, checkpoint, layer))
     solver = code_solver(result.dictionary)
     fit_active = active_atoms(nonnegative_codes(points, solver), options.active_fraction)
     basis = TangentBasis(q_tangent, controls, pca_basis(points, q_tangent.shape[1]), solver, fit_active,
@@ -204,18 +195,7 @@ def fit_unit(ds: xr.Dataset, checkpoint: int, layer: int, options: TangentOption
     if not options.stability:
         return basis
     twin_points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed + 1)
-    with user_error(RANK_FIX):
-        twin = _seminmf(twin_points, options, options.seed + 1)
-        twin_basis = tangent_basis(twin.dictionary)
-    return replace(basis, stability=subspace_stability(q_tangent, twin_basis), stability_converged=twin.converged)
-
-
-def _seminmf(points: np.ndarray, options: TangentOptions, seed: int) -> SemiNMFResult:
-    """The semi-NMF fit: numpy on ``cpu``, the same update with torch on a torch device (``kernels_torch``)."""
-    if options.device == "cpu":
-        return fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
-                           seed=seed)
-    from tgo_analysis import kernels_torch
-
-    return kernels_torch.fit_seminmf(points, options.rank, iterations=options.iterations,
-                                     tolerance=options.tolerance, seed=seed, device=options.device)
+    twin = fit_seminmf(twin_points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
+                       seed=options.seed + 1, device=options.device)
+    return replace(basis, stability=subspace_stability(q_tangent, tangent_basis(twin.dictionary)),
+                   stability_converged=twin.converged)
