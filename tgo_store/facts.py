@@ -7,10 +7,7 @@ files, ``capture.losses`` chooses the loss), the store records them (``store.pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-from tgo_store.errors import TgoError
 
 
 @dataclass(frozen=True)
@@ -21,32 +18,6 @@ class CheckpointRef:
     step: int
     sha256: str
     builtin: bool = False  # the weights the model was built with (hf:PATH without --checkpoints): nothing to load
-
-
-def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int, str, str]] = ()) -> None:
-    """Two checkpoints with the same weights hash are one checkpoint under two names: refuse.
-
-    ``stored`` are the store's (step, path, sha256): a new checkpoint with the weights of one
-    already stored under another path is refused too (public series publish identical weights
-    under several step names, and a silent duplicate skews every curve over training).
-    """
-    seen: dict[str, CheckpointRef] = {}
-    for ref in refs:
-        first = seen.setdefault(ref.sha256, ref)
-        if first is not ref:
-            raise TgoError(f"checkpoints {first.url} (step {first.step}) and {ref.url} (step {ref.step}) hold identical "
-                           f"weights (sha256 {ref.sha256[:12]}); drop one of them from --checkpoints, or pass "
-                           "--allow-duplicate-weights to record both")
-    by_sha: dict[str, list[tuple[int, str]]] = {}
-    for step, path, sha in stored:
-        by_sha.setdefault(sha, []).append((step, path))
-    for ref in refs:
-        same = by_sha.get(ref.sha256, [])
-        if same and ref.url not in {path for _, path in same}:
-            step, path = same[0]
-            raise TgoError(f"checkpoint {ref.url} (step {ref.step}) holds the weights of {path} (step {step}), already "
-                           f"in the store (sha256 {ref.sha256[:12]}); drop it from --checkpoints, or pass "
-                           "--allow-duplicate-weights to record it")
 
 
 CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tgo_store.capture.block import probe_checkpoints
+from tgo_store.capture.checkpoints import refuse_duplicates
 from tgo_store.capture.runner import BlockRunner
 from tgo_store.capture.session import Session, checkpoint_refs
 from tgo_store.capture.transfer import BufferPool
@@ -77,11 +78,15 @@ def prepare_store(url: str, options: IngestOptions | None = None, *, check_check
     options = options if options is not None else ingest_options(**values)
     check_options(options)
     refs = checkpoint_refs(options)
-    target = open_target(url, options, refs)
+    target = open_target(url, options)
+    stored = target.existing()
+    if not options.allow_duplicate_weights:  # weights the store holds under another path
+        refuse_duplicates(refs, stored)
     session = session or Session.from_options(options)
     facts = store_facts(session, options)
     if check_checkpoints:
-        new = [r for r in refs if r.url not in target.known_paths]
+        known = {path for _, path, _ in stored}
+        new = [r for r in refs if r.url not in known]
         probe_checkpoints(session.model, session.source, session.capturer, new, options.dtype, options.precision)
     return prepare_metadata(target, options, refs, facts)
 

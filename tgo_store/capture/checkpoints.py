@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 
 from tgo_store.errors import TgoError
-from tgo_store.facts import CheckpointRef, refuse_duplicates
+from tgo_store.facts import CheckpointRef
 
 WRAPPER_KEYS = ("model", "state_dict", "module", "net")
 STEP_KEYS = ("step", "global_step", "iteration", "epoch")
@@ -226,6 +226,32 @@ def resolve_checkpoint(url: str, index: int = 0) -> CheckpointRef:
     raw = _parse(data, url)
     step = read_step(url, raw if isinstance(raw, Mapping) else None, index)
     return CheckpointRef(url=url, step=int(step), sha256=hashlib.sha256(data).hexdigest())
+
+
+def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int, str, str]] = ()) -> None:
+    """Two checkpoints with the same weights hash are one checkpoint under two names: refuse.
+
+    ``stored`` are the store's (step, path, sha256): a new checkpoint with the weights of one
+    already stored under another path is refused too (public series publish identical weights
+    under several step names, and a silent duplicate skews every curve over training).
+    """
+    seen: dict[str, CheckpointRef] = {}
+    for ref in refs:
+        first = seen.setdefault(ref.sha256, ref)
+        if first is not ref:
+            raise TgoError(f"checkpoints {first.url} (step {first.step}) and {ref.url} (step {ref.step}) hold identical "
+                           f"weights (sha256 {ref.sha256[:12]}); drop one of them from --checkpoints, or pass "
+                           "--allow-duplicate-weights to record both")
+    by_sha: dict[str, list[tuple[int, str]]] = {}
+    for step, path, sha in stored:
+        by_sha.setdefault(sha, []).append((step, path))
+    for ref in refs:
+        same = by_sha.get(ref.sha256, [])
+        if same and ref.url not in {path for _, path in same}:
+            step, path = same[0]
+            raise TgoError(f"checkpoint {ref.url} (step {ref.step}) holds the weights of {path} (step {step}), already "
+                           f"in the store (sha256 {ref.sha256[:12]}); drop it from --checkpoints, or pass "
+                           "--allow-duplicate-weights to record it")
 
 
 def resolve_checkpoints(spec: str | Sequence[str], allow_duplicates: bool = False) -> list[CheckpointRef]:

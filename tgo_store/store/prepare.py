@@ -17,7 +17,7 @@ import numpy as np
 
 import tgo_store
 from tgo_store.errors import TgoError
-from tgo_store.facts import MASKED_LM, CheckpointRef, LossSpec, refuse_duplicates
+from tgo_store.facts import MASKED_LM, CheckpointRef, LossSpec
 from tgo_store.options import IngestOptions
 from tgo_store.store import schema as S
 from tgo_store.store.checks import (
@@ -91,20 +91,16 @@ class Target:
     store: Any
     records: RecordStore
 
-    @property
-    def known_paths(self) -> set[str]:
-        """The checkpoint paths the store already holds."""
-        return {path for _, path, _ in existing_in(self.store)}
+    def existing(self) -> list[tuple[int, str, str]]:
+        """The (step, path, sha256) of every checkpoint the store already holds."""
+        return existing_in(self.store)
 
 
-def open_target(url: str, options: IngestOptions, refs: Sequence[CheckpointRef]) -> Target:
-    """Open the store URL; refuse a folder or group tgo did not write, and weights it already holds under
-    another path (unless ``allow_duplicate_weights``)."""
+def open_target(url: str, options: IngestOptions) -> Target:
+    """Open the store URL; refuse a folder or group tgo did not write."""
     records = store_records(url, options.storage_options)
     store = open_zarr_store(url, storage_options=options.storage_options)
     refuse_foreign(store, records, url)
-    if not options.allow_duplicate_weights:
-        refuse_duplicates(refs, existing_in(store))
     return Target(url, store, records)
 
 
