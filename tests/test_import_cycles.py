@@ -1,10 +1,13 @@
-"""No import cycle among tgo's modules, counting imports inside functions (issue 17).
+"""No import cycle among tgo's modules, counting imports inside functions and package re-exports
+(issues 17 and 28).
 
 The graph is read from the source with ``ast``: an edge a -> b for every ``import b`` /
-``from b import ...`` anywhere in module a (a ``from package import name`` that names a
-submodule is an edge to that submodule). A package's ``__init__`` importing its own
-submodules is how a package exports them, not a cycle, so edges from a package to modules
-inside it are left out.
+``from b import ...`` anywhere in module a, at module level or inside a function (a
+``from package import name`` that names a submodule is an edge to that submodule). A package's
+``__init__`` that re-exports its submodules has an edge to each of them: importing a name from
+the package runs those submodules, so a module that imports the package depends on them all
+(issue 28: ``capture.transfer -> capturers -> capturers.base -> capture.losses -> capture.transfer``
+hid behind such a re-export).
 """
 
 from __future__ import annotations
@@ -30,17 +33,18 @@ def _modules() -> dict[str, Path]:
 def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        is_package = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text())):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                # ``from package import submodule`` runs the submodule; any other name is the package's
+                submodules = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [t if t in modules else node.module for t in submodules]
             for target in targets:
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
-                if not target or target == name or (is_package and target.startswith(name + ".")):
+                if not target or target == name:
                     continue
                 graph[name].add(target)
     return graph
@@ -71,6 +75,11 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_module_graph_has_no_cycle_lazy_imports_included() -> None:
     cycle = _cycle(_graph(_modules()))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_a_package_re_export_is_an_edge() -> None:
+    graph = _graph({name: path for name, path in _modules().items() if name.startswith("tgo_store.capturers")})
+    assert "tgo_store.capturers.base" in graph["tgo_store.capturers"]
 
 
 def test_the_cycle_finder_finds_a_planted_cycle() -> None:

@@ -29,9 +29,9 @@ _EXPORTS = {
     "ingest": "tgo_store.ingestion",
     "ingest_block": "tgo_store.ingestion",
     "missing_blocks": "tgo_store.store.plan",
-    "prepare_store": "tgo_store.store.prepare",
+    "prepare_store": "tgo_store.ingestion",
     "open_store": "tgo_store.store.open",
-    "Recorder": "tgo_store.capture.recorder",
+    "Recorder": "tgo_store.recorder",
 }
 
 

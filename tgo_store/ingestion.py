@@ -1,10 +1,13 @@
 """The ingest loop: for each checkpoint, for each missing block: capture -> write -> commit.
 
-``prepare_store`` (``store.prepare``) fixes the store's metadata once and returns a picklable
-``StorePlan``; ``ingest`` then captures every missing block on the caller's thread
-(``capture.runner``) while a background thread writes and commits them (``store.writer``);
-``ingest_block`` does one (checkpoint, sample block) region on its own, so the same plan
-serves the serial loop here and parallel workers in ``tgo sweep``.
+This is the one place where capture and the store meet. ``prepare_store`` opens a capture
+``Session`` (model, source, capturer, loss), probes each new checkpoint, and hands the store
+what it found as ``StoreFacts`` (``store.prepare``), which fix the store's metadata once and
+give a picklable ``StorePlan``. ``ingest`` then captures every missing block on the caller's
+thread (``capture.runner``) while a background thread writes and commits them
+(``store.writer``); ``ingest_block`` does one (checkpoint, sample block) region on its own, so
+the same plan serves the serial loop here, parallel workers in ``tgo sweep`` and the Recorder.
+A block whose capture is refused leaves a failure record (``store.commits``).
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from tgo_store.capture.block import probe_checkpoints
+from tgo_store.capture.checkpoints import refuse_duplicates
 from tgo_store.capture.runner import BlockRunner
+from tgo_store.capture.session import Session, checkpoint_refs
 from tgo_store.capture.transfer import BufferPool
 from tgo_store.device import resolve_device
+from tgo_store.errors import TgoError
+from tgo_store.facts import MASKED_LM
 from tgo_store.options import IngestOptions, ingest_options
 from tgo_store.store import schema as S
+from tgo_store.store.commits import record_failure
 from tgo_store.store.gradient_precision import record_zero_fraction
-from tgo_store.store.location import open_activations_for_writing
+from tgo_store.store.location import open_activations_for_writing, store_records
 from tgo_store.store.plan import StorePlan, missing_blocks
-from tgo_store.store.prepare import prepare_store
+from tgo_store.store.prepare import StoreFacts, check_options, open_target, prepare_metadata
 from tgo_store.store.writer import BackgroundWriter, write_block
 
 WRITE_QUEUE_DEPTH = 2  # blocks waiting for the writer; memory is bounded by depth + 2 blocks
@@ -49,6 +60,70 @@ class IngestSummary:
         return self.samples / self.seconds if self.seconds else float("nan")
 
 
+def prepare_store(url: str, options: IngestOptions | None = None, *, check_checkpoints: bool = True,
+                  session: Session | None = None, **values: Any) -> StorePlan:
+    """Create the store or append checkpoints to it; refuse anything that would mix data.
+
+    ``options`` (or the same fields as keywords, ``IngestOptions``) say what to record; the
+    model, data, capturer and loss come from them, or from ``session`` (the live ``Recorder``'s).
+    Before the store is touched, each new checkpoint is loaded into the model and runs one
+    batch (``check_checkpoints``; the live ``Recorder`` has no files and checks while capturing).
+
+    ``precision`` is the dtype the model computes in (float32, or float16/bfloat16 for speed on
+    a GPU); it changes the activations, so it is part of the store's model description.
+
+    A checkpoint whose weights the store already holds under another path is refused unless
+    ``allow_duplicate_weights``; a folder or Zarr group that tgo did not write is refused.
+    """
+    options = options if options is not None else ingest_options(**values)
+    check_options(options)
+    refs = checkpoint_refs(options)
+    target = open_target(url, options)
+    stored = target.existing()
+    if not options.allow_duplicate_weights:  # weights the store holds under another path
+        refuse_duplicates(refs, stored)
+    session = session or Session.from_options(options)
+    facts = store_facts(session, options)
+    if check_checkpoints:
+        known = {path for _, path, _ in stored}
+        new = [r for r in refs if r.url not in known]
+        probe_checkpoints(session.model, session.source, session.capturer, new, options.dtype, options.precision)
+    return prepare_metadata(target, options, refs, facts)
+
+
+def store_facts(session: Session, options: IngestOptions) -> StoreFacts:
+    """What the store records of a session: the model's description, the data, the selection, the loss."""
+    from tgo_store.capture.hf import tokenizer_of
+    from tgo_store.capture.models import model_description
+
+    model, source, capturer, loss = session.model, session.source, session.capturer, session.loss
+    description = model_description(model, options.model_spec, dict(options.model_kwargs or {}))
+    if options.precision != "float32":  # stores from before this option computed in float32 and say nothing
+        description["precision"] = options.precision
+    layout = capturer.token_layout
+    return StoreFacts(
+        description=description, dataset={"name": options.data_spec, "fingerprint": source.fingerprint(),
+                                          "n_samples": len(source)},
+        source_attrs=source.store_attrs(), n_samples=len(source), layer_indices=list(capturer.layer_indices),
+        layer_names=list(capturer.layer_names), token_indices=np.asarray(capturer.token_indices),
+        token_kinds=layout.kinds, token_rows=layout.rows, token_cols=layout.cols, feature_dim=capturer.feature_dim,
+        sample_ids=source.sample_ids, labels=source.labels, positions=source.positions(), loss=loss,
+        mask_token_id=tokenizer_of(model).mask_token_id if loss is not None and loss.kind == MASKED_LM else None)
+
+
+def capture_block(runner: BlockRunner, block: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``runner.capture_block``; a refused block leaves a failure record that `tgo info` and `tgo analyze`
+    explain (past the one-batch check the store is already extended), instead of a slot that reads as
+    merely unfinished."""
+    plan = runner.plan
+    try:
+        return runner.capture_block(block)
+    except TgoError as exc:
+        record_failure(store_records(plan.url, plan.storage_options), plan.checkpoint_indices[runner.position],
+                       {"block": block, "step": plan.checkpoints[runner.position].step, "reason": str(exc)})
+        raise
+
+
 def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "auto",
                  model_cache: dict | None = None, runner: BlockRunner | None = None) -> BlockStats:
     """Capture and write one (checkpoint, sample block) region; safe to repeat.
@@ -64,7 +139,7 @@ def ingest_block(plan: StorePlan, position: int, block: int, *, device: str = "a
         if model_cache is not None:
             model_cache.clear()
             model_cache[key] = runner
-    data, grads = runner.capture_block(block)
+    data, grads = capture_block(runner, block)
     try:
         write_block(plan, position, block, data, gradients=grads)
     finally:
@@ -102,7 +177,7 @@ def ingest(url: str, options: IngestOptions | None = None, *, progress: bool = T
                     pool = pool or BufferPool(resolve_device(device),
                                               size=(WRITE_QUEUE_DEPTH + 2) * (2 if plan.loss else 1))
                     runner = BlockRunner.from_plan(plan, position, device, pool)
-                data, grads = runner.capture_block(block)
+                data, grads = capture_block(runner, block)
                 writer.put(position, block, data, grads, on_done=lambda d=data, p=position: bar.advance(p, d),
                            release=lambda d=data, g=grads, r=runner: r.release(d, g))
                 samples += data.shape[1]

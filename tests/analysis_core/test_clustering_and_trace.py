@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tgo_analysis.kernels.clustering import cluster_alpha_trajectories, clusters_on_grid
+from tgo_analysis.kernels.clustering import clusters_on_grid
 from tgo_analysis.kernels.correlation import mean_lower_triangle, token_correlation, token_gram_sums
 from tgo_analysis.kernels.metrics import (
     REASON_ZERO_VARIANCE,
@@ -15,6 +15,7 @@ from tgo_analysis.kernels.metrics import (
 )
 from tgo_analysis.kernels.moments import chunk_moments, covariance
 from tgo_analysis.kernels.spectra import covariance_eigenvalues, exact_trace
+from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 from tgo_store.errors import TgoError
 
 

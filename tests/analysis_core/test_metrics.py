@@ -31,12 +31,9 @@ from tgo_analysis.kernels.moments import (
     symmetrize,
     unit_vector_sum,
 )
-from tgo_analysis.kernels.spectra import (
-    covariance_eigenvalues,
-    gram_eigenvalues,
-    randomized_eigenvalues,
-)
+from tgo_analysis.kernels.spectra import covariance_eigenvalues, gram_eigenvalues
 from tgo_analysis.kernels.twonn import twonn_dimension
+from tgo_analysis.kernels_dask import randomized_eigenvalues
 
 RTOL = 1e-6
 

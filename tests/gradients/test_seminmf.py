@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.linalg import subspace_angles
 
-from tgo_analysis.kernels.seminmf import _fit, fit_seminmf
+from tgo_analysis.kernels.seminmf import fit_codes, fit_seminmf
 from tgo_store.errors import TgoError
 
 
@@ -45,10 +45,14 @@ def test_seed_makes_the_fit_reproducible():
 
 
 @pytest.mark.parametrize("rank", [0, 24, 30])
-def test_rank_out_of_range_is_one_line(rank):
+def test_rank_out_of_range_is_a_value_error_the_statistic_words_with_its_flag(rank):
     a, _, _ = planted()
-    with pytest.raises(TgoError, match="rank") as info:
+    with pytest.raises(ValueError, match="rank"):
         fit_seminmf(a, rank)
+    from tgo_analysis.statistics.tangent_fit import TangentOptions
+
+    with pytest.raises(TgoError, match="--tangent-rank") as info:
+        TangentOptions(rank=rank).resolved(a.shape[1])
     assert "\n" not in str(info.value)
 
 
@@ -62,8 +66,8 @@ def test_torch_update_matches_numpy():
     torch = pytest.importorskip("torch")
     a, _, _ = planted(noise=0.2)
     z0 = np.abs(np.random.default_rng(0).standard_normal((a.shape[0], 4))) + 0.2
-    _, w_np, h_np, _ = _fit(a, z0, np, 40, 0.0)
-    _, w_t, h_t, _ = _fit(torch.as_tensor(a), torch.as_tensor(z0), torch, 40, 0.0)
+    _, w_np, h_np, _ = fit_codes(a, z0, np, 40, 0.0)
+    _, w_t, h_t, _ = fit_codes(torch.as_tensor(a), torch.as_tensor(z0), torch, 40, 0.0)
     np.testing.assert_allclose(w_t.numpy(), w_np, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(h_t, h_np, rtol=1e-10)
 
@@ -74,5 +78,7 @@ def test_cuda_fit_matches_cpu():
         pytest.skip("no CUDA device")
     a, _, _ = planted(noise=0.2)
     cpu = fit_seminmf(a, 4, iterations=60, tolerance=0.0)
-    gpu = fit_seminmf(a, 4, iterations=60, tolerance=0.0, device="cuda")
+    from tgo_analysis import kernels_torch
+
+    gpu = kernels_torch.fit_seminmf(a, 4, iterations=60, tolerance=0.0, device="cuda")
     np.testing.assert_allclose(gpu.dictionary, cpu.dictionary, rtol=1e-6, atol=1e-8)

@@ -15,7 +15,6 @@ from tgo_analysis.kernels.tangent_energy import (
     tangent_statistics,
     top_eigenvectors,
 )
-from tgo_store.errors import TgoError
 
 D, R = 48, 4
 
@@ -98,7 +97,20 @@ def test_zero_gradients_give_nan_not_an_error():
     assert np.isnan(stats.tangent_enrichment).all() and np.isnan(stats.tangent_alignment).all()
 
 
-def test_too_large_a_rank_for_controls_is_one_line():
+def test_too_large_a_rank_for_controls_is_a_value_error():
     q = orthonormal(np.random.default_rng(0), 10, 6)
-    with pytest.raises(TgoError, match="rank"):
+    with pytest.raises(ValueError, match="rank"):
         control_bases(q, 2, seed=0)
+
+
+def test_the_statistic_words_kernel_errors_as_one_line_tgo_errors():
+    from tgo_analysis.statistics import tangent_kernels as TK
+    from tgo_store.errors import TgoError
+
+    q = orthonormal(np.random.default_rng(0), 10, 6)
+    for call, said in ((lambda: TK.control_bases(q, 2, seed=0), "--tangent-rank"),
+                       (lambda: TK.tangent_basis(np.zeros((3, 10))), "no tangent subspace"),
+                       (lambda: TK.check_rank(10, 10), "--tangent-rank")):
+        with pytest.raises(TgoError, match=said) as info:
+            call()
+        assert "\n" not in str(info.value)

@@ -141,7 +141,7 @@ def test_changed_checkpoint_dataset_or_model_are_refused(reference_store, checkp
     torch.save(state, changed / "step_50.pth")
     moved = [str(changed / Path(p).name) for p in checkpoints]
     from tgo_store.capture.checkpoints import CheckpointRef, resolve_checkpoints
-    from tgo_store.store.prepare import prepare_store
+    from tgo_store.ingestion import prepare_store
 
     with pytest.raises(TgoError, match="another dataset"):
         ingest(str(store), **ingest_kwargs(checkpoints, data_spec="sklearn:digits:train"))

@@ -8,15 +8,15 @@ import pytest
 
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
-from tgo_analysis.kernels import pooling as P
 from tgo_analysis.results.selection import parse_metrics
 from tgo_analysis.results.store import open_results
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store import validity as V
 
 
 def test_pooled_and_frequency_groups_write_every_unit(store, tmp_path) -> None:
-    choice = P.PositionChoice(exclude_special=True)
+    choice = V.PositionChoice(exclude_special=True)
     out = str(tmp_path / "results.zarr")
     result = analyze(store, "pooled,frequency", out=out, progress=False,
                      params={N.POOLED: {"positions": choice, "id_points": 256}, N.FREQUENCY: {"n_buckets": 4}})
@@ -30,7 +30,7 @@ def test_pooled_and_frequency_groups_write_every_unit(store, tmp_path) -> None:
     np.testing.assert_array_equal(again[N.RANK_POOLED].values, np.arange(1, store.sizes[S.FEATURE] + 1))
     assert again.attrs["pooled_exclude_special"] is True and again.attrs["pooled_exclude_first"] is False
     mask, special = store[S.ATTENTION_MASK].values, store[S.TOKEN_SPECIAL].values
-    valid = P.valid_positions(mask.shape, mask, special, choice)
+    valid = V.valid_positions(mask.shape, mask, special, choice)
     for ci in range(2):
         for li in range(2):
             points = np.asarray(store[S.ACTIVATIONS][ci, li].values, dtype=np.float64)[valid]

@@ -12,6 +12,7 @@ import scipy.stats
 from tests.text_analysis.support import text_like
 from tgo_analysis.kernels import buckets as F
 from tgo_analysis.kernels import pooling as P
+from tgo_store.store import validity as V
 
 CUTS = [0, 7, 8, 31, 48]
 
@@ -39,7 +40,7 @@ def test_edges_are_log_spaced_and_put_every_seen_count_in_one_bucket() -> None:
 
 def test_bucket_metrics_equal_brute_force(data) -> None:
     x, counts = data["x"].astype(np.float32), data["counts"]
-    valid = P.valid_positions(data["mask"].shape, data["mask"])
+    valid = V.valid_positions(data["mask"].shape, data["mask"])
     edges = F.frequency_edges(counts, 5)
     n_buckets = edges.size - 1
     buckets = F.position_buckets(data["ids"], counts, edges, valid)

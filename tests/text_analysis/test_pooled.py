@@ -15,6 +15,7 @@ from tests.text_analysis.support import text_like
 from tgo_analysis.kernels import pooling as P
 from tgo_analysis.kernels.moments import covariance, merge_moments
 from tgo_analysis.kernels.twonn import twonn_dimension
+from tgo_store.store import validity as V
 
 RTOL = 1e-6
 CUTS = [0, 5, 6, 30, 48]  # uneven sample blocks, one of a single sample
@@ -33,7 +34,7 @@ def chunked_moments(x: np.ndarray, valid: np.ndarray):
 def test_pooled_covariance_equals_np_cov_of_the_masked_points(data, dtype, monkeypatch) -> None:
     monkeypatch.setattr(P, "POINT_ROWS", 37)  # several row slices per block
     x = data["x"].astype(dtype)
-    valid = P.valid_positions(data["mask"].shape, data["mask"], data["special"])
+    valid = V.valid_positions(data["mask"].shape, data["mask"], data["special"])
     merged = chunked_moments(x, valid)
     ref = np.cov(x[valid].astype(np.float64), rowvar=False)
     assert merged.count == data["mask"].sum()
@@ -43,7 +44,7 @@ def test_pooled_covariance_equals_np_cov_of_the_masked_points(data, dtype, monke
 def test_pooled_metrics_match_references(data) -> None:
     from reptrix.alpha import get_powerlaw
 
-    x, valid = data["x"], P.valid_positions(data["mask"].shape, data["mask"])
+    x, valid = data["x"], V.valid_positions(data["mask"].shape, data["mask"])
     points = x[valid]
     got = P.pooled_spectrum_metrics(chunked_moments(x, valid))
     ref = np.clip(np.sort(np.linalg.eigvalsh(np.cov(points, rowvar=False)))[::-1], 0, None)
@@ -63,15 +64,15 @@ def test_pooled_metrics_match_references(data) -> None:
 def test_padding_never_enters_and_exclusions_are_honoured(data) -> None:
     mask, special = data["mask"], data["special"]
     shape = mask.shape
-    assert not (P.valid_positions(shape, mask, special, P.PositionChoice(True, True)) & ~mask).any()
-    no_special = P.valid_positions(shape, mask, special, P.PositionChoice(exclude_special=True))
+    assert not (V.valid_positions(shape, mask, special, V.PositionChoice(True, True)) & ~mask).any()
+    no_special = V.valid_positions(shape, mask, special, V.PositionChoice(exclude_special=True))
     np.testing.assert_array_equal(no_special, mask & ~special)
     left = np.fliplr(mask)  # left padding: the first valid position is not position 0
-    first = P.valid_positions(shape, left, choice=P.PositionChoice(exclude_first=True))
+    first = V.valid_positions(shape, left, choice=V.PositionChoice(exclude_first=True))
     expected = left.copy()
     expected[np.arange(shape[0]), left.argmax(axis=1)] = False
     np.testing.assert_array_equal(first, expected)
-    np.testing.assert_array_equal(P.valid_positions(shape), np.ones(shape, bool))  # image stores
+    np.testing.assert_array_equal(V.valid_positions(shape), np.ones(shape, bool))  # image stores
     # the massive first position dominates lambda_1; leaving it out lowers the anisotropy
     x = data["x"]
     with_first = P.pooled_spectrum_metrics(chunked_moments(x, mask))["top1_share"]

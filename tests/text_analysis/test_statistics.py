@@ -17,6 +17,7 @@ from tgo_analysis.kernels.buckets import frequency_edges
 from tgo_analysis.statistics import statistic, statistics
 from tgo_analysis.statistics.base import Context
 from tgo_store.store import schema as S
+from tgo_store.store import validity as V
 
 
 def run(ds: xr.Dataset, names: tuple[str, ...], params: dict | None = None, ci: int = 0, li: int = 1):
@@ -38,13 +39,13 @@ def reference_points(ds: xr.Dataset, valid: np.ndarray, ci: int = 0, li: int = 1
     return np.asarray(ds[S.ACTIVATIONS][ci, li].values, dtype=np.float64)[valid]
 
 
-@pytest.mark.parametrize("choice", [P.PositionChoice(), P.PositionChoice(exclude_special=True, exclude_first=True)])
+@pytest.mark.parametrize("choice", [V.PositionChoice(), V.PositionChoice(exclude_special=True, exclude_first=True)])
 def test_pooled_statistic_equals_numpy_on_the_masked_points(store, choice) -> None:
     from skdim.id import TwoNN
 
     out, ctx, stats = run(store, (N.POOLED,), {N.POOLED: {"positions": choice, "id_points": 300}})
     mask, special = store[S.ATTENTION_MASK].values, store[S.TOKEN_SPECIAL].values
-    valid = P.valid_positions(mask.shape, mask, special, choice)
+    valid = V.valid_positions(mask.shape, mask, special, choice)
     points = reference_points(store, valid)
     ref = np.clip(np.sort(np.linalg.eigvalsh(np.cov(points, rowvar=False)))[::-1], 0, None)
     np.testing.assert_allclose(out[N.EIGENVALUES_POOLED], ref, rtol=1e-8, atol=1e-10 * ref[0])

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from tgo_store.errors import TgoError
-
 MEAN, CLS, ALL, TOKEN_PREFIX = "mean", "cls", "all", "token:"
 
 
 def parse_representations(text: str) -> tuple[str, ...]:
-    """'mean,cls,token:3,all' -> names, checked (``token:K`` needs an integer K >= 0)."""
+    """'mean,cls,token:3,all' -> names, checked (``token:K`` needs an integer K >= 0); ValueError if not."""
     names = tuple(dict.fromkeys(s.strip() for s in str(text).split(",") if s.strip()))
     for name in names:
         if name in (MEAN, CLS, ALL):
             continue
         k = name[len(TOKEN_PREFIX):] if name.startswith(TOKEN_PREFIX) else ""
         if not k.isdigit():
-            raise TgoError(f"unknown representation '{name}'; use mean, cls, token:K (K a token index) or all")
+            raise ValueError(f"unknown representation '{name}' (known: mean, cls, token:K with K a token index, all)")
     if not names:
-        raise TgoError("no representation chosen; give --representations mean,cls,token:K,all (any of them)")
+        raise ValueError("no representation chosen")
     return names
 
 
@@ -98,13 +96,6 @@ def gram_cka(kx: np.ndarray, ky: np.ndarray) -> float:
     """⟨K_X, K_Y⟩ / (‖K_X‖ ‖K_Y‖) of two centred Gram matrices."""
     denominator = float(np.linalg.norm(kx) * np.linalg.norm(ky))
     return float(np.vdot(kx, ky) / denominator) if denominator > 0 else float("nan")
-
-
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """The formula on data in memory: X (N, D₁), Y (N, D₂) centred over samples, float64."""
-    x = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(axis=0)
-    y = np.asarray(y, np.float64) - np.asarray(y, np.float64).mean(axis=0)
-    return float(np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
 def pca_basis(covariance: np.ndarray, rank: int) -> np.ndarray:

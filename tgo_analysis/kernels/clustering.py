@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
-
-from tgo_store.errors import TgoError
 
 
-def cluster_alpha_trajectories(
-    alpha: xr.DataArray, n_clusters: int, *, use_umap: bool = False, seed: int = 0
-) -> xr.DataArray:
-    """alpha (layer, token) -> cluster id per token; -1 for tokens with NaN in their trajectory.
+def cluster_trajectories(trajectories: np.ndarray, n_clusters: int, *, use_umap: bool = False,
+                         seed: int = 0) -> np.ndarray:
+    """alpha trajectories (token, layer) -> cluster id per token; -1 for a trajectory with NaN.
 
     Trajectories are standardised per layer; ids are ordered by the cluster's mean alpha, so
-    cluster 0 always has the lowest mean alpha and ids are stable across runs.
+    cluster 0 always has the lowest mean alpha and ids are stable across runs. ``use_umap``
+    needs umap-learn (ImportError without it: the caller says how to install it).
     """
     from sklearn.cluster import KMeans
 
-    traj = np.asarray(alpha.transpose("token", "layer").values, dtype=np.float64)
+    traj = np.asarray(trajectories, dtype=np.float64)
     valid = np.isfinite(traj).all(axis=1)
     labels = np.full(traj.shape[0], -1, dtype=np.int64)
     k = min(int(n_clusters), int(valid.sum()))
@@ -31,18 +28,12 @@ def cluster_alpha_trajectories(
         fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(features).labels_
         order = np.argsort([data[fitted == c].mean() for c in range(k)])
         labels[valid] = np.argsort(order)[fitted]
-    return xr.DataArray(
-        labels, dims=("token",), coords={"token": alpha["token"].values}, name="alpha_cluster"
-    )
+    return labels
 
 
 def _umap(features: np.ndarray, seed: int) -> np.ndarray:
-    try:
-        import umap
-    except ImportError as exc:
-        raise TgoError(
-            "UMAP clustering needs umap-learn; install it with `pip install 'tgo[umap]'`"
-        ) from exc
+    import umap
+
     n_neighbors = max(2, min(15, features.shape[0] - 1))
     return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed).fit_transform(
         features

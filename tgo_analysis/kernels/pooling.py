@@ -6,7 +6,7 @@ layer instead. This module gives the chunk steps of that reduction, streamed and
 masked co-moments merged in float64 with ``tgo_analysis.kernels.moments`` (Chan, Golub & LeVeque), the
 pooled unit-vector sum for cosine anisotropy, and a seeded position subsample for TwoNN.
 
-Which positions enter (``PositionChoice``): padding never. Special tokens and the first
+Which positions enter (``tgo_store.store.validity.PositionChoice``, shared with the loader): padding never. Special tokens and the first
 position of each sequence enter by default, as in the literature this reproduces: Razzhigaev
 et al.'s llm-microscope (``calculate_anisotropy_torch``) takes the hidden states of every
 position the tokenizer returns, BOS/CLS/SEP included, and Ethayarajh (2019) every occurrence.
@@ -30,7 +30,6 @@ from tgo_analysis.kernels.moments import (
     unit_vector_sum,
 )
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
-from tgo_store.store.validity import PositionChoice, valid_positions  # noqa: F401  (one rule, shared with the loader)
 
 POINT_ROWS = 16384  # points centred per GEMM: bounds the float64 scratch to POINT_ROWS x D
 DEFAULT_ID_POINTS = 4096

@@ -13,8 +13,9 @@ docstring says), but it is torch-only (the numpy path here must not import torch
 opencv/scikit-image/einops, seeds from torch's global generator, puts an epsilon inside the
 square root (which loses the monotone-objective guarantee) and keeps no objective history.
 
-One update function serves numpy (``device="cpu"``) and torch (``device="cuda"``): it uses only
-operators and functions both namespaces share, so the GPU path is the tested path.
+One update function (``fit_codes``) serves numpy and torch: it takes the array namespace and
+uses only operators and functions both share, so the GPU path (``tgo_analysis.kernels_torch``)
+is the tested path. This module imports no torch; bad input is a ValueError the caller words.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from tgo_store.errors import TgoError
 
 DEFAULT_ITERATIONS = 500
 DEFAULT_TOLERANCE = 1e-6
@@ -44,42 +43,41 @@ class SemiNMFResult:
 
 
 def check_rank(rank: int, n_features: int, n_rows: int | None = None) -> None:
-    """TgoError unless 1 ≤ r < D (and r ≤ n when the row count is known)."""
+    """ValueError unless 1 ≤ r < D (and r ≤ n when the row count is known)."""
     if rank < 1 or rank >= n_features:
-        raise TgoError(f"semi-NMF rank {rank} must be between 1 and D - 1 = {n_features - 1} "
-                       "(a rank-D subspace holds every direction); choose a smaller --tangent-rank")
+        raise ValueError(f"semi-NMF rank {rank} must be between 1 and D - 1 = {n_features - 1} "
+                         "(a rank-D subspace holds every direction)")
     if n_rows is not None and n_rows < rank:
-        raise TgoError(f"semi-NMF needs at least rank {rank} positions, got {n_rows}; "
-                       "use a smaller rank or a larger subsample")
+        raise ValueError(f"semi-NMF needs at least rank {rank} positions, got {n_rows}")
 
 
-def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = DEFAULT_ITERATIONS,
-                tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, device: str = "cpu") -> SemiNMFResult:
-    """Fit A (n, D) ≈ Z·W, Z ≥ 0 (n, r), in float64; numpy on "cpu", torch on a CUDA device."""
+def start(a: np.ndarray, rank: int, *, iterations: int, tolerance: float, seed: int,
+          device: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A checked as float64, the seeded starting codes Z₀ and the options recorded with the fit."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 2:
-        raise TgoError(f"semi-NMF takes an (n, D) matrix, got shape {a.shape}; flatten positions first")
+        raise ValueError(f"semi-NMF takes an (n, D) matrix, got shape {a.shape}; flatten positions first")
     if not np.isfinite(a).all():
-        raise TgoError("semi-NMF input holds NaN/Inf; drop those positions before fitting")
+        raise ValueError("semi-NMF input holds NaN/Inf; drop those positions before fitting")
     check_rank(rank, a.shape[1], a.shape[0])
     rng = np.random.default_rng(seed)
     z0 = np.abs(rng.standard_normal((a.shape[0], rank))) + INIT_OFFSET
     options = {"rank": int(rank), "iterations": int(iterations), "tolerance": float(tolerance),
                "seed": int(seed), "init": f"|N(0,1)| + {INIT_OFFSET}", "device": device}
-    if device == "cpu":
-        z, w, history, converged = _fit(a, z0, np, iterations, tolerance)
-        return SemiNMFResult(z, w, np.asarray(history), len(history) - 1, converged, options)
-    import torch
-
-    to = {"device": torch.device(device), "dtype": torch.float64}
-    z, w, history, converged = _fit(torch.as_tensor(a, **to), torch.as_tensor(z0, **to), torch,
-                                    iterations, tolerance)
-    return SemiNMFResult(z.cpu().numpy(), w.cpu().numpy(), np.asarray(history), len(history) - 1,
-                         converged, options)
+    return a, z0, options
 
 
-def _fit(a: Any, z: Any, xp: Any, iterations: int, tolerance: float) -> tuple[Any, Any, list[float], bool]:
-    """The alternating loop on numpy arrays or torch tensors (``xp`` is numpy or torch)."""
+def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = DEFAULT_ITERATIONS,
+                tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> SemiNMFResult:
+    """Fit A (n, D) ≈ Z·W, Z ≥ 0 (n, r), in float64 with numpy (``kernels_torch``: on a torch device)."""
+    a, z0, options = start(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, device="cpu")
+    z, w, history, converged = fit_codes(a, z0, np, iterations, tolerance)
+    return SemiNMFResult(z, w, np.asarray(history), len(history) - 1, converged, options)
+
+
+def fit_codes(a: Any, z: Any, xp: Any, iterations: int, tolerance: float) -> tuple[Any, Any, list[float], bool]:
+    """The alternating loop on numpy arrays or torch tensors (``xp`` is numpy or torch):
+    codes, dictionary, the objective after each iteration, and whether it converged."""
     aa = float((a * a).sum())
     w, za, zz = _dictionary(a, z, xp)
     history = [_objective(aa, za, zz, w)]

@@ -1,5 +1,7 @@
-"""Eigenvalues: per token from co-moments; for all tokens concatenated from the Gram matrix or
-randomized SVD (Halko, Martinsson & Tropp) when N is too large to decompose."""
+"""Eigenvalues: per token from co-moments; for all tokens concatenated from the Gram matrix.
+
+The randomized SVD for an N too large to decompose runs over a whole dask array, so it lives
+in ``tgo_analysis.kernels_dask``, not here (kernels are pure numpy)."""
 
 from __future__ import annotations
 
@@ -27,26 +29,6 @@ def gram_eigenvalues(x: np.ndarray) -> np.ndarray:
     """Covariance eigenvalues of x (N, F) via its Gram: min(N, F) values, descending, / (N - 1)."""
     x64 = np.asarray(x, dtype=np.float64)
     return gram_spectrum(x64 @ x64.T, x64.shape[0])[: min(x64.shape)]
-
-
-def randomized_eigenvalues(x, k: int, n_power_iter: int = 4, seed: int = 0) -> np.ndarray:
-    """Top-k covariance eigenvalues of a dask array x (N, F) with dask's svd_compressed.
-
-    Centred on the fly; at least 4 power iterations (without them truncated spectra decay too
-    fast and inflate alpha).
-    """
-    import dask.array as da
-
-    if n_power_iter < 4:
-        raise ValueError("randomized spectra need at least 4 power iterations")
-    x = da.asarray(x).astype(np.float64)
-    centred = x - x.mean(axis=0)
-    k = int(min(k, *x.shape))
-    _, s, _ = da.linalg.svd_compressed(
-        centred, k=k, n_power_iter=n_power_iter, seed=seed, compute=False
-    )
-    s = np.asarray(s.compute())
-    return np.sort(s**2 / (x.shape[0] - 1))[::-1]
 
 
 def exact_trace(comoment_diagonal_sum: np.ndarray | float, count: int) -> np.ndarray:

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tgo_store.errors import TgoError
-
 ROWS = 4096  # gradient rows cast to float64 per GEMM in ``second_moment`` (8 MB of scratch at D = 256)
 
 
@@ -42,7 +40,7 @@ def tangent_basis(dictionary: np.ndarray) -> np.ndarray:
     _, s, vt = np.linalg.svd(w, full_matrices=False)
     keep = s > (s[0] if s.size else 0.0) * max(w.shape) * np.finfo(np.float64).eps
     if not keep.any():
-        raise TgoError("the semi-NMF dictionary is all zeros (the activations are zero); "
+        raise ValueError("the semi-NMF dictionary is all zeros (the activations are zero); "
                        "no tangent subspace exists for this layer")
     return vt[keep].T
 
@@ -56,8 +54,8 @@ def control_bases(q_tangent: np.ndarray, draws: int, seed: int | Sequence[int]) 
     q = np.asarray(q_tangent, dtype=np.float64)
     n_features, k = q.shape
     if 2 * k > n_features:
-        raise TgoError(f"control draws need k = {k} directions outside a {k}-dim tangent subspace of a "
-                       f"{n_features}-dim space; use a rank of at most {n_features // 2}")
+        raise ValueError(f"control draws need k = {k} directions outside a {k}-dim tangent subspace of a "
+                         f"{n_features}-dim space; use a rank of at most {n_features // 2}")
     rng = np.random.default_rng(seed)
     out = np.empty((draws, n_features, k))
     for d in range(draws):

@@ -155,7 +155,7 @@ def open_results(url: str, **kwargs: object) -> xr.Dataset:
 
 def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
     """alpha_cluster from the alpha trajectories at the last checkpoint, written beside the rest."""
-    from tgo_analysis.kernels.clustering import cluster_alpha_trajectories
+    from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 
     alpha_last = result[N.ALPHA].isel({N.CHECKPOINT: -1})
     clusters = cluster_alpha_trajectories(alpha_last, n_clusters, use_umap=use_umap, seed=seed)

@@ -30,7 +30,8 @@ from tgo_analysis.kernels.metrics import (
     truncated_spectrum_metrics,
 )
 from tgo_analysis.kernels.noise_floor import noise_floor
-from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum, randomized_eigenvalues
+from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum
+from tgo_analysis.kernels_dask import randomized_eigenvalues
 from tgo_analysis.statistics import baselines as B
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask

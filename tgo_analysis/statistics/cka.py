@@ -45,6 +45,7 @@ from tgo_analysis.statistics.base import (
     StatisticBase,
     Variable,
 )
+from tgo_analysis.statistics.user_errors import user_error
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 
@@ -189,7 +190,8 @@ class _Cka(StatisticBase):
 
     def validate(self, ds: xr.Dataset, ctx: Context) -> None:
         if str(ctx.option(REPRESENTATIONS)).strip() != AUTO:
-            K.parse_representations(ctx.option(REPRESENTATIONS))
+            with user_error("give --representations as any of mean, cls, token:K, all, comma-separated"):
+                K.parse_representations(ctx.option(REPRESENTATIONS))
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         setup = self._setup(ctx)

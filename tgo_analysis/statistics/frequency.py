@@ -45,11 +45,9 @@ from tgo_analysis.kernels.buckets import (
 )
 from tgo_analysis.kernels.pooling import (
     PointSample,
-    PositionChoice,
     merge_point_samples,
     position_keys,
     sample_points,
-    valid_positions,
 )
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.pooled import block_valid
@@ -58,6 +56,7 @@ from tgo_analysis.statistics.positions import POSITION_OPTIONS
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 from tgo_store.store.masked_positions import seen_token_ids
+from tgo_store.store.validity import PositionChoice, valid_positions
 
 BY_BUCKET = {N.TOP1_SHARE_BY_FREQUENCY: "top1_share", N.EFFECTIVE_RANK_BY_FREQUENCY: "effective_rank",
              N.MEAN_NORM_BY_FREQUENCY: "mean_norm"}

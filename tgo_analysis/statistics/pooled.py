@@ -20,7 +20,6 @@ from tgo_analysis.kernels.noise_floor import moments_mean_square_norm, noise_flo
 from tgo_analysis.kernels.pooling import (
     DEFAULT_ID_POINTS,
     PointSample,
-    PositionChoice,
     merge_point_samples,
     pooled_cosine_anisotropy,
     pooled_moments,
@@ -28,13 +27,13 @@ from tgo_analysis.kernels.pooling import (
     pooled_unit_sum,
     position_keys,
     sample_points,
-    valid_positions,
 )
 from tgo_analysis.statistics import baselines as B
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_store.store import schema as S
+from tgo_store.store.validity import PositionChoice, valid_positions
 
 SPECTRAL = (N.ALPHA, N.ALPHA_R2, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO,
             N.SPECTRAL_ENTROPY, N.SPECTRAL_FLATNESS, N.TOP1_SHARE)

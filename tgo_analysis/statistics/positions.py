@@ -7,8 +7,8 @@ one flag each (``--exclude-special``, ``--exclude-first``) read by all of them.
 
 from __future__ import annotations
 
-from tgo_analysis.kernels.pooling import PositionChoice
 from tgo_analysis.statistics.base import Context, Option
+from tgo_store.store.validity import PositionChoice
 
 EXCLUDE_SPECIAL = Option("exclude_special", False, "pooled/frequency/tangent: leave special tokens "
                          "(BOS, CLS, SEP...) out", bool)

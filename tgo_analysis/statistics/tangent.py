@@ -22,7 +22,6 @@ import numpy as np
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUND_NAMES, ratio_interval
 from tgo_analysis.kernels.buckets import DEFAULT_BUCKETS, frequency_edges, position_buckets
-from tgo_analysis.kernels.pooling import valid_positions
 from tgo_analysis.kernels.tangent_energy import (
     energy,
     optimal_energy,
@@ -48,6 +47,7 @@ from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_split, fit_unit
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store.validity import valid_positions
 
 if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
     import xarray as xr

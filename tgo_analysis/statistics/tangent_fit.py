@@ -24,20 +24,8 @@ import numpy as np
 
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES
-from tgo_analysis.kernels.pooling import PositionChoice, valid_positions
-from tgo_analysis.kernels.seminmf import (
-    DEFAULT_ITERATIONS,
-    DEFAULT_TOLERANCE,
-    check_rank,
-    fit_seminmf,
-)
-from tgo_analysis.kernels.tangent_energy import (
-    control_bases,
-    isotropic_expectation,
-    pca_basis,
-    subspace_stability,
-    tangent_basis,
-)
+from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE
+from tgo_analysis.kernels.tangent_energy import isotropic_expectation, pca_basis, subspace_stability
 from tgo_analysis.kernels.tangent_local import (
     ACTIVITY_RULE,
     DEFAULT_ACTIVE_FRACTION,
@@ -46,8 +34,15 @@ from tgo_analysis.kernels.tangent_local import (
     code_solver,
     nonnegative_codes,
 )
+from tgo_analysis.statistics.tangent_kernels import (
+    check_rank,
+    control_bases,
+    fit_seminmf,
+    tangent_basis,
+)
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store.validity import PositionChoice, valid_positions
 
 if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
     import xarray as xr

@@ -14,12 +14,12 @@ import io
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 
 from tgo_store.errors import TgoError
+from tgo_store.facts import CheckpointRef
 
 WRAPPER_KEYS = ("model", "state_dict", "module", "net")
 STEP_KEYS = ("step", "global_step", "iteration", "epoch")
@@ -29,16 +29,6 @@ STEP_PATTERNS = (
     re.compile(r"(?:epoch|ep|e)[_\-=]?(\d+)", re.I),
     re.compile(r"(\d+)(?!.*\d)"),
 )
-
-
-@dataclass(frozen=True)
-class CheckpointRef:
-    """One checkpoint file: where it is, its training step and the hash of its bytes."""
-
-    url: str
-    step: int
-    sha256: str
-    builtin: bool = False  # the weights the model was built with (hf:PATH without --checkpoints): nothing to load
 
 
 def _expand(spec: str | Sequence[str]) -> list[str]:

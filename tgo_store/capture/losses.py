@@ -6,8 +6,8 @@ with a seeded mask for encoders. Every loss is SUMMED over samples and predicted
 (scale 1): a sample's gradient then depends on that sample only, never on the batch size, and
 stays far above float16's subnormal range (a mean over B·T positions would divide it by B·T).
 
-Hidden states come from the same forward as the loss (forward hooks on named modules for
-timm ViTs and hooked models, ``hidden_states`` for transformers), and one
+Hidden states come from the same forward as the loss (``forward_hooks.collect_outputs`` on named
+modules for timm ViTs and hooked models, ``hidden_states`` for transformers), and one
 ``torch.autograd.grad(loss, states)`` returns every layer's gradient: tensor hooks inside the
 graph, no ``register_full_backward_hook`` (it breaks on in-place ops and dict outputs), and
 nothing accumulates into any parameter's ``.grad``. The model runs in eval(); callers restore
@@ -16,40 +16,15 @@ its train/eval state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tgo_store.capture.forward_hooks import collect_outputs
 from tgo_store.errors import TgoError
+from tgo_store.facts import CAUSAL_LM, CLASSIFICATION, DESCRIPTIONS, MASKED_LM, LossSpec
 from tgo_store.options import DEFAULT_MASK_RATE  # declared with the ingest options
-
-CLASSIFICATION, CAUSAL_LM, MASKED_LM = "classification", "causal_lm", "masked_lm"
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """What is differentiated; stored as the store's ``loss`` attribute and compared on append."""
-
-    kind: str
-    reduction: str = "sum"  # over samples and predicted positions
-    scale: float = 1.0
-    mask_rate: float | None = None  # masked_lm only
-    seed: int | None = None  # masked_lm only: positions drawn per (seed, sample id)
-
-    def attr(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if v is not None}
-        out["description"] = DESCRIPTIONS[self.kind]
-        return out
-
-
-DESCRIPTIONS = {
-    CLASSIFICATION: "cross-entropy of the model's logits against the sample labels, summed over samples",
-    CAUSAL_LM: "next-token cross-entropy at every valid position whose successor is valid, summed",
-    MASKED_LM: "cross-entropy at seeded masked positions (valid, non-special; input replaced by the mask "
-               "token), summed; activations and gradients are both of the masked input",
-}
 
 
 def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | None = None,
@@ -94,64 +69,12 @@ def choose_loss(model: Any, labels: np.ndarray, text: bool, requested: str | Non
     return LossSpec(CAUSAL_LM)
 
 
-def check_same_loss(found: dict | None, loss: LossSpec | None, url: str) -> None:
-    """Refuse appending gradients of another loss (or none) to a store, and the reverse."""
-    expected = None if loss is None else loss.attr()
-    if _identity(found) == _identity(expected):
-        return
-    if found is None:
-        raise TgoError(f"store {url} was recorded without gradients; ingest with gradients into a new store")
-    if expected is None:
-        raise TgoError(f"store {url} records gradients ({found.get('kind')} loss); add --gradients to append to it")
-    raise TgoError(f"store {url} holds gradients of another loss ({found.get('kind')}, "
-                   f"{_short(found)} vs {_short(expected)}); use the same --loss/--mask-rate or a new store")
-
-
-def _identity(attr: dict | None) -> dict | None:
-    """What makes two losses the same (the description is prose and may be reworded)."""
-    return None if attr is None else {k: v for k, v in attr.items() if k != "description"}
-
-
-def _short(value: Any) -> str:
-    text = str({k: v for k, v in value.items() if k != "description"})
-    return text if len(text) < 80 else text[:77] + "..."
-
-
 def backward_once(states: Sequence[Any], loss: Any) -> list[Any]:
     """∂loss/∂state for every state from one backward; zeros for a state the loss does not reach."""
     import torch
 
     grads = torch.autograd.grad(loss, list(states), allow_unused=True)
     return [torch.zeros_like(s) if g is None else g for s, g in zip(states, grads, strict=True)]
-
-
-def hooked_states(model: Any, module_names: Sequence[str], run: Callable[[], Any]) -> tuple[list[Any], Any]:
-    """Outputs of named modules during ``run()`` (kept in the graph) and run's return value.
-
-    A module output that does not require grad (frozen weights below it) is replaced by a
-    detached copy that does, so the backward can start there.
-    """
-    captured: dict[str, Any] = {}
-
-    def hook(name: str) -> Callable:
-        def record(_m: Any, _i: Any, out: Any) -> Any:
-            tensor = out[0] if isinstance(out, tuple) else out
-            if not tensor.requires_grad and not isinstance(out, tuple):
-                tensor = tensor.detach().requires_grad_()
-                captured[name] = tensor
-                return tensor
-            captured[name] = tensor
-            return None
-
-        return record
-
-    handles = [model.get_submodule(name).register_forward_hook(hook(name)) for name in module_names]
-    try:
-        result = run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [captured[name] for name in module_names], result
 
 
 def classification_gradients(model: Any, module_names: Sequence[str], images: Any, labels: np.ndarray,
@@ -162,7 +85,7 @@ def classification_gradients(model: Any, module_names: Sequence[str], images: An
 
     target = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=images.device)
     with torch.inference_mode(False), torch.enable_grad():
-        states, logits = hooked_states(model, module_names, lambda: model(images))
+        states, logits = collect_outputs(model, module_names, lambda: model(images), differentiable=True)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise TgoError(f"{type(model).__name__} does not return (batch, classes) logits, so it has no "
                            "classification loss; drop --gradients")

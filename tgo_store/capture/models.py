@@ -1,8 +1,9 @@
 """Build a model from its spec and describe it (and its inputs) for the store.
 
 Specs: a timm name (random init, never pretrained), ``package.module:factory``, or a
-``scheme:...`` handled by a loader of ``LOADERS`` (``hf:PATH`` for transformers models, and the
-live models of a ``Recorder``).
+``scheme:...`` handled by a loader of ``LOADERS`` (``hf:PATH`` for transformers models). A live
+``Recorder`` hands its model over as it is; its spec (``LIVE_PREFIX``) is the model's name in
+the store, and building a model from it is refused.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ def _load_hf(spec: str, **kwargs: Any) -> Any:
     return load_hf_model(spec, **kwargs)
 
 
-def _load_live(spec: str, **kwargs: Any) -> Any:
-    from tgo_store.capture.live import load_live
-
-    return load_live(spec, **kwargs)
+LIVE_SCHEME = "tgo_store.recorder"  # the stored model name of a Recorder's live model: tgo_store.recorder:_live_NAME
+LIVE_PREFIX = f"{LIVE_SCHEME}:_live_"
 
 
-# model spec scheme -> loader; ``tgo_store.recorder`` is the Recorder's live models (capture.live)
-LOADERS: dict[str, Callable[..., Any]] = {"hf": _load_hf, "tgo_store.recorder": _load_live}
+def _refuse_live(spec: str, **_kwargs: Any) -> Any:
+    raise TgoError(f"model '{spec}' is the live model of a Recorder, recorded from a training loop, not a file; "
+                   "record it through a Recorder holding the model, or give a model spec and --checkpoints")
+
+
+# model spec scheme -> loader
+LOADERS: dict[str, Callable[..., Any]] = {"hf": _load_hf, LIVE_SCHEME: _refuse_live}
 # what a model constructor raises for options it rejects (a wrong name, type or value)
 REJECTED_OPTIONS = (TypeError, ValueError, AssertionError, KeyError, ZeroDivisionError, RuntimeError)
 

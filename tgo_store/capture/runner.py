@@ -10,7 +10,7 @@ own model. All of them capture through ``BlockRunner.capture_block``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,12 +21,11 @@ from tgo_store.capture.models import build_model, input_config
 from tgo_store.capture.transfer import BlockFiller, BufferPool
 from tgo_store.capturers import make_capturer
 from tgo_store.device import resolve_device
-from tgo_store.errors import TgoError
 from tgo_store.sources import DataSource, open_source
 from tgo_store.sources.base import Batch
-from tgo_store.store.commits import record_failure
-from tgo_store.store.location import store_records
-from tgo_store.store.plan import StorePlan
+
+if TYPE_CHECKING:  # the runner reads a plan's fields; capture imports nothing of the store
+    from tgo_store.store.plan import StorePlan
 
 
 def open_parts(model_spec: str, model_kwargs: dict, data_spec: str,
@@ -38,7 +37,8 @@ def open_parts(model_spec: str, model_kwargs: dict, data_spec: str,
 
 
 def block_capturer(model: Any, source: DataSource, layers: Sequence[int] | None, tokens: Sequence[int] | None,
-              hook_modules: Sequence[str] | None, device: Any = "cpu", dtype: Any = None) -> Any:
+                   hook_modules: Sequence[str] | None) -> Any:
+    """The capturer of a model for the selection, learning what it needs from one example batch of the source."""
     example = next(source.batches(1)).inputs  # capturers that need one learn the token count from it
     return make_capturer(model, layers=layers, tokens=tokens, hook_modules=hook_modules, example=example)
 
@@ -69,7 +69,7 @@ class BlockRunner:
         where, compute_dtype = torch.device(resolve_device(device)), getattr(torch, plan.precision)
         model.to(where, compute_dtype)
         layers = list(plan.layers) if not plan.hook_modules else None
-        capturer = block_capturer(model, source, layers, plan.tokens, plan.hook_modules, where, compute_dtype)
+        capturer = block_capturer(model, source, layers, plan.tokens, plan.hook_modules)
         return cls(plan, position, model, capturer, source.batches, where, compute_dtype, pool)
 
     def capture_block(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -82,19 +82,12 @@ class BlockRunner:
         start, stop = plan.layout.block_range(block, plan.n_samples)
         batches = self.batches(plan.batch_size, start, stop)
         where = (self.source_name, f"samples {start}-{stop - 1}")
-        try:
-            if plan.loss is not None:
-                pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)
-                return capture_gradient_block((self.filler, self.grad_filler), self.capturer, pairs,
-                                              stop - start, plan.loss, *where)
-            inputs = (self.capturer.prepare(b.inputs, self.device, self.compute_dtype) for b in batches)
-            return capture_block(self.filler, self.capturer, inputs, stop - start, *where), None
-        except TgoError as exc:
-            # Past the one-batch check the store is already extended: leave a record that
-            # `tgo info` and `tgo analyze` explain, instead of a slot that reads as merely unfinished.
-            record_failure(store_records(plan.url, plan.storage_options), plan.checkpoint_indices[self.position],
-                           {"block": block, "step": plan.checkpoints[self.position].step, "reason": str(exc)})
-            raise
+        if plan.loss is not None:
+            pairs = ((self.capturer.prepare(b.inputs, self.device, self.compute_dtype), b) for b in batches)
+            return capture_gradient_block((self.filler, self.grad_filler), self.capturer, pairs,
+                                          stop - start, plan.loss, *where)
+        inputs = (self.capturer.prepare(b.inputs, self.device, self.compute_dtype) for b in batches)
+        return capture_block(self.filler, self.capturer, inputs, stop - start, *where), None
 
     def release(self, *arrays: np.ndarray | None) -> None:
         for data in arrays:

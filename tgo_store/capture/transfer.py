@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store.capturers import stack_parts
+
+def stack_parts(parts: list[list[Any]]) -> Any:
+    """(L, B, T, D) from per-layer token pieces (a capturer's ``parts``)."""
+    import torch
+
+    return torch.stack([p[0] if len(p) == 1 else torch.cat(p, dim=1) for p in parts])
 
 
 def torch_dtype(dtype: str) -> Any:

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tgo_store.capture.transfer import stack_parts
 from tgo_store.errors import TgoError
 
 
@@ -83,13 +84,6 @@ def select(selection: Sequence[int] | None, n: int, what: str) -> np.ndarray:
             f"{what} selection {list(selection)} is out of range; this model has {what}s 0 to {n - 1}"
         )
     return chosen
-
-
-def stack_parts(parts: list[list[Any]]) -> Any:
-    """(L, B, T, D) from per-layer token pieces."""
-    import torch
-
-    return torch.stack([p[0] if len(p) == 1 else torch.cat(p, dim=1) for p in parts])
 
 
 def images_to_device(inputs: Any, device: Any, dtype: Any) -> Any:

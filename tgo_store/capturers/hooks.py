@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tgo_store.capture.forward_hooks import collect_outputs
 from tgo_store.capturers.base import (
     Capturer,
     ClassifierCapture,
@@ -39,26 +40,15 @@ class HookCapturer(ClassifierCapture):
     def _run(self, inputs: Any) -> Any:
         import torch
 
-        captured: dict[str, Any] = {}
-        handles = [
-            self.model.get_submodule(name).register_forward_hook(
-                lambda _m, _i, out, name=name: captured.__setitem__(name, out[0] if isinstance(out, tuple) else out)
-            )
-            for name in self.layer_names
-        ]
-        try:
-            with torch.inference_mode():
-                self.model(inputs)
-        finally:
-            for h in handles:
-                h.remove()
-        shapes = {name: tuple(captured[name].shape) for name in self.layer_names}
+        with torch.inference_mode():
+            outputs, _ = collect_outputs(self.model, self.layer_names, lambda: self.model(inputs))
+        shapes = {name: tuple(out.shape) for name, out in zip(self.layer_names, outputs, strict=True)}
         if any(len(s) != 3 for s in shapes.values()) or len(set(shapes.values())) != 1:
             raise TgoError(
                 f"hooked modules must all output (batch, tokens, features) tensors, got {shapes}; "
                 "choose modules with sequence outputs of one shape"
             )
-        return [captured[name] for name in self.layer_names]
+        return outputs
 
     def prepare(self, inputs: Any, device: Any, dtype: Any) -> Any:
         return images_to_device(inputs, device, dtype)

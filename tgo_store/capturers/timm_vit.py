@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tgo_store.capture.forward_hooks import collect_outputs
 from tgo_store.capturers.base import (
     Capturer,
     ClassifierCapture,
@@ -54,19 +55,13 @@ class TimmViTCapturer(ClassifierCapture):
         and copying each straight into its place saves a concatenation and a stack."""
         import torch
 
-        captured: dict[str, Any] = {}
-        embed = self.model.get_submodule(self._embed_module)
-        handle = embed.register_forward_hook(lambda _m, _i, out: captured.__setitem__("embed", out))
         block_indices = [i - 1 for i in self.layer_indices if i > 0]
-        try:
-            with torch.inference_mode():
-                outputs = self.model.forward_intermediates(
-                    inputs, indices=block_indices or [0], return_prefix_tokens=True, norm=False,
-                    output_fmt="NLC", intermediates_only=True, stop_early=True)
-        finally:
-            handle.remove()
+        with torch.inference_mode():
+            (embed,), outputs = collect_outputs(self.model, [self._embed_module], lambda: self.model.forward_intermediates(
+                inputs, indices=block_indices or [0], return_prefix_tokens=True, norm=False,
+                output_fmt="NLC", intermediates_only=True, stop_early=True))
         per_layer = {i + 1: _in_sequence_order(out) for i, out in zip(block_indices or [0], outputs, strict=True)}
-        per_layer[0] = [captured["embed"]]
+        per_layer[0] = [embed]
         parts = [per_layer[i] for i in self.layer_indices]
         if self._all_tokens:
             return parts

@@ -2,7 +2,7 @@
 
 ``tokens:PATH.npz`` holds ``ids`` (N, S) int, ``attention_mask`` (N, S) bool, optional
 ``special`` (N, S) bool and ``labels`` (N,): already tokenised probe sequences (the live
-``Recorder`` saves its text probe this way).
+``Recorder`` hands its text probe over in this form, as bytes: ``token_file_bytes``, ``token_source``).
 """
 
 from __future__ import annotations
@@ -68,9 +68,17 @@ class TokenSequences:
         return Positions(token_id, self._mask.copy(), self._special.copy(), self.vocab_size)
 
 
-def save_tokens(path: str, batch: TokenBatch, labels: np.ndarray) -> None:
+def save_tokens(path: Any, batch: TokenBatch, labels: np.ndarray) -> None:
+    """Write token sequences as a ``tokens:`` .npz (``path``: a file name or a binary file)."""
     np.savez(path, ids=np.asarray(batch.ids), attention_mask=np.asarray(batch.attention_mask),
              special=np.asarray(batch.special), labels=np.asarray(labels))
+
+
+def token_file_bytes(batch: TokenBatch, labels: np.ndarray) -> bytes:
+    """The bytes ``save_tokens`` writes, made in memory."""
+    buffer = io.BytesIO()
+    save_tokens(buffer, batch, labels)
+    return buffer.getvalue()
 
 
 class TokenFileEntry:
@@ -87,19 +95,25 @@ class TokenFileEntry:
                 raw = f.read()
         except FileNotFoundError as exc:
             raise TgoError(f"token file {url} does not exist; pass an .npz with ids and attention_mask") from exc
-        data = np.load(io.BytesIO(raw), allow_pickle=False)
-        if "ids" not in data or "attention_mask" not in data:
-            raise TgoError(f"{url} needs 'ids' and 'attention_mask' arrays (found {sorted(data.files)})")
-        ids, mask = data["ids"], data["attention_mask"].astype(bool)
-        n, seq_len = ids.shape
-        special = data["special"] if "special" in data else np.zeros(ids.shape, bool)
-        labels = data["labels"] if "labels" in data else np.full(n, -1, np.int64)
-        vocab = options.vocab_size or int(ids.max()) + 1
-        if ids[mask].size and int(ids[mask].max()) >= vocab:
-            raise TgoError(f"{url} holds token id {int(ids[mask].max())} but the model's vocabulary has {vocab}; "
-                           "tokenise with the model's tokenizer")
-        tok = tokenizer_attrs(options.tokenizer) if options.tokenizer is not None else {"name": "unknown",
-                                                                                         "vocab_size": vocab}
-        text = {"seq_len": int(seq_len), "packing": bool(mask.all()), "padding_side": "given", "corpus": url,
-                "corpus_sha256": hashlib.sha256(raw).hexdigest(), "sequences": int(n)}
-        return TokenSequences(spec, ids, mask, special, np.arange(n), labels, vocab, tok, text)
+        return token_source(spec, raw, options)
+
+
+def token_source(spec: str, raw: bytes, options: SourceOptions) -> TokenSequences:
+    """The token sequences of the bytes of a ``tokens:`` .npz; its corpus hash is those bytes' sha256."""
+    url = spec[len(PREFIX):]
+    data = np.load(io.BytesIO(raw), allow_pickle=False)
+    if "ids" not in data or "attention_mask" not in data:
+        raise TgoError(f"{url} needs 'ids' and 'attention_mask' arrays (found {sorted(data.files)})")
+    ids, mask = data["ids"], data["attention_mask"].astype(bool)
+    n, seq_len = ids.shape
+    special = data["special"] if "special" in data else np.zeros(ids.shape, bool)
+    labels = data["labels"] if "labels" in data else np.full(n, -1, np.int64)
+    vocab = options.vocab_size or int(ids.max()) + 1
+    if ids[mask].size and int(ids[mask].max()) >= vocab:
+        raise TgoError(f"{url} holds token id {int(ids[mask].max())} but the model's vocabulary has {vocab}; "
+                       "tokenise with the model's tokenizer")
+    tok = tokenizer_attrs(options.tokenizer) if options.tokenizer is not None else {"name": "unknown",
+                                                                                     "vocab_size": vocab}
+    text = {"seq_len": int(seq_len), "packing": bool(mask.all()), "padding_side": "given", "corpus": url,
+            "corpus_sha256": hashlib.sha256(raw).hexdigest(), "sequences": int(n)}
+    return TokenSequences(spec, ids, mask, special, np.arange(n), labels, vocab, tok, text)

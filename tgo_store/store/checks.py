@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tgo_store.errors import TgoError
+from tgo_store.facts import LossSpec
 from tgo_store.store import schema as S
 from tgo_store.store.layout import StoreLayout
 from tgo_store.store.metadata import existing_checkpoints
@@ -99,7 +100,8 @@ def open_group(store: Any, url: str) -> Any:
         raise TgoError(f"{url} is not a tgo store ({exc}); choose a new store URL") from exc
 
 
-def check_compatible(group: Any, url: str, description: dict, dataset: dict, capturer: Any, dtype: str) -> StoreLayout:
+def check_compatible(group: Any, url: str, description: dict, dataset: dict, selection: Any, dtype: str) -> StoreLayout:
+    """This run's model, data, dtype and (``selection``'s) layer_indices / token_indices are the store's; its layout."""
     attrs = dict(group.attrs)
     if S.ACTIVATIONS not in group:
         raise TgoError(f"{url} is a Zarr group without '{S.ACTIVATIONS}'; choose a new store URL")
@@ -111,9 +113,32 @@ def check_compatible(group: Any, url: str, description: dict, dataset: dict, cap
         raise TgoError(f"store {url} holds {act.dtype} activations, this run asks for {dtype}; use --dtype {act.dtype}")
     layers = [int(x) for x in group[S.LAYER][:]]
     tokens = [int(x) for x in group[S.TOKEN][:]]
-    if layers != list(capturer.layer_indices) or tokens != [int(t) for t in capturer.token_indices]:
+    if layers != list(selection.layer_indices) or tokens != [int(t) for t in selection.token_indices]:
         raise TgoError(f"store {url} holds layers/tokens other than this run's selection; "
                        "use the --layers/--tokens of the first run or a new store")
     info = attrs.get("tgo_layout", {})
     return StoreLayout(int(info.get("samples_per_block", act.shards[2])),
                        int(info.get("tokens_per_chunk", act.chunks[3])), act.shape[3])
+
+
+def check_same_loss(found: dict | None, loss: LossSpec | None, url: str) -> None:
+    """Refuse appending gradients of another loss (or none) to a store, and the reverse."""
+    expected = None if loss is None else loss.attr()
+    if _identity(found) == _identity(expected):
+        return
+    if found is None:
+        raise TgoError(f"store {url} was recorded without gradients; ingest with gradients into a new store")
+    if expected is None:
+        raise TgoError(f"store {url} records gradients ({found.get('kind')} loss); add --gradients to append to it")
+    raise TgoError(f"store {url} holds gradients of another loss ({found.get('kind')}, "
+                   f"{_short(found)} vs {_short(expected)}); use the same --loss/--mask-rate or a new store")
+
+
+def _identity(attr: dict | None) -> dict | None:
+    """What makes two losses the same (the description is prose and may be reworded)."""
+    return None if attr is None else {k: v for k, v in attr.items() if k != "description"}
+
+
+def _short(value: Any) -> str:
+    text = str({k: v for k, v in value.items() if k != "description"})
+    return text if len(text) < 80 else text[:77] + "..."

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tgo_store.capture.checkpoints import CheckpointRef
-from tgo_store.capture.losses import LossSpec
+from tgo_store.facts import CheckpointRef, LossSpec
 from tgo_store.options import IngestOptions
 from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import DEFAULT_GRADIENT_DTYPE

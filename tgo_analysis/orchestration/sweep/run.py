@@ -44,7 +44,7 @@ class SweepSummary:
 
 
 def prepare_sweep_store(cfg: SweepConfig) -> Any:
-    from tgo_store.store.prepare import prepare_store
+    from tgo_store.ingestion import prepare_store
 
     return prepare_store(cfg.store, cfg.ingest)
 

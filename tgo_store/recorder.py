@@ -7,13 +7,17 @@
             rec.capture(step=step)
 
 Each call records one checkpoint (the model as it is now) over the fixed probe inputs, then
-puts the model back in the train/eval mode it was in.
+puts the model back in the train/eval mode it was in. The Recorder hands its own model and
+probe tensors to the ingest loop as a capture ``Session``: nothing is rebuilt from a spec and
+nothing is written but the store. Like ``ingestion``, it joins capture and the store, so it
+lives beside it, not in ``capture``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,19 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from tgo_store.capture import live
 from tgo_store.capture.checkpoints import CheckpointRef
 from tgo_store.capture.hf import attach_tokenizer
-from tgo_store.capture.runner import BlockRunner
+from tgo_store.capture.losses import loss_for_ingest
+from tgo_store.capture.models import LIVE_PREFIX, input_config
+from tgo_store.capture.runner import BlockRunner, block_capturer
+from tgo_store.capture.session import Session
 from tgo_store.errors import TgoError
-from tgo_store.ingestion import ingest_block
+from tgo_store.ingestion import ingest_block, prepare_store
 from tgo_store.options import IngestOptions
-from tgo_store.sources.base import Batch, TokenBatch
+from tgo_store.sources.arrays import array_source
+from tgo_store.sources.base import Batch, DataSource, SourceOptions, TokenBatch
 from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
-from tgo_store.sources.tokens import save_tokens
+from tgo_store.sources.tokens import token_file_bytes, token_source
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.plan import StorePlan
-from tgo_store.store.prepare import prepare_store
 
 
 class Recorder:
@@ -57,27 +63,48 @@ class Recorder:
                                "pass a (N, C, H, W) batch of images or a TokenBatch of token ids")
         self.labels = np.asarray(labels if labels is not None else np.full(len(self.inputs), -1), np.int64)
         self.model_name, self.storage_options = model_name, storage_options
+        self._probe = self._probe_bytes()
         # the ingest options of every step; a live model unchanged between two steps has the same weights
-        self.options = IngestOptions(model_spec=live.register(model, model_name), data_spec=self._save_probe(),
-                                     layers=layers, tokens=tokens, dtype=dtype, batch_size=batch_size,
-                                     storage_options=dict(storage_options or {}),
+        self.options = IngestOptions(model_spec=LIVE_PREFIX + "".join(ch if ch.isalnum() else "_" for ch in model_name),
+                                     data_spec=self._probe_name(), layers=layers, tokens=tokens, dtype=dtype,
+                                     batch_size=batch_size, storage_options=dict(storage_options or {}),
                                      gradients=gradients,  # also ∂L/∂h of the classification loss (needs labels)
                                      allow_duplicate_weights=True)
 
-    def _save_probe(self) -> str:
-        """Probe inputs become an .npz source, so the store records their fingerprint like any dataset."""
+    def _probe_bytes(self) -> bytes:
+        """The probe inputs as the bytes of an .npz: the store's dataset fingerprint (and text corpus hash)."""
+        buffer = io.BytesIO()
+        if isinstance(self.inputs, TokenBatch):
+            buffer.write(token_file_bytes(self.inputs, self.labels))
+        else:
+            np.savez(buffer, images=self.inputs.numpy(), labels=self.labels)
+        return buffer.getvalue()
+
+    def _probe_name(self) -> str:
+        """The dataset name stored for the probe: the spelling of stores from before (a name, not a file)."""
         if isinstance(self.inputs, TokenBatch):
             raw = b"".join(np.asarray(a).tobytes() for a in (self.inputs.ids, self.inputs.attention_mask,
                                                              self.inputs.special, self.labels))
-            path = os.path.join(tempfile.gettempdir(), f"tgo-probe-{hashlib.sha256(raw).hexdigest()[:16]}.npz")
-            if not os.path.exists(path):
-                save_tokens(path, self.inputs, self.labels)
-            return TOKENS_PREFIX + path
+            return TOKENS_PREFIX + os.path.join(tempfile.gettempdir(),
+                                                f"tgo-probe-{hashlib.sha256(raw).hexdigest()[:16]}.npz")
         digest = hashlib.sha256(self.inputs.numpy().tobytes() + self.labels.tobytes()).hexdigest()[:16]
-        path = os.path.join(tempfile.gettempdir(), f"tgo-probe-{digest}.npz")
-        if not os.path.exists(path):
-            np.savez(path, images=self.inputs.numpy(), labels=self.labels)
-        return path
+        return os.path.join(tempfile.gettempdir(), f"tgo-probe-{digest}.npz")
+
+    def _source(self) -> DataSource:
+        """The probe inputs as a data source, opened with what it needs of the model."""
+        options = SourceOptions.of(**input_config(self.model))
+        if isinstance(self.inputs, TokenBatch):
+            return token_source(self.options.data_spec, self._probe, options)
+        return array_source(self.options.data_spec, self._probe, options)
+
+    def _session(self) -> Session:
+        """The live model, its probe source, the capturer and the loss: what ``prepare_store`` records."""
+        source = self._source()
+        options = self.options
+        capturer = block_capturer(self.model, source, options.layers, options.tokens, None)
+        loss = loss_for_ingest(self.model, source, capturer, options.gradients, options.loss, options.mask_rate,
+                               options.mask_seed)
+        return Session(self.model, source, capturer, loss)
 
     def _state_sha(self) -> str:
         import torch
@@ -121,4 +148,5 @@ class Recorder:
             yield Batch(self.inputs[i:end], np.arange(i, end), self.labels[i:end])
 
     def _plan(self, ref: CheckpointRef) -> StorePlan:
-        return prepare_store(self.store, dataclasses.replace(self.options, checkpoints=[ref]), check_checkpoints=False)
+        return prepare_store(self.store, dataclasses.replace(self.options, checkpoints=[ref]), check_checkpoints=False,
+                             session=self._session())
