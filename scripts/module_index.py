@@ -2,7 +2,7 @@
 
 The job is the first sentence of the module docstring; the public names are the module's own
 top-level functions and classes without a leading underscore. ARCHITECTURE.md's module index is
-this script's output (``python scripts/module_index.py``), and tests/test_architecture.py checks
+this script's output (``python scripts/module_index.py --write`` rewrites it in place), and tests/test_architecture.py checks
 that it still lists every module.
 """
 
@@ -31,9 +31,26 @@ def module_entries() -> list[tuple[str, str, list[str]]]:
     return rows
 
 
+def index_lines() -> list[str]:
+    """The module index, one markdown bullet per module."""
+    return [f"- `{path}`: {job}." + (f" Public: {', '.join(f'`{n}`' for n in names)}." if names else "")
+            for path, job, names in module_entries()]
+
+
+def write_index(doc: Path = ROOT / "ARCHITECTURE.md") -> None:
+    """Replace the bullets of the document's module index with the current ones (the text around them stays)."""
+    lines = doc.read_text().splitlines()
+    start = lines.index("## Module index")
+    bullets = [i for i, line in enumerate(lines) if i > start and line.startswith("- `tgo_")]
+    first, last = bullets[0], bullets[-1]
+    doc.write_text("\n".join([*lines[:first], *index_lines(), *lines[last + 1:]]) + "\n")
+
+
 def main() -> None:
-    for path, job, names in module_entries():
-        print(f"- `{path}`: {job}." + (f" Public: {', '.join(f'`{n}`' for n in names)}." if names else ""))
+    if "--write" in sys.argv[1:]:
+        write_index()
+        return
+    print("\n".join(index_lines()))
 
 
 if __name__ == "__main__":
