@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -59,7 +60,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
 
     records = RecordStore(out)
     try:
-        existing = None if records.get(CREATING) is not None else zarr.open_group(out, mode="r")
+        existing = None if records.get(CREATING) is not None else zarr.open_group(out, mode="r", use_consolidated=False)
     except (FileNotFoundError, KeyError, ValueError):
         existing = None
     if existing is not None and not overwrite:
@@ -78,7 +79,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
         template.to_zarr(out, mode="a", compute=False, zarr_format=3, consolidated=False)
     except (PermissionError, OSError) as exc:
         raise TgoError(f"cannot write results to {out} ({exc}); choose a writable --out") from exc
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     group.attrs["tgo_config"] = json.loads(json.dumps(config))
     for name in template.coords:  # coordinates are small: write them now
         if name in group and name not in template.dims:
@@ -97,10 +98,16 @@ def _grown_along_checkpoint(previous: dict, wanted: dict) -> bool:
 
 
 def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
-    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written."""
+    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written.
+
+    Variables a statistic adds only from two checkpoints on (CKA to a reference, updates) are
+    created; multi-slab units whose partner changed run again (their done keys name the
+    partners). The consolidated metadata is rewritten last: until then readers that trust it
+    see the old size, writers (``_open``) never read it, and a re-run grows again (idempotent).
+    """
     import zarr
 
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     n = template.sizes[N.CHECKPOINT]
     for name in list(template.data_vars) + [c for c in template.coords if template[c].dims == (N.CHECKPOINT,)]:
         if name in group and template[name].dims[:1] == (N.CHECKPOINT,):
@@ -108,14 +115,24 @@ def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
             array.resize((n, *array.shape[1:]))
             if name in template.coords:
                 array[:] = template[name].values
+    added = [name for name in template.data_vars if name not in group]
+    if added:
+        template[added].to_zarr(out, mode="a", compute=False, zarr_format=3, consolidated=False)
     group.attrs["tgo_config"] = config
+    zarr.consolidate_metadata(out)
+
+
+def _open(out: str) -> Any:
+    """The results group for writing, from each array's own metadata (never the consolidated copy,
+    which a growth rewrites last)."""
+    import zarr
+
+    return zarr.open_group(out, mode="r+", use_consolidated=False)
 
 
 def write_unit(out: str, ci: int, li: int, arrays: dict[str, np.ndarray], template: xr.Dataset) -> None:
     """Write one (checkpoint, layer) region: whole chunks only, so parallel writers never collide."""
-    import zarr
-
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     for name, value in arrays.items():
         if name in template:
             group[name][ci, li] = np.asarray(value, dtype=group[name].dtype)
@@ -129,7 +146,7 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
     if out:
         import zarr
 
-        group = zarr.open_group(out, mode="r+")
+        group = _open(out)
         group.attrs.update(json.loads(json.dumps(attrs, default=str)))
         zarr.consolidate_metadata(out)
         return xr.open_zarr(out, zarr_format=3).load(scheduler=dask.threaded.get)
