@@ -34,7 +34,9 @@ from tgo_store.errors import TgoError
 from tgo_store.loader.mixing import Window, parse_buffer
 from tgo_store.loader.plan import EpochPlan
 from tgo_store.loader.source import LayerSource, Part
+from tgo_store.no_space import naming_full_disk
 from tgo_store.store.validity import PositionChoice
+from tgo_store.store.writer_lock import writer_lock
 
 MANIFEST = "tgo_export.json"
 PARTIAL_SUFFIX = ".tgo-partial"
@@ -221,8 +223,10 @@ EXPORTERS: dict[str, Callable[..., ExportSummary]] = {"hf-datasets": export_hf_d
 
 
 def export(fmt: str, store: Any, layer: int, out: Any, **kwargs: Any) -> ExportSummary:
-    """Export with the exporter registered as ``fmt`` (``EXPORTERS``)."""
+    """Export with the exporter registered as ``fmt`` (``EXPORTERS``), as the one writer of ``out``
+    (a second export into it is refused naming the first) and with a full disk named."""
     if fmt not in EXPORTERS:
         raise TgoError(f"unknown export format '{fmt}'; choose one of {', '.join(sorted(EXPORTERS))}")
-    return EXPORTERS[fmt](store, layer, out, **kwargs)
+    with naming_full_disk(os.fspath(out)), writer_lock(os.fspath(out), "an export (tgo export)"):
+        return EXPORTERS[fmt](store, layer, out, **kwargs)
 

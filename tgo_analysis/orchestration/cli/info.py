@@ -15,8 +15,14 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tgo_analysis.results.completeness import results_lines
     from tgo_store.store.info import store_info
 
+    said = results_lines(store)  # a results store: what it holds, whether it is complete
+    if said is not None:
+        for line in said:
+            typer.echo(line)
+        return
     facts = store_info(store)
     console = Console()
     dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
