@@ -56,10 +56,13 @@ def writer_lock(target: str | None, what: str) -> Iterator[None]:
     ``what`` says what this writer does ("tgo analyze", "tgo export"), for the message a second
     one gets. No lock for ``None`` or a non-local target.
     """
-    if target is None or not is_local(str(target)):
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): one writer at a time is the user's to keep
+        fcntl = None
+    if target is None or not is_local(str(target)) or fcntl is None:
         yield
         return
-    import fcntl
 
     path = lock_path(str(target))
     os.makedirs(os.path.dirname(path), exist_ok=True)
