@@ -140,21 +140,3 @@ def test_a_folder_with_other_files_is_not_replaced(clean, tmp_path) -> None:
     with pytest.raises(TgoError, match=r"holds files a report does not write \(notes.txt\)"):
         write_report(clean, tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
-
-
-def test_results_of_a_newer_schema_are_refused_in_one_line(clean, tmp_path, capsys) -> None:
-    import shutil
-
-    import zarr
-
-    newer = str(tmp_path / "newer.zarr")
-    shutil.copytree(clean, newer)
-    for value in (99, "abc"):
-        group = zarr.open_group(newer, mode="r+", use_consolidated=False)
-        group.attrs["tgo_schema"] = value
-        zarr.consolidate_metadata(newer)
-        for argv in (["info", newer], ["report", newer, "--out", str(tmp_path / "page")]):
-            done = run_cli(argv, capsys)
-            lines = done.stderr.strip().splitlines()
-            assert done.returncode == 2 and len(lines) == 1, done.stderr
-            assert f"results of tgo schema {value!r}" in lines[0] and "this tgo reads results schemas 1" in lines[0]
