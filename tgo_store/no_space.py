@@ -29,8 +29,8 @@ def _full_disk(exc: BaseException | None) -> OSError | None:
 def no_space_error(exc: BaseException, path: str | None = None) -> TgoError | None:
     """The one-line error for a full disk behind ``exc`` (None when ``exc`` is something else);
     ``path`` names the output being written, else the file the OSError names."""
-    if isinstance(exc, TgoError):
-        return None
+    if isinstance(exc, TgoError) and str(exc).startswith("no space left"):
+        return None  # named already (a TgoError caused by ENOSPC, such as "cannot write ...", is renamed)
     full = _full_disk(exc)
     if full is None:
         return None

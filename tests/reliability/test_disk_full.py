@@ -140,14 +140,16 @@ def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@pytest.mark.parametrize("verb", ["analyze", "export", "report"])
-def test_a_planted_enospc_names_the_output(verb, store, clean, tmp_path, monkeypatch, capsys) -> None:
-    """Without a small disk: the same line from an ENOSPC raised where each verb writes."""
+@pytest.mark.parametrize("where", ["analyze", "analyze-create", "export", "report"])
+def test_a_planted_enospc_names_the_output(where, store, clean, tmp_path, monkeypatch, capsys) -> None:
+    """Without a small disk: the same line from an ENOSPC raised where each verb writes (creating
+    a results store wraps it in its own error first: still named as a full disk)."""
     out = tmp_path / "out"
+    verb = where.split("-")[0]
     argv = {"analyze": ["analyze", store, "--out", str(out), *ANALYZE],
             "export": ["export", store, "--out", str(out), *EXPORT],
             "report": ["report", clean, "--out", str(out)]}[verb]
-    module, name = {"analyze": (analyze_module, "write_unit"), "export": (export_module, "_write_shard"),
-                    "report": (report_module, "_png")}[verb]
+    module, name = {"analyze": (analyze_module, "write_unit"), "analyze-create": (xr.Dataset, "to_zarr"),
+                    "export": (export_module, "_write_shard"), "report": (report_module, "_png")}[where]
     monkeypatch.setattr(module, name, no_space)
     named_full_disk(run_cli(argv, capsys), out)
