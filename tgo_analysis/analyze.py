@@ -118,7 +118,12 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
               "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
               "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
-    done = prepare_output(out, template, config, overwrite) if out else set()
+
+    def config_at(n: int) -> dict:  # the config of this analysis of the store's first n checkpoints
+        return {**config, "metrics": list(parse_metrics(metrics, ds.isel({S.CHECKPOINT: slice(0, n)}))),
+                "shape": [n, *config["shape"][1:]]}
+
+    done = prepare_output(out, template, config, overwrite, config_at) if out else set()
     if out:  # what complete results hold, for readers (tgo report) to name what is missing
         record_expected(out, ctx.n_checkpoints, ctx.n_layers, bool(unit_stats),
                         work_items(stats, ctx, range(ctx.n_checkpoints)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,8 +55,13 @@ def mark_item_done(out: str, key: str) -> None:
     RecordStore(out).put(done_item_key(key), {"item": key, "at": time.time()})
 
 
-def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool) -> set[tuple[int, int]]:
-    """Create the output store, or resume a compatible one; refuse a different existing output."""
+def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool,
+                   config_at: Callable[[int], dict] | None = None) -> set[tuple[int, int]]:
+    """Create the output store, or resume a compatible one; refuse a different existing output.
+
+    ``config_at(n)``: the config this analysis records for the store's first n checkpoints
+    (``all`` means fewer metrics at one checkpoint: CKA across checkpoints needs two), so results
+    written then grow instead of being refused; default: ``config`` with the shape changed."""
     import zarr
 
     records = RecordStore(out)
@@ -66,7 +72,9 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     if existing is not None and not overwrite:
         previous = dict(existing.attrs).get("tgo_config")
         wanted = json.loads(json.dumps(config))
-        if previous is not None and _grown_along_checkpoint(previous, wanted):
+        lacking = any(name not in existing for name in template.data_vars)  # a growth an older tgo cut short
+        if previous is not None and (_grown_along_checkpoint(previous, wanted, config_at)
+                                     or (previous == wanted and lacking)):
             _grow_checkpoints(out, template, wanted)
         elif previous != wanted:
             raise TgoError(f"output {out} already exists from another analysis; pass --overwrite to replace it "
@@ -91,10 +99,14 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     return set()
 
 
-def _grown_along_checkpoint(previous: dict, wanted: dict) -> bool:
-    """Same analysis of a store that gained checkpoints since (training is still running)."""
-    same = {k: v for k, v in previous.items() if k != "shape"} == {k: v for k, v in wanted.items() if k != "shape"}
-    return same and previous["shape"][1:] == wanted["shape"][1:] and previous["shape"][0] < wanted["shape"][0]
+def _grown_along_checkpoint(previous: dict, wanted: dict, config_at: Callable[[int], dict] | None) -> bool:
+    """Same analysis of a store that gained checkpoints since (training is still running): the
+    previous config is exactly what this one would have recorded at the previous size."""
+    shape = previous.get("shape") or [0]
+    if shape[1:] != wanted["shape"][1:] or not 0 < shape[0] < wanted["shape"][0]:
+        return False
+    earlier = config_at(shape[0]) if config_at is not None else {**wanted, "shape": shape}
+    return json.loads(json.dumps(earlier)) == previous
 
 
 def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
