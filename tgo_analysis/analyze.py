@@ -22,6 +22,7 @@ from tgo_analysis.engine.device import device_backend
 from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
 from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
+from tgo_analysis.results.completeness import record_expected
 from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
 from tgo_analysis.results.store import (
     add_clusters,
@@ -33,6 +34,7 @@ from tgo_analysis.results.store import (
     write_unit,
 )
 from tgo_analysis.results.template import build_template, result_coords
+from tgo_analysis.results.writer import results_writer
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store.device import resolve_device
@@ -72,6 +74,7 @@ def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_ra
     return dataclasses.replace(ctx, n_rank=n_rank), stats
 
 
+@results_writer
 def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | None = None,
             overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_clusters: int = 4,
             use_umap: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
@@ -115,7 +118,15 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
               "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
               "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
-    done = prepare_output(out, template, config, overwrite) if out else set()
+
+    def config_at(n: int) -> dict:  # the config of this analysis of the store's first n checkpoints
+        return {**config, "metrics": list(parse_metrics(metrics, ds.isel({S.CHECKPOINT: slice(0, n)}))),
+                "shape": [n, *config["shape"][1:]]}
+
+    done = prepare_output(out, template, config, overwrite, config_at) if out else set()
+    if out:  # what complete results hold, for readers (tgo report) to name what is missing
+        record_expected(out, ctx.n_checkpoints, ctx.n_layers, bool(unit_stats),
+                        work_items(stats, ctx, range(ctx.n_checkpoints)))
     units = [(ci, li) for ci in chosen for li in layers if (ci, li) not in done] if unit_stats else []
     items_done = done_items(out) if out else set()
     items = [it for it in work_items(stats, ctx, chosen, ready_checkpoints) if it.key not in items_done]

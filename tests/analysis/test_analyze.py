@@ -96,6 +96,7 @@ def test_results_schema_and_provenance(threaded) -> None:
     for key in ("alpha_fit_range", "scheduler", "package_versions", "nonzero_threshold", "all_tokens_method"):
         assert key in reopened.attrs, key
     assert list(reopened.attrs["alpha_fit_range"]) == list(FIT)
+    assert reopened.attrs["tgo_schema"] == 1  # an integer, as an activation store's
 
 
 def test_requested_metrics_only(plain_store) -> None:

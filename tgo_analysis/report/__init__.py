@@ -16,6 +16,7 @@ from tgo_analysis.report import language as L
 from tgo_analysis.report import page as P
 from tgo_analysis.report import similarity as SIM
 from tgo_analysis.report import tangent as T
+from tgo_analysis.report.build import begin, completeness_banner, finish, report_writer
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 
@@ -230,6 +231,7 @@ def parse_compare(items: list[str] | None) -> dict[str, str]:
     return pairs
 
 
+@report_writer
 def write_report(
     results: xr.Dataset | str | Path,
     out_dir: str | Path,
@@ -240,6 +242,7 @@ def write_report(
     spectrum_step: int | None = None,
     compare: Mapping[str, xr.Dataset | str | Path] | None = None,
     final_norm: bool = True,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Write out_dir/index.html (figures inline as PNG, also saved beside it); returns its path.
 
@@ -249,19 +252,19 @@ def write_report(
     compare: {label: results} drawn beside these in the pooled anisotropy figure (another model,
     or the same store analysed with --exclude-special / --exclude-first).
     final_norm: False leaves the last hidden state taken after the final norm out of that figure.
+    allow_incomplete: draw results with unwritten units under a banner instead of refusing them.
+    The page is drawn beside ``out_dir`` and swapped in when complete (``report.build``).
     """
     res = _open(results)
+    banner = completeness_banner(results, res, allow_incomplete)
     _check_spectrum_choice(res, spectrum_token, spectrum_step)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TgoError(f"cannot create the report folder {out} ({exc}); choose a writable --out") from exc
+    final = Path(out_dir)
+    out = begin(final)
     options = {"training": training, "spectrum_token": spectrum_token, "spectrum_step": spectrum_step,
                "compare": {label: _open(other) for label, other in (compare or {}).items()},
                "final_norm": final_norm}
     title = title or "tgo report"
-    parts = [P.header(title, P.summary(res) + " Definitions and parameters are in the provenance tables.")]
+    parts = [P.header(title, P.summary(res) + " Definitions and parameters are in the provenance tables."), banner]
     missing = []
     shown, hidden = _section_groups(res)
     for section in hidden:  # a switched-off group leaves no stale figure from a past run
@@ -279,9 +282,8 @@ def write_report(
     parts.append(P.skipped(missing))
     parts.append(P.provenance(res, training))
     parts.append(P.footer())
-    index = out / "index.html"
-    index.write_text("".join(parts), encoding="utf-8")
-    return index
+    (out / "index.html").write_text("".join(parts), encoding="utf-8")
+    return finish(out, final) / "index.html"
 
 
 __all__ = ["LANGUAGE_SECTIONS", "SECTIONS", "SECTION_GROUPS", "TANGENT_SECTIONS", "parse_compare",

@@ -7,6 +7,8 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 
+from tgo_analysis.results.completeness import RESULTS_SCHEMA
+
 # the analysis's own packages, then those that made the activations (read from metadata: torch is not imported)
 PACKAGES = ("tgo", "numpy", "scipy", "dask", "distributed", "xarray", "zarr", "scikit-learn", "threadpoolctl",
             "torch", "torchvision", "timm", "transformers", "tokenizers", "safetensors")
@@ -31,6 +33,6 @@ PER_RUN_ATTRS = ("created_at", "analysis_summary", "token_passes", "read_amplifi
 
 def provenance(scheduler: str) -> dict[str, object]:
     versions = dict(package_versions())
-    return {"created_by": f"tgo {versions['tgo']}", "package_versions": versions,
+    return {"tgo_schema": RESULTS_SCHEMA, "created_by": f"tgo {versions['tgo']}", "package_versions": versions,
             "scheduler": scheduler, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": platform.node(), "python": platform.python_version()}

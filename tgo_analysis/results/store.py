@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -55,19 +57,26 @@ def mark_item_done(out: str, key: str) -> None:
     RecordStore(out).put(done_item_key(key), {"item": key, "at": time.time()})
 
 
-def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool) -> set[tuple[int, int]]:
-    """Create the output store, or resume a compatible one; refuse a different existing output."""
+def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool,
+                   config_at: Callable[[int], dict] | None = None) -> set[tuple[int, int]]:
+    """Create the output store, or resume a compatible one; refuse a different existing output.
+
+    ``config_at(n)``: the config this analysis records for the store's first n checkpoints
+    (``all`` means fewer metrics at one checkpoint: CKA across checkpoints needs two), so results
+    written then grow instead of being refused; default: ``config`` with the shape changed."""
     import zarr
 
     records = RecordStore(out)
     try:
-        existing = None if records.get(CREATING) is not None else zarr.open_group(out, mode="r")
+        existing = None if records.get(CREATING) is not None else zarr.open_group(out, mode="r", use_consolidated=False)
     except (FileNotFoundError, KeyError, ValueError):
         existing = None
     if existing is not None and not overwrite:
         previous = decode_attrs(existing.attrs).get("tgo_config")
         wanted = json.loads(json.dumps(config))
-        if previous is not None and _grown_along_checkpoint(previous, wanted):
+        lacking = any(name not in existing for name in template.data_vars)  # a growth an older tgo cut short
+        if previous is not None and (_grown_along_checkpoint(previous, wanted, config_at)
+                                     or (previous == wanted and lacking)):
             _grow_checkpoints(out, template, wanted)
         elif previous != wanted:
             raise TgoError(f"output {out} already exists from another analysis; pass --overwrite to replace it "
@@ -80,7 +89,7 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
         template.to_zarr(out, mode="a", compute=False, zarr_format=3, consolidated=False)
     except (PermissionError, OSError) as exc:
         raise TgoError(f"cannot write results to {out} ({exc}); choose a writable --out") from exc
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     group.attrs.update(encode_attrs({"tgo_config": config}))
     for name in template.coords:  # coordinates are small: write them now
         if name in group and name not in template.dims:
@@ -92,17 +101,27 @@ def prepare_output(out: str, template: xr.Dataset, config: dict, overwrite: bool
     return set()
 
 
-def _grown_along_checkpoint(previous: dict, wanted: dict) -> bool:
-    """Same analysis of a store that gained checkpoints since (training is still running)."""
-    same = {k: v for k, v in previous.items() if k != "shape"} == {k: v for k, v in wanted.items() if k != "shape"}
-    return same and previous["shape"][1:] == wanted["shape"][1:] and previous["shape"][0] < wanted["shape"][0]
+def _grown_along_checkpoint(previous: dict, wanted: dict, config_at: Callable[[int], dict] | None) -> bool:
+    """Same analysis of a store that gained checkpoints since (training is still running): the
+    previous config is exactly what this one would have recorded at the previous size."""
+    shape = previous.get("shape") or [0]
+    if shape[1:] != wanted["shape"][1:] or not 0 < shape[0] < wanted["shape"][0]:
+        return False
+    earlier = config_at(shape[0]) if config_at is not None else {**wanted, "shape": shape}
+    return json.loads(json.dumps(earlier)) == previous
 
 
 def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
-    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written."""
+    """Append checkpoints to existing results: resize along `checkpoint`, keep what is written.
+
+    Variables a statistic adds only from two checkpoints on (CKA to a reference, updates) are
+    created; multi-slab units whose partner changed run again (their done keys name the
+    partners). The consolidated metadata is rewritten last: until then readers that trust it
+    see the old size, writers (``_open``) never read it, and a re-run grows again (idempotent).
+    """
     import zarr
 
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     n = template.sizes[N.CHECKPOINT]
     for name in list(template.data_vars) + [c for c in template.coords if template[c].dims == (N.CHECKPOINT,)]:
         if name in group and template[name].dims[:1] == (N.CHECKPOINT,):
@@ -110,14 +129,24 @@ def _grow_checkpoints(out: str, template: xr.Dataset, config: dict) -> None:
             array.resize((n, *array.shape[1:]))
             if name in template.coords:
                 array[:] = template[name].values
+    added = [name for name in template.data_vars if name not in group]
+    if added:
+        template[added].to_zarr(out, mode="a", compute=False, zarr_format=3, consolidated=False)
     group.attrs.update(encode_attrs({"tgo_config": config}))
+    zarr.consolidate_metadata(out)
+
+
+def _open(out: str) -> Any:
+    """The results group for writing, from each array's own metadata (never the consolidated copy,
+    which a growth rewrites last)."""
+    import zarr
+
+    return zarr.open_group(out, mode="r+", use_consolidated=False)
 
 
 def write_unit(out: str, ci: int, li: int, arrays: dict[str, np.ndarray], template: xr.Dataset) -> None:
     """Write one (checkpoint, layer) region: whole chunks only, so parallel writers never collide."""
-    import zarr
-
-    group = zarr.open_group(out, mode="r+")
+    group = _open(out)
     for name, value in arrays.items():
         if name in template:
             group[name][ci, li] = np.asarray(value, dtype=group[name].dtype)
@@ -131,7 +160,7 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
     if out:
         import zarr
 
-        group = zarr.open_group(out, mode="r+")
+        group = _open(out)
         # netCDF-serialisable (SPEC 9), with what earlier runs wrote; tgo reads them decoded (open_results)
         group.attrs.update(encode_attrs({**decode_attrs(group.attrs), **attrs}))
         zarr.consolidate_metadata(out)

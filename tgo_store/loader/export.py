@@ -14,6 +14,7 @@ missing shard: ``arrow.py``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from tgo_store.loader.mixing import Window, parse_buffer
 from tgo_store.loader.plan import EpochPlan
 from tgo_store.loader.saelens import export_saelens
 from tgo_store.loader.source import LayerSource, Part
+from tgo_store.no_space import naming_full_disk
 from tgo_store.store.validity import PositionChoice
+from tgo_store.store.writer_lock import writer_lock
 
 __all__ = ["DEFAULT_SHARD_SIZE", "EXPORTERS", "MANIFEST", "PARTIAL_SUFFIX", "ExportSummary", "export",
            "export_hf_datasets", "export_saelens", "features_of"]
@@ -119,7 +122,8 @@ EXPORTERS: dict[str, Callable[..., ExportSummary]] = {"hf-datasets": export_hf_d
 
 
 def export(fmt: str, store: Any, layer: int, out: Any, **kwargs: Any) -> ExportSummary:
-    """Export with the exporter registered as ``fmt`` (``EXPORTERS``)."""
+    """Export with the exporter registered as ``fmt`` (``EXPORTERS``), as the one writer of ``out``
+    (a second export into it is refused naming the first) and with a full disk named."""
     import inspect
 
     if fmt not in EXPORTERS:
@@ -128,4 +132,5 @@ def export(fmt: str, store: Any, layer: int, out: Any, **kwargs: Any) -> ExportS
     for name in kwargs:
         if name not in takes:
             raise TgoError(f"--{name.replace('_', '-')} does not apply to --format {fmt}; drop it")
-    return EXPORTERS[fmt](store, layer, out, **kwargs)
+    with naming_full_disk(os.fspath(out)), writer_lock(os.fspath(out), "an export (tgo export)"):
+        return EXPORTERS[fmt](store, layer, out, **kwargs)

@@ -15,6 +15,7 @@ APPENDING = f"{RECORD_ROOT}/appending.json"  # intent record of checkpoints bein
 COMMIT_PREFIX = f"{RECORD_ROOT}/blocks"  # ingest: one commit record per (checkpoint, sample block)
 FAILED_PREFIX = f"{RECORD_ROOT}/failed"  # ingest: a block refused after the store was extended
 DONE_PREFIX = f"{RECORD_ROOT}/done"  # analysis: one done record per written unit
+EXPECTED_WORK = f"{RECORD_ROOT}/expected.json"  # analysis: the units a complete results store holds
 SWEEP_STATUS = f"{RECORD_ROOT}/sweep/status.json"  # sweep: what the client last knew
 
 

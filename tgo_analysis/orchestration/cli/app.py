@@ -17,6 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from tgo_store.errors import TgoError
+from tgo_store.no_space import no_space_error
 
 DEBUG_ENV = "TGO_DEBUG"
 BUG_EXIT_CODE = 1
@@ -76,6 +77,9 @@ def run(argv: Sequence[str] | None = None) -> None:
         where = f"tgo {ctx.info_name} --help" if ctx is not None and ctx.info_name != "tgo" else "tgo --help"
         fail(f"{exc.format_message().rstrip('.')}; see `{where}`", getattr(exc, "exit_code", 2))
     except Exception as exc:
+        full = no_space_error(exc)  # a full disk is ordinary: named, and a re-run resumes
+        if full is not None:
+            fail(str(full), full.exit_code)
         if debugging():
             raise
         first = " ".join(str(exc).split())[:200]

@@ -15,15 +15,17 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tgo_analysis.results.info import is_results_store
+    from tgo_analysis.results.completeness import results_lines
     from tgo_store.store.info import store_info
     from tgo_store.store.recreate import store_ingest_command
 
-    console = Console()
-    if is_results_store(store):
-        _results(store, console)
+    said = results_lines(store)  # a results store: what it holds, whether it is complete
+    if said is not None:
+        for line in said:
+            typer.echo(line)
         return
     facts = store_info(store)
+    console = Console()
     dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
     console.print(f"[bold]{facts.url}[/bold]  activations {facts.dtype}  {dims}")
     console.print(f"chunks {facts.chunks}  shards {facts.shards}")
@@ -58,22 +60,3 @@ def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
     elif not any(c.get("failed") for c in facts.checkpoints):
         console.print("incomplete: re-run the same `tgo ingest` to finish")
 
-
-def _results(url: str, console: object) -> None:
-    """`tgo info` on a results store: what `tgo analyze` wrote there and whether it is complete."""
-    from tgo_analysis.results.info import results_info
-
-    facts = results_info(url)
-    dims = "  ".join(f"{k}={v}" for k, v in facts.dims.items())
-    config = facts.attrs.get("tgo_config") or {}
-    console.print(f"[bold]{facts.url}[/bold]  results of `tgo analyze` ({facts.attrs.get('created_by', '?')})  {dims}",
-                  soft_wrap=True)
-    console.print(f"from {config.get('source') or '?'}", soft_wrap=True)
-    console.print(f"checkpoints (steps) {facts.steps}", soft_wrap=True)
-    console.print(f"{len(facts.metrics)} metrics: {', '.join(facts.metrics)}", soft_wrap=True)
-    console.print(f"(checkpoint, layer) units written {facts.units_done}/{facts.units_total}; "
-                  f"multi-slab units {facts.multi_slab_done}", soft_wrap=True)
-    if facts.complete:
-        console.print("complete")
-    else:
-        console.print("incomplete: re-run the same `tgo analyze` to finish", soft_wrap=True)

@@ -29,12 +29,16 @@ def report(
         bool, typer.Option(help="pooled anisotropy: leave out the last hidden state taken after the final norm "
                                 "(Razzhigaev et al.'s layers 0..L-1)"),
     ] = False,
+    allow_incomplete: Annotated[
+        bool, typer.Option(help="draw results an analysis has not finished, under a banner naming the missing "
+                                "units (default: refuse them)"),
+    ] = False,
 ) -> None:
     """Draw every figure the results support and write DIR/index.html (self-contained)."""
     from tgo_analysis.report import parse_compare, write_report
 
     page = write_report(
         results, out, title=title, spectrum_token=spectrum_token, spectrum_step=spectrum_step,
-        compare=parse_compare(compare), final_norm=not without_final_norm,
+        compare=parse_compare(compare), final_norm=not without_final_norm, allow_incomplete=allow_incomplete,
     )
     typer.echo(f"report written: {page.resolve()}")
