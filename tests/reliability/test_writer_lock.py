@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from tests.support import ingest_kwargs, run_cli, save_checkpoints
 from tgo_analysis.analyze import analyze
+from tgo_analysis.results.store import open_results
 from tgo_store import ingest
 from tgo_store.loader import export as export_module
 from tgo_store.store.open import open_store
@@ -84,7 +84,7 @@ def test_two_analyses_into_one_out_give_one_lock_message_and_a_clean_result(stor
     first.join(120)
     assert not errors and not os.path.exists(lock_path(out))
     monkeypatch.undo()
-    result, clean = xr.open_zarr(out).load(), analyze(open_store(store), METRICS, fit_range=(2, 6), progress=False)
+    result, clean = open_results(out).load(), analyze(open_store(store), METRICS, fit_range=(2, 6), progress=False)
     for name in clean.data_vars:
         np.testing.assert_array_equal(result[name].values, clean[name].values, err_msg=name)
     assert result.attrs["analysis_summary"]["units_computed"] == 6  # the refused run wrote nothing

@@ -51,6 +51,6 @@ def test_info_on_a_results_store(tmp_path, capsys) -> None:
     shown = run_cli(["info", out], capsys)
     assert shown.returncode == 0, shown.stderr
     assert "results of `tgo analyze`" in shown.stdout and "no tgo store" not in shown.stdout + shown.stderr
-    assert "alpha, alpha_r2" in shown.stdout and "effective_rank" in shown.stdout
-    assert "units written 6/6" in shown.stdout and shown.stdout.rstrip().endswith("complete")
-    assert "[0, 100]" in shown.stdout  # the checkpoints' steps
+    assert "alpha, alpha_isotropic, alpha_r2" in shown.stdout and "effective_rank" in shown.stdout
+    assert shown.stdout.rstrip().endswith("complete")  # every (checkpoint, layer) unit written
+    assert "checkpoints 2 (steps 0 to 100), layers 3" in shown.stdout
