@@ -81,20 +81,6 @@ def read_block(array: Any, i: int) -> np.ndarray:
     return np.asarray(array.blocks[i].compute(scheduler=get_sync))
 
 
-def prefetched(array: Any) -> Iterator[np.ndarray]:
-    """The sample blocks of a dask array in order, the next one read while the caller works."""
-    n = array.numblocks[0]
-    if n == 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(read_block, array, 0)
-        for i in range(n):
-            block = pending.result()
-            if i + 1 < n:
-                pending = pool.submit(read_block, array, i + 1)
-            yield block
-
-
 def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:
     more: dict[str, Any] = {k: read_block(v.array, i) for k, v in source.extras.items()}
     if source.others:
@@ -102,28 +88,45 @@ def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:
     return read_block(source.activations.array, i), more
 
 
-def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
-    """``Block`` records of every sample block, in sample order, at most ``max_rows`` samples each."""
+def fed(source: UnitSource) -> UnitSource:
+    """``source`` rechunked for reading: one chunk per sample block, every token and feature in it,
+    the extras and other slabs on the same sample chunks."""
     act = source.activations.array
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
     others = tuple(LazySlab(o.array.rechunk({0: act.chunks[0], 1: -1, 2: -1})) for o in source.others)
-    source = UnitSource(LazySlab(act), extras, others, first_sample=source.first_sample,
-                        first_token=source.first_token)
-    n, start, tokens = act.numblocks[0], source.first_sample, (source.first_token, source.first_token + act.shape[1])
+    return UnitSource(LazySlab(act), extras, others, first_sample=source.first_sample,
+                      first_token=source.first_token)
+
+
+def chunk_count(source: UnitSource) -> int:
+    """Sample chunks of a ``fed`` source."""
+    return int(source.activations.array.numblocks[0])
+
+
+def read_chunk(source: UnitSource, i: int) -> Block:
+    """Sample chunk ``i`` of a ``fed`` source as a ``Block`` (every slab and extra read)."""
+    act = source.activations.array
+    start = source.first_sample + int(sum(act.chunks[0][:i]))
+    x, more = _read_all(source, i)
+    tokens = (source.first_token, source.first_token + act.shape[1])
+    return Block(x, tokens, np.arange(start, start + x.shape[0]), **more)
+
+
+def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
+    """``Block`` records of every sample block, in sample order, at most ``max_rows`` samples each,
+    the next chunk read on a thread while the caller works."""
+    source = fed(source)
+    n = chunk_count(source)
     if n == 0:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(_read_all, source, 0)
+        pending = pool.submit(read_chunk, source, 0)
         for i in range(n):
-            x, more = pending.result()
+            block = pending.result()
             if i + 1 < n:
-                pending = pool.submit(_read_all, source, i + 1)
-            step = max_rows or x.shape[0]
-            for lo in range(0, x.shape[0], step):
-                hi = min(x.shape[0], lo + step)
-                yield Block(x[lo:hi], tokens, np.arange(start + lo, start + hi),
-                            **{k: (tuple(o[lo:hi] for o in v) if k == "others" else v[lo:hi])
-                               for k, v in more.items()})
-            start += x.shape[0]
-            del x, more
+                pending = pool.submit(read_chunk, source, i + 1)
+            step = max_rows or block.x.shape[0]
+            for lo in range(0, block.x.shape[0], step):
+                yield block.rows(lo, min(block.x.shape[0], lo + step))
+            del block

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from dask.utils import format_bytes, parse_bytes
 
-from tgo_analysis.engine.fold import Plan
+from tgo_analysis.engine.graph import Plan
 from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store.errors import TgoError
 
@@ -64,13 +64,14 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _fixed_bytes(stats: Sequence[StatisticBase], ctx: Context, rows: int, threads: int) -> int:
-    """What does not shrink with the token group: blocks in flight, temporaries, whole-token partials."""
+def _fixed_bytes(stats: Sequence[StatisticBase], ctx: Context, rows: int, threads: int, lanes: int = 1) -> int:
+    """What does not shrink with the token group: blocks in flight, temporaries, whole-token partials
+    (``lanes``: sample ranges folded at once, each with its own blocks and partials)."""
     t, d = ctx.n_tokens, ctx.n_features
-    read = 2 * rows * t * d * ctx.itemsize  # the block being folded and the one being prefetched
-    temps = max((s.temp_bytes(ctx, rows) for s in stats), default=0)
+    read = lanes * 2 * rows * t * d * ctx.itemsize  # per sample range: the block being folded and the next one
+    temps = lanes * max((s.temp_bytes(ctx, rows) for s in stats), default=0)
     scratch = threads * 4 * d * d * 8  # per thread: a token's co-moment, merge scratch, eigvalsh workspace
-    return read + temps + scratch + sum(s.partial_bytes(ctx, t) for s in stats if not s.token_split)
+    return read + temps + scratch + lanes * sum(s.partial_bytes(ctx, t) for s in stats if not s.token_split)
 
 
 def plan_unit(stats: Sequence[StatisticBase], ctx: Context, budget: int, block_rows: int,
@@ -83,8 +84,12 @@ def plan_unit(stats: Sequence[StatisticBase], ctx: Context, budget: int, block_r
     per_row = max(1, max((s.temp_bytes(ctx, 1) for s in stats), default=1))
     rows = max(1, min(block_rows, budget // (4 * per_row)))
 
+    # statistics that see every token fold one sample range per thread when no per-token statistic
+    # shares the pass (engine.graph.sample_lanes)
+    lanes = 1 if split else threads
+
     def need(tokens: int) -> int:
-        return _fixed_bytes(stats, ctx, rows, threads) + sum(s.partial_bytes(ctx, tokens) for s in split)
+        return _fixed_bytes(stats, ctx, rows, threads, lanes) + sum(s.partial_bytes(ctx, tokens) for s in split)
 
     if not split:
         if need(0) > budget:

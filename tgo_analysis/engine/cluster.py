@@ -37,7 +37,7 @@ import numpy as np
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import DEFAULT_FRACTION, _fixed_bytes, parse_budget, plan_unit
-from tgo_analysis.engine.fold import (
+from tgo_analysis.engine.graph import (
     Plan,
     empty_results,
     fold_partials,
@@ -253,7 +253,7 @@ def merge_task(stats: Sequence[StatisticBase], *parts: dict) -> dict:
 def assemble_task(stats: Sequence[StatisticBase], ctx: Context, split: UnitSplit, tokens: Sequence[dict],
                   merged: dict | None) -> dict[str, np.ndarray]:
     """The unit's result arrays: token-range results stitched, merged partials aggregated."""
-    out = empty_results(stats, ctx)
+    out = empty_results([v for s in stats for v in s.variables(ctx)])
     for (lo, hi), arrays in zip(split.token_tasks, tokens, strict=True):
         put_results(out, arrays, (lo, hi))
     if merged is not None:

@@ -6,7 +6,7 @@ checkpoints it names (the CKA reference, the next checkpoint). ``work_items`` li
 analysis: an item is included when its anchor or one of its partners is among the checkpoints
 asked for and every slab it reads is ready (a sweep analyses checkpoints as they arrive, so an
 item waits for its partner and runs when that one is ingested). ``lockstep_task`` reduces one
-item through the fold of ``engine.fold`` (same block reader, same fold hooks), one pass per
+item through the fold of ``engine.graph`` (same block reader, same fold hooks), one pass per
 group its statistics plan within the memory budget (``engine.budget.plan_groups``). Its key
 names the slabs it read, so the done record of a resumed analysis matches only the same work.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ import xarray as xr
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import parse_budget, plan_groups
-from tgo_analysis.engine.fold import Plan, _empty, _fold_pass, _put
+from tgo_analysis.engine.graph import group_graph
 from tgo_analysis.engine.units import unit_context, unit_source
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
@@ -103,53 +102,30 @@ def item_context(ds: xr.Dataset, ctx: Context, item: WorkItem, source: UnitSourc
 
 
 def lockstep_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: Any,
-                  threads: int | None = None,
-                  on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """One item's result arrays and the number of passes made over its blocks."""
+                  threads: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """One item's result arrays and the number of passes made over its blocks (its graph, computed here:
+    each statistic's fold chain a task per block, ``threads // statistics`` BLAS threads each)."""
+    import dask.threaded
     from threadpoolctl import threadpool_limits
+
+    from tgo_analysis.engine.budget import default_threads
 
     n_slabs = 1 + len(source.others)
     rows, groups = plan_groups(stats, ctx, parse_budget(budget), source.block_rows(), n_slabs, threads)
     n_passes = max(len(g) for g in groups.values())
-    joined: dict[str, Any] = {}
-    threads = threads or 1
-    with ThreadPoolExecutor(len(stats), thread_name_prefix="tgo-lockstep") as pool:
-        for index in range(n_passes):
-            if on_pass is not None:
-                on_pass(index, n_passes)
-            active = [s for s in stats if index < len(groups[s.name])]
-            pass_ctx = dataclasses.replace(ctx, group={s.name: groups[s.name][index] for s in active})
-            plan = Plan(((0, ctx.n_tokens),), 1, rows if rows < source.block_rows() else None)
-            blas = max(1, (threads if threads > 1 else _cpus()) // len(active))
-            with threadpool_limits(limits=blas, user_api="blas"):
-                partials = _fold_pass(source, [], active, [], pass_ctx, plan, pool)
-            for s in active:
-                joined[s.name] = s.join_groups(joined.get(s.name), partials.pop((s.name, None)), pass_ctx)
-    out = _empty([v for s in stats for v in s.variables(ctx)])
-    for s in stats:
-        arrays = s.aggregate(joined.pop(s.name), ctx).arrays
-        for name, value in arrays.items():  # checkpoint_layers: a leading layer axis
-            if name in out and np.shape(value) != out[name].shape:
-                out[name] = np.full(np.shape(value), np.nan)
-        _put(out, arrays, None)
-    return out, n_passes
-
-
-def _cpus() -> int:
-    from tgo_analysis.engine.budget import default_threads
-
-    return default_threads()
+    graph = group_graph(source, stats, ctx, groups, rows if rows < source.block_rows() else None)
+    blas = max(1, (threads if threads and threads > 1 else default_threads()) // len(stats))
+    with threadpool_limits(limits=blas, user_api="blas"):
+        return graph.compute(scheduler=dask.threaded.get, num_workers=len(stats)), n_passes
 
 
 def run_items(ds: xr.Dataset, act: xr.DataArray, ctx: Context, items: Sequence[WorkItem], budget: Any,
-              keep: Callable[[WorkItem, dict[str, np.ndarray], int], None], on_cluster: bool = False,
-              said: Callable[[WorkItem], Callable[[int, int], None]] | None = None) -> None:
+              keep: Callable[[WorkItem, dict[str, np.ndarray], int], None], on_cluster: bool = False) -> None:
     """Reduce every item and hand it to ``keep``: in this process, or as one Dask task each."""
     if not on_cluster:
         for item in items:
             source = item_source(ds, act, item)
-            arrays, k = lockstep_task(source, item.stats, item_context(ds, ctx, item, source), budget,
-                                      on_pass=said(item) if said else None)
+            arrays, k = lockstep_task(source, item.stats, item_context(ds, ctx, item, source), budget)
             keep(item, arrays, k)
         return
     import dask

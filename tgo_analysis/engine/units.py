@@ -15,7 +15,7 @@ import xarray as xr
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import parse_budget, plan_unit
-from tgo_analysis.engine.fold import Plan, one_blas_thread, reduce_unit
+from tgo_analysis.engine.graph import Plan, one_blas_thread, reduce_unit
 from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store.store import schema as S
 

@@ -76,6 +76,16 @@ class Block:
         """Slab ``index`` of the unit (0 = ``x``), as ``Context.slabs`` orders them."""
         return self.x if index == 0 else self.others[index - 1]
 
+    def rows(self, lo: int, hi: int) -> Block:
+        """Samples [lo, hi) of the block (positions within it; views, no copy)."""
+        cut = slice(lo, hi)
+
+        def part(v: np.ndarray | None) -> np.ndarray | None:
+            return None if v is None else v[cut]
+
+        return Block(self.x[cut], self.tokens, self.samples[cut], part(self.attention_mask), part(self.token_id),
+                     part(self.token_special), part(self.gradients), tuple(o[cut] for o in self.others))
+
     def token_range(self, lo: int, hi: int) -> Block:
         """The same block restricted to tokens [lo, hi) (absolute indices; views, no copy)."""
         a, _ = self.tokens

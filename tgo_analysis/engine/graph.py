@@ -1,0 +1,383 @@
+"""The one graph builder: a unit's reduction as one dask graph, which dask's schedulers run.
+
+A (checkpoint, layer) unit, or a multi-slab unit read in lockstep, becomes one graph, as
+``dask.array.reduction`` builds one (``_tree_reduce``):
+
+- **read** tasks, one per sample chunk and pass, each returning that chunk's ``Block``;
+- **fold** tasks per sample range x token range: a chain over the range's chunks, folding
+  each into the running partial (``StatisticBase.fold``, in place);
+- a **combine** tree over the sample ranges, ``split_every`` partials per task (``combine``);
+- **aggregate** tasks (one per token range, or a ``join_tokens`` chain first) and one
+  **assemble** task that stitches the unit's result arrays.
+
+What tgo keeps from its own design: the passes over token groups are chosen before anything
+is read (``engine.budget``, from the statistics' declared partial sizes), and each read waits
+for the folds of the chunk two before it in its sample range, so at most the chunk being
+folded and the next one are in memory, whatever the scheduler's order. Per-token statistics
+fold every chunk into one partial per token sub-range (the sub-ranges are the parallel work);
+statistics that see every token fold in one sample range per thread when no per-token
+statistic shares the pass, merged by the combine tree (pooled spectra on 2 threads). A pass
+starts when the previous one is aggregated, so only one pass's partials are alive.
+
+The graph is an ordinary ``Delayed``: ``compute_unit`` runs it on the threaded scheduler with
+the planned threads (one BLAS thread each); on a ``distributed`` client it runs unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tgo_analysis.engine import blocks
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.statistics.base import Block, Context, StatisticBase, Variable
+
+SPLIT_EVERY = 8  # partials merged per combine task, as dask's reductions default to a few
+_BLAS: Any = None
+
+
+def one_blas_thread() -> Any:
+    """A context with one BLAS thread: the graph runs one task per core itself.
+
+    The threadpoolctl controller is built once per process (building it scans the loaded
+    libraries: 2.6 ms); entering its limit costs 0.05 ms.
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Token ranges, one pass over the blocks each; threads (parallel fold chains); rows per fed block."""
+
+    passes: tuple[tuple[int, int], ...]
+    threads: int = 1
+    max_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One read of every chunk: the context it folds with, per-token statistics over ``ranges``
+    (one partial per token sub-range), and statistics that see every token (``whole``)."""
+
+    ctx: Context
+    split: tuple[StatisticBase, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+    whole: tuple[StatisticBase, ...] = ()
+
+
+def split_range(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """[lo, hi) cut into at most ``parts`` contiguous non-empty ranges of near-equal size."""
+    cuts = np.linspace(lo, hi, min(parts, hi - lo) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def sample_lanes(step: Pass, n_chunks: int, threads: int) -> list[tuple[int, int]]:
+    """The sample ranges (chunk index ranges) a pass folds in parallel: one when per-token statistics
+    share it (their token sub-ranges are the parallel work, and all chains read in one order), else one
+    per thread."""
+    return [(0, n_chunks)] if step.split or threads <= 1 else split_range(0, n_chunks, threads)
+
+
+def empty_results(variables: Sequence[Variable]) -> dict[str, np.ndarray]:
+    """Result arrays filled with their fill values."""
+    return {v.name: np.full(v.shape, v.fill, dtype=v.dtype) for v in variables}
+
+
+def put_results(out: dict[str, np.ndarray], arrays: dict[str, np.ndarray], tokens: tuple[int, int] | None) -> None:
+    """Copy ``arrays`` into ``out``, at token range ``tokens`` (all of them for None); a result whose
+    shape differs from its template (a multi-slab unit's leading layer axis) replaces it."""
+    for name, value in arrays.items():
+        if name not in out:
+            continue
+        if tokens is None and np.shape(value) != out[name].shape:
+            out[name] = np.full(np.shape(value), np.nan)
+        target = out[name] if tokens is None else out[name][tokens[0]:tokens[1]]
+        target[...] = value
+
+
+# --- task functions (module level: picklable for a distributed client) ---------------------------------
+
+
+def _read(source: UnitSource, chunk: int, on_pass: Callable[[], None] | None, *after: Any) -> Block:
+    """Sample chunk ``chunk`` (``after``: tasks that must finish first, bounding the reads in flight)."""
+    if on_pass is not None:
+        on_pass()
+    return blocks.read_chunk(source, chunk)
+
+
+def _fold(acc: dict | None, block: Block, stats: Sequence[StatisticBase], ctx: Context,
+          tokens: tuple[int, int] | None, max_rows: int | None) -> dict:
+    """``acc`` (partials by statistic name) with ``block`` folded in, ``max_rows`` samples at a time."""
+    acc = {} if acc is None else acc
+    step = max_rows or block.x.shape[0]
+    for lo in range(0, block.x.shape[0], step):
+        piece = block.rows(lo, min(block.x.shape[0], lo + step))
+        piece = piece if tokens is None else piece.token_range(*tokens)
+        for s in stats:
+            acc[s.name] = s.fold(acc.get(s.name), piece, ctx)
+    return acc
+
+
+def _combine(stats: Sequence[StatisticBase], first: dict, *rest: dict) -> dict:
+    """Partials of consecutive sample ranges merged in order (into the first, which nothing else reads)."""
+    for part in rest:
+        for s in stats:
+            first[s.name] = s.combine(first[s.name], part[s.name])
+    return first
+
+
+def _aggregate(stat: StatisticBase, partials: dict, ctx: Context) -> dict[str, np.ndarray]:
+    return dict(stat.aggregate(partials[stat.name], ctx).arrays)
+
+
+def _join(stat: StatisticBase, acc: Any, partials: dict) -> Any:
+    return stat.join_tokens(acc, partials[stat.name])
+
+
+def _join_group(stat: StatisticBase, acc: Any, partials: dict, ctx: Context) -> Any:
+    return stat.join_groups(acc, partials[stat.name], ctx)
+
+
+def _aggregate_value(stat: StatisticBase, value: Any, ctx: Context) -> dict[str, np.ndarray]:
+    return dict(stat.aggregate(value, ctx).arrays)
+
+
+def _assemble(variables: Sequence[Variable], placed: Sequence[tuple[int, int] | None],
+              *arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = empty_results(variables)
+    for tokens, value in zip(placed, arrays, strict=True):
+        put_results(out, value, tokens)
+    return out
+
+
+def _after(*_: Any) -> None:
+    return None
+
+
+# --- the builder ---------------------------------------------------------------------------------------
+
+
+class GraphBuilder:
+    """Tasks of one unit's graph, keyed ``(kind, name, ...)`` under one unique name."""
+
+    def __init__(self, label: str = "unit"):
+        from dask._task_spec import Task
+
+        self.name = f"tgo-{label}-{uuid.uuid4().hex[:8]}"
+        self.graph: dict[Any, Any] = {}
+        self._task = Task
+
+    def add(self, kind: str, index: tuple, fn: Callable, *args: Any) -> Any:
+        """Add a task; ``args`` that are keys of this graph (``ref``) are its dependencies."""
+        key = (self.name, kind, *index)
+        self.graph[key] = self._task(key, fn, *args)
+        return key
+
+    @staticmethod
+    def ref(key: Any) -> Any:
+        from dask._task_spec import TaskRef
+
+        return TaskRef(key)
+
+    def delayed(self, key: Any) -> Any:
+        """The graph as a ``Delayed`` whose value is task ``key`` (every scheduler runs it)."""
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
+
+        return Delayed(key, HighLevelGraph.from_collections(self.name, self.graph, []), layer=self.name)
+
+
+def fold_pass(g: GraphBuilder, source: UnitSource, step: Pass, index: int, threads: int, max_rows: int | None,
+              after: Sequence[Any] = (), on_pass: Callable[[], None] | None = None) -> dict[tuple[str, Any], Any]:
+    """Read and fold tasks of one pass and its combine trees: the key of each final partial dict,
+    by (statistic name or "split", token sub-range or None)."""
+    n_chunks = blocks.chunk_count(source)
+    ref = g.ref  # ``source`` is already ``blocks.fed``: one chunk per sample block, every token
+    lanes = sample_lanes(step, n_chunks, threads)
+    chains: dict[tuple[str, Any], list[Any]] = {}  # (chain, lane) -> keys of partials per lane
+    heads: dict[tuple[Any, int], Any] = {}
+    folds_of: dict[int, list[Any]] = {}
+    for lane, (a, b) in enumerate(lanes):
+        for c in range(a, b):
+            gate = list(after) if c == a else []
+            if c - 2 >= a:
+                gate += folds_of[c - 2]
+            read = g.add("read", (index, c), _read, source, c, on_pass if c == 0 else None, *map(ref, gate))
+            folds_of[c] = []
+            for r in step.ranges if step.split else ():
+                prev = heads.get((("split", r), lane))
+                key = g.add("fold", (index, "split", r[0], r[1], c), _fold, None if prev is None else ref(prev),
+                            ref(read), list(step.split), step.ctx, r, max_rows)
+                heads[(("split", r), lane)] = key
+                folds_of[c].append(key)
+            for s in step.whole:
+                prev = heads.get(((s.name, None), lane))
+                key = g.add("fold", (index, s.name, c), _fold, None if prev is None else ref(prev), ref(read), [s],
+                            step.ctx, None, max_rows)
+                heads[((s.name, None), lane)] = key
+                folds_of[c].append(key)
+    for (chain, lane), key in heads.items():
+        chains.setdefault(chain, [None] * len(lanes))[lane] = key
+    finals: dict[tuple[str, Any], Any] = {}
+    for chain, level in chains.items():
+        stats = list(step.split) if chain[0] == "split" else [s for s in step.whole if s.name == chain[0]]
+        depth = 0
+        while len(level) > 1:  # the combine tree, SPLIT_EVERY partials per task (dask's _tree_reduce)
+            depth += 1
+            level = [g.add("combine", (index, str(chain), depth, i), _combine, stats,
+                           *map(ref, level[i:i + SPLIT_EVERY])) for i in range(0, len(level), SPLIT_EVERY)]
+        finals[chain] = level[0]
+    return finals
+
+
+def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> list[Pass]:
+    """The passes of a per-unit plan: per-token statistics over each token group, cut in ``plan.threads``
+    sub-ranges; statistics that see every token in the first pass."""
+    split = tuple(s for s in stats if s.token_split)
+    whole = tuple(s for s in stats if not s.token_split)
+    return [Pass(ctx, split, tuple(split_range(lo, hi, plan.threads)) if split else (), whole if i == 0 else ())
+            for i, (lo, hi) in enumerate(plan.passes)]
+
+
+def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
+               on_pass: Callable[[int, int], None] | None = None) -> Any:
+    """One (checkpoint, layer) reduction as one graph (a ``Delayed`` of the unit's result arrays)."""
+    g = GraphBuilder("unit")
+    source = blocks.fed(source)
+    passes = unit_passes(stats, ctx, plan)
+    placed: list[tuple[int, int] | None] = []
+    results: list[Any] = []
+    joined: dict[str, Any] = {}
+    after: list[Any] = []
+    for index, step in enumerate(passes):
+        tell = None if on_pass is None else _announce(on_pass, index, len(passes))
+        finals = fold_pass(g, source, step, index, plan.threads, plan.max_rows, after, tell)
+        done = []
+        for r in step.ranges:
+            for s in step.split:
+                if s.joins_tokens:
+                    prev = joined.get(s.name)
+                    joined[s.name] = g.add("join", (index, s.name, r[0]), _join, s,
+                                           None if prev is None else g.ref(prev), g.ref(finals[("split", r)]))
+                    done.append(joined[s.name])
+                else:
+                    results.append(g.add("aggregate", (index, s.name, r[0]), _aggregate, s,
+                                         g.ref(finals[("split", r)]), step.ctx))
+                    placed.append(r)
+                    done.append(results[-1])
+        for s in step.whole:
+            results.append(g.add("aggregate", (index, s.name), _aggregate, s, g.ref(finals[(s.name, None)]), step.ctx))
+            placed.append(None)
+            done.append(results[-1])
+        after = [g.add("pass-done", (index,), _after, *map(g.ref, done))]
+    for name, key in joined.items():
+        stat = next(s for s in stats if s.name == name)
+        results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx))
+        placed.append(None)
+    variables = [v for s in stats for v in s.variables(ctx)]
+    return g.delayed(g.add("assemble", (), _assemble, variables, placed, *map(g.ref, results)))
+
+
+def group_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
+                groups: dict[str, tuple], max_rows: int | None) -> Any:
+    """A multi-slab unit as one graph: pass ``i`` folds each statistic with its ``i``-th group
+    (``ctx.group``), ``join_groups`` folds each finished pass into the statistic's running value."""
+    g = GraphBuilder("slabs")
+    source = blocks.fed(source)
+    n_passes = max(len(v) for v in groups.values())
+    joined: dict[str, Any] = {}
+    after: list[Any] = []
+    for index in range(n_passes):
+        active = tuple(s for s in stats if index < len(groups[s.name]))
+        pass_ctx = dataclasses.replace(ctx, group={s.name: groups[s.name][index] for s in active})
+        finals = fold_pass(g, source, Pass(pass_ctx, whole=active), index, 1, max_rows, after)
+        for s in active:
+            prev = joined.get(s.name)
+            joined[s.name] = g.add("join", (index, s.name), _join_group, s, None if prev is None else g.ref(prev),
+                                   g.ref(finals[(s.name, None)]), pass_ctx)
+        after = [g.add("pass-done", (index,), _after, *(g.ref(joined[s.name]) for s in active))]
+    results = [g.add("aggregate", ("joined", s.name), _aggregate_value, s, g.ref(joined[s.name]), ctx) for s in stats]
+    variables = [v for s in stats for v in s.variables(ctx)]
+    return g.delayed(g.add("assemble", (), _assemble, variables, [None] * len(results), *map(g.ref, results)))
+
+
+def _announce(on_pass: Callable[[int, int], None], index: int, total: int) -> Callable[[], None]:
+    def tell() -> None:
+        on_pass(index, total)
+    return tell
+
+
+def compute_local(graph: Any, threads: int) -> Any:
+    """A graph's value on this process's threads (``threads`` at once, one BLAS thread each)."""
+    import dask.threaded
+
+    with one_blas_thread():
+        return graph.compute(scheduler=dask.threaded.get, num_workers=max(1, threads))
+
+
+def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
+                on_pass: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Every statistic's result arrays for one (checkpoint, layer), named as its variables."""
+    return compute_local(unit_graph(source, stats, ctx, plan, on_pass), plan.threads)
+
+
+def fold_partials(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
+                  ranges: Sequence[tuple[int, int]]) -> dict:
+    """One read of ``source``'s blocks: un-aggregated partials keyed (statistic name, token range
+    or None), token-split statistics over the given ``ranges`` (a cluster merges these)."""
+    g = GraphBuilder("partials")
+    split = tuple(s for s in stats if s.token_split)
+    whole = tuple(s for s in stats if not s.token_split)
+    step = Pass(ctx, split, tuple(ranges) if split else (), whole)
+    finals = fold_pass(g, blocks.fed(source), step, 0, 1, plan.max_rows)
+    keys = list(finals)
+    values = compute_local(g.delayed(g.add("partials", (), _collect, *map(g.ref, finals.values()))), plan.threads)
+    out: dict[tuple[str, Any], Any] = {}
+    for (_, r), value in zip(keys, values, strict=True):
+        out.update({(name, r): partial for name, partial in value.items()})
+    return out
+
+
+def _collect(*values: Any) -> list[Any]:
+    return list(values)
+
+
+def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context, ranges: Sequence[tuple[int, int]],
+                    threads: int, out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Result arrays from partials keyed as ``fold_partials`` makes them (into ``out`` when given)."""
+    out = empty_results([v for s in stats for v in s.variables(ctx)]) if out is None else out
+    joined: dict[str, Any] = {}
+    for s in stats:
+        if s.token_split and s.joins_tokens:
+            for r in ranges:
+                joined[s.name] = s.join_tokens(joined.get(s.name), partials[(s.name, r)])
+            put_results(out, _aggregate_value(s, joined.pop(s.name), ctx), None)
+        elif s.token_split:
+            for r in ranges:
+                put_results(out, _aggregate_value(s, partials[(s.name, r)], ctx), r)
+        else:
+            put_results(out, _aggregate_value(s, partials[(s.name, None)], ctx), None)
+    return out
+
+
+def reduce_array(stat: StatisticBase, x: np.ndarray, ctx: Context | None = None, block_rows: int = 64,
+                 plan: Plan | None = None) -> dict[str, np.ndarray]:
+    """One statistic on an in-memory (N, T, D) array, through ``reduce_unit`` (for tests)."""
+    import dask.array as da
+
+    n, t, d = x.shape
+    ctx = ctx or Context(n, t, d, n_rank=d, itemsize=x.dtype.itemsize, metrics=stat.metrics)
+    source = UnitSource(LazySlab(da.from_array(x, chunks=(block_rows, t, d))))
+    ctx = dataclasses.replace(ctx, source=source)
+    return reduce_unit(source, [stat], ctx, plan or Plan(((0, t),), threads=2))
