@@ -176,12 +176,17 @@ class GraphBuilder:
 
         self.name = f"tgo-{label}-{uuid.uuid4().hex[:8]}"
         self.graph: dict[Any, Any] = {}
+        self.resources: dict[Any, dict[str, int]] = {}  # what a task claims of a worker (distributed)
+        self.retries = 0
         self._task = Task
 
-    def add(self, kind: str, index: tuple, fn: Callable, *args: Any) -> Any:
-        """Add a task; ``args`` that are keys of this graph (``ref``) are its dependencies."""
+    def add(self, kind: str, index: tuple, fn: Callable, *args: Any, claims: dict[str, int] | None = None) -> Any:
+        """Add a task; ``args`` that are keys of this graph (``ref``) are its dependencies; ``claims``
+        the worker resources it holds while it runs (an annotation: the threaded scheduler ignores it)."""
         key = (self.name, kind, *index)
         self.graph[key] = self._task(key, fn, *args)
+        if claims:
+            self.resources[key] = claims
         return key
 
     @staticmethod
@@ -193,9 +198,13 @@ class GraphBuilder:
     def delayed(self, key: Any) -> Any:
         """The graph as a ``Delayed`` whose value is task ``key`` (every scheduler runs it)."""
         from dask.delayed import Delayed
-        from dask.highlevelgraph import HighLevelGraph
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-        return Delayed(key, HighLevelGraph.from_collections(self.name, self.graph, []), layer=self.name)
+        annotations: dict[str, Any] = {"retries": self.retries} if self.retries else {}
+        if self.resources:
+            annotations["resources"] = self.resources.get
+        layer = MaterializedLayer(self.graph, annotations=annotations or None)
+        return Delayed(key, HighLevelGraph({self.name: layer}, {self.name: set()}), layer=self.name)
 
 
 def fold_pass(g: GraphBuilder, source: UnitSource, step: Pass, index: int, threads: int, max_rows: int | None,
@@ -232,13 +241,20 @@ def fold_pass(g: GraphBuilder, source: UnitSource, step: Pass, index: int, threa
     finals: dict[tuple[str, Any], Any] = {}
     for chain, level in chains.items():
         stats = list(step.split) if chain[0] == "split" else [s for s in step.whole if s.name == chain[0]]
-        depth = 0
-        while len(level) > 1:  # the combine tree, SPLIT_EVERY partials per task (dask's _tree_reduce)
-            depth += 1
-            level = [g.add("combine", (index, str(chain), depth, i), _combine, stats,
-                           *map(ref, level[i:i + SPLIT_EVERY])) for i in range(0, len(level), SPLIT_EVERY)]
-        finals[chain] = level[0]
+        finals[chain] = combine_tree(g, level, _combine, stats, (index, str(chain)))
     return finals
+
+
+def combine_tree(g: GraphBuilder, level: Sequence[Any], fn: Callable, stats: Sequence[StatisticBase], index: tuple,
+                 split_every: int = SPLIT_EVERY, claims: Callable[[int], dict[str, int]] | None = None) -> Any:
+    """Partials merged ``split_every`` at a time, level by level, to one (dask's ``_tree_reduce``)."""
+    level, depth = list(level), 0
+    while len(level) > 1:
+        depth += 1
+        level = [g.add("combine", (*index, depth, i), fn, list(stats), *map(g.ref, level[i:i + split_every]),
+                       claims=None if claims is None else claims(len(level[i:i + split_every])))
+                 for i in range(0, len(level), split_every)]
+    return level[0]
 
 
 def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> list[Pass]:
@@ -369,6 +385,94 @@ def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context
         else:
             put_results(out, _aggregate_value(s, partials[(s.name, None)], ctx), None)
     return out
+
+
+# --- a unit cut across a cluster's workers (the cut: ``engine.budget.plan_split``) --------------------
+
+
+def _no_client() -> Any:
+    """Dask computations inside a task run on this worker, never back on the cluster."""
+    import dask
+    from dask.local import get_sync
+
+    return dask.config.set(scheduler=get_sync)
+
+
+def _prepare(ds: LazySlab, stats: Sequence[StatisticBase], ctx: Context, ci: int, li: int) -> Context:
+    """The unit's context with its ``prepare_unit`` parameters (semi-NMF fits), on a worker."""
+    from tgo_analysis.engine.units import unit_context
+
+    with _no_client():
+        return unit_context(ds.array, ctx, stats, ci, li, ctx.source)
+
+
+def _token_fold(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, lo: int, hi: int, threads: int,
+                max_rows: int | None) -> dict[str, np.ndarray]:
+    """Per-token results for tokens [lo, hi) of every sample: one read of those tokens only."""
+    with _no_client():
+        out = reduce_unit(source.part(tokens=(lo, hi)), stats, ctx, Plan(((lo, hi),), threads, max_rows))
+    return {name: value[lo:hi] for name, value in out.items()}
+
+
+def _sample_fold(stats: Sequence[StatisticBase], ctx: Context, a: int, b: int, ranges: Sequence[tuple[int, int]],
+                 threads: int, max_rows: int | None) -> dict:
+    """Partials of samples [a, b) (every token), keyed as ``fold_partials`` makes them."""
+    with _no_client():
+        return fold_partials(ctx.source.part(samples=(a, b)), stats, ctx, Plan(((0, ctx.n_tokens),), threads, max_rows),
+                             ranges)
+
+
+def _merge(stats: Sequence[StatisticBase], *parts: dict) -> dict:
+    """Partials of consecutive sample ranges merged in order. The first is copied, never updated in
+    place: a worker may still hold it for a retried or sibling task."""
+    import copy
+
+    by_name = {s.name: s for s in stats}
+    merged = copy.deepcopy(parts[0])
+    for part in parts[1:]:
+        for key in merged:
+            merged[key] = by_name[key[0]].combine(merged[key], part[key])
+    return merged
+
+
+def _assemble_cut(stats: Sequence[StatisticBase], ctx: Context, cut: Any, merged: dict | None,
+                  *tokens: dict) -> dict[str, np.ndarray]:
+    """The unit's result arrays: token-range results stitched, merged partials aggregated."""
+    out = empty_results([v for s in stats for v in s.variables(ctx)])
+    for (lo, hi), arrays in zip(cut.token_tasks, tokens, strict=True):
+        put_results(out, arrays, (lo, hi))
+    if merged is not None:
+        partial_results(merged, [s for s in stats if s.name in cut.merged], ctx, cut.ranges, cut.threads, out)
+    return out
+
+
+def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
+              cut: Any, memory: str, threads: str, ds: Any = None, unit: tuple[int, int] = (0, 0),
+              retries: int = 0) -> Any:
+    """One unit cut for a cluster, as one graph: its ``prepare_unit`` task, token-range folds (results),
+    sample-range folds merged by a combine tree ``cut.split_every`` wide, and the assembly. Every task
+    claims ``memory`` bytes and ``threads`` threads of its worker (resource annotations)."""
+    g = GraphBuilder(f"c{unit[0]}-l{unit[1]}")
+    g.retries = retries
+
+    def claims(nbytes: int = 0, n_threads: int = 0) -> dict[str, int]:
+        return {threads: n_threads or cut.threads, **({memory: nbytes} if nbytes else {})}
+
+    unit_ctx: Any = dataclasses.replace(ctx, source=source)
+    if any(s.unit_setup for s in stats):
+        unit_ctx = g.ref(g.add("prepare", (), _prepare, ds, list(stats), unit_ctx, *unit, claims=claims(n_threads=1)))
+    per_token = [s for s in stats if s.name in cut.per_token]
+    tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, unit_ctx, tokens_source, lo, hi, cut.threads,
+                    cut.max_rows, claims=claims(cut.token_task_bytes)) for lo, hi in cut.token_tasks]
+    merged = None
+    if cut.sample_tasks:
+        group = [s for s in stats if s.name in cut.merged]
+        level = [g.add("samples", (a, b), _sample_fold, group, unit_ctx, a, b, cut.ranges, cut.threads, cut.max_rows,
+                       claims=claims(cut.sample_task_bytes)) for a, b in cut.sample_tasks]
+        merged = g.ref(combine_tree(g, level, _merge, group, (), cut.split_every,
+                                    lambda k: claims((k + 1) * cut.merge_bytes, 1)))
+    return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), unit_ctx, cut, merged, *map(g.ref, tokens),
+                           claims=claims(cut.merge_bytes)))
 
 
 def reduce_array(stat: StatisticBase, x: np.ndarray, ctx: Context | None = None, block_rows: int = 64,
