@@ -19,8 +19,17 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.device import device_backend
-from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
-from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
+from tgo_analysis.engine.units import (
+    item_context,
+    item_source,
+    item_task,
+    per_unit,
+    unit_context,
+    unit_plan,
+    unit_source,
+    unit_task,
+    work_items,
+)
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
 from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
 from tgo_analysis.results.store import (
@@ -90,7 +99,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
     The result's attrs record how many units were computed and reused, the bytes read and the
     time (``analysis_summary``), which ``tgo analyze`` prints. Statistics over several slabs (SPEC
-    section 6) run as multi-slab units (``engine.lockstep``); ``ready_checkpoints`` (indices,
+    section 6) run as multi-slab units (``engine.units.work_items``); ``ready_checkpoints`` (indices,
     default all) are those whose activations may be read as a unit's partner (a sweep passes
     the ingested ones).
     """
@@ -158,12 +167,15 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
                 arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
                                       memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
+            for item in items:
+                source = item_source(ds, act, item)
+                keep_item(item, *item_task(source, item.stats, item_context(ds, ctx, item, source), memory_budget))
         else:
-            from tgo_analysis.engine.cluster import on_cluster
+            from tgo_analysis.engine.cluster import items_on_cluster, on_cluster
 
             if units:
                 cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
-        run_items(ds, act, ctx, items, memory_budget, keep_item, on_cluster=where != "threaded")
+            items_on_cluster(ds, act, ctx, items, memory_budget, keep_item)
     elapsed = time.perf_counter() - started
     read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
         * ctx.n_tokens * ctx.n_features

@@ -25,7 +25,7 @@ lose nor double a partial.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from tgo_analysis.engine.blocks import LazySlab
 from tgo_analysis.engine.budget import DEFAULT_FRACTION, Workers, parse_budget, plan_split
 from tgo_analysis.engine.graph import cut_graph
+from tgo_analysis.engine.units import WorkItem, item_context, item_graph, item_source
 from tgo_analysis.statistics.base import Context, StatisticBase
 from tgo_store.errors import TgoError
 
@@ -91,6 +92,30 @@ def token_view(ds: Any, act: Any) -> tuple[Any, int]:
     if view.shape != act.shape:
         return None, n_tokens
     return view.data, int(inner[3])
+
+
+def items_on_cluster(ds: Any, act: Any, ctx: Context, items: Sequence[WorkItem], memory_budget: Any,
+                     keep: Callable[[WorkItem, dict, int], None]) -> None:
+    """Every multi-slab item's graph on the current Dask client, planned within a worker's budget,
+    handed to ``keep`` as each finishes."""
+    from distributed import as_completed, get_client
+
+    if not items:
+        return
+    client = get_client()
+    workers = cluster_workers(client, memory_budget)
+    running: dict[str, tuple[WorkItem, int]] = {}
+    futures = []
+    for item in items:
+        source = item_source(ds, act, item)
+        graph, n_passes = item_graph(source, item.stats, item_context(ds, ctx, item, source), workers.budget,
+                                     workers.threads)
+        futures.append(client.compute(graph, retries=RETRIES))
+        running[futures[-1].key] = (item, n_passes)
+    for future in as_completed(futures):
+        item, n_passes = running.pop(future.key)
+        keep(item, future.result(), n_passes)
+        future.release()
 
 
 def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, units: list[tuple[int, int]],

@@ -44,7 +44,7 @@ def mark_done(out: str, ci: int, li: int) -> None:
 
 
 def done_items(out: str) -> set[str]:
-    """Keys of the multi-slab units (``engine.lockstep.WorkItem.key``) whose results are written."""
+    """Keys of the multi-slab units (``engine.units.WorkItem.key``) whose results are written."""
     return {str(record["item"]) for _key, record in RecordStore(out).items(DONE_PREFIX) if "item" in record}
 
 

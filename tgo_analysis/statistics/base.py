@@ -33,7 +33,7 @@ fed block of ``rows`` samples, for the budget; default three float64 copies of t
 Statistics over several (checkpoint, layer) slabs at once (SPEC section 6) declare a
 ``unit_kind`` other than ``"unit"``: ``"checkpoint_layers"`` (one checkpoint, every layer, in
 layer order) or ``"layer_checkpoints"`` (one layer, the anchor checkpoint and the ``partners``
-it names, e.g. the reference or the next checkpoint). The engine (``engine.lockstep``) reads
+it names, e.g. the reference or the next checkpoint). The engine (``engine.units``, ``engine.graph.group_graph``) reads
 the slabs in lockstep over the same sample blocks: ``Block.x`` is the first slab, ``Block.others``
 the rest, ``Context.slabs`` says which (checkpoint, layer) each is. Such a statistic plans its
 own passes with ``groups(ctx, room)`` (e.g. groups of layer pairs whose cross-moments fit

@@ -1,6 +1,6 @@
 """cka_layers and cka_checkpoints (SPEC section 6): exact linear CKA, out of core.
 
-Both read several slabs in lockstep (``engine.lockstep``): ``cka_layers`` every layer of one
+Both read several slabs in lockstep (``engine.units``, ``engine.graph.group_graph``): ``cka_layers`` every layer of one
 checkpoint, ``cka_checkpoints`` one layer at a checkpoint and at the reference. For the
 ``mean``, ``cls`` and ``token:K`` representations a pass folds the concatenated vectors of a
 group of sides into one float64 co-moment (Chan's pairwise merge, ``kernels.moments``), so every
