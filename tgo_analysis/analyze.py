@@ -18,6 +18,7 @@ from typing import Any
 import xarray as xr
 
 from tgo_analysis import names as N
+from tgo_analysis.engine.budget import parse_budget
 from tgo_analysis.engine.device import device_backend
 from tgo_analysis.engine.units import (
     item_context,
@@ -69,7 +70,8 @@ def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_ra
     if n < 3:
         raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
     ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
-                  backend=device_backend(device), memory_budget=memory_budget, n_checkpoints=c, n_layers=n_layers)
+                  backend=device_backend(device), memory_budget=parse_budget(memory_budget), n_checkpoints=c,
+                  n_layers=n_layers)
     stats = chosen_statistics(ctx)
     for stat in stats:
         stat.validate(ds, ctx)
@@ -118,8 +120,9 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     unit_stats = per_unit(stats)
     chosen = range(len(rc.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
     layers = range(len(rc.layers))
+    given_budget = None if memory_budget is None else ctx.memory_budget  # a cluster's default is per worker
     if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
-        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, memory_budget)
+        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, ctx.memory_budget)
     config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
               "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
@@ -165,17 +168,17 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             for ci, li in units:
                 source = unit_source(ds, act, ci, li, unit_stats)
                 arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
-                                      memory_budget, on_pass=said(ci, li))
+                                      ctx.memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
             for item in items:
                 source = item_source(ds, act, item)
-                keep_item(item, *item_task(source, item.stats, item_context(ds, ctx, item, source), memory_budget))
+                keep_item(item, *item_task(source, item.stats, item_context(ds, ctx, item, source), ctx.memory_budget))
         else:
             from tgo_analysis.engine.cluster import items_on_cluster, on_cluster
 
             if units:
-                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
-            items_on_cluster(ds, act, ctx, items, memory_budget, keep_item)
+                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, given_budget, keep)
+            items_on_cluster(ds, act, ctx, items, given_budget, keep_item)
     elapsed = time.perf_counter() - started
     read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
         * ctx.n_tokens * ctx.n_features

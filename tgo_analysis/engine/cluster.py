@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from tgo_analysis.engine.blocks import LazySlab
-from tgo_analysis.engine.budget import DEFAULT_FRACTION, Workers, parse_budget, plan_split
+from tgo_analysis.engine.budget import DEFAULT_FRACTION, Workers, default_budget, plan_split
 from tgo_analysis.engine.graph import cut_graph
 from tgo_analysis.engine.units import WorkItem, item_context, item_graph, item_source
 from tgo_analysis.statistics.base import Context, StatisticBase
@@ -41,17 +41,17 @@ MEMORY, THREADS = "tgo-memory", "tgo-threads"  # worker resources every analysis
 RETRIES = 2  # a task that raises is retried this often; one whose worker dies is rescheduled by Dask
 
 
-def cluster_workers(client: Any, memory_budget: Any) -> Workers:
-    """The cluster's size; the budget is ``memory_budget`` per worker, or a fraction of its memory limit."""
+def cluster_workers(client: Any, memory_budget: int | None) -> Workers:
+    """The cluster's size; the budget is ``memory_budget`` bytes per worker, or a fraction of its memory limit."""
     info = list(client.scheduler_info(n_workers=-1)["workers"].values())
     if not info:
         raise TgoError("the Dask cluster has no workers; start some (`dask worker <scheduler address>`) and re-run")
     threads = min(int(w["nthreads"]) for w in info)
     if memory_budget is not None:
-        budget = parse_budget(memory_budget)
+        budget = int(memory_budget)
     else:
         limits = [int(w.get("memory_limit") or 0) for w in info]
-        budget = int(DEFAULT_FRACTION * min(limits)) if all(limits) else parse_budget(None) // len(info)
+        budget = int(DEFAULT_FRACTION * min(limits)) if all(limits) else default_budget() // len(info)
     return Workers(len(info), max(1, threads), budget)
 
 
@@ -61,8 +61,7 @@ def offer_resources(client: Any, memory_budget: Any) -> None:
 
     async def offer(dask_worker: Any, given: Any) -> None:
         limit = dask_worker.memory_manager.memory_limit
-        budget = parse_budget(given) if given is not None else \
-            int(fraction * limit) if limit else parse_budget(None)
+        budget = int(given) if given is not None else int(fraction * limit) if limit else default_budget()
         await dask_worker.set_resources(**{MEMORY: budget, THREADS: dask_worker.state.nthreads})
 
     client.run(offer, given=memory_budget)

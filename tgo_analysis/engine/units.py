@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.budget import default_threads, parse_budget, plan_groups, plan_unit
+from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
 from tgo_analysis.engine.graph import Plan, group_graph, one_blas_thread, reduce_unit
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
@@ -72,12 +72,13 @@ def unit_context(ds: xr.Dataset, ctx: Context, stats: Sequence[StatisticBase], c
     return dataclasses.replace(unit, params=params)
 
 
-def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: Any,
+def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
               threads: int | None = None) -> Plan:
-    return plan_unit(stats, ctx, parse_budget(budget), source.block_rows(), threads)
+    """The unit's passes within ``budget`` bytes (``engine.budget.plan_unit``)."""
+    return plan_unit(stats, ctx, budget, source.block_rows(), threads)
 
 
-def unit_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: Any,
+def unit_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
               threads: int | None = None,
               on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
     """The unit's result arrays and the number of passes made over its blocks."""
@@ -161,14 +162,14 @@ def item_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
     return graph, max(len(g) for g in groups.values())
 
 
-def item_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: Any,
+def item_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
               threads: int | None = None) -> tuple[dict[str, np.ndarray], int]:
     """One item's result arrays and the number of passes made over its blocks, on this process's
     threads: one fold chain per statistic at once, the CPUs' BLAS threads shared among them."""
     import dask.threaded
     from threadpoolctl import threadpool_limits
 
-    graph, n_passes = item_graph(source, stats, ctx, parse_budget(budget), threads)
+    graph, n_passes = item_graph(source, stats, ctx, budget, threads)
     blas = max(1, (threads or default_threads()) // len(stats))
     with threadpool_limits(limits=blas, user_api="blas"):
         return graph.compute(scheduler=dask.threaded.get, num_workers=len(stats)), n_passes

@@ -122,7 +122,7 @@ class Context:
     backend: Any = None  # the engine's device backend (engine.device.TorchBackend); None on numpy
     slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
     group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
-    memory_budget: Any = None  # the analysis' memory budget as given (None: the default)
+    memory_budget: int = 0  # the analysis' memory budget in bytes, parsed once by the engine
     n_checkpoints: int = 0  # checkpoints in the store (multi-slab statistics name partner checkpoints)
     n_layers: int = 0
 

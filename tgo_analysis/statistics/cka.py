@@ -94,8 +94,6 @@ def _is_cls_store(ds: xr.Dataset) -> bool:
 
 def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple[tuple[str, ...], str | None]:
     """The representations to compute and, when ``all`` is left out, why (SPEC 6: absent, reason in attrs)."""
-    from tgo_analysis.engine.budget import parse_budget
-
     text = str(ctx.option(REPRESENTATIONS))
     auto = text.strip() == AUTO
     names = (K.MEAN, *((K.CLS,) if _is_cls_store(ds) else ()), K.ALL) if auto else K.parse_representations(text)
@@ -109,7 +107,7 @@ def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple
                            f"token:{ctx.n_tokens - 1}")
     if K.ALL not in names:
         return names, None
-    budget = parse_budget(ctx.memory_budget)
+    budget = int(ctx.memory_budget)
     grams = n_sides * ctx.n_samples**2 * 8
     reason = None
     if ctx.n_samples > GRAM_MAX_SAMPLES:
