@@ -17,7 +17,6 @@ from typing import Any
 
 import xarray as xr
 
-from tgo_analysis import names as N
 from tgo_analysis.engine.budget import parse_budget
 from tgo_analysis.engine.device import device_backend
 from tgo_analysis.engine.units import (
@@ -32,9 +31,9 @@ from tgo_analysis.engine.units import (
     work_items,
 )
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
-from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
+from tgo_analysis.results.selection import chosen_statistics, derived, parse_metrics, selectable
 from tgo_analysis.results.store import (
-    add_clusters,
+    add_variable,
     done_items,
     finish,
     mark_done,
@@ -200,8 +199,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     for stat in stats:
         attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
-    if ctx.wants(N.ALPHA_CLUSTER) and N.ALPHA in result:
-        result = add_clusters(result, out, int(n_clusters), bool(use_umap), int(seed))
+    settings = {"n_clusters": int(n_clusters), "use_umap": bool(use_umap), "seed": int(seed)}
+    for extra in derived():
+        if ctx.wants(extra.name) and extra.requires in result:
+            result = add_variable(result, out, extra.name, extra.compute(result, settings))
     return result
 
 

@@ -143,16 +143,9 @@ def finish(out: str | None, template: xr.Dataset, computed: dict[tuple[int, int]
     return result
 
 
-def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
-    """alpha_cluster from the alpha trajectories at the last checkpoint, written beside the rest."""
-    from tgo_analysis.kernels.clustering import cluster_alpha_trajectories
-
-    alpha_last = result[N.ALPHA].isel({N.CHECKPOINT: -1})
-    clusters = cluster_alpha_trajectories(alpha_last, n_clusters, use_umap=use_umap, seed=seed)
-    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
-                                     f"standardised per layer, k={n_clusters}, umap={use_umap}, "
-                                     "ids ordered by mean alpha; -1 = trajectory with NaN")
-    result = result.assign({N.ALPHA_CLUSTER: clusters})
+def add_variable(result: xr.Dataset, out: str | None, name: str, values: xr.DataArray) -> xr.Dataset:
+    """``values`` as variable ``name`` of the results, written beside the rest (a derived result)."""
+    result = result.assign({name: values})
     if out:
-        result[[N.ALPHA_CLUSTER]].to_zarr(out, mode="a", zarr_format=3, consolidated=True)
+        result[[name]].to_zarr(out, mode="a", zarr_format=3, consolidated=True)
     return result

@@ -43,13 +43,14 @@ folds a finished pass into the running result, and ``aggregate`` sees the joined
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE
 from tgo_store.errors import TgoError
 
 
@@ -113,7 +114,7 @@ class Context:
     n_rank: int = 0  # length of the shared `rank` dim (eigenvalue arrays are NaN-padded to it)
     itemsize: int = 4  # bytes per stored activation value
     metrics: tuple[str, ...] = ()
-    fit_range: tuple[int, int] = (11, 100)
+    fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # the analysis device ("cpu", "cuda[:N]", "torch:cpu")
@@ -191,6 +192,18 @@ class Option:
         return converted
 
 
+@dataclass(frozen=True)
+class Derived:
+    """A result computed from the finished results, not from activations (``alpha_cluster`` from
+    ``alpha``): ``name`` is selectable with ``--metrics`` and selects ``requires`` with it;
+    ``compute(result, settings)`` returns its DataArray (``settings``: the analysis' ``n_clusters``,
+    ``use_umap`` and ``seed``)."""
+
+    name: str
+    requires: str
+    compute: Callable[[Any, Mapping[str, Any]], Any]
+
+
 UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS = "unit", "checkpoint_layers", "layer_checkpoints"
 UNIT_KINDS = (UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS)
 
@@ -207,6 +220,7 @@ class StatisticBase:
     joins_tokens: bool = False
     unit_setup: bool = False
     aliases: ClassVar[Mapping[str, str]] = MappingProxyType({})  # result names that select one of ``metrics`` (alpha_r2 -> alpha)
+    derived: tuple[Derived, ...] = ()  # results computed from the finished results (``Derived``)
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
         raise NotImplementedError

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from tgo_analysis.kernels.moments import (
     symmetrize,
 )
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
-from tgo_analysis.statistics.base import Block, Context, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import Block, Context, Derived, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_store.errors import TgoError
 
@@ -39,12 +39,26 @@ PER_TOKEN = (N.ALPHA, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO, N.
              N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
 
 
+def alpha_clusters(result: Any, settings: Mapping[str, Any]) -> Any:
+    """alpha_cluster: k-means of each token's alpha across layers at the last checkpoint."""
+    from tgo_analysis.kernels.clustering import cluster_alpha_trajectories
+
+    k, use_umap = int(settings["n_clusters"]), bool(settings["use_umap"])
+    clusters = cluster_alpha_trajectories(result[N.ALPHA].isel({N.CHECKPOINT: -1}), k, use_umap=use_umap,
+                                          seed=int(settings["seed"]))
+    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
+                                     f"standardised per layer, k={k}, umap={use_umap}, "
+                                     "ids ordered by mean alpha; -1 = trajectory with NaN")
+    return clusters
+
+
 @dataclass(frozen=True)
 class TokenSpectra(StatisticBase):
     name: str = TOKEN_SPECTRA
     metrics: tuple[str, ...] = (N.EIGENVALUES, *PER_TOKEN)
     token_split: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.ALPHA_R2: N.ALPHA}
+    derived: tuple[Derived, ...] = (Derived(N.ALPHA_CLUSTER, N.ALPHA, alpha_clusters),)
 
     def validate(self, ds: object, ctx: Context) -> None:
         """Refuse an alpha fit range that is malformed or lies beyond every token's spectrum."""
