@@ -74,6 +74,8 @@ class Pass:
     split: tuple[StatisticBase, ...] = ()
     ranges: tuple[tuple[int, int], ...] = ()
     whole: tuple[StatisticBase, ...] = ()
+    folds: tuple[Any, ...] = ()  # a second read: the folds of ``whole`` (refs to ``second_pass`` results)
+    needed: Any = True  # a second read: a ref to whether any fold is not None (else nothing is read)
 
 
 def split_range(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
@@ -109,32 +111,52 @@ def put_results(out: dict[str, np.ndarray], arrays: dict[str, np.ndarray], token
 # --- task functions (module level: picklable for a distributed client) ---------------------------------
 
 
-def _read(source: UnitSource, chunk: int, on_pass: Callable[[], None] | None, *after: Any) -> Block:
-    """Sample chunk ``chunk`` (``after``: tasks that must finish first, bounding the reads in flight)."""
+def _read(source: UnitSource, chunk: int, on_pass: Callable[[], None] | None, needed: bool, *after: Any) -> Block | None:
+    """Sample chunk ``chunk`` (``after``: tasks that must finish first, bounding the reads in flight);
+    None when a second read turned out not to be ``needed``."""
+    if not needed:
+        return None
     if on_pass is not None:
         on_pass()
     return blocks.read_chunk(source, chunk)
 
 
-def _fold(acc: dict | None, block: Block, stats: Sequence[StatisticBase], ctx: Context,
+def _fold(acc: dict | None, block: Block | None, stats: Sequence[Any], ctx: Context,
           tokens: tuple[int, int] | None, max_rows: int | None) -> dict:
-    """``acc`` (partials by statistic name) with ``block`` folded in, ``max_rows`` samples at a time."""
+    """``acc`` (partials by statistic name) with ``block`` folded in, ``max_rows`` samples at a time
+    (a None statistic, a second read this unit does not need, folds nothing)."""
     acc = {} if acc is None else acc
+    if block is None:
+        return acc
     step = max_rows or block.x.shape[0]
     for lo in range(0, block.x.shape[0], step):
         piece = block.rows(lo, min(block.x.shape[0], lo + step))
         piece = piece if tokens is None else piece.token_range(*tokens)
         for s in stats:
-            acc[s.name] = s.fold(acc.get(s.name), piece, ctx)
+            if s is not None:
+                acc[s.name] = s.fold(acc.get(s.name), piece, ctx)
     return acc
 
 
-def _combine(stats: Sequence[StatisticBase], first: dict, *rest: dict) -> dict:
+def _combine(stats: Sequence[Any], first: dict, *rest: dict) -> dict:
     """Partials of consecutive sample ranges merged in order (into the first, which nothing else reads)."""
     for part in rest:
         for s in stats:
-            first[s.name] = s.combine(first[s.name], part[s.name])
+            if s is not None and s.name in part:
+                first[s.name] = part[s.name] if s.name not in first else s.combine(first[s.name], part[s.name])
     return first
+
+
+def _second_pass(stat: StatisticBase, partials: dict, ctx: Context) -> Any:
+    return stat.second_pass(partials[stat.name], ctx)
+
+
+def _any(*folds: Any) -> bool:
+    return any(f is not None for f in folds)
+
+
+def _aggregate_twice(stat: StatisticBase, partials: dict, seconds: dict, ctx: Context) -> dict[str, np.ndarray]:
+    return dict(stat.aggregate_twice(partials[stat.name], seconds.get(stat.name), ctx).arrays)
 
 
 def _aggregate(stat: StatisticBase, partials: dict, ctx: Context) -> dict[str, np.ndarray]:
@@ -183,7 +205,10 @@ class GraphBuilder:
     def add(self, kind: str, index: tuple, fn: Callable, *args: Any, claims: dict[str, int] | None = None) -> Any:
         """Add a task; ``args`` that are keys of this graph (``ref``) are its dependencies; ``claims``
         the worker resources it holds while it runs (an annotation: the threaded scheduler ignores it)."""
+        from dask._task_spec import List, TaskRef
+
         key = (self.name, kind, *index)
+        args = tuple(List(*a) if isinstance(a, list) and any(isinstance(x, TaskRef) for x in a) else a for a in args)
         self.graph[key] = self._task(key, fn, *args)
         if claims:
             self.resources[key] = claims
@@ -222,7 +247,8 @@ def fold_pass(g: GraphBuilder, source: UnitSource, step: Pass, index: int, threa
             gate = list(after) if c == a else []
             if c - 2 >= a:
                 gate += folds_of[c - 2]
-            read = g.add("read", (index, c), _read, source, c, on_pass if c == 0 else None, *map(ref, gate))
+            read = g.add("read", (index, c), _read, source, c, on_pass if c == 0 else None, step.needed,
+                         *map(ref, gate))
             folds_of[c] = []
             for r in step.ranges if step.split else ():
                 prev = heads.get((("split", r), lane))
@@ -230,17 +256,18 @@ def fold_pass(g: GraphBuilder, source: UnitSource, step: Pass, index: int, threa
                             ref(read), list(step.split), step.ctx, r, max_rows)
                 heads[(("split", r), lane)] = key
                 folds_of[c].append(key)
-            for s in step.whole:
+            for i, s in enumerate(step.whole):
                 prev = heads.get(((s.name, None), lane))
-                key = g.add("fold", (index, s.name, c), _fold, None if prev is None else ref(prev), ref(read), [s],
-                            step.ctx, None, max_rows)
+                key = g.add("fold", (index, s.name, c), _fold, None if prev is None else ref(prev), ref(read),
+                            [step.folds[i] if step.folds else s], step.ctx, None, max_rows)
                 heads[((s.name, None), lane)] = key
                 folds_of[c].append(key)
     for (chain, lane), key in heads.items():
         chains.setdefault(chain, [None] * len(lanes))[lane] = key
     finals: dict[tuple[str, Any], Any] = {}
     for chain, level in chains.items():
-        stats = list(step.split) if chain[0] == "split" else [s for s in step.whole if s.name == chain[0]]
+        stats = list(step.split) if chain[0] == "split" else \
+            [step.folds[i] if step.folds else s for i, s in enumerate(step.whole) if s.name == chain[0]]
         finals[chain] = combine_tree(g, level, _combine, stats, (index, str(chain)))
     return finals
 
@@ -255,6 +282,21 @@ def combine_tree(g: GraphBuilder, level: Sequence[Any], fn: Callable, stats: Seq
                        claims=None if claims is None else claims(len(level[i:i + split_every])))
                  for i in range(0, len(level), split_every)]
     return level[0]
+
+
+def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[StatisticBase, Any]], ctx: Context,
+                index: int,
+                threads: int, max_rows: int | None, after: Sequence[Any] = ()) -> list[Any]:
+    """The second read of the statistics that declare one (``reads_twice``): each turns its first
+    partial into the fold of the second read (``second_pass``; None: not needed here, and when no
+    statistic needs it nothing is read), then aggregates both (``aggregate_twice``). Keys of their
+    result arrays, in ``firsts`` order."""
+    stats = tuple(s for s, _ in firsts)
+    folds = tuple(g.ref(g.add("second-pass", (s.name,), _second_pass, s, g.ref(key), ctx)) for s, key in firsts)
+    needed = g.ref(g.add("second-needed", (), _any, *folds))
+    finals = fold_pass(g, source, Pass(ctx, whole=stats, folds=folds, needed=needed), index, threads, max_rows, after)
+    return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(finals[(s.name, None)]), ctx)
+            for s, key in firsts]
 
 
 def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> list[Pass]:
@@ -275,6 +317,7 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
     placed: list[tuple[int, int] | None] = []
     results: list[Any] = []
     joined: dict[str, Any] = {}
+    twice: list[tuple[StatisticBase, Any]] = []  # statistics that read the unit twice, their first partials
     after: list[Any] = []
     for index, step in enumerate(passes):
         tell = None if on_pass is None else _announce(on_pass, index, len(passes))
@@ -293,10 +336,16 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
                     placed.append(r)
                     done.append(results[-1])
         for s in step.whole:
+            if s.reads_twice(step.ctx):  # aggregated after its second read
+                twice.append((s, finals[(s.name, None)]))
+                continue
             results.append(g.add("aggregate", (index, s.name), _aggregate, s, g.ref(finals[(s.name, None)]), step.ctx))
             placed.append(None)
             done.append(results[-1])
         after = [g.add("pass-done", (index,), _after, *map(g.ref, done))]
+    if twice:
+        results += second_read(g, source, twice, ctx, len(passes), plan.threads, plan.max_rows, after)
+        placed += [None] * len(twice)
     for name, key in joined.items():
         stat = next(s for s in stats if s.name == name)
         results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx))
@@ -370,8 +419,10 @@ def _collect(*values: Any) -> list[Any]:
 
 
 def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context, ranges: Sequence[tuple[int, int]],
-                    threads: int, out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Result arrays from partials keyed as ``fold_partials`` makes them (into ``out`` when given)."""
+                    threads: int, out: dict[str, np.ndarray] | None = None,
+                    seconds: dict | None = None) -> dict[str, np.ndarray]:
+    """Result arrays from partials keyed as ``fold_partials`` makes them (into ``out`` when given);
+    ``seconds``: the second read's partials of the statistics that declare one."""
     out = empty_results([v for s in stats for v in s.variables(ctx)]) if out is None else out
     joined: dict[str, Any] = {}
     for s in stats:
@@ -382,6 +433,8 @@ def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context
         elif s.token_split:
             for r in ranges:
                 put_results(out, _aggregate_value(s, partials[(s.name, r)], ctx), r)
+        elif s.reads_twice(ctx):
+            put_results(out, _aggregate_twice(s, {s.name: partials[(s.name, None)]}, seconds or {}, ctx), None)
         else:
             put_results(out, _aggregate_value(s, partials[(s.name, None)], ctx), None)
     return out
@@ -422,6 +475,28 @@ def _sample_fold(stats: Sequence[StatisticBase], ctx: Context, a: int, b: int, r
                              ranges)
 
 
+def _second_of(stat: StatisticBase, merged: dict, ctx: Context) -> Any:
+    return stat.second_pass(merged[(stat.name, None)], ctx)
+
+
+def _sample_second(folds: Sequence[Any], needed: bool, ctx: Context, a: int, b: int, max_rows: int | None) -> dict:
+    """The second read of samples [a, b): the folds' partials by name (nothing read when not needed)."""
+    acc: dict[str, Any] = {}
+    if not needed:
+        return acc
+    with _no_client():
+        for block in blocks.read_blocks(ctx.source.part(samples=(a, b)), max_rows):
+            _fold(acc, block, folds, ctx, None, None)
+    return acc
+
+
+def _merge_second(folds: Sequence[Any], *parts: dict) -> dict:
+    """Second-read partials merged in order, the first copied (a worker may still hold it)."""
+    import copy
+
+    return _combine(folds, copy.deepcopy(parts[0]), *parts[1:])
+
+
 def _merge(stats: Sequence[StatisticBase], *parts: dict) -> dict:
     """Partials of consecutive sample ranges merged in order. The first is copied, never updated in
     place: a worker may still hold it for a retried or sibling task."""
@@ -435,14 +510,14 @@ def _merge(stats: Sequence[StatisticBase], *parts: dict) -> dict:
     return merged
 
 
-def _assemble_cut(stats: Sequence[StatisticBase], ctx: Context, cut: Any, merged: dict | None,
+def _assemble_cut(stats: Sequence[StatisticBase], ctx: Context, cut: Any, merged: dict | None, seconds: dict | None,
                   *tokens: dict) -> dict[str, np.ndarray]:
     """The unit's result arrays: token-range results stitched, merged partials aggregated."""
     out = empty_results([v for s in stats for v in s.variables(ctx)])
     for (lo, hi), arrays in zip(cut.token_tasks, tokens, strict=True):
         put_results(out, arrays, (lo, hi))
     if merged is not None:
-        partial_results(merged, [s for s in stats if s.name in cut.merged], ctx, cut.ranges, cut.threads, out)
+        partial_results(merged, [s for s in stats if s.name in cut.merged], ctx, cut.ranges, cut.threads, out, seconds)
     return out
 
 
@@ -464,15 +539,23 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
     per_token = [s for s in stats if s.name in cut.per_token]
     tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, unit_ctx, tokens_source, lo, hi, cut.threads,
                     cut.max_rows, claims=claims(cut.token_task_bytes)) for lo, hi in cut.token_tasks]
-    merged = None
+    merged = seconds = None
     if cut.sample_tasks:
         group = [s for s in stats if s.name in cut.merged]
         level = [g.add("samples", (a, b), _sample_fold, group, unit_ctx, a, b, cut.ranges, cut.threads, cut.max_rows,
                        claims=claims(cut.sample_task_bytes)) for a, b in cut.sample_tasks]
         merged = g.ref(combine_tree(g, level, _merge, group, (), cut.split_every,
                                     lambda k: claims((k + 1) * cut.merge_bytes, 1)))
-    return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), unit_ctx, cut, merged, *map(g.ref, tokens),
-                           claims=claims(cut.merge_bytes)))
+        twice = [s for s in group if s.reads_twice(ctx)]
+        if twice:  # the second read, cut as the first
+            folds = [g.ref(g.add("second-pass", (s.name,), _second_of, s, merged, unit_ctx)) for s in twice]
+            needed = g.ref(g.add("second-needed", (), _any, *folds))
+            level = [g.add("second", (a, b), _sample_second, folds, needed, unit_ctx, a, b, cut.max_rows,
+                           claims=claims(cut.sample_task_bytes, 1)) for a, b in cut.sample_tasks]
+            seconds = g.ref(combine_tree(g, level, _merge_second, folds, ("second",), cut.split_every,
+                                         lambda k: claims((k + 1) * cut.merge_bytes, 1)))
+    return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), unit_ctx, cut, merged, seconds,
+                           *map(g.ref, tokens), claims=claims(cut.merge_bytes)))
 
 
 def reduce_array(stat: StatisticBase, x: np.ndarray, ctx: Context | None = None, block_rows: int = 64,

@@ -271,6 +271,20 @@ class StatisticBase:
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         return TEMP_COPIES * rows * ctx.n_tokens * ctx.n_features * 8
 
+    def reads_twice(self, ctx: Context) -> bool:
+        """Whether the engine reads the unit a second time for this statistic (``second_pass``)."""
+        return False
+
+    def second_pass(self, partial: Any, ctx: Context) -> Any:
+        """The fold of the second read, made from the first read's final partial (e.g. the means to
+        centre by): an object with ``name``, ``fold(acc, block, ctx)`` and ``combine(a, b)``; None when
+        this unit needs no second read."""
+        return None
+
+    def aggregate_twice(self, partial: Any, second: Any, ctx: Context) -> Result:
+        """``aggregate`` with the second read's final partial (None when it was not needed)."""
+        return self.aggregate(partial, ctx)
+
     def partners(self, checkpoint: int, ctx: Context) -> tuple[int, ...]:
         """``layer_checkpoints``: the checkpoints read with ``checkpoint`` (empty: nothing to compute there)."""
         return ()
