@@ -166,12 +166,12 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
         if where == "threaded":
             for ci, li in units:
                 source = unit_source(ds, act, ci, li, unit_stats)
-                arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
+                arrays, k = unit_task(source, unit_stats, unit_context(ctx, unit_stats, ci, li, source),
                                       ctx.memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
             for item in items:
                 source = item_source(ds, act, item)
-                keep_item(item, *item_task(source, item.stats, item_context(ds, ctx, item, source), ctx.memory_budget))
+                keep_item(item, *item_task(source, item.stats, item_context(ctx, item, source), ctx.memory_budget))
         else:
             from tgo_analysis.engine.cluster import items_on_cluster, on_cluster
 

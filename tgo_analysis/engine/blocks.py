@@ -113,6 +113,20 @@ def read_chunk(source: UnitSource, i: int) -> Block:
     return Block(x, tokens, np.arange(start, start + x.shape[0]), **more)
 
 
+def read_rows(source: UnitSource, rows: np.ndarray) -> Block:
+    """Sample rows ``rows`` (sorted) of the unit, every token, as one ``Block`` (a fit's subsample)."""
+    from dask.local import get_sync
+
+    def take(array: Any) -> np.ndarray:
+        return np.asarray(array[rows].compute(scheduler=get_sync))
+
+    more: dict[str, Any] = {k: take(v.array) for k, v in source.extras.items()}
+    if source.others:
+        more["others"] = tuple(take(o.array) for o in source.others)
+    tokens = (source.first_token, source.first_token + source.shape[1])
+    return Block(take(source.activations.array), tokens, source.first_sample + np.asarray(rows), **more)
+
+
 def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
     """``Block`` records of every sample block, in sample order, at most ``max_rows`` samples each,
     the next chunk read on a thread while the caller works."""

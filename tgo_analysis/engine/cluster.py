@@ -107,7 +107,7 @@ def items_on_cluster(ds: Any, act: Any, ctx: Context, items: Sequence[WorkItem],
     futures = []
     for item in items:
         source = item_source(ds, act, item)
-        graph, n_passes = item_graph(source, item.stats, item_context(ds, ctx, item, source), workers.budget,
+        graph, n_passes = item_graph(source, item.stats, item_context(ctx, item, source), workers.budget,
                                      workers.threads)
         futures.append(client.compute(graph, retries=RETRIES))
         running[futures[-1].key] = (item, n_passes)
@@ -131,14 +131,13 @@ def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, unit
         return {"workers": workers.count, "threads_per_worker": workers.threads, "budget_per_worker": workers.budget}
     offer_resources(client, memory_budget)
     view, chunk = token_view(ds, act)
-    ds_future = client.scatter(LazySlab(ds)) if any(s.unit_setup for s in stats) else None
     futures, units_of, splits = {}, {}, {}
     for ci, li in units:
         source = unit_source(ds, act, ci, li, stats)
         bounds = np.concatenate([[0], np.cumsum(source.activations.array.chunks[0])]).astype(int)
         cut = plan_split(stats, dataclasses.replace(ctx, source=source), workers, len(units), bounds, chunk)
         tokens_source = source if view is None else dataclasses.replace(source, activations=LazySlab(view[ci, li]))
-        graph = cut_graph(source, tokens_source, stats, ctx, cut, MEMORY, THREADS, ds_future, (ci, li), RETRIES)
+        graph = cut_graph(source, tokens_source, stats, ctx, cut, MEMORY, THREADS, (ci, li), RETRIES)
         future = client.compute(graph)
         futures[(ci, li)], units_of[future.key] = future, (ci, li)
         splits[(ci, li)] = cut

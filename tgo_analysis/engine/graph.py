@@ -451,12 +451,12 @@ def _no_client() -> Any:
     return dask.config.set(scheduler=get_sync)
 
 
-def _prepare(ds: LazySlab, stats: Sequence[StatisticBase], ctx: Context, ci: int, li: int) -> Context:
+def _prepare(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, ci: int, li: int) -> Context:
     """The unit's context with its ``prepare_unit`` parameters (semi-NMF fits), on a worker."""
     from tgo_analysis.engine.units import unit_context
 
     with _no_client():
-        return unit_context(ds.array, ctx, stats, ci, li, ctx.source)
+        return unit_context(ctx, stats, ci, li, source)
 
 
 def _token_fold(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, lo: int, hi: int, threads: int,
@@ -467,11 +467,11 @@ def _token_fold(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource
     return {name: value[lo:hi] for name, value in out.items()}
 
 
-def _sample_fold(stats: Sequence[StatisticBase], ctx: Context, a: int, b: int, ranges: Sequence[tuple[int, int]],
-                 threads: int, max_rows: int | None) -> dict:
+def _sample_fold(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, a: int, b: int,
+                 ranges: Sequence[tuple[int, int]], threads: int, max_rows: int | None) -> dict:
     """Partials of samples [a, b) (every token), keyed as ``fold_partials`` makes them."""
     with _no_client():
-        return fold_partials(ctx.source.part(samples=(a, b)), stats, ctx, Plan(((0, ctx.n_tokens),), threads, max_rows),
+        return fold_partials(source.part(samples=(a, b)), stats, ctx, Plan(((0, ctx.n_tokens),), threads, max_rows),
                              ranges)
 
 
@@ -479,13 +479,14 @@ def _second_of(stat: StatisticBase, merged: dict, ctx: Context) -> Any:
     return stat.second_pass(merged[(stat.name, None)], ctx)
 
 
-def _sample_second(folds: Sequence[Any], needed: bool, ctx: Context, a: int, b: int, max_rows: int | None) -> dict:
+def _sample_second(folds: Sequence[Any], needed: bool, ctx: Context, source: UnitSource, a: int, b: int,
+                   max_rows: int | None) -> dict:
     """The second read of samples [a, b): the folds' partials by name (nothing read when not needed)."""
     acc: dict[str, Any] = {}
     if not needed:
         return acc
     with _no_client():
-        for block in blocks.read_blocks(ctx.source.part(samples=(a, b)), max_rows):
+        for block in blocks.read_blocks(source.part(samples=(a, b)), max_rows):
             _fold(acc, block, folds, ctx, None, None)
     return acc
 
@@ -522,8 +523,7 @@ def _assemble_cut(stats: Sequence[StatisticBase], ctx: Context, cut: Any, merged
 
 
 def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
-              cut: Any, memory: str, threads: str, ds: Any = None, unit: tuple[int, int] = (0, 0),
-              retries: int = 0) -> Any:
+              cut: Any, memory: str, threads: str, unit: tuple[int, int] = (0, 0), retries: int = 0) -> Any:
     """One unit cut for a cluster, as one graph: its ``prepare_unit`` task, token-range folds (results),
     sample-range folds merged by a combine tree ``cut.split_every`` wide, and the assembly. Every task
     claims ``memory`` bytes and ``threads`` threads of its worker (resource annotations)."""
@@ -535,14 +535,15 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
 
     unit_ctx: Any = dataclasses.replace(ctx, source=source)
     if any(s.unit_setup for s in stats):
-        unit_ctx = g.ref(g.add("prepare", (), _prepare, ds, list(stats), unit_ctx, *unit, claims=claims(n_threads=1)))
+        unit_ctx = g.ref(g.add("prepare", (), _prepare, list(stats), unit_ctx, source, *unit, claims=claims(n_threads=1)))
     per_token = [s for s in stats if s.name in cut.per_token]
     tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, unit_ctx, tokens_source, lo, hi, cut.threads,
                     cut.max_rows, claims=claims(cut.token_task_bytes)) for lo, hi in cut.token_tasks]
     merged = seconds = None
     if cut.sample_tasks:
         group = [s for s in stats if s.name in cut.merged]
-        level = [g.add("samples", (a, b), _sample_fold, group, unit_ctx, a, b, cut.ranges, cut.threads, cut.max_rows,
+        level = [g.add("samples", (a, b), _sample_fold, group, unit_ctx, source, a, b, cut.ranges, cut.threads,
+                       cut.max_rows,
                        claims=claims(cut.sample_task_bytes)) for a, b in cut.sample_tasks]
         merged = g.ref(combine_tree(g, level, _merge, group, (), cut.split_every,
                                     lambda k: claims((k + 1) * cut.merge_bytes, 1)))
@@ -550,7 +551,7 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
         if twice:  # the second read, cut as the first
             folds = [g.ref(g.add("second-pass", (s.name,), _second_of, s, merged, unit_ctx)) for s in twice]
             needed = g.ref(g.add("second-needed", (), _any, *folds))
-            level = [g.add("second", (a, b), _sample_second, folds, needed, unit_ctx, a, b, cut.max_rows,
+            level = [g.add("second", (a, b), _sample_second, folds, needed, unit_ctx, source, a, b, cut.max_rows,
                            claims=claims(cut.sample_task_bytes, 1)) for a, b in cut.sample_tasks]
             seconds = g.ref(combine_tree(g, level, _merge_second, folds, ("second",), cut.split_every,
                                          lambda k: claims((k + 1) * cut.merge_bytes, 1)))

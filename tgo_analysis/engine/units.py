@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.blocks import LazySlab, UnitSource, read_rows
 from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
 from tgo_analysis.engine.graph import Plan, group_graph, one_blas_thread, reduce_unit
 from tgo_analysis.statistics.base import (
@@ -55,20 +55,23 @@ def _lazy(da: xr.DataArray) -> Any:
     return da.data if isinstance(da.data, dask.array.Array) else dask.array.from_array(np.asarray(da.values))
 
 
-def unit_context(ds: xr.Dataset, ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int,
-                 source: UnitSource) -> Context:
-    """The analysis context for this unit: its source, and the ``prepare_unit`` hooks' parameters.
+def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int, source: UnitSource) -> Context:
+    """The analysis context for this unit: its source, and the ``prepare_unit`` hooks' parameters,
+    each from the rows of the unit it asks for (``fit_rows``), read here.
 
     The hooks run with one BLAS thread, as the fold does: their fits (semi-NMF) iterate small
     matrix products, which threads do not speed up and which a loaded machine slows 12x when
     BLAS threads spin (measured: 0.58 s vs 0.05 s per semi-NMF iteration at 1024 x 128, load 18).
     """
-    unit = dataclasses.replace(ctx, source=source)
+    unit = dataclasses.replace(ctx, source=source, unit=(ci, li))
     params = dict(ctx.params)
     with one_blas_thread():
         for stat in stats:
             if stat.unit_setup:
-                params[stat.name] = stat.prepare_unit(ds, ci, li, dataclasses.replace(unit, params=params))
+                here = dataclasses.replace(unit, params=params)
+                rows = stat.fit_rows(here)
+                fit = None if rows is None else read_rows(source, rows)
+                params[stat.name] = stat.prepare_unit(fit, here)
     return dataclasses.replace(unit, params=params)
 
 
@@ -145,12 +148,12 @@ def item_source(ds: xr.Dataset, act: xr.DataArray, item: WorkItem) -> UnitSource
     return dataclasses.replace(source, others=tuple(LazySlab(act.data[c, lo]) for c, lo in item.slabs[1:]))
 
 
-def item_context(ds: xr.Dataset, ctx: Context, item: WorkItem, source: UnitSource) -> Context:
+def item_context(ctx: Context, item: WorkItem, source: UnitSource) -> Context:
     """The context of one item: its slabs, and its statistics' ``prepare_unit`` at the anchor."""
     ctx = dataclasses.replace(ctx, slabs=item.slabs)
     if item.layer is None:
         return dataclasses.replace(ctx, source=source)
-    return unit_context(ds, ctx, item.stats, item.checkpoint, item.layer, source)
+    return unit_context(ctx, item.stats, item.checkpoint, item.layer, source)
 
 
 def item_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,

@@ -124,6 +124,7 @@ class Context:
     slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
     group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
     memory_budget: int = 0  # the analysis' memory budget in bytes, parsed once by the engine
+    unit: tuple[int, int] = (0, 0)  # (checkpoint, layer) of the unit (a multi-slab unit's anchor)
     n_checkpoints: int = 0  # checkpoints in the store (multi-slab statistics name partner checkpoints)
     n_layers: int = 0
 
@@ -256,7 +257,13 @@ class StatisticBase:
     def prepare(self, ds: Any, ctx: Context) -> Any:
         return ctx.params.get(self.name)
 
-    def prepare_unit(self, ds: Any, checkpoint: int, layer: int, ctx: Context) -> Any:
+    def fit_rows(self, ctx: Context) -> np.ndarray | None:
+        """``unit_setup``: the sample rows (sorted) of the unit ``ctx.unit`` that ``prepare_unit`` needs;
+        the engine reads them (every token, with the per-position arrays) as one ``Block``."""
+        return None
+
+    def prepare_unit(self, fit: Block | None, ctx: Context) -> Any:
+        """``unit_setup``: this unit's parameters from the rows the engine read for it (``fit_rows``)."""
         return ctx.params.get(self.name)
 
     def rank_length(self, ctx: Context) -> int:
