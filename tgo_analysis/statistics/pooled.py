@@ -72,16 +72,6 @@ def options(ctx: Context, name: str = N.POOLED) -> dict[str, Any]:
 LAYERS_AFTER_FINAL_NORM = "layers_after_final_norm"  # result attr: layers whose states follow the final norm
 
 
-def final_norm_layers(ds: Any) -> list[int]:
-    """The store's layers taken after the model's final norm (their ``layer_name`` says so)."""
-    from tgo_store.capture.hf_model import after_final_norm
-
-    if S.LAYER_NAME not in getattr(ds, "coords", {}):
-        return []
-    names, layers = ds[S.LAYER_NAME].values, ds[S.LAYER].values
-    return [int(layer) for layer, name in zip(layers, names, strict=True) if after_final_norm(name)]
-
-
 def block_valid(block: Block, choice: PositionChoice) -> np.ndarray:
     """The (samples, tokens) positions of a block that enter the pool."""
     return valid_positions(block.x.shape[:2], block.attention_mask, block.token_special, choice)
@@ -116,7 +106,7 @@ class Pooled(StatisticBase):
         return {N.RANK_POOLED: (N.RANK_POOLED, np.arange(1, ctx.n_features + 1))} if self._spectrum(ctx) else {}
 
     def prepare(self, ds: Any, ctx: Context) -> dict[str, Any]:
-        return {**options(ctx, self.name), "final_norm_layers": final_norm_layers(ds)}
+        return {**options(ctx, self.name), "final_norm_layers": S.final_norm_layers(ds)}
 
     def attrs(self, ctx: Context) -> dict[str, Any]:
         opts = options(ctx, self.name)

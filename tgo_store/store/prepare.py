@@ -125,6 +125,7 @@ def prepare_store(url: str, options: IngestOptions | None = None, *, check_check
                            "tgo_layout": {"samples_per_block": layout.samples_per_block,
                                           "tokens_per_chunk": layout.tokens_per_chunk},
                            "tgo_batch_size": batch_size, **source.store_attrs(),
+                           **S.final_norm_attrs(capturer.layer_indices, capturer.layer_names),
                            **({S.ATTR_SCHEMA: S.TEXT_SCHEMA_VERSION, S.ATTR_LOSS: loss_spec.attr()} if loss_spec else {})},
                     positions=source.positions(), gradients=loss_spec is not None,
                     gradient_dtype=grad_dtype)
