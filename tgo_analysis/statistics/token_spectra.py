@@ -2,7 +2,8 @@
 
 ``fold`` merges each block's per-token co-moment into the accumulator as soon as it is formed
 (``moments.fold_moments``), so the only full-size partial alive is the accumulator itself. With
-a device backend (``--device cuda``) the same fold and the eigendecomposition run there.
+a device backend (``--device cuda``) the same fold and the eigendecomposition run there, as its
+torch kernels (``token_spectra_torch``).
 Padding never enters: with a partial ``attention_mask`` token t folds only the samples valid at
 t (per-token counts, ``moments.fold_masked_moments``); a token with fewer than two valid samples
 has NaN metrics (reason ``REASON_FEW_SAMPLES``). Blocks without padding keep the fast path.
@@ -32,6 +33,8 @@ from tgo_analysis.kernels.moments import (
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
 from tgo_analysis.statistics.base import Block, Context, Derived, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask
+from tgo_analysis.statistics.token_spectra_torch import covariance_eigenvalues as torch_eigenvalues
+from tgo_analysis.statistics.token_spectra_torch import fold_moments as torch_fold
 from tgo_store.errors import TgoError
 
 TOKEN_SPECTRA = "token_spectra"  # registry key (a statistic, not a result name)
@@ -96,7 +99,7 @@ class TokenSpectra(StatisticBase):
     def fold(self, acc: Moments | None, block: Block, ctx: Context) -> Moments:
         valid = partial_mask(block)
         if ctx.backend is not None:
-            return ctx.backend.fold_moments(acc, block.x, valid)
+            return ctx.backend.run(torch_fold, acc, block.x, valid)
         if valid is None and (acc is None or not per_token(acc.count)):
             return fold_moments(acc, block.x)
         return fold_masked_moments(acc, block.x, np.ones(block.x.shape[:2], bool) if valid is None else valid)
@@ -107,7 +110,7 @@ class TokenSpectra(StatisticBase):
     def aggregate(self, partial: Moments, ctx: Context) -> Result:
         counts = counts_per_token(partial.count, partial.mean.shape[0]) if per_token(partial.count) else None
         if ctx.backend is not None:
-            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts)
+            return spectra_result(ctx.backend.run(torch_eigenvalues, partial), ctx, counts)
         symmetrize(partial)
         if counts is None:
             partial.comoment /= partial.count - 1  # the covariance, in place: no second (T, D, D) array
