@@ -105,13 +105,6 @@ def gram_cka(kx: np.ndarray, ky: np.ndarray) -> float:
     return float(np.vdot(kx, ky) / denominator) if denominator > 0 else float("nan")
 
 
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """The formula on data in memory: X (N, D₁), Y (N, D₂) centred over samples, float64."""
-    x = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(axis=0)
-    y = np.asarray(y, np.float64) - np.asarray(y, np.float64).mean(axis=0)
-    return float(np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
-
-
 def pca_basis(covariance: np.ndarray, rank: int) -> np.ndarray:
     """The top-``rank`` eigenvectors (D, rank) of a symmetric matrix, largest first."""
     _, vectors = np.linalg.eigh(covariance)
