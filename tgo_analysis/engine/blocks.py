@@ -5,15 +5,14 @@ samples, read block for block with the first, so a statistic sees every slab's r
 
 A ``UnitSource`` holds the layer's lazy (sample, token, feature) activations and, when the
 store has them, the per-(sample, token) arrays and gradients, unevaluated (dask would compute
-collections passed as task arguments; ``LazySlab`` stops that). ``read_blocks`` yields the
-sample blocks in order, reading the next one on a thread while the caller works, and cuts
-blocks larger than ``max_rows`` samples into pieces.
+collections passed as task arguments; ``LazySlab`` stops that). ``fed`` rechunks it to one
+chunk per sample block with every token; ``read_chunk`` reads one chunk as a ``Block`` (the
+engine's read tasks, ``engine.graph``) and ``read_rows`` a fit's sample rows (``fit_rows``).
+Nothing here runs tasks: when and where a chunk is read is the graph's business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,22 +124,3 @@ def read_rows(source: UnitSource, rows: np.ndarray) -> Block:
         more["others"] = tuple(take(o.array) for o in source.others)
     tokens = (source.first_token, source.first_token + source.shape[1])
     return Block(take(source.activations.array), tokens, source.first_sample + np.asarray(rows), **more)
-
-
-def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
-    """``Block`` records of every sample block, in sample order, at most ``max_rows`` samples each,
-    the next chunk read on a thread while the caller works."""
-    source = fed(source)
-    n = chunk_count(source)
-    if n == 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(read_chunk, source, 0)
-        for i in range(n):
-            block = pending.result()
-            if i + 1 < n:
-                pending = pool.submit(read_chunk, source, i + 1)
-            step = max_rows or block.x.shape[0]
-            for lo in range(0, block.x.shape[0], step):
-                yield block.rows(lo, min(block.x.shape[0], lo + step))
-            del block

@@ -482,13 +482,14 @@ def _second_of(stat: StatisticBase, merged: dict, ctx: Context) -> Any:
 def _sample_second(folds: Sequence[Any], needed: bool, ctx: Context, source: UnitSource, a: int, b: int,
                    max_rows: int | None) -> dict:
     """The second read of samples [a, b): the folds' partials by name (nothing read when not needed)."""
-    acc: dict[str, Any] = {}
-    if not needed:
-        return acc
+    live = tuple(f for f in folds if f is not None)
+    if not needed or not live:
+        return {}
+    g = GraphBuilder("second")
+    finals = fold_pass(g, blocks.fed(source.part(samples=(a, b))), Pass(ctx, whole=live, folds=live), 0, 1, max_rows)
     with _no_client():
-        for block in blocks.read_blocks(source.part(samples=(a, b)), max_rows):
-            _fold(acc, block, folds, ctx, None, None)
-    return acc
+        parts = compute_local(g.delayed(g.add("partials", (), _collect, *map(g.ref, finals.values()))), 1)
+    return {name: value for part in parts for name, value in part.items()}
 
 
 def _merge_second(folds: Sequence[Any], *parts: dict) -> dict:
