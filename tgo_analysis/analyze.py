@@ -19,12 +19,12 @@ import xarray as xr
 
 from tgo_analysis.engine.budget import parse_budget
 from tgo_analysis.engine.device import device_backend
+from tgo_analysis.engine.graph import unit_context
 from tgo_analysis.engine.units import (
     item_context,
     item_source,
     item_task,
     per_unit,
-    unit_context,
     unit_plan,
     unit_source,
     unit_task,

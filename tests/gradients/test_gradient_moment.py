@@ -8,8 +8,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.graph import Plan, reduce_unit
-from tgo_analysis.engine.units import unit_context
+from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM

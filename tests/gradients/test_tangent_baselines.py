@@ -11,8 +11,7 @@ from scipy.optimize import nnls
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.graph import Plan, reduce_unit
-from tgo_analysis.engine.units import unit_context
+from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_local import active_atoms, nonnegative_codes
 from tgo_analysis.kernels.tangent_sums import NULL_STREAM

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from tgo_analysis.engine.blocks import LazySlab, UnitSource, read_rows
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
-from tgo_analysis.engine.graph import Plan, group_graph, one_blas_thread, reduce_unit
+from tgo_analysis.engine.graph import Plan, group_graph, reduce_unit, unit_context
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
     LAYER_CHECKPOINTS,
@@ -53,26 +53,6 @@ def _lazy(da: xr.DataArray) -> Any:
     import dask.array
 
     return da.data if isinstance(da.data, dask.array.Array) else dask.array.from_array(np.asarray(da.values))
-
-
-def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int, source: UnitSource) -> Context:
-    """The analysis context for this unit: its source, and the ``prepare_unit`` hooks' parameters,
-    each from the rows of the unit it asks for (``fit_rows``), read here.
-
-    The hooks run with one BLAS thread, as the fold does: their fits (semi-NMF) iterate small
-    matrix products, which threads do not speed up and which a loaded machine slows 12x when
-    BLAS threads spin (measured: 0.58 s vs 0.05 s per semi-NMF iteration at 1024 x 128, load 18).
-    """
-    unit = dataclasses.replace(ctx, source=source, unit=(ci, li))
-    params = dict(ctx.params)
-    with one_blas_thread():
-        for stat in stats:
-            if stat.unit_setup:
-                here = dataclasses.replace(unit, params=params)
-                rows = stat.fit_rows(here)
-                fit = None if rows is None else read_rows(source, rows)
-                params[stat.name] = stat.prepare_unit(fit, here)
-    return dataclasses.replace(unit, params=params)
 
 
 def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
