@@ -1,11 +1,14 @@
-"""The memory budget of an analysis, and the plan of passes over token groups that honours it.
+"""The memory budget of an analysis, and every plan that honours it, made before anything is read.
 
 Per-token float64 accumulators dominate: a ViT-B/8 layer (785 tokens, 768 features) needs
 3.7 GB of co-moments. ``plan_unit`` gives every (checkpoint, layer) the largest token groups
 whose accumulators, plus the blocks in flight and the fold's temporaries, fit the budget; one
-pass over the sample blocks per group (reads x passes). A budget that cannot hold even one
-token is refused before anything is read. The default is a fraction of the machine's RAM, or
-of the Dask worker's memory limit when running on a cluster worker.
+pass over the sample blocks per group (reads x passes). ``plan_groups`` does the same for a
+multi-slab unit (each statistic's own pass groups), and ``plan_split`` cuts a unit for a
+cluster's workers (token ranges, sample ranges, the combine tree's width). The statistics'
+declared ``partial_bytes`` and ``temp_bytes`` are all they read. A budget that cannot hold even
+one token is refused before anything is read. The default is a fraction of the machine's RAM,
+or of the Dask worker's memory limit on a cluster; ``parse_budget`` is the one parser.
 """
 
 from __future__ import annotations
