@@ -17,15 +17,24 @@ from typing import Any
 
 import xarray as xr
 
-from tgo_analysis import names as N
+from tgo_analysis.engine.budget import parse_budget
 from tgo_analysis.engine.device import device_backend
-from tgo_analysis.engine.lockstep import per_unit, run_items, work_items
-from tgo_analysis.engine.units import unit_context, unit_plan, unit_source, unit_task
+from tgo_analysis.engine.graph import unit_context
+from tgo_analysis.engine.units import (
+    item_context,
+    item_source,
+    item_task,
+    per_unit,
+    unit_plan,
+    unit_source,
+    unit_task,
+    work_items,
+)
 from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
 from tgo_analysis.results.completeness import record_expected
-from tgo_analysis.results.selection import chosen_statistics, parse_metrics, selectable
+from tgo_analysis.results.selection import chosen_statistics, derived, parse_metrics, selectable
 from tgo_analysis.results.store import (
-    add_clusters,
+    add_variable,
     done_items,
     finish,
     mark_done,
@@ -62,7 +71,8 @@ def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_ra
     if n < 3:
         raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
     ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
-                  backend=device_backend(device), memory_budget=memory_budget, n_checkpoints=c, n_layers=n_layers)
+                  backend=device_backend(device), memory_budget=parse_budget(memory_budget), n_checkpoints=c,
+                  n_layers=n_layers)
     stats = chosen_statistics(ctx)
     for stat in stats:
         stat.validate(ds, ctx)
@@ -93,7 +103,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
     The result's attrs record how many units were computed and reused, the bytes read and the
     time (``analysis_summary``), which ``tgo analyze`` prints. Statistics over several slabs (SPEC
-    section 6) run as multi-slab units (``engine.lockstep``); ``ready_checkpoints`` (indices,
+    section 6) run as multi-slab units (``engine.units.work_items``); ``ready_checkpoints`` (indices,
     default all) are those whose activations may be read as a unit's partner (a sweep passes
     the ingested ones).
     """
@@ -112,8 +122,9 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     unit_stats = per_unit(stats)
     chosen = range(len(rc.checkpoints)) if checkpoints is None else sorted(set(checkpoints))
     layers = range(len(rc.layers))
+    given_budget = None if memory_budget is None else ctx.memory_budget  # a cluster's default is per worker
     if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
-        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, memory_budget)
+        unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, ctx.memory_budget)
     config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
               "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
@@ -166,15 +177,18 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
         if where == "threaded":
             for ci, li in units:
                 source = unit_source(ds, act, ci, li, unit_stats)
-                arrays, k = unit_task(source, unit_stats, unit_context(ds, ctx, unit_stats, ci, li, source),
-                                      memory_budget, on_pass=said(ci, li))
+                arrays, k = unit_task(source, unit_stats, unit_context(ctx, unit_stats, ci, li, source),
+                                      ctx.memory_budget, on_pass=said(ci, li))
                 keep(ci, li, arrays, k)
+            for item in items:
+                source = item_source(ds, act, item)
+                keep_item(item, *item_task(source, item.stats, item_context(ctx, item, source), ctx.memory_budget))
         else:
-            from tgo_analysis.engine.cluster import on_cluster
+            from tgo_analysis.engine.cluster import items_on_cluster, on_cluster
 
             if units:
-                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, memory_budget, keep)
-        run_items(ds, act, ctx, items, memory_budget, keep_item, on_cluster=where != "threaded")
+                cluster_attrs = on_cluster(ds, act, unit_stats, ctx, units, given_budget, keep)
+            items_on_cluster(ds, act, ctx, items, given_budget, keep_item)
     elapsed = time.perf_counter() - started
     read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
         * ctx.n_tokens * ctx.n_features
@@ -196,8 +210,10 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     for stat in stats:
         attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
-    if ctx.wants(N.ALPHA_CLUSTER) and N.ALPHA in result:
-        result = add_clusters(result, out, int(n_clusters), bool(use_umap), int(seed))
+    settings = {"n_clusters": int(n_clusters), "use_umap": bool(use_umap), "seed": int(seed)}
+    for extra in derived():
+        if ctx.wants(extra.name) and extra.requires in result:
+            result = add_variable(result, out, extra.name, extra.compute(result, settings))
     return result
 
 

@@ -140,7 +140,7 @@ def test_device_path_splits_tokens_into_groups_that_fit_the_memory_budget(plain_
 
     from tgo_analysis.engine.blocks import LazySlab, UnitSource
     from tgo_analysis.engine.device import device_backend
-    from tgo_analysis.engine.fold import Plan, reduce_unit
+    from tgo_analysis.engine.graph import Plan, reduce_unit
     from tgo_analysis.kernels.moments import chunk_moments, covariance
     from tgo_analysis.statistics import statistic
     from tgo_analysis.statistics.base import Context

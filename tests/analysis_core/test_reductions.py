@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tgo_analysis.engine.budget import parse_budget, plan_unit
-from tgo_analysis.engine.fold import Plan, reduce_array, split_range
+from tgo_analysis.engine.graph import Plan, reduce_array, split_range
 from tgo_analysis.statistics import statistic, statistics
 from tgo_analysis.statistics.base import Context, Statistic
 from tgo_analysis.statistics.mean_norm import MeanNorm

@@ -17,7 +17,7 @@ import xarray as xr
 
 from tests.analysis.conftest import planted_activations
 from tgo_analysis import analyze
-from tgo_analysis.engine.cluster import Workers, plan_split
+from tgo_analysis.engine.budget import Workers, plan_split
 from tgo_analysis.statistics import STATISTICS, register_statistic
 from tgo_analysis.statistics.base import Context
 from tgo_analysis.statistics.token_correlation import TokenCorrelation
@@ -173,7 +173,7 @@ def test_a_worker_memory_limit_binds(stores, tmp_path, monkeypatch) -> None:
     import dask
     from distributed import LocalCluster
 
-    from tgo_analysis.engine import cluster
+    from tgo_analysis.engine import budget as cluster
 
     monkeypatch.setattr(cluster, "PIECES_PER_WORKER", 0)
     rng = np.random.default_rng(5)

@@ -8,7 +8,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.buckets import frequency_edges, position_buckets
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_sums import FREQUENCY_STREAM
@@ -53,7 +53,6 @@ def run(ds: xr.Dataset, params: dict | None = None, metrics=(N.TANGENT,), rows: 
     stat = TangentEnrichment()
     ctx = Context(N_SAMPLES, T, D, metrics=metrics, params={stat.name: params or {}})
     ctx = Context(N_SAMPLES, T, D, metrics=metrics, params={stat.name: stat.prepare(ds, ctx)})
-    unit = Context(N_SAMPLES, T, D, metrics=metrics, params={stat.name: stat.prepare_unit(ds, 0, 0, ctx)})
 
     def lazy(name: str) -> LazySlab:
         values = ds[name].values
@@ -62,6 +61,7 @@ def run(ds: xr.Dataset, params: dict | None = None, metrics=(N.TANGENT,), rows: 
 
     extras = {k: lazy(k) for k in (S.GRADIENTS, S.ATTENTION_MASK, S.TOKEN_ID) if k in ds}
     source = UnitSource(lazy(S.ACTIVATIONS), extras)
+    unit = unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
     return stat, unit, reduce_unit(source, [stat], unit, Plan(((0, T),), threads=2))
 
 

@@ -11,7 +11,7 @@ from scipy.optimize import nnls
 
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_local import active_atoms, nonnegative_codes
 from tgo_analysis.kernels.tangent_sums import NULL_STREAM
@@ -46,7 +46,6 @@ def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: 
     params = {**OPTIONS, **(options or {})}
     ctx = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: params}, options=positions or {})
     ctx = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: stat.prepare(ds, ctx)}, options=positions or {})
-    unit = Context(n, t, d, metrics=(N.TANGENT,), params={stat.name: stat.prepare_unit(ds, 0, 0, ctx)})
 
     def lazy(name: str) -> LazySlab:
         values = ds[name].values
@@ -54,7 +53,9 @@ def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: 
         return LazySlab(da.from_array(values, chunks=(rows, *values.shape[1:])))
 
     extras = {k: lazy(k) for k in (S.GRADIENTS, S.ATTENTION_MASK, S.TOKEN_ID, S.TOKEN_SPECIAL) if k in ds}
-    out = reduce_unit(UnitSource(lazy(S.ACTIVATIONS), extras), [stat], unit, Plan(((0, t),), threads=2))
+    source = UnitSource(lazy(S.ACTIVATIONS), extras)
+    unit = unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
+    out = reduce_unit(source, [stat], unit, Plan(((0, t),), threads=2))
     return unit.params[stat.name], out
 
 

@@ -6,7 +6,14 @@ import numpy as np
 import xarray as xr
 
 import tgo_analysis
-from tgo_analysis.statistics.tangent_fit import TangentOptions, fit_unit
+from tgo_analysis.statistics.base import Block
+from tgo_analysis.statistics.tangent_fit import (
+    TangentOptions,
+    fit_draws,
+    fit_positions,
+    fit_split,
+    fit_unit,
+)
 
 TOL = 1e-9
 
@@ -49,7 +56,11 @@ def test_updates_match_the_formula_and_the_isotropic_null_comes_out_r_over_d() -
     res = tgo_analysis.analyze(ds, "updates", progress=False, tangent_rank=4)
     assert res.attrs["update_isotropic_expectation"] == 4 / 16
     for k in range(2):
-        q_t = fit_unit(ds, k, 0, TangentOptions(rank=4, control_draws=1)).tangent
+        options = TangentOptions(rank=4, control_draws=1).resolved(x.shape[-1])
+        draws = fit_draws(fit_positions(ds, fit_split(x.shape[2], options.fit_fraction, options.seed),
+                                        options.positions), options)
+        fit = Block(x[k, 0][draws.rows], (0, x.shape[3]), draws.rows)  # the rows the engine reads for the fit
+        q_t = fit_unit(fit, draws, k, 0, options).tangent
         norm, tangent, pca = expected(x[k, 0], x[k + 1, 0], mask, q_t)
         assert abs(res.update_norm.values[k, 0] - norm) < TOL
         assert abs(res.update_tangent_energy.values[k, 0] - tangent) < TOL

@@ -99,6 +99,7 @@ def test_text_store_schema_coords_and_values(llama_store, tiny_dirs) -> None:
     assert {S.TOKEN_ID, S.ATTENTION_MASK, S.TOKEN_SPECIAL} <= set(ds.coords)
     assert set(ds[S.TOKEN_KIND].values) == {"text"} and (ds[S.TOKEN_ROW] == -1).all() and (ds[S.TOKEN_COL] == -1).all()
     assert ds[S.TOKEN_SPECIAL].values[:, 0].all(), "every packed sequence starts with BOS"
+    assert ds.attrs[S.ATTR_FINAL_NORM_LAYERS] == [int(ds[S.LAYER].values[-1])]  # the decoder's last state
     tok = ds.attrs[S.ATTR_TOKENIZER]
     assert tok["vocab_size"] == 400 and len(tok["sha256"]) == 64
     text = ds.attrs[S.ATTR_TEXT]

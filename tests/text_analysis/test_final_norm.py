@@ -10,8 +10,9 @@ import xarray as xr
 from tgo_analysis import names as N
 from tgo_analysis.analyze import analyze
 from tgo_analysis.report import language as L
-from tgo_store.capture.hf_model import after_final_norm, layer_names
+from tgo_store.capture.hf_model import layer_names
 from tgo_store.store import schema as S
+from tgo_store.store.schema import after_final_norm
 
 
 def test_decoder_last_layer_is_named_for_the_final_norm() -> None:
@@ -38,3 +39,14 @@ def test_profile_with_and_without_the_final_norm_layer() -> None:
     assert all(2 not in np.asarray(v) for v in xs)
     assert any(2 in np.asarray(line.get_xdata()) for line in with_it.axes[0].get_lines())
     assert "final norm" in with_it.axes[0].get_title()
+
+
+def test_the_ingest_attribute_names_the_final_norm_layers_and_old_stores_fall_back_to_layer_names() -> None:
+    names = ["model.embed_tokens", "model.layers.0", "model.norm after model.layers.1"]
+    assert S.final_norm_attrs([4, 5, 6], names) == {S.ATTR_FINAL_NORM_LAYERS: [6]}
+    assert S.final_norm_attrs([0, 1], ["blocks.0", "blocks.1"]) == {}  # no final norm: the store is unchanged
+    x = np.zeros((1, 3, 4, 2, 3), np.float32)
+    old = xr.Dataset({S.ACTIVATIONS: (S.DIMS, x)}, coords={S.LAYER: [4, 5, 6], S.LAYER_NAME: (S.LAYER, names)})
+    assert S.final_norm_layers(old) == [6]  # ingested before the attribute: read from layer_name
+    new = old.assign_attrs({S.ATTR_FINAL_NORM_LAYERS: [5]})
+    assert S.final_norm_layers(new) == [5]  # the attribute is what the ingest recorded

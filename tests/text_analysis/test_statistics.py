@@ -11,7 +11,7 @@ import xarray as xr
 from tests.text_analysis.support import CHUNK
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
-from tgo_analysis.engine.fold import Plan, reduce_unit
+from tgo_analysis.engine.graph import Plan, reduce_unit
 from tgo_analysis.kernels import pooling as P
 from tgo_analysis.kernels.buckets import frequency_edges
 from tgo_analysis.statistics import statistic, statistics

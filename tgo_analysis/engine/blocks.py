@@ -5,15 +5,14 @@ samples, read block for block with the first, so a statistic sees every slab's r
 
 A ``UnitSource`` holds the layer's lazy (sample, token, feature) activations and, when the
 store has them, the per-(sample, token) arrays and gradients, unevaluated (dask would compute
-collections passed as task arguments; ``LazySlab`` stops that). ``read_blocks`` yields the
-sample blocks in order, reading the next one on a thread while the caller works, and cuts
-blocks larger than ``max_rows`` samples into pieces.
+collections passed as task arguments; ``LazySlab`` stops that). ``fed`` rechunks it to one
+chunk per sample block with every token; ``read_chunk`` reads one chunk as a ``Block`` (the
+engine's read tasks, ``engine.graph``) and ``read_rows`` a fit's sample rows (``fit_rows``).
+Nothing here runs tasks: when and where a chunk is read is the graph's business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,20 +80,6 @@ def read_block(array: Any, i: int) -> np.ndarray:
     return np.asarray(array.blocks[i].compute(scheduler=get_sync))
 
 
-def prefetched(array: Any) -> Iterator[np.ndarray]:
-    """The sample blocks of a dask array in order, the next one read while the caller works."""
-    n = array.numblocks[0]
-    if n == 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(read_block, array, 0)
-        for i in range(n):
-            block = pending.result()
-            if i + 1 < n:
-                pending = pool.submit(read_block, array, i + 1)
-            yield block
-
-
 def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:
     more: dict[str, Any] = {k: read_block(v.array, i) for k, v in source.extras.items()}
     if source.others:
@@ -102,28 +87,40 @@ def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:
     return read_block(source.activations.array, i), more
 
 
-def read_blocks(source: UnitSource, max_rows: int | None = None) -> Iterator[Block]:
-    """``Block`` records of every sample block, in sample order, at most ``max_rows`` samples each."""
+def fed(source: UnitSource) -> UnitSource:
+    """``source`` rechunked for reading: one chunk per sample block, every token and feature in it,
+    the extras and other slabs on the same sample chunks."""
     act = source.activations.array
     act = act.rechunk({0: act.chunks[0], 1: -1, 2: -1}) if act.ndim == 3 else act
     extras = {k: LazySlab(v.array.rechunk({0: act.chunks[0]})) for k, v in source.extras.items()}
     others = tuple(LazySlab(o.array.rechunk({0: act.chunks[0], 1: -1, 2: -1})) for o in source.others)
-    source = UnitSource(LazySlab(act), extras, others, first_sample=source.first_sample,
-                        first_token=source.first_token)
-    n, start, tokens = act.numblocks[0], source.first_sample, (source.first_token, source.first_token + act.shape[1])
-    if n == 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgo-prefetch") as pool:
-        pending = pool.submit(_read_all, source, 0)
-        for i in range(n):
-            x, more = pending.result()
-            if i + 1 < n:
-                pending = pool.submit(_read_all, source, i + 1)
-            step = max_rows or x.shape[0]
-            for lo in range(0, x.shape[0], step):
-                hi = min(x.shape[0], lo + step)
-                yield Block(x[lo:hi], tokens, np.arange(start + lo, start + hi),
-                            **{k: (tuple(o[lo:hi] for o in v) if k == "others" else v[lo:hi])
-                               for k, v in more.items()})
-            start += x.shape[0]
-            del x, more
+    return UnitSource(LazySlab(act), extras, others, first_sample=source.first_sample,
+                      first_token=source.first_token)
+
+
+def chunk_count(source: UnitSource) -> int:
+    """Sample chunks of a ``fed`` source."""
+    return int(source.activations.array.numblocks[0])
+
+
+def read_chunk(source: UnitSource, i: int) -> Block:
+    """Sample chunk ``i`` of a ``fed`` source as a ``Block`` (every slab and extra read)."""
+    act = source.activations.array
+    start = source.first_sample + int(sum(act.chunks[0][:i]))
+    x, more = _read_all(source, i)
+    tokens = (source.first_token, source.first_token + act.shape[1])
+    return Block(x, tokens, np.arange(start, start + x.shape[0]), **more)
+
+
+def read_rows(source: UnitSource, rows: np.ndarray) -> Block:
+    """Sample rows ``rows`` (sorted) of the unit, every token, as one ``Block`` (a fit's subsample)."""
+    from dask.local import get_sync
+
+    def take(array: Any) -> np.ndarray:
+        return np.asarray(array[rows].compute(scheduler=get_sync))
+
+    more: dict[str, Any] = {k: take(v.array) for k, v in source.extras.items()}
+    if source.others:
+        more["others"] = tuple(take(o.array) for o in source.others)
+    tokens = (source.first_token, source.first_token + source.shape[1])
+    return Block(take(source.activations.array), tokens, source.first_sample + np.asarray(rows), **more)

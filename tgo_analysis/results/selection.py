@@ -1,9 +1,9 @@
 """Which metrics an analysis computes: ``--metrics`` parsed against the statistics registry.
 
 Every selectable name comes from a registered statistic: its ``metrics`` and the result names
-it declares as ``aliases`` of them (``alpha_r2`` selects ``alpha``). ``all`` means every name
-of every statistic that ``supports`` the store, plus clustering, which is computed from the
-results after the reduction.
+it declares as ``aliases`` of them (``alpha_r2`` selects ``alpha``), and the ``derived`` results
+it computes from the finished results (each selects the metric it requires). ``all`` means every
+name of every statistic that ``supports`` the store, with its derived results.
 """
 
 from __future__ import annotations
@@ -11,17 +11,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tgo_analysis import names as N
 from tgo_analysis.statistics import statistics
-from tgo_analysis.statistics.base import Context, StatisticBase
+from tgo_analysis.statistics.base import Context, Derived, StatisticBase
 from tgo_store.errors import TgoError
 
-AFTER_REDUCTION = (N.ALPHA_CLUSTER,)  # computed from the results, not from activations
+
+def derived(stats: Sequence[StatisticBase] | None = None) -> list[Derived]:
+    """Every result computed from the finished results, in registry order."""
+    return [d for s in (statistics() if stats is None else stats) for d in s.derived]
+
+
+def after_reduction() -> tuple[str, ...]:
+    """The names of the derived results (computed from the results, not from activations)."""
+    return tuple(d.name for d in derived())
+
+
+AFTER_REDUCTION = after_reduction()  # the built-ins' (the CLI's --list-metrics)
 
 
 def selectable() -> tuple[str, ...]:
     """Every metric name ``--metrics`` accepts, in registry order."""
-    return tuple(dict.fromkeys((*(m for s in statistics() for m in s.metrics), *AFTER_REDUCTION)))
+    return tuple(dict.fromkeys((*(m for s in statistics() for m in s.metrics), *after_reduction())))
 
 
 def _aliases() -> dict[str, str]:
@@ -33,7 +43,8 @@ def _for_all(ds: Any) -> list[str]:
     name several statistics answer (``similarity``) only when all of them support it."""
     stats = statistics()
     unsupported = {m for s in stats if ds is not None and not s.supports(ds) for m in s.metrics}
-    return list(dict.fromkeys([*(m for s in stats for m in s.metrics if m not in unsupported), *AFTER_REDUCTION]))
+    return list(dict.fromkeys([*(m for s in stats for m in s.metrics if m not in unsupported),
+                               *(d.name for d in derived(stats) if d.requires not in unsupported)]))
 
 
 def parse_metrics(metrics: Sequence[str] | str, ds: Any = None) -> tuple[str, ...]:
@@ -54,8 +65,7 @@ def parse_metrics(metrics: Sequence[str] | str, ds: Any = None) -> tuple[str, ..
                                "(tgo analyze --list-metrics)")
     if not chosen:
         raise TgoError(f"no metric chosen; choose from all, {', '.join(known)}")
-    if N.ALPHA_CLUSTER in chosen and N.ALPHA not in chosen:
-        chosen.append(N.ALPHA)
+    chosen += [d.requires for d in derived() if d.name in chosen and d.requires not in chosen]
     return tuple(dict.fromkeys(chosen))
 
 

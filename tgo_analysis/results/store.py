@@ -48,7 +48,7 @@ def mark_done(out: str, ci: int, li: int) -> None:
 
 
 def done_items(out: str) -> set[str]:
-    """Keys of the multi-slab units (``engine.lockstep.WorkItem.key``) whose results are written."""
+    """Keys of the multi-slab units (``engine.units.WorkItem.key``) whose results are written."""
     return {str(record["item"]) for _key, record in RecordStore(out).items(DONE_PREFIX) if "item" in record}
 
 
@@ -182,18 +182,11 @@ def open_results(url: str, **kwargs: object) -> xr.Dataset:
     return ds
 
 
-def add_clusters(result: xr.Dataset, out: str | None, n_clusters: int, use_umap: bool, seed: int) -> xr.Dataset:
-    """alpha_cluster from the alpha trajectories at the last checkpoint, written beside the rest."""
-    from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
-
-    alpha_last = result[N.ALPHA].isel({N.CHECKPOINT: -1})
-    clusters = cluster_alpha_trajectories(alpha_last, n_clusters, use_umap=use_umap, seed=seed)
-    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
-                                     f"standardised per layer, k={n_clusters}, umap={use_umap}, "
-                                     "ids ordered by mean alpha; -1 = trajectory with NaN")
-    result = describe_results(result.assign({N.ALPHA_CLUSTER: clusters}))
+def add_variable(result: xr.Dataset, out: str | None, name: str, values: xr.DataArray) -> xr.Dataset:
+    """``values`` as variable ``name`` of the results, written beside the rest (a derived result)."""
+    result = describe_results(result.assign({name: values}))
     if out:
-        written = result[[N.ALPHA_CLUSTER]]
+        written = result[[name]]
         written.attrs = encode_attrs(result.attrs)  # xarray replaces the group attrs with these
         written.to_zarr(out, mode="a", zarr_format=3, consolidated=True)
     return result

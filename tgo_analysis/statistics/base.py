@@ -33,7 +33,7 @@ fed block of ``rows`` samples, for the budget; default three float64 copies of t
 Statistics over several (checkpoint, layer) slabs at once (SPEC section 6) declare a
 ``unit_kind`` other than ``"unit"``: ``"checkpoint_layers"`` (one checkpoint, every layer, in
 layer order) or ``"layer_checkpoints"`` (one layer, the anchor checkpoint and the ``partners``
-it names, e.g. the reference or the next checkpoint). The engine (``engine.lockstep``) reads
+it names, e.g. the reference or the next checkpoint). The engine (``engine.units``, ``engine.graph.group_graph``) reads
 the slabs in lockstep over the same sample blocks: ``Block.x`` is the first slab, ``Block.others``
 the rest, ``Context.slabs`` says which (checkpoint, layer) each is. Such a statistic plans its
 own passes with ``groups(ctx, room)`` (e.g. groups of layer pairs whose cross-moments fit
@@ -43,13 +43,14 @@ folds a finished pass into the running result, and ``aggregate`` sees the joined
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE
 from tgo_store.errors import TgoError
 
 
@@ -75,6 +76,16 @@ class Block:
     def slab(self, index: int) -> np.ndarray:
         """Slab ``index`` of the unit (0 = ``x``), as ``Context.slabs`` orders them."""
         return self.x if index == 0 else self.others[index - 1]
+
+    def rows(self, lo: int, hi: int) -> Block:
+        """Samples [lo, hi) of the block (positions within it; views, no copy)."""
+        cut = slice(lo, hi)
+
+        def part(v: np.ndarray | None) -> np.ndarray | None:
+            return None if v is None else v[cut]
+
+        return Block(self.x[cut], self.tokens, self.samples[cut], part(self.attention_mask), part(self.token_id),
+                     part(self.token_special), part(self.gradients), tuple(o[cut] for o in self.others))
 
     def token_range(self, lo: int, hi: int) -> Block:
         """The same block restricted to tokens [lo, hi) (absolute indices; views, no copy)."""
@@ -103,7 +114,7 @@ class Context:
     n_rank: int = 0  # length of the shared `rank` dim (eigenvalue arrays are NaN-padded to it)
     itemsize: int = 4  # bytes per stored activation value
     metrics: tuple[str, ...] = ()
-    fit_range: tuple[int, int] = (11, 100)
+    fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # the analysis device ("cpu", "cuda[:N]", "torch:cpu")
@@ -112,7 +123,8 @@ class Context:
     backend: Any = None  # the engine's device backend (engine.device.TorchBackend); None on numpy
     slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
     group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
-    memory_budget: Any = None  # the analysis' memory budget as given (None: the default)
+    memory_budget: int = 0  # the analysis' memory budget in bytes, parsed once by the engine
+    unit: tuple[int, int] = (0, 0)  # (checkpoint, layer) of the unit (a multi-slab unit's anchor)
     n_checkpoints: int = 0  # checkpoints in the store (multi-slab statistics name partner checkpoints)
     n_layers: int = 0
 
@@ -181,6 +193,18 @@ class Option:
         return converted
 
 
+@dataclass(frozen=True)
+class Derived:
+    """A result computed from the finished results, not from activations (``alpha_cluster`` from
+    ``alpha``): ``name`` is selectable with ``--metrics`` and selects ``requires`` with it;
+    ``compute(result, settings)`` returns its DataArray (``settings``: the analysis' ``n_clusters``,
+    ``use_umap`` and ``seed``)."""
+
+    name: str
+    requires: str
+    compute: Callable[[Any, Mapping[str, Any]], Any]
+
+
 UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS = "unit", "checkpoint_layers", "layer_checkpoints"
 UNIT_KINDS = (UNIT, CHECKPOINT_LAYERS, LAYER_CHECKPOINTS)
 
@@ -197,6 +221,7 @@ class StatisticBase:
     joins_tokens: bool = False
     unit_setup: bool = False
     aliases: ClassVar[Mapping[str, str]] = MappingProxyType({})  # result names that select one of ``metrics`` (alpha_r2 -> alpha)
+    derived: tuple[Derived, ...] = ()  # results computed from the finished results (``Derived``)
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
         raise NotImplementedError
@@ -232,7 +257,13 @@ class StatisticBase:
     def prepare(self, ds: Any, ctx: Context) -> Any:
         return ctx.params.get(self.name)
 
-    def prepare_unit(self, ds: Any, checkpoint: int, layer: int, ctx: Context) -> Any:
+    def fit_rows(self, ctx: Context) -> np.ndarray | None:
+        """``unit_setup``: the sample rows (sorted) of the unit ``ctx.unit`` that ``prepare_unit`` needs;
+        the engine reads them (every token, with the per-position arrays) as one ``Block``."""
+        return None
+
+    def prepare_unit(self, fit: Block | None, ctx: Context) -> Any:
+        """``unit_setup``: this unit's parameters from the rows the engine read for it (``fit_rows``)."""
         return ctx.params.get(self.name)
 
     def rank_length(self, ctx: Context) -> int:
@@ -246,6 +277,20 @@ class StatisticBase:
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         return TEMP_COPIES * rows * ctx.n_tokens * ctx.n_features * 8
+
+    def reads_twice(self, ctx: Context) -> bool:
+        """Whether the engine reads the unit a second time for this statistic (``second_pass``)."""
+        return False
+
+    def second_pass(self, partial: Any, ctx: Context) -> Any:
+        """The fold of the second read, made from the first read's final partial (e.g. the means to
+        centre by): an object with ``name``, ``fold(acc, block, ctx)`` and ``combine(a, b)``; None when
+        this unit needs no second read."""
+        return None
+
+    def aggregate_twice(self, partial: Any, second: Any, ctx: Context) -> Result:
+        """``aggregate`` with the second read's final partial (None when it was not needed)."""
+        return self.aggregate(partial, ctx)
 
     def partners(self, checkpoint: int, ctx: Context) -> tuple[int, ...]:
         """``layer_checkpoints``: the checkpoints read with ``checkpoint`` (empty: nothing to compute there)."""

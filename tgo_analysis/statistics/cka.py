@@ -1,6 +1,6 @@
 """cka_layers and cka_checkpoints (SPEC section 6): exact linear CKA, out of core.
 
-Both read several slabs in lockstep (``engine.lockstep``): ``cka_layers`` every layer of one
+Both read several slabs in lockstep (``engine.units``, ``engine.graph.group_graph``): ``cka_layers`` every layer of one
 checkpoint, ``cka_checkpoints`` one layer at a checkpoint and at the reference. For the
 ``mean``, ``cls`` and ``token:K`` representations a pass folds the concatenated vectors of a
 group of sides into one float64 co-moment (Chan's pairwise merge, ``kernels.moments``), so every
@@ -120,8 +120,6 @@ def common_tokens(ds: xr.Dataset) -> tuple[int, ...] | None:
 
 def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple[tuple[str, ...], str | None]:
     """The representations to compute and, when ``all`` is left out, why (SPEC 6: absent, reason in attrs)."""
-    from tgo_analysis.engine.budget import parse_budget
-
     text = str(ctx.option(REPRESENTATIONS))
     auto = text.strip() == AUTO
     names = (K.MEAN, *((K.CLS,) if _is_cls_store(ds) else ()), K.ALL) if auto else K.parse_representations(text)
@@ -135,7 +133,7 @@ def resolve_representations(ds: xr.Dataset, ctx: Context, n_sides: int) -> tuple
                            f"token:{ctx.n_tokens - 1}")
     if K.ALL not in names:
         return names, None
-    budget = parse_budget(ctx.memory_budget)
+    budget = int(ctx.memory_budget)
     grams = n_sides * ctx.n_samples**2 * 8
     reason = None
     if ctx.n_samples > GRAM_MAX_SAMPLES:

@@ -21,9 +21,4 @@ def partial_mask(block: Block) -> np.ndarray | None:
     return None if valid.all() else valid
 
 
-def block_mask(block: Block) -> np.ndarray:
-    """(samples, tokens) bool validity of the block (all true without a mask)."""
-    return np.ones(block.x.shape[:2], bool) if block.attention_mask is None else np.asarray(block.attention_mask, bool)
-
-
 MASK_ATTR = "per-position reductions use only positions with attention_mask true; for token t, the samples valid at t"

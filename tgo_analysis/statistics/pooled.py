@@ -75,16 +75,6 @@ def options(ctx: Context, name: str = N.POOLED) -> dict[str, Any]:
 LAYERS_AFTER_FINAL_NORM = "layers_after_final_norm"  # result attr: layers whose states follow the final norm
 
 
-def final_norm_layers(ds: Any) -> list[int]:
-    """The store's layers taken after the model's final norm (their ``layer_name`` says so)."""
-    from tgo_store.capture.hf_model import after_final_norm
-
-    if S.LAYER_NAME not in getattr(ds, "coords", {}):
-        return []
-    names, layers = ds[S.LAYER_NAME].values, ds[S.LAYER].values
-    return [int(layer) for layer, name in zip(layers, names, strict=True) if after_final_norm(name)]
-
-
 def block_valid(block: Block, choice: PositionChoice) -> np.ndarray:
     """The (samples, tokens) positions of a block that enter the pool."""
     return valid_positions(block.x.shape[:2], block.attention_mask, block.token_special, choice)
@@ -125,7 +115,7 @@ class Pooled(StatisticBase):
             B.check_draws(ctx)
 
     def prepare(self, ds: Any, ctx: Context) -> dict[str, Any]:
-        return {**options(ctx, self.name), "final_norm_layers": final_norm_layers(ds),
+        return {**options(ctx, self.name), "final_norm_layers": S.final_norm_layers(ds),
                 B.ROUNDOFF: B.store_roundoff(ds)}
 
     def attrs(self, ctx: Context) -> dict[str, Any]:

@@ -44,7 +44,15 @@ from tgo_analysis.kernels.tangent_sums import (
 )
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
-from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_split, fit_unit
+from tgo_analysis.statistics.tangent_fit import (
+    FitDraws,
+    TangentBasis,
+    TangentOptions,
+    fit_draws,
+    fit_positions,
+    fit_split,
+    fit_unit,
+)
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 from tgo_store.store.validity import valid_positions
@@ -99,6 +107,7 @@ class TangentSetup:
     vocab_count: np.ndarray | None = None
     masked_lm: tuple[float, int] | None = None  # (mask rate, seed) of a masked-LM store
     sample_ids: np.ndarray | None = None  # the `sample` coordinate: the ids the masked-LM draw was seeded with
+    draws: FitDraws | None = None  # the fit's subsamples of the fit split (``fit_rows``)
     basis: TangentBasis | None = None
 
     @property
@@ -155,7 +164,8 @@ class TangentEnrichment(StatisticBase):
         if device:
             options = dataclasses.replace(options, device=str(device))
         options = options.resolved(ctx.n_features)  # a bad rank is refused before any work
-        setup = TangentSetup(options, fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed))
+        fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
+        setup = TangentSetup(options, fit, draws=fit_draws(fit_positions(ds, fit, options.positions), options))
         loss = ds.attrs.get(S.ATTR_LOSS)
         if isinstance(loss, dict) and loss.get("kind") == "masked_lm":
             ids = ds[S.SAMPLE].values if S.SAMPLE in ds.coords else np.arange(ds.sizes[S.SAMPLE])
@@ -171,9 +181,15 @@ class TangentEnrichment(StatisticBase):
             setup = dataclasses.replace(setup, edges=np.asarray(edges), vocab_count=counts)
         return setup
 
-    def prepare_unit(self, ds: xr.Dataset, checkpoint: int, layer: int, ctx: Context) -> TangentSetup:
+    def fit_rows(self, ctx: Context) -> np.ndarray | None:
+        draws = self._setup(ctx).draws
+        return None if draws is None else draws.rows
+
+    def prepare_unit(self, fit: Block | None, ctx: Context) -> TangentSetup:
         setup = self._setup(ctx)
-        return dataclasses.replace(setup, basis=fit_unit(ds, checkpoint, layer, setup.options, setup.fit))
+        if fit is None or setup.draws is None:
+            raise TgoError("tangent metrics fit their bases on the rows prepare() drew; run prepare first")
+        return dataclasses.replace(setup, basis=fit_unit(fit, setup.draws, *ctx.unit, setup.options))
 
     def _setup(self, ctx: Context) -> TangentSetup:
         value = ctx.params.get(self.name)

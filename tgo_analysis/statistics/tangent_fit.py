@@ -34,6 +34,7 @@ from tgo_analysis.kernels.tangent_local import (
     code_solver,
     nonnegative_codes,
 )
+from tgo_analysis.statistics.base import Block
 from tgo_analysis.statistics.tangent_kernels import (
     check_rank,
     control_bases,
@@ -171,21 +172,39 @@ def fit_positions(ds: xr.Dataset, fit: np.ndarray, choice: PositionChoice) -> np
     return valid_positions(shape, mask, special, choice) & fit[:, None]
 
 
-def _points(ds: xr.Dataset, checkpoint: int, layer: int, valid: np.ndarray, size: int, seed: int) -> np.ndarray:
-    rows, pairs = sample_positions(valid, size, seed)
-    block = ds[S.ACTIVATIONS].isel({S.CHECKPOINT: checkpoint, S.LAYER: layer, S.SAMPLE: rows}).values
-    return block[pairs[:, 0], pairs[:, 1]].astype(np.float64)
+@dataclass(frozen=True)
+class FitDraws:
+    """The positions a unit's fit reads: per draw (the fit, its seed + 1 stability twin) the sorted
+    sample rows and the (row-in-draw, token) pairs of ``sample_positions``."""
+
+    draws: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Every sample row a draw needs, sorted (what the engine reads for the fit)."""
+        return np.unique(np.concatenate([rows for rows, _ in self.draws]))
 
 
-def fit_unit(ds: xr.Dataset, checkpoint: int, layer: int, options: TangentOptions,
-             fit: np.ndarray | None = None) -> TangentBasis:
-    """Fit semi-NMF (and its seed + 1 twin) on the fit split of one unit; every frame it needs."""
-    n_features = ds[S.ACTIVATIONS].sizes[S.FEATURE]
+def fit_draws(valid: np.ndarray, options: TangentOptions) -> FitDraws:
+    """The seeded subsamples of ``valid`` positions the fits use (the same for every unit)."""
+    seeds = (options.seed, options.seed + 1) if options.stability else (options.seed,)
+    return FitDraws(tuple(sample_positions(valid, options.subsample, seed) for seed in seeds))
+
+
+def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
+    """(positions, D) float64 activations of draw ``index``, from the block of ``draws.rows`` the engine read."""
+    rows, pairs = draws.draws[index]
+    at = np.searchsorted(fit.samples, rows)
+    return np.asarray(fit.x)[at[pairs[:, 0]], pairs[:, 1]].astype(np.float64)
+
+
+def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: TangentOptions) -> TangentBasis:
+    """Fit semi-NMF (and its seed + 1 twin) on the fit split of one unit; every frame it needs.
+
+    ``fit`` is the block of the unit's ``draws.rows`` that the engine read (``fit_rows``)."""
+    n_features = fit.x.shape[-1]
     options = options.resolved(n_features)
-    if fit is None:
-        fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
-    valid = fit_positions(ds, fit, options.positions)
-    points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed)
+    points = draw_points(fit, draws, 0)
     check_rank(options.rank, n_features, points.shape[0])
     result = fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
                          seed=options.seed, device=options.device)
@@ -197,8 +216,7 @@ def fit_unit(ds: xr.Dataset, checkpoint: int, layer: int, options: TangentOption
                          result.iterations, result.converged, int(points.shape[0]))
     if not options.stability:
         return basis
-    twin_points = _points(ds, checkpoint, layer, valid, options.subsample, options.seed + 1)
-    twin = fit_seminmf(twin_points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
-                       seed=options.seed + 1, device=options.device)
+    twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
+                       tolerance=options.tolerance, seed=options.seed + 1, device=options.device)
     return replace(basis, stability=subspace_stability(q_tangent, tangent_basis(twin.dictionary)),
                    stability_converged=twin.converged)

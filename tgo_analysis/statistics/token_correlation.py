@@ -53,6 +53,22 @@ def _pairs(p: CorrelationPartial) -> PairSums:
 
 
 @dataclass(frozen=True)
+class CentredPairs:
+    """The second read's fold: pair sums of each token centred by its per-feature mean ``mean`` (T, D)."""
+
+    name: str
+    mean: np.ndarray
+
+    def fold(self, acc: PairSums | None, block: Block, ctx: Context) -> PairSums:
+        valid = np.ones(block.x.shape[:2], bool) if block.attention_mask is None else block.attention_mask
+        part = pair_sums(np.asarray(block.x, dtype=np.float64) - self.mean, valid)
+        return part if acc is None else merge_pair_sums(acc, part)
+
+    def combine(self, a: PairSums, b: PairSums) -> PairSums:
+        return merge_pair_sums(a, b)
+
+
+@dataclass(frozen=True)
 class TokenCorrelation(StatisticBase):
     name: str = N.TOKEN_CORRELATION
     metrics: tuple[str, ...] = (N.TOKEN_CORRELATION, N.TOKEN_CORRELATION_CENTRED)
@@ -103,7 +119,21 @@ class TokenCorrelation(StatisticBase):
         fcount = None if a.feature_counts is None else a.feature_counts + b.feature_counts
         return CorrelationPartial(a.samples + b.samples, gram, pairs, fsum, fcount)
 
+    def reads_twice(self, ctx: Context) -> bool:
+        return ctx.wants(N.TOKEN_CORRELATION_CENTRED)
+
+    def second_pass(self, partial: CorrelationPartial, ctx: Context) -> CentredPairs | None:
+        """Under padding the centred r needs each token's mean first: a second read folds the pair
+        sums of x - μ_t, μ_t the mean over the samples valid at t."""
+        if partial.pairs is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return CentredPairs(self.name, partial.feature_sums / np.maximum(partial.feature_counts, 1)[:, None])
+
     def aggregate(self, partial: CorrelationPartial, ctx: Context) -> Result:
+        return self.aggregate_twice(partial, None, ctx)
+
+    def aggregate_twice(self, partial: CorrelationPartial, second: PairSums | None, ctx: Context) -> Result:
         arrays: dict[str, np.ndarray] = {}
         if ctx.wants(N.TOKEN_CORRELATION):
             corr = token_correlation(partial.gram) if partial.pairs is None else masked_token_correlation(partial.pairs)
@@ -112,26 +142,13 @@ class TokenCorrelation(StatisticBase):
             if partial.pairs is None:
                 corr = centred_token_correlation(partial.gram, partial.feature_sums, partial.samples)
             else:
-                corr = masked_token_correlation(self._centred_pairs(partial, ctx))
+                if second is None:
+                    raise TgoError("token_correlation_centred on a padded store needs a second read of the unit; "
+                                   "run it through the engine (tgo analyze, reduce_unit)")
+                corr = masked_token_correlation(second)
             arrays |= {N.TOKEN_CORRELATION_CENTRED: corr,
                        N.MEAN_TOKEN_CORRELATION_CENTRED: np.asarray(mean_lower_triangle(corr))}
         return Result(arrays)
-
-    def _centred_pairs(self, partial: CorrelationPartial, ctx: Context) -> PairSums:
-        """Second read of the unit: pair sums of x - μ_t, μ_t the mean over samples valid at t."""
-        from tgo_analysis.engine.blocks import read_blocks
-
-        if ctx.source is None:
-            raise TgoError("token_correlation_centred on a padded store needs the unit's source (run it through "
-                           "tgo analyze or reduce_array)")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = partial.feature_sums / np.maximum(partial.feature_counts, 1)[:, None]
-        total: PairSums | None = None
-        for block in read_blocks(ctx.source):
-            valid = np.ones(block.x.shape[:2], bool) if block.attention_mask is None else block.attention_mask
-            part = pair_sums(np.asarray(block.x, dtype=np.float64) - mean, valid)
-            total = part if total is None else merge_pair_sums(total, part)
-        return total
 
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
         centred = n_tokens * ctx.n_features * 8 if ctx.wants(N.TOKEN_CORRELATION_CENTRED) else 0

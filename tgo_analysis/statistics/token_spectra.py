@@ -2,7 +2,8 @@
 
 ``fold`` merges each block's per-token co-moment into the accumulator as soon as it is formed
 (``moments.fold_moments``), so the only full-size partial alive is the accumulator itself. With
-a device backend (``--device cuda``) the same fold and the eigendecomposition run there.
+a device backend (``--device cuda``) the same fold and the eigendecomposition run there, as its
+torch kernels (``token_spectra_torch``).
 Padding never enters: with a partial ``attention_mask`` token t folds only the samples valid at
 t (per-token counts, ``moments.fold_masked_moments``); a token with fewer than two valid samples
 has NaN metrics (reason ``REASON_FEW_SAMPLES``). Blocks without padding keep the fast path.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,14 +35,29 @@ from tgo_analysis.kernels.moments import (
 from tgo_analysis.kernels.noise_floor import moments_mean_square_norm, noise_floor
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
 from tgo_analysis.statistics import baselines as B
-from tgo_analysis.statistics.base import Block, Context, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import Block, Context, Derived, Result, StatisticBase, Variable
 from tgo_analysis.statistics.masks import partial_mask
+from tgo_analysis.statistics.token_spectra_torch import covariance_eigenvalues as torch_eigenvalues
+from tgo_analysis.statistics.token_spectra_torch import fold_moments as torch_fold
 from tgo_store.errors import TgoError
 
 TOKEN_SPECTRA = "token_spectra"  # registry key (a statistic, not a result name)
 PER_TOKEN = (N.ALPHA, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO, N.SPECTRAL_ENTROPY,
              N.SPECTRAL_FLATNESS, N.TOP1_SHARE)
 FLOOR_ROWS = (N.NOISE_FLOOR, N.RESOLVED_RANK, N.N_SAMPLES)  # SPEC 8: with every per-token spectrum
+
+
+def alpha_clusters(result: Any, settings: Mapping[str, Any]) -> Any:
+    """alpha_cluster: k-means of each token's alpha across layers at the last checkpoint."""
+    from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
+
+    k, use_umap = int(settings["n_clusters"]), bool(settings["use_umap"])
+    clusters = cluster_alpha_trajectories(result[N.ALPHA].isel({N.CHECKPOINT: -1}), k, use_umap=use_umap,
+                                          seed=int(settings["seed"]))
+    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
+                                     f"standardised per layer, k={k}, umap={use_umap}, "
+                                     "ids ordered by mean alpha; -1 = trajectory with NaN")
+    return clusters
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,7 @@ class TokenSpectra(StatisticBase):
     token_split: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.ALPHA_R2: N.ALPHA}
     options = (B.ISOTROPIC_DRAWS,)
+    derived: tuple[Derived, ...] = (Derived(N.ALPHA_CLUSTER, N.ALPHA, alpha_clusters),)
 
     def prepare(self, ds: object, ctx: Context) -> dict[str, float]:
         given = ctx.params.get(self.name)
@@ -99,7 +116,7 @@ class TokenSpectra(StatisticBase):
     def fold(self, acc: Moments | None, block: Block, ctx: Context) -> Moments:
         valid = partial_mask(block)
         if ctx.backend is not None:
-            return ctx.backend.fold_moments(acc, block.x, valid)
+            return ctx.backend.run(torch_fold, acc, block.x, valid)
         if valid is None and (acc is None or not per_token(acc.count)):
             return fold_moments(acc, block.x)
         return fold_masked_moments(acc, block.x, np.ones(block.x.shape[:2], bool) if valid is None else valid)
@@ -111,7 +128,7 @@ class TokenSpectra(StatisticBase):
         counts = counts_per_token(partial.count, partial.mean.shape[0]) if per_token(partial.count) else None
         square_norm = moments_mean_square_norm(partial.mean, partial.comoment, partial.count)
         if ctx.backend is not None:
-            return spectra_result(ctx.backend.covariance_eigenvalues(partial), ctx, counts, square_norm,
+            return spectra_result(ctx.backend.run(torch_eigenvalues, partial), ctx, counts, square_norm,
                                   partial.count)
         symmetrize(partial)
         if counts is None:

@@ -30,7 +30,15 @@ from tgo_analysis.statistics.base import (
     Variable,
 )
 from tgo_analysis.statistics.tangent import OPTIONS as TANGENT_OPTIONS
-from tgo_analysis.statistics.tangent_fit import TangentBasis, TangentOptions, fit_unit
+from tgo_analysis.statistics.tangent_fit import (
+    FitDraws,
+    TangentBasis,
+    TangentOptions,
+    fit_draws,
+    fit_positions,
+    fit_split,
+    fit_unit,
+)
 from tgo_store.store import schema as S
 
 if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
@@ -43,6 +51,7 @@ FIT_OPTIONS = ("rank", "subsample", "iterations", "tolerance", "seed")  # what f
 class UpdateSetup:
     options: TangentOptions
     basis: TangentBasis | None = None  # Q_T of the unit's checkpoint k (``prepare_unit``)
+    draws: FitDraws | None = None  # the fit's subsample of the fit split (``fit_rows``)
 
 
 @dataclass
@@ -74,17 +83,25 @@ class RepresentationUpdates(StatisticBase):
     def prepare(self, ds: xr.Dataset, ctx: Context) -> UpdateSetup:
         options = TangentOptions(**{k: ctx.option(TANGENT_OPTIONS[k]) for k in FIT_OPTIONS},
                                  control_draws=1, device=str(ctx.device))
-        return UpdateSetup(options.resolved(ctx.n_features))  # a bad rank is refused before any work
+        options = options.resolved(ctx.n_features)  # a bad rank is refused before any work
+        fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
+        return UpdateSetup(options, draws=fit_draws(fit_positions(ds, fit, options.positions), options))
 
     def _setup(self, ctx: Context) -> UpdateSetup:
         value = ctx.params.get(self.name)
         return value if isinstance(value, UpdateSetup) else UpdateSetup(TangentOptions().resolved(ctx.n_features))
 
-    def prepare_unit(self, ds: xr.Dataset, checkpoint: int, layer: int, ctx: Context) -> UpdateSetup:
+    def fit_rows(self, ctx: Context) -> np.ndarray | None:
         setup = self._setup(ctx)
-        if not self._wants_tangent(ctx) or not self.partners(checkpoint, ctx):
+        if setup.draws is None or not self._wants_tangent(ctx) or not self.partners(ctx.unit[0], ctx):
+            return None
+        return setup.draws.rows
+
+    def prepare_unit(self, fit: Block | None, ctx: Context) -> UpdateSetup:
+        setup = self._setup(ctx)
+        if fit is None or setup.draws is None:
             return setup
-        return dataclasses.replace(setup, basis=fit_unit(ds, checkpoint, layer, setup.options))
+        return dataclasses.replace(setup, basis=fit_unit(fit, setup.draws, *ctx.unit, setup.options))
 
     def variables(self, ctx: Context) -> tuple[Variable, ...]:
         names = (N.UPDATE_NORM, N.UPDATE_TANGENT_ENERGY, N.UPDATE_PCA_ENERGY)

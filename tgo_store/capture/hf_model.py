@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tgo_store.errors import TgoError
+from tgo_store.store.schema import AFTER_FINAL_NORM  # the store's layer_name convention
 
 FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
 
@@ -41,9 +42,6 @@ def final_norm_name(model: Any) -> str | None:
     return None
 
 
-AFTER_FINAL_NORM = " after "  # "model.norm after model.layers.29": the last state, final norm applied
-
-
 def layer_names(model: Any) -> list[str]:
     """layer_name of hidden state 0..L: the embeddings module, then each block.
 
@@ -62,11 +60,6 @@ def layer_names(model: Any) -> list[str]:
     if norm is not None:
         out[-1] = f"{norm}{AFTER_FINAL_NORM}{out[-1]}"
     return out
-
-
-def after_final_norm(layer_name: str) -> bool:
-    """Whether a stored layer_name is a state taken after the model's final norm."""
-    return AFTER_FINAL_NORM in str(layer_name)
 
 
 def describe(model: Any) -> dict:

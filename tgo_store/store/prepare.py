@@ -134,6 +134,7 @@ def prepare_metadata(target: Target, options: IngestOptions, refs: Sequence[Chec
                            "tgo_layout": {"samples_per_block": layout.samples_per_block,
                                           "tokens_per_chunk": layout.tokens_per_chunk},
                            "tgo_batch_size": options.batch_size, **facts.source_attrs,
+                           **S.final_norm_attrs(facts.layer_indices, facts.layer_names),
                            **({S.ATTR_SCHEMA: S.TEXT_SCHEMA_VERSION, S.ATTR_LOSS: loss_spec.attr()} if loss_spec else {})},
                     positions=facts.positions, gradients=loss_spec is not None,
                     gradient_dtype=grad_dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tgo_store.errors import TgoError
 
@@ -56,6 +56,8 @@ ATTR_CREATED_BY = "created_by"
 ATTR_TOKENIZER = "tokenizer"  # name, vocab_size, sha256 of its serialised form
 ATTR_TEXT = "text"  # seq_len, packing, padding_side, corpus, corpus_sha256, ...
 ATTR_LOSS = "loss"  # SPEC section 5: the loss whose gradients are recorded (kind, reduction, scale)
+ATTR_FINAL_NORM_LAYERS = "layers_after_final_norm"  # layer coords whose states follow the model's final norm
+AFTER_FINAL_NORM = " after "  # in a layer_name: "model.norm after model.layers.29", the last state, final norm applied
 
 
 def validate_activations(ds: xr.Dataset) -> xr.DataArray:
@@ -86,3 +88,26 @@ def check_schema_version(attrs: dict, where: str) -> None:
             f"{where} was written with tgo schema {version!r}, this tgo reads schemas {SCHEMA_VERSIONS}; "
             "use the tgo version that wrote it or re-ingest into a new store"
         )
+
+
+def after_final_norm(layer_name: str) -> bool:
+    """Whether a stored layer_name is a state taken after the model's final norm."""
+    return AFTER_FINAL_NORM in str(layer_name)
+
+
+def final_norm_attrs(layers: Any, layer_names: Any) -> dict[str, list[int]]:
+    """The store attribute naming the layers that follow the final norm (none when no layer does,
+    so stores of models without one are unchanged)."""
+    found = [int(layer) for layer, name in zip(layers, layer_names, strict=True) if after_final_norm(name)]
+    return {ATTR_FINAL_NORM_LAYERS: found} if found else {}
+
+
+def final_norm_layers(ds: Any) -> list[int]:
+    """The store's layers (``layer`` coords) taken after the model's final norm: its attribute, or for
+    stores ingested before it was recorded, what their ``layer_name`` coords say."""
+    attrs = getattr(ds, "attrs", {}) or {}
+    if ATTR_FINAL_NORM_LAYERS in attrs:
+        return [int(v) for v in attrs[ATTR_FINAL_NORM_LAYERS]]
+    if LAYER_NAME not in getattr(ds, "coords", {}):
+        return []
+    return list(final_norm_attrs(ds[LAYER].values, ds[LAYER_NAME].values).get(ATTR_FINAL_NORM_LAYERS, []))

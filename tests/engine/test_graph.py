@@ -1,0 +1,101 @@
+"""The engine's graph: a unit's reduction is one dask graph (reads, fold chains, a split_every
+combine tree, aggregate), its reads bounded, and its numbers those of float64 numpy on any
+scheduler and any cut into sample ranges and token ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from tgo_analysis.engine import graph
+from tgo_analysis.engine.blocks import LazySlab, UnitSource
+from tgo_analysis.engine.graph import SPLIT_EVERY, Plan, compute_local, unit_graph
+from tgo_analysis.statistics import statistic
+from tgo_analysis.statistics.base import Context
+
+
+def _unit(n: int = 60, t: int = 5, d: int = 6, rows: int = 3) -> tuple[np.ndarray, UnitSource]:
+    x = np.random.default_rng(3).standard_normal((n, t, d)).astype(np.float32) * np.arange(1, d + 1)
+    return x, UnitSource(LazySlab(da.from_array(x, chunks=(rows, t, d))))
+
+
+def _ctx(x: np.ndarray, stat) -> Context:
+    n, t, d = x.shape
+    return Context(n, t, d, n_rank=d, itemsize=x.dtype.itemsize, metrics=stat.metrics)
+
+
+def _kinds(delayed) -> dict[str, list]:
+    kinds: dict[str, list] = {}
+    for key in dict(delayed.dask):
+        kinds.setdefault(key[1], []).append(key)
+    return kinds
+
+
+def test_a_unit_is_one_graph_with_a_split_every_combine_tree() -> None:
+    stat = statistic("pooled")
+    x, source = _unit()
+    threads = 2 * SPLIT_EVERY + 1  # more sample ranges than one combine task takes: a two-level tree
+    g = unit_graph(source, [stat], _ctx(x, stat), Plan(((0, x.shape[1]),), threads))
+    assert len(g.dask.layers) == 1  # one graph, one layer: the scheduler sees the whole reduction
+    kinds = _kinds(g)
+    n_chunks = 60 // 3
+    assert len(kinds["read"]) == n_chunks and len(kinds["fold"]) == n_chunks  # each chunk read and folded once
+    levels = sorted({key[4] for key in kinds["combine"]})
+    assert levels == [1, 2]
+    assert len([k for k in kinds["combine"] if k[4] == 1]) == -(-threads // SPLIT_EVERY)
+    deps = {key: {d for d in task.dependencies} for key, task in dict(g.dask).items()}
+    assert all(len(deps[k]) <= SPLIT_EVERY for k in kinds["combine"])
+    assert len(kinds["aggregate"]) == 1 and len(kinds["assemble"]) == 1
+
+
+def test_reads_wait_for_the_folds_two_chunks_back() -> None:
+    stat = statistic("token_spectra")
+    x, source = _unit()
+    g = unit_graph(source, [stat], _ctx(x, stat), Plan(((0, 2), (2, 5)), threads=2))
+    tasks = dict(g.dask)
+    for key in (k for k in tasks if k[1] == "read"):
+        p, c = key[2], key[3]
+        waits = {d for d in tasks[key].dependencies if d[1] == "fold"}
+        assert waits == ({k for k in tasks if k[1] == "fold" and k[2] == p and k[-1] == c - 2} if c >= 2 else set())
+    first_reads = [k for k in tasks if k[1] == "read" and k[2] == 1 and k[3] == 0]
+    assert all(any(d[1] == "pass-done" for d in tasks[k].dependencies) for k in first_reads)  # pass 2 waits
+
+
+def _pooled_reference(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    return np.sort(np.linalg.eigvalsh(np.cov(flat, rowvar=False)))[::-1]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5, 2 * SPLIT_EVERY + 1])
+def test_sample_ranges_and_the_tree_give_float64_numpy(threads: int) -> None:
+    stat = statistic("pooled")
+    x, source = _unit()
+    ctx = _ctx(x, stat)
+    got = compute_local(unit_graph(source, [stat], ctx, Plan(((0, x.shape[1]),), threads)), threads)
+    ref = _pooled_reference(x)
+    np.testing.assert_allclose(got["eigenvalues_pooled"][:len(ref)], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_token_ranges_passes_and_threads_give_the_same_per_token_numbers() -> None:
+    stat = statistic("token_spectra")
+    x, source = _unit()
+    ctx = dataclasses.replace(_ctx(x, stat), metrics=("eigenvalues",))
+    one = graph.reduce_unit(source, [stat], ctx, Plan(((0, 5),), 1))
+    many = graph.reduce_unit(source, [stat], ctx, Plan(((0, 2), (2, 3), (3, 5)), 3, max_rows=2))
+    xt = x.astype(np.float64)
+    ref = np.stack([np.sort(np.linalg.eigvalsh(np.cov(xt[:, t], rowvar=False)))[::-1] for t in range(5)])
+    np.testing.assert_allclose(one["eigenvalues"], ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(many["eigenvalues"], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_the_same_graph_runs_on_a_distributed_client() -> None:
+    distributed = pytest.importorskip("distributed")
+    stat = statistic("pooled")
+    x, source = _unit()
+    ctx = _ctx(x, stat)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        got = client.compute(unit_graph(source, [stat], ctx, Plan(((0, x.shape[1]),), 2))).result()
+    np.testing.assert_allclose(got["eigenvalues_pooled"][:x.shape[-1]], _pooled_reference(x), rtol=1e-10, atol=1e-12)
