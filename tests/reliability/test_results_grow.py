@@ -18,6 +18,7 @@ import xarray as xr
 
 from tests.support import ingest_kwargs, run_cli, save_checkpoints
 from tgo_analysis.analyze import analyze
+from tgo_analysis.results.store import open_results
 from tgo_store import ingest
 from tgo_store.store.open import open_store
 
@@ -74,7 +75,7 @@ def test_the_cli_grows_results_by_one_checkpoint(stores, fresh, tmp_path, capsys
     ingest(store, **ingest_kwargs(ckpts[:before + 1]))
     second = run_cli(args, capsys)
     assert second.returncode == 0, second.stderr
-    summary = xr.open_zarr(out, zarr_format=3).attrs["analysis_summary"]
+    summary = open_results(out).attrs["analysis_summary"]
     assert summary["units_reused"] == before * 3  # 3 layers per checkpoint kept
     assert_same(out, fresh[before + 1, metrics])
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from tgo_store.capture.hf_model import AFTER_FINAL_NORM, after_final_norm
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store.schema import AFTER_FINAL_NORM, after_final_norm
 
 _BLOCK = re.compile(r"^(?P<container>.+)\.(?P<index>\d+)$")
 ENCODERS = {"bert": "hook_normalized_resid_post"}  # model_type -> TransformerLens's block output hook
