@@ -8,6 +8,7 @@ enrichment must clear to mean something. Alignments get the isotropic r / D from
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.report import figures as F
+from tgo_analysis.report.sections import Section, register
 
 TANGENT_VARIABLES = (N.TANGENT_ENRICHMENT, N.CONTROL_ENERGY, N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT,
                      N.TANGENT_ENRICHMENT_BY_FREQUENCY, N.TANGENT_ENERGY, N.PCA_ENERGY, N.TANGENT_ENRICHMENT_VS_PCA,
@@ -328,3 +330,25 @@ def reading_frequency(res: xr.Dataset) -> str | None:
         parts.append(f"E_T / E_PCA is above 1 in {share:.0%} of the (layer, bucket) cells at the last checkpoint")
     return ("What this supports: " + "; ".join(parts) + "; there is no interval per bucket, so differences between "
             "buckets smaller than the per-layer intervals of the figure above are not evidence of a frequency effect.")
+
+
+# Shown only for results that have tangent statistics (SPEC 5 gradients; text models and ViTs alike).
+_section = partial(Section, group="tangent", needs=TANGENT_VARIABLES)
+
+register(
+    _section("tangent_layers", "Gradients and tangent proxies across layers",
+            INTRO + " Here: one colour per checkpoint against layer; grey bands are the spread of the "
+            "control draws (around E_T / E_N) and the 5-95 % bootstrap intervals over held-out samples.",
+            lambda r, o: across_layers(r), reading_layers),
+    _section("tangent_training", "Gradients and tangent proxies over training",
+            "The same panels against training step, one colour per layer (the paper: enrichment > 1 "
+            "appears early and persists); activation energy (dash-dot) is the confound of a rising E_",
+            lambda r, o: over_training(r), reading_training),
+    _section("tangent_frequency", "Tangent enrichment by token frequency",
+            "Tangent enrichment over an equal-count subsample of the held-out positions of each "
+            "log-spaced bucket of corpus token counts (masked-LM masked positions in no bucket), against "
+            "the normal controls (solid) and the PCA subspace (dashed), one colour per checkpoint, a few "
+            "layers (the paper: strongest for frequent tokens).",
+            lambda r, o: by_frequency(r), reading_frequency),
+)
+
