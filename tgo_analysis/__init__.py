@@ -9,3 +9,8 @@ from __future__ import annotations
 from tgo_analysis.analyze import METRICS, analyze
 
 __all__ = ["METRICS", "analyze"]
+
+
+def __dir__() -> list[str]:
+    """The public names with the loaded ones (tab completion; names loaded on first use are listed too)."""
+    return sorted({*globals(), *__all__})

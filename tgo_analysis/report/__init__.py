@@ -13,7 +13,7 @@ import xarray as xr
 from tgo_analysis.report import page as P
 from tgo_analysis.report import sections as registry
 from tgo_analysis.report.sections import Section
-from tgo_store.errors import TgoError
+from tgo_store.errors import TgoError, nearest_step
 from tgo_store.store import schema as S
 
 
@@ -55,12 +55,15 @@ def _open(results: xr.Dataset | str | Path) -> xr.Dataset:
 
 
 def _check_spectrum_choice(res: xr.Dataset, token: int | None, step: int | None) -> None:
-    if token is not None and token not in res["token"].values:
+    if token is not None and token not in res[S.TOKEN].values:
         raise TgoError(f"token {token} is not in the results; choose one of {res['token'].values.tolist()}")
-    if step is not None and step not in res["checkpoint"].values:
-        raise TgoError(
-            f"step {step} is not in the results; choose one of {res['checkpoint'].values.tolist()}"
-        )
+    if step is not None and step != LAST and step not in res[S.CHECKPOINT].values:
+        steps = res[S.CHECKPOINT].values.tolist()
+        raise TgoError(f"--spectrum-step {step} is not a training step of these results{nearest_step(step, steps)}; "
+                       f"choose one of {steps}, or -1 for the last")
+
+
+LAST = -1  # a checkpoint named by its training step; -1 is the last (steps are never negative)
 
 
 def parse_compare(items: list[str] | None) -> dict[str, str]:
@@ -88,14 +91,15 @@ def write_report(
     """Write out_dir/index.html (figures inline as PNG, also saved beside it); returns its path.
 
     training: {"steps", "accuracy"[, "loss"]} from the training run, when known.
-    spectrum_token / spectrum_step: the (token, checkpoint step) of the eigenspectrum figure
-    (default: the first token, CLS for a ViT, at the last checkpoint).
+    spectrum_token / spectrum_step: the (token, training step) of the eigenspectrum figure
+    (default: the first token, CLS for a ViT, at the last checkpoint; step -1 is the last too).
     compare: {label: results} drawn beside these in the pooled anisotropy figure (another model,
     or the same store analysed with --exclude-special / --exclude-first).
     final_norm: False leaves the last hidden state taken after the final norm out of that figure.
     """
     res = _open(results)
     _check_spectrum_choice(res, spectrum_token, spectrum_step)
+    spectrum_step = None if spectrum_step == LAST else spectrum_step
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
