@@ -44,6 +44,7 @@ def demo_dir(tmp_path_factory) -> Path:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "report:" in done.stdout and "index.html" in done.stdout
+    assert "…" not in done.stdout, "the headline table was cut (a log is not 80 columns wide)"
     return out
 
 

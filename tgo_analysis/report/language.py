@@ -83,7 +83,8 @@ def pooled_anisotropy(res: xr.Dataset, compare: Mapping[str, xr.Dataset] | None 
             if normed:
                 values = ds[metric].sel({N.LAYER: normed}).isel(checkpoint=-1).values
                 ax.plot(normed, values, "o", ms=9, mfc="none", mec="black", label="after the final norm")
-            ax.set_title(f"{metric}: {label}" + (", ringed: after the final norm" if normed else ""), fontsize=9)
+            if row == 0:  # the column's results; the row's metric is on the y axis (and the legend rings the norm)
+                ax.set_title(label, fontsize=9)
             ax.legend(fontsize=7)
     return fig
 
@@ -162,8 +163,8 @@ def frequency_reading(res: xr.Dataset) -> str | None:
             centres = bucket_centres(res)
             far, near = int(np.nanargmax(values)), int(np.nanargmin(values))
             parts.append(f"at layer {int(layers[li])} the positions farthest from the pooled mean are in the bucket "
-                         f"of about {centres[far]:.3g} occurrences ({values[far]:.3g}), the nearest in the bucket of "
-                         f"about {centres[near]:.3g} ({values[near]:.3g})")
+                         f"of about {centres[far]:.3g} occurrences (mean distance {values[far]:.3g}), the nearest in "
+                         f"the bucket of about {centres[near]:.3g} ({values[near]:.3g})")
     if N.FREQUENCY_CENTROID_SPEARMAN in res:
         rho = np.asarray(res[N.FREQUENCY_CENTROID_SPEARMAN].isel(checkpoint=-1).values, dtype=float)
         if np.isfinite(rho).any():
@@ -236,8 +237,11 @@ def _pooled_anisotropy_caption(res: xr.Dataset) -> str:
 
 
 def _frequency_caption(res: xr.Dataset) -> str:
+    n = res.sizes[N.LAYER]
+    per = ("one line per layer" if n <= MAX_LAYER_LINES else
+           f"one line for each of {MAX_LAYER_LINES} of the {n} layers (evenly spaced)")
     return ("Pooled metrics over the positions of each log-spaced bucket of corpus token counts at "
-            "the last checkpoint, one line per layer; last panel: Spearman rho between log count and "
+            f"the last checkpoint, {per}; last panel: Spearman rho between log count and "
             "distance to the pooled mean per layer, one line per checkpoint. Top-1 share and effective rank come from the same number of positions in every bucket (the "
             "results' frequency_equal_count), so a difference between buckets is not their size; they still "
             "mix frequency with what frequent tokens are (function words, punctuation), so the curves support "

@@ -69,6 +69,15 @@ INTRO = (
     "those of another position (the null). Alignment is the share of the gradient second moment's "
     "top-r eigenvectors inside the subspace; the isotropic value r/D is dotted."
 )
+def training_caption(res: xr.Dataset) -> str:
+    """The over-training caption with the layers it shows: each, or which of them when there are many."""
+    n = res.sizes[N.LAYER]
+    per = ("one colour per layer" if n <= MAX_LAYER_LINES else
+           f"one colour for each of {MAX_LAYER_LINES} of the {n} layers (evenly spaced, first and last)")
+    return (f"The same panels against training step, {per} (the paper: enrichment > 1 appears early and "
+            "persists); activation energy (dash-dot) is the confound of a rising E_T.")
+
+
 def present(res: xr.Dataset) -> bool:
     """Whether the results hold any tangent statistic (the section is shown only then)."""
     return any(name in res for name in TANGENT_VARIABLES)
@@ -160,9 +169,12 @@ def _lines(res: xr.Dataset, over: str, x: np.ndarray, indices: np.ndarray, color
 
 
 def _legend(fig: Any, res: xr.Dataset, panels: list[str], colors: list, labels: list[str], title: str) -> None:
-    """One legend: a colour per line index, then a grey key per quantity style, reference and band."""
-    handles = [plt.Line2D([], [], color=c, lw=2) for c in colors]
-    names = list(labels)
+    """Two legends: a colour per line index (checkpoint or layer), and under it a grey key per quantity
+    style, reference and band drawn (one 16-entry list mixed colours and styles)."""
+    fig.legend([plt.Line2D([], [], color=c, lw=2) for c in colors], list(labels), loc="outside right upper",
+               title=title, fontsize=7)
+    handles: list = []
+    names: list[str] = []
     for panel in panels:
         for name in PANELS[panel][2]:
             if name in res:
@@ -181,7 +193,7 @@ def _legend(fig: Any, res: xr.Dataset, panels: list[str], colors: list, labels: 
     if any(name in res for name in INTERVAL_OF.values()):
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15))
         names.append(CI_LABEL)
-    fig.legend(handles, names, loc="outside right upper", title=title, fontsize=7)
+    fig.legend(handles, names, loc="outside right lower", title="line style", fontsize=7)
 
 
 def across_layers(res: xr.Dataset) -> Any:
@@ -234,27 +246,38 @@ def by_frequency(res: xr.Dataset) -> Any:
     layers = shown_layers(res, MAX_FREQUENCY_PANELS)
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers) + 2.0, 3.9), squeeze=False,
                              sharey=True, layout="constrained")
-    x = np.arange(res.sizes[N.FREQUENCY_BUCKET])
-    labels = bucket_labels(res)
-    colors = F._colors("viridis", res.sizes[N.CHECKPOINT])
     data = res[N.TANGENT_ENRICHMENT_BY_FREQUENCY]
     pca = res.get(N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
+    # buckets with no value anywhere (fewer held-out positions than the equal count) leave the axis: ten
+    # ticks for two drawn buckets were unreadable; the title says how many are left out
+    filled = np.isfinite(np.asarray(data.values, dtype=float)).any(axis=tuple(range(data.ndim - 1)))
+    kept = np.flatnonzero(filled) if filled.any() else np.arange(res.sizes[N.FREQUENCY_BUCKET])
+    x = np.arange(kept.size)
+    labels = [bucket_labels(res)[b] for b in kept]
+    colors = F._colors("viridis", res.sizes[N.CHECKPOINT])
     for ax, li in zip(axes[0], layers, strict=True):
-        for ci, step in enumerate(res[N.CHECKPOINT].values):
-            ax.plot(x, data.isel(checkpoint=ci, layer=li).values, "o-", ms=3, color=colors[ci],
-                    label=f"step {int(step)}")
-            if pca is not None:
-                ax.plot(x, pca.isel(checkpoint=ci, layer=li).values, "^--", ms=3, lw=1.1, color=colors[ci])
+        series = [(f"step {int(step)}", data.isel(checkpoint=ci, layer=li).values[kept], colors[ci])
+                  for ci, step in enumerate(res[N.CHECKPOINT].values)]
+        F.plot_series(ax, x, series, why="no bucket with enough held-out positions")
+        if pca is not None:
+            for ci in range(res.sizes[N.CHECKPOINT]):
+                values = pca.isel(checkpoint=ci, layer=li).values[kept]
+                if np.isfinite(values).any():
+                    ax.plot(x, values, "^--", ms=3, lw=1.1, color=colors[ci])
         ax.axhline(1.0, color="black", ls="--", lw=1, label="no enrichment (1)")
-        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(x, labels, rotation=45 if kept.size > 4 else 0, ha="right" if kept.size > 4 else "center",
+                      fontsize=7)
         ax.set_xlabel("token count in the corpus (log-spaced buckets)")
         ax.set_title(f"layer {int(res[N.LAYER].values[li])}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ENRICHMENT_LABEL)
     count = res.attrs.get("tangent_frequency_count")
     equal = f", {count} held-out positions per bucket" if count is not None else ""
+    if kept.size < res.sizes[N.FREQUENCY_BUCKET]:
+        equal += f"; {res.sizes[N.FREQUENCY_BUCKET] - kept.size} of {res.sizes[N.FREQUENCY_BUCKET]} buckets have fewer"
+        equal += " and are left out"
     fig.suptitle("tangent enrichment by token frequency (rare → frequent): solid E_T / E_N, dashed E_T / E_PCA"
-                 + equal, fontsize=10)
+                 + equal, fontsize=9, wrap=True)
     F._legend_right(fig, axes[0][0], "checkpoint")
     return fig
 
@@ -341,8 +364,7 @@ register(
             "control draws (around E_T / E_N) and the 5-95 % bootstrap intervals over held-out samples.",
             lambda r, o: across_layers(r), reading_layers),
     _section("tangent_training", "Gradients and tangent proxies over training",
-            "The same panels against training step, one colour per layer (the paper: enrichment > 1 "
-            "appears early and persists); activation energy (dash-dot) is the confound of a rising E_",
+            training_caption,
             lambda r, o: over_training(r), reading_training),
     _section("tangent_frequency", "Tangent enrichment by token frequency",
             "Tangent enrichment over an equal-count subsample of the held-out positions of each "

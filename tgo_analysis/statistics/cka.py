@@ -40,8 +40,8 @@ from tgo_store.store import schema as S
 AUTO = "auto"
 REPRESENTATIONS = Option("representations", AUTO, "CKA: the vectors that stand for a sample, comma-separated: "
                          "mean, cls, token:K, all (auto: mean, cls where there is one, all when N allows)", str)
-REFERENCE = Option("cka_reference", -1, "cka_checkpoints: the reference checkpoint, by its training step "
-                   "(-1: the last)", int, optional=True)
+REFERENCE = Option("cka_reference", None, "cka_checkpoints: the reference checkpoint, by its training step "
+                   "(-1 or unset: the last)", int, optional=True)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,9 @@ def step_indices(store: Any, steps: Sequence[int], storage_options: dict | None 
 
     ds = store if isinstance(store, xr.Dataset) else open_store(os.fspath(store), storage_options=storage_options,
                                                                 chunks=None)
-    known = [int(v) for v in ds[S.CHECKPOINT].values]
+    act = S.validate_activations(ds)  # a foreign or half-made store: its own one-line refusal
+    known = ([int(v) for v in ds[S.CHECKPOINT].values] if S.CHECKPOINT in ds.coords
+             else list(range(act.shape[0])))  # no coordinate: the steps are the indices, as the loader reads them
     indices = []
     for step in steps:
         if int(step) == -1 and known:

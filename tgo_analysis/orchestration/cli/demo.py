@@ -66,11 +66,12 @@ def demo(
         table.add_row(*row)
     console = Console()
     if not console.is_terminal:  # a log: as wide as the table needs, never cut at 80 columns
-        console = Console(width=max(console.width, console.measure(table).maximum))
+        wide = console.options.update(max_width=1000)
+        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
     console.print(table)
     console.print(kind.load("legend"))
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
     console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
     for label, path in summary.others.items():  # every folder the demo wrote is named
-        console.print(f"results ({label}, drawn beside): {path}", soft_wrap=True)
+        console.print(f"compared: {path} ({label}; drawn beside the results in the report)", soft_wrap=True)
     console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)

@@ -15,6 +15,8 @@ def checkpoint_choice(text: str) -> dict:
     """--checkpoints: training steps like 0,40 (-1: the last) or all, as every verb names checkpoints."""
     if text.strip().lower() == "all":
         return {"checkpoints": slice(None)}
+    if text.strip() == "-1":  # the last: no step to look up
+        return {"checkpoint": -1}
     try:
         return {"steps": [int(part) for part in text.split(",") if part.strip()]}
     except ValueError:
