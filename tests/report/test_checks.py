@@ -108,3 +108,28 @@ def test_a_literal_claim_and_a_value_dependent_caption_are_caught(fake_results) 
 def test_the_report_figures_of_the_fake_results_pass(fake_results, fake_training) -> None:
     problems = C.check_report(fake_results, {"training": fake_training})
     assert problems == [], C.summary(problems)
+
+
+def test_a_plugin_section_joins_the_page_through_the_registry(fake_results, tmp_path, monkeypatch) -> None:
+    """A statistic's report section is registered, not named by the page: the page draws it when the
+    results hold its variable, lists nothing for it otherwise, and the checker reads it like the others."""
+    from tgo_analysis.report import sections, write_report
+
+    def draw(res, options):
+        fig, ax = plt.subplots()
+        for ci, step in enumerate(res["checkpoint"].values):
+            ax.plot(res["layer"].values, res["kurtosis"].isel(checkpoint=ci).values, label=f"step {int(step)}")
+        F.layer_axis(ax)
+        ax.legend()
+        return fig
+
+    section = sections.Section("kurtosis", "Kurtosis across layers", "Mean kurtosis, one line per checkpoint.", draw,
+                               group="kurtosis", needs=("kurtosis",))
+    sections.registered()
+    monkeypatch.setitem(sections._REGISTRY, section.key, section)
+    without = write_report(fake_results, tmp_path / "a").read_text()
+    assert "Kurtosis across layers" not in without
+    res = fake_results.assign(kurtosis=(("checkpoint", "layer"), np.ones((3, 4))))
+    page = write_report(res, tmp_path / "b").read_text()
+    assert "Kurtosis across layers" in page and (tmp_path / "b" / "kurtosis.png").exists()
+    assert [p for p in C.check_report(res, {}) if p.section == "kurtosis"] == []
