@@ -230,15 +230,18 @@ def check_figure(key: str, fig: Any, caption: str, res: xr.Dataset) -> list[Prob
 
 def perturbed(res: xr.Dataset) -> Iterator[xr.Dataset]:
     """The same coords and shapes, other values: one float variable at a time negated and reversed along
-    every dim but the checkpoint. A sentence that reads the values changes for some of them; one that only
-    says what is drawn (counts, names, definitions) changes for none."""
+    every dim but the checkpoint, then moved above its own range (2|x| + 1: every ratio above 1). A sentence
+    that reads the values changes for some of them; one that only says what is drawn (counts, names,
+    definitions) changes for none."""
     for name, var in res.data_vars.items():
         if not np.issubdtype(var.dtype, np.floating) or not np.isfinite(var.values).any():
             continue
         flip = {d: slice(None, None, -1) for d in var.dims if d != "checkpoint"}
-        other = res.copy()
-        other[name] = var.copy(data=-np.asarray(var.isel(flip).values))
-        yield other
+        values = np.asarray(var.isel(flip).values)
+        for changed in (-values, 2 * np.abs(values) + 1):
+            other = res.copy()
+            other[name] = var.copy(data=changed)
+            yield other
 
 
 def check_sentences(key: str, caption: Any, reading: Any, res: xr.Dataset) -> list[Problem]:

@@ -84,7 +84,7 @@ def pooled_anisotropy(res: xr.Dataset, compare: Mapping[str, xr.Dataset] | None 
                 values = ds[metric].sel({N.LAYER: normed}).isel(checkpoint=-1).values
                 ax.plot(normed, values, "o", ms=9, mfc="none", mec="black", label="after the final norm")
             if row == 0:  # the column's results; the row's metric is on the y axis (and the legend rings the norm)
-                ax.set_title(label, fontsize=9)
+                ax.set_title(label + (", ringed: after the final norm" if normed else ""), fontsize=9)
             ax.legend(fontsize=7)
     return fig
 

@@ -347,10 +347,17 @@ def reading_frequency(res: xr.Dataset) -> str | None:
     count = res.attrs.get("tangent_frequency_count")
     parts = [f"each bucket is scored on the same number of held-out positions ({count})" if count is not None
              else "bucket sizes are not recorded, so a bucket's size may be driving its value"]
-    pca = _last(res, N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
-    if pca is not None and np.isfinite(pca).any():
-        share = float(np.mean(pca[np.isfinite(pca)] > 1))
-        parts.append(f"E_T / E_PCA is above 1 in {share:.0%} of the (layer, bucket) cells at the last checkpoint")
+    measured = False
+    for name, what in ((N.TANGENT_ENRICHMENT_BY_FREQUENCY, "E_T / E_N"),
+                       (N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY, "E_T / E_PCA")):
+        values = _last(res, name)
+        if values is not None and np.isfinite(values).any():
+            measured = True
+            share = float(np.mean(values[np.isfinite(values)] > 1))
+            parts.append(f"{what} is above 1 in {share:.0%} of the (layer, bucket) cells with a value at the last "
+                         "checkpoint")
+    if not measured:  # nothing to read: the figure's notes say which buckets have no value
+        return None
     return ("What this supports: " + "; ".join(parts) + "; there is no interval per bucket, so differences between "
             "buckets smaller than the per-layer intervals of the figure above are not evidence of a frequency effect.")
 
