@@ -133,3 +133,22 @@ def test_a_plugin_section_joins_the_page_through_the_registry(fake_results, tmp_
     page = write_report(res, tmp_path / "b").read_text()
     assert "Kurtosis across layers" in page and (tmp_path / "b" / "kurtosis.png").exists()
     assert [p for p in C.check_report(res, {}) if p.section == "kurtosis"] == []
+
+
+def test_a_fit_line_off_its_points_is_caught() -> None:
+    """The old per-position eigenspectrum: numerical zeros (1e-17) inside the fit ranks pulled the line's
+    intercept decades below the points; the line over the nonzero eigenvalues lies on them."""
+    ranks = np.arange(1, 101, dtype=float)
+    eigs = np.r_[ranks[:60] ** -1.2, np.full(40, 1e-17)]  # rank 60 of 100 features: 40 numerical zeros
+    old_intercept = np.mean(np.log(eigs[10:90]) + 1.2 * np.log(ranks[10:90]))
+    fig, ax = plt.subplots()
+    ax.loglog(ranks, eigs, ".", color="C0")
+    ax.loglog(ranks[10:90], np.exp(old_intercept) * ranks[10:90] ** -1.2, "-", color="C0", label="alpha = 1.20")
+    assert kinds(C.check_fit_lines("x", fig)) == {"fit"}
+    fig2, ax2 = plt.subplots()
+    nonzero = F.nonzero_eigenvalues(eigs, 100)
+    line_ranks, line = F.alpha_fit_line(nonzero, 1.2, (11, 100))
+    ax2.loglog(np.arange(1, nonzero.size + 1), nonzero, ".", color="C0")
+    ax2.loglog(line_ranks, line, "-", color="C0", label="alpha = 1.20")
+    assert nonzero.size == 60 and line_ranks[-1] == 50
+    assert C.check_fit_lines("x", fig2) == []

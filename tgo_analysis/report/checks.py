@@ -9,6 +9,7 @@ check below catches a class of defect, not one instance:
 - ``empty``: no panel is empty, and no image has a blank row or column, without a note;
 - ``integer``: axes of layers, tokens, positions, patches and steps have integer ticks only;
 - ``step``: every training-step axis has the one shared scale (symlog);
+- ``fit``: a power-law fit line lies on the points it was fitted to;
 - ``sentence``: captions do not depend on the values (they say what is drawn); every generated
   reading does (it is computed from the numbers it describes, not a literal).
 
@@ -220,10 +221,41 @@ def check_counts(key: str, fig: Any, caption: str, res: xr.Dataset) -> list[Prob
     return problems
 
 
+FIT_DECADES = 0.5  # a fit line whose median distance to its points exceeds this many decades misleads
+
+
+def check_fit_lines(key: str, fig: Any) -> list[Problem]:
+    """A power-law fit line ("alpha = ..." in its label, not marked poor) lies on the points it was fitted to:
+    the median |log10(line / point)| over its ranks stays under FIT_DECADES (the points: the marker-only series
+    of its colour)."""
+    from matplotlib.colors import same_color
+
+    problems = []
+    for ax in _visible_axes(fig):
+        if ax.get_yscale() != "log":
+            continue
+        points = [ln for ln in ax.get_lines() if ln.get_linestyle() in ("None", "") and _finite_line(ln)]
+        for line in ax.get_lines():
+            if "alpha =" not in line.get_label() or not _finite_line(line) or "poor" in line.get_label():
+                continue  # a fit marked poor (dotted, "R² < 0.9") says itself that it is no power law
+            mine = [p for p in points if same_color(p.get_color(), line.get_color())]
+            if not mine:
+                continue
+            px, py = (np.asarray(v, dtype=float) for v in (mine[0].get_xdata(), mine[0].get_ydata()))
+            lx, ly = (np.asarray(v, dtype=float) for v in (line.get_xdata(), line.get_ydata()))
+            at = np.interp(lx, px, py, left=np.nan, right=np.nan)
+            ok = np.isfinite(at) & (at > 0) & (ly > 0)
+            if ok.any() and np.median(np.abs(np.log10(ly[ok] / at[ok]))) > FIT_DECADES:
+                problems.append(Problem(key, "fit", f"panel '{ax.get_title()}': fit line '{line.get_label()}' lies "
+                                                    f"more than {FIT_DECADES} decades off its points"))
+    return problems
+
+
 def check_figure(key: str, fig: Any, caption: str, res: xr.Dataset) -> list[Problem]:
     """Every figure check on one drawn figure."""
     return [*check_legends(key, fig), *check_undrawn_lines(key, fig), *check_empty(key, fig),
-            *check_integer_ticks(key, fig), *check_step_scale(key, fig), *check_counts(key, fig, caption, res)]
+            *check_integer_ticks(key, fig), *check_step_scale(key, fig), *check_counts(key, fig, caption, res),
+            *check_fit_lines(key, fig)]
 
 
 # ---- generated sentences ---------------------------------------------------------------------------
