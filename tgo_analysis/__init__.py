@@ -42,3 +42,8 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 __all__ = ["METRICS", "__version__", "analyze"]
+
+
+def __dir__() -> list[str]:
+    """The public names with the loaded ones (tab completion; names loaded on first use are listed too)."""
+    return sorted({*globals(), *__all__})

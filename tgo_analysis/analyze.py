@@ -218,9 +218,18 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
 
 
 def summary_line(result: xr.Dataset) -> str:
-    """What an analysis did, in one line (``tgo analyze`` prints it)."""
+    """What an analysis did, in one line (``tgo analyze`` prints it); its counts are the progress bar's:
+    (checkpoint, layer) units plus multi-slab items (a CKA pair, an update between checkpoints)."""
     s = result.attrs.get("analysis_summary") or {}
     seconds, read = float(s.get("seconds", 0.0)), float(s.get("bytes_read", 0))
-    return (f"analyzed {s.get('units_computed', 0)} (checkpoint, layer) units ({s.get('units_reused', 0)} reused) "
-            f"on {s.get('scheduler', '?')}: {read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s "
-            f"({read / max(seconds, 1e-9) / 1e9:.2f} GB/s)")
+    units, items = int(s.get("units_computed", 0)), int(s.get("multi_slab_units_computed", 0))
+    reused = int(s.get("units_reused", 0)) + int(s.get("multi_slab_units_reused", 0))
+    parts = f" ({units} (checkpoint, layer), {items} multi-slab)" if items else " (checkpoint, layer)"
+    return (f"analyzed {units + items} units{parts}, {reused} reused, on {s.get('scheduler', '?')}: "
+            f"{read / 1e6:.1f} MB read x {s.get('token_passes', 1)} in {seconds:.1f} s ({rate(read, seconds)})")
+
+
+def rate(nbytes: float, seconds: float) -> str:
+    """Bytes per second in the unit that shows digits: '4.0 MB/s', '1.25 GB/s' (never '0.00 GB/s')."""
+    per_second = nbytes / max(seconds, 1e-9)
+    return f"{per_second / 1e9:.2f} GB/s" if per_second >= 1e9 else f"{per_second / 1e6:.1f} MB/s"

@@ -43,6 +43,11 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
+def __dir__() -> list[str]:
+    """The loaded names and the lazy ones: tab completion and ``dir()`` find open_store, Recorder, ..."""
+    return sorted({*globals(), *_EXPORTS})
+
+
 __all__ = [
     "ActivationLoader",
     "Recorder",

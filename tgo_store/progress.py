@@ -164,10 +164,11 @@ def progress_bar(label: str, total: int, enabled: bool = True, unit: str = "step
 
 
 class UnitProgress(CountBar):
-    """Analysis: one bar over the (checkpoint, layer) units still to compute."""
+    """Analysis: one bar over the work still to do: (checkpoint, layer) units and multi-slab items
+    (``summary_line`` counts the same)."""
 
     def __init__(self, total: int, reused: int = 0, enabled: bool = True):
-        super().__init__("analyze (checkpoint, layer)", total, enabled, unit="units")
+        super().__init__("analyze", total, enabled, unit="units")
         self.reused = reused
 
 

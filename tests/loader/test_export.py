@@ -105,10 +105,10 @@ def test_bad_input_is_one_line_and_writes_nothing(text_store, image_store, tmp_p
     out = str(tmp_path / "out")
     cases = {
         ("--layer", "9"): "layer 9 is not in",
-        ("--layer", "0", "--checkpoints", "5"): "checkpoint index 5",
+        ("--layer", "0", "--checkpoints", "5"): "step 5 is not a checkpoint of the store; the nearest is step",
         ("--layer", "0", "--tokens", "40"): "token index 40",
         ("--layer", "0", "--format", "parquet"): "unknown export format 'parquet'",
-        ("--layer", "0", "--checkpoints", "x"): "cannot read the selection 'x'",
+        ("--layer", "0", "--checkpoints", "x"): "cannot read --checkpoints 'x'; give training steps",
         ("--layer", "0", "--shard-size", "lots"): "shard size 'lots'",
     }
     for args, message in cases.items():
@@ -133,7 +133,7 @@ def test_an_incomplete_checkpoint_is_refused(image_store, tmp_path, capsys) -> N
                    capsys)
     assert done.returncode == 2 and "checkpoint 1" in done.stderr and "tgo ingest" in done.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / ("o" + PARTIAL_SUFFIX)).exists()
-    done = run_cli(["export", str(path), "--layer", "0", "--checkpoints", "0,2", "--out", str(tmp_path / "o")],
+    done = run_cli(["export", str(path), "--layer", "0", "--checkpoints", "0,-1", "--out", str(tmp_path / "o")],
                    capsys)
     assert done.returncode == 0 and "exported" in done.stdout
-    assert set(np.unique(rows(tmp_path / "o")["checkpoint"]).tolist()) == {0, 200}
+    assert set(np.unique(rows(tmp_path / "o")["checkpoint"]).tolist()) == {0, 200}  # steps: 0 and the last

@@ -44,6 +44,7 @@ def demo_dir(tmp_path_factory) -> Path:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "report:" in done.stdout and "index.html" in done.stdout
+    assert "…" not in done.stdout, "the headline table was cut (a log is not 80 columns wide)"
     return out
 
 
@@ -112,3 +113,16 @@ def test_report_renders_in_headless_chromium(demo_dir, tmp_path) -> None:
     loaded, total = module.check(demo_dir / "report" / "index.html", tmp_path / "shot.png")
     assert total == len(IMAGE_DEMO_FIGURES) and loaded == total
     assert (tmp_path / "shot.png").stat().st_size > 10000
+
+
+def test_figure_checker_passes_on_the_demo_report(demo_dir) -> None:
+    """Issue 32's defect classes (legend, counts, empty panels, ticks, step scale, sentences) on every
+    figure of the image demo's report, drawn from its results as the demo draws them."""
+    import json
+
+    from tgo_analysis.report import checks
+
+    res = xr.open_zarr(demo_dir / "metrics.zarr").load()
+    training = json.loads((demo_dir / "checkpoints" / "training.json").read_text())
+    problems = checks.check_report(res, {"training": training})
+    assert problems == [], checks.summary(problems)

@@ -112,7 +112,7 @@ def test_lines_are_the_stored_values_with_isotropic_references(draw) -> None:
     for values in plotted:
         assert any(row.size == values.size and np.allclose(values, row) for row in (*stored, *stored.T))
     assert len(enrichment_ax.collections) == len(plotted)  # one control band per line
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]  # colours, then line styles
     assert any("controls" in label for label in labels) and any("r/D" in label for label in labels)
     plt.close(fig)
 
@@ -183,7 +183,7 @@ def test_every_tangent_curve_is_drawn_beside_its_baselines_and_intervals() -> No
     band = local.collections[0].get_paths()[0].vertices[:, 1]
     ci = res[N.LOCAL_TANGENT_ENERGY_CI].isel(checkpoint=0).values
     assert np.isclose(band.min(), ci[:, 0].min()) and np.isclose(band.max(), ci[:, 1].max())
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]  # colours, then line styles
     assert any("PCA" in label for label in labels) and any("null" in label for label in labels)
     assert any("bootstrap" in label for label in labels)
     plt.close(fig)

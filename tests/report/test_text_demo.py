@@ -11,6 +11,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.orchestration.demos.text import TextDemoConfig, run_text_demo, text_headline_rows
+from tgo_analysis.report import checks
 from tgo_store.store.open import open_store
 
 # the demo's own stages on a tiny run; the tangent fits and intervals smaller than the demo's defaults
@@ -32,6 +33,10 @@ def test_text_demo_end_to_end_and_resume(tmp_path) -> None:
         assert np.isfinite(results[name].isel(layer=slice(1, None)).values).all(), name
     page = summary.report.read_text()
     assert "held-out loss" in page and "pooled" in page.lower()
+    assert np.isfinite(results[N.MEAN_NORM_BY_FREQUENCY].isel(layer=slice(1, None)).values).any()  # was all NaN
+    others = {label: xr.open_zarr(path).load() for label, path in summary.others.items()}
+    problems = checks.check_report(results.load(), {"training": log, "compare": others})
+    assert problems == [], checks.summary(problems)
     rows = text_headline_rows(results, summary.per_step("held_out_loss"))
     assert [r[0] for r in rows] == [str(s) for s in TINY.steps()]
 

@@ -131,7 +131,7 @@ def test_cka_checkpoints_against_the_reference_by_step_and_a_missing_reference_r
     np.testing.assert_allclose(res.cka_checkpoints.values[0], 1.0, atol=1e-6)
     default = tgo_analysis.analyze(ds, "cka_checkpoints", progress=False, representations="mean")
     assert default.attrs["cka_reference"] == 20  # the last checkpoint
-    with pytest.raises(TgoError, match="--cka-reference 15 is not a checkpoint"):
+    with pytest.raises(TgoError, match="--cka-reference 15 is not a training step of this store; the nearest is step"):
         tgo_analysis.analyze(ds, "cka_checkpoints", progress=False, cka_reference=15)
 
 

@@ -52,8 +52,11 @@ def test_ingest_analyze_and_training_print_progress_to_a_pipe(tmp_path, capsys) 
     assert "MB/s" in err
 
     main(["analyze", store, "--out", results, "--metrics", "effective_rank,token_correlation", "--fit-range", "2:6"])
-    lines = progress_lines(capsys.readouterr().err, "analyze (checkpoint, layer)", "units")
+    err = capsys.readouterr().err
+    lines = progress_lines(err, "analyze", "units")
     assert lines and lines[-1] == (6, 6)  # 2 checkpoints x 3 layers
+    assert "analyze: 6 units to do" in err and "analyzed 6 units" in err, err  # the bar and the summary agree
+    assert "0.00 GB/s" not in err
 
     torch.manual_seed(0)
     model = build_model(TINY_VIT_SPEC, **TINY_VIT)

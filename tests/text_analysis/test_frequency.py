@@ -84,3 +84,20 @@ def test_distance_by_bucket_and_spearman_equal_scipy(data) -> None:
     np.testing.assert_allclose(rho, scipy.stats.spearmanr(np.log(point_counts), ref_dist).statistic, rtol=1e-10)
     assert rho < -0.2  # planted: rare tokens lie farther from the centroid
     assert np.isnan(F.frequency_spearman(np.array([1, 2]), np.array([0.1, 0.2])))
+
+
+def test_mean_norm_without_moments_is_the_brute_force_mean(data) -> None:
+    """Equal-count spectra keep no per-bucket moments (moments=False, the analysis default); the mean
+    norm must still count each bucket's positions (it was all NaN: the count came from the moments)."""
+    x, counts = data["x"].astype(np.float32), data["counts"]
+    valid = P.valid_positions(data["mask"].shape, data["mask"])
+    edges = F.frequency_edges(counts, 5)
+    n_buckets = edges.size - 1
+    buckets = F.position_buckets(data["ids"], counts, edges, valid)
+    parts = [F.bucket_sums(x[a:b], buckets[a:b], valid[a:b], n_buckets, moments=False) for a, b in pairwise(CUTS)]
+    got = F.bucket_metrics(reduce(F.merge_bucket_sums, parts))
+    x64 = x.astype(np.float64)
+    for b in range(n_buckets):
+        points = x64[buckets == b]
+        assert got["count"][b] == points.shape[0] > 0
+        np.testing.assert_allclose(got["mean_norm"][b], np.linalg.norm(points, axis=1).mean(), rtol=1e-10)

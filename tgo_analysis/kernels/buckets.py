@@ -55,10 +55,13 @@ def position_buckets(token_id: np.ndarray, vocab_count: np.ndarray, edges: np.nd
 
 @dataclass
 class BucketSums:
-    """Per bucket: moments of its points and Σ‖x‖; plus the layer's pooled count and Σx."""
+    """Per bucket: moments of its points (empty without ``moments``), Σ‖x‖ and its point count;
+    plus the layer's pooled count and Σx. The point count is kept apart from the moments: the mean
+    norm needs it when the spectra come from equal-count subsamples and no moments are kept."""
 
     moments: list[Moments]
     norm_sum: np.ndarray  # (B,)
+    points: np.ndarray  # (B,) positions in each bucket
     count: int  # pooled valid positions (every bucket and unseen ids)
     total: np.ndarray  # (D,) Σx over them
 
@@ -72,6 +75,7 @@ def bucket_sums(x: np.ndarray, buckets: np.ndarray, valid: np.ndarray, n_buckets
     with_moments = moments
     parts = [point_moments(np.empty((0, n_features))) for _ in range(n_buckets)]
     norm_sum = np.zeros(n_buckets)
+    points_in = np.zeros(n_buckets, dtype=np.int64)
     total = np.zeros(n_features)
     for rows in row_slices(n, n_tokens):
         part = np.asarray(x[rows])
@@ -79,16 +83,17 @@ def bucket_sums(x: np.ndarray, buckets: np.ndarray, valid: np.ndarray, n_buckets
         for b in range(n_buckets):
             points = part[buckets[rows] == b]
             if points.shape[0]:
+                points_in[b] += points.shape[0]
                 if with_moments:
                     parts[b] = merge_moments(parts[b], point_moments(points))
                 norm_sum[b] += np.linalg.norm(points.astype(np.float64), axis=1).sum()
-    return BucketSums(parts, norm_sum, int(valid.sum()), total)
+    return BucketSums(parts, norm_sum, points_in, int(valid.sum()), total)
 
 
 def merge_bucket_sums(a: BucketSums, b: BucketSums) -> BucketSums:
     """Combine step (exact, Chan merges per bucket)."""
     moments = [merge_moments(p, q) for p, q in zip(a.moments, b.moments, strict=True)]
-    return BucketSums(moments, a.norm_sum + b.norm_sum, a.count + b.count, a.total + b.total)
+    return BucketSums(moments, a.norm_sum + b.norm_sum, a.points + b.points, a.count + b.count, a.total + b.total)
 
 
 def bucket_metrics(sums: BucketSums, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE) -> dict[str, np.ndarray]:
@@ -97,7 +102,7 @@ def bucket_metrics(sums: BucketSums, fit_range: tuple[int, int] = DEFAULT_FIT_RA
     eigs = np.stack([covariance_eigenvalues(covariance(m)) if m.count > 1 else np.zeros(n_features)
                      for m in sums.moments])
     spectral = spectral_metrics(eigs, n_features, fit_range)
-    counts = np.array([m.count for m in sums.moments])
+    counts = sums.points
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_norm = np.where(counts > 0, sums.norm_sum / counts, np.nan)
     return {"top1_share": spectral["top1_share"], "effective_rank": spectral["effective_rank"],

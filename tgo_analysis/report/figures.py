@@ -6,6 +6,7 @@ is skipped, never drawn from placeholders. Figures are sized for a ~1200 px wide
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -17,6 +18,7 @@ import xarray as xr
 from matplotlib.ticker import MaxNLocator
 
 from tgo_analysis import names as N
+from tgo_analysis.report.sections import Section, register
 
 SPECTRAL = (
     N.EFFECTIVE_RANK,
@@ -94,6 +96,31 @@ def note_missing_first_layer(ax: Any, res: xr.Dataset, data: xr.DataArray) -> No
                 transform=ax.transAxes, fontsize=7, color="#555")
 
 
+NO_VALUE_WHY = "all NaN: e.g. one vector for every sample, zero variance"
+
+
+def note(ax: Any, text: str, where: str = "bottom") -> None:
+    """A small grey note inside a panel: why something is not drawn (the figure checker asks for one)."""
+    y, va = (0.02, "bottom") if where == "bottom" else (0.98, "top")
+    ax.text(0.01, y, text, transform=ax.transAxes, fontsize=7, color="#555", va=va, wrap=True)
+
+
+def plot_series(ax: Any, x: Any, series: list[tuple[str, Any, Any]], style: str = "o-",
+                why: str = NO_VALUE_WHY, **kwargs: Any) -> list[str]:
+    """Plot each (label, values, colour) that has a finite point; the others are named in a panel note
+    (an all-NaN line would be a legend entry with nothing drawn). Returns the labels left out."""
+    left = []
+    for label, values, color in series:
+        values = np.asarray(values, dtype=float)
+        if not np.isfinite(values).any():
+            left.append(label)
+            continue
+        ax.plot(x, values, style, ms=kwargs.pop("ms", 3), color=color, label=label, **kwargs)
+    if left:
+        note(ax, f"{', '.join(left)}: no value ({why})")
+    return left
+
+
 def token_kinds(res: xr.Dataset) -> np.ndarray:
     """Kind of each token; without the coordinate, token 0 is taken as CLS (timm ViT layout)."""
     if "token_kind" in res.coords:
@@ -122,9 +149,8 @@ def _colors(cmap: str, n: int) -> list:
 def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str) -> None:
     """One line per checkpoint (viridis: dark = early, yellow = late) of a (checkpoint, layer) quantity."""
     colors = _colors("viridis", res.sizes[N.CHECKPOINT])
-    for ci, step in enumerate(res[N.CHECKPOINT].values):
-        values = data.isel(checkpoint=ci).values
-        ax.plot(res[N.LAYER].values, values, "o-", ms=3, color=colors[ci], label=f"step {int(step)}")
+    plot_series(ax, res[N.LAYER].values, [(f"step {int(step)}", data.isel(checkpoint=ci).values, colors[ci])
+                                          for ci, step in enumerate(res[N.CHECKPOINT].values)])
     layer_axis(ax)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -133,17 +159,22 @@ def _lines_per_checkpoint(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: 
 def _lines_per_layer(ax: Any, res: xr.Dataset, data: xr.DataArray, ylabel: str) -> None:
     """One line per layer (plasma: dark = early layer) of a (checkpoint, layer) quantity against step."""
     colors = _colors("plasma", res.sizes[N.LAYER])
-    for li, layer in enumerate(res[N.LAYER].values):
-        values = data.isel(layer=li).values
-        ax.plot(res[N.CHECKPOINT].values, values, "o-", ms=3, color=colors[li], label=f"layer {int(layer)}")
+    plot_series(ax, res[N.CHECKPOINT].values, [(f"layer {int(layer)}", data.isel(layer=li).values, colors[li])
+                                               for li, layer in enumerate(res[N.LAYER].values)])
     step_axis(ax, res[N.CHECKPOINT].values)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
 
 def _legend_right(fig: Any, ax: Any, title: str) -> None:
-    """One legend for a whole figure, outside the panels."""
+    """One legend for a whole figure, outside the panels: the entries of ``ax`` (a line left out of it
+    for want of values is taken from the other panels, and is named in a note where it is missing)."""
     handles, labels = ax.get_legend_handles_labels()
+    for other in fig.axes:
+        for handle, label in zip(*other.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
     fig.legend(handles, labels, loc="outside right upper", title=title, fontsize=8)
 
 
@@ -253,7 +284,11 @@ def correlation_matrices(res: xr.Dataset, n_layers: int = 3) -> Any:
     for ax, li in zip(axes[0], layers, strict=True):
         matrix = res[N.TOKEN_CORRELATION].isel(checkpoint=-1, layer=li).values
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(f"layer {int(res[N.LAYER].values[li])}, step {step}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        off = matrix[~np.eye(matrix.shape[0], dtype=bool)] if matrix.ndim == 2 else matrix
+        span = (f"r {np.nanmin(off):.2f} to {np.nanmax(off):.2f}" if np.isfinite(off).any() else "no value")
+        ax.set_title(f"layer {int(res[N.LAYER].values[li])}, step {step}\n{span} off the diagonal", fontsize=9)
         ax.set_xlabel("token (0 = CLS)" if is_image(res) else "position in the sequence")
     axes[0][0].set_ylabel("token" if is_image(res) else "position")
     fig.colorbar(image, ax=axes[0].tolist(), label="Pearson r", shrink=0.9)
@@ -308,22 +343,48 @@ def intrinsic_dimension(res: xr.Dataset) -> Any:
     return fig
 
 
+def nonzero_eigenvalues(eigs: np.ndarray, n_features: int | None = None) -> np.ndarray:
+    """The eigenvalues the alpha fit counts (``kernels.metrics.nonzero_mask``: λ > λ₁ · D · eps), in rank
+    order; the rest are numerical zeros (rank beyond the sample count), not part of the spectrum."""
+    from tgo_analysis.kernels.metrics import nonzero_mask
+
+    eigs = np.asarray(eigs, dtype=np.float64)
+    eigs = eigs[np.isfinite(eigs)]
+    return eigs[nonzero_mask(eigs, n_features or eigs.size)]
+
+
+def fit_ranks(eigs: np.ndarray, fit_range: tuple[int, int]) -> tuple[int, int]:
+    """The ranks the fit used: fit_range with the upper rank clipped to the nonzero count - 10."""
+    positive = int(np.sum(np.isfinite(eigs) & (np.asarray(eigs) > 0)))
+    return int(fit_range[0]), min(int(fit_range[1]), positive - 10)
+
+
 def alpha_fit_line(eigs: np.ndarray, alpha: float, fit_range: tuple[int, int]) -> tuple:
     """Ranks and values of the fitted power law λ = e^b · i^-alpha over the fit ranks.
 
+    ``eigs``: the nonzero eigenvalues (``nonzero_eigenvalues``), as the fit saw them; numerical zeros
+    (1e-17 where rank exceeds the samples) would pull the intercept decades below the points.
     The results store alpha but not the intercept b; with the slope fixed, the weighted
     (1/i) least-squares intercept is the weighted mean of log λ_i + alpha · log i.
-    The upper rank is clipped to the nonzero count - 10, as in the fit itself.
     """
     eigs = np.asarray(eigs, dtype=np.float64)
-    positive = int(np.sum(np.isfinite(eigs) & (eigs > 0)))
-    lo, hi = int(fit_range[0]), min(int(fit_range[1]), positive - 10)
+    lo, hi = fit_ranks(eigs, fit_range)
     if not np.isfinite(alpha) or hi < lo:
         return np.zeros(0), np.zeros(0)
     ranks = np.arange(lo, hi + 1, dtype=np.float64)
     weights = 1.0 / ranks
     intercept = np.sum(weights * (np.log(eigs[lo - 1 : hi]) + alpha * np.log(ranks))) / weights.sum()
     return ranks, np.exp(intercept) * ranks**-alpha
+
+
+def n_features(res: xr.Dataset) -> int | None:
+    """D of the analysed activations (the nonzero threshold's), from tgo_config's shape."""
+    import json
+
+    config = res.attrs.get("tgo_config")
+    config = json.loads(config) if isinstance(config, str) else (config or {})
+    shape = config.get("shape") if isinstance(config, dict) else None
+    return int(shape[-1]) if isinstance(shape, list) and shape else None
 
 
 def eigenspectra(
@@ -348,13 +409,15 @@ def eigenspectra(
         layers = sorted({all_layers[0], all_layers[len(all_layers) // 2], all_layers[-1]})
     colors = _colors("plasma", len(all_layers))
     fig, ax = plt.subplots(figsize=(8.0, 4.8), layout="constrained")
-    for layer in layers:
-        eigs = res[N.EIGENVALUES].sel(checkpoint=step, layer=layer, token=token).values
-        eigs = eigs[np.isfinite(eigs)]
-        ranks = np.arange(1, eigs.size + 1)
-        positive = eigs > 0
+    spectra = {layer: nonzero_eigenvalues(res[N.EIGENVALUES].sel(checkpoint=step, layer=layer, token=token).values,
+                                          n_features(res)) for layer in layers}
+    missing = []
+    for layer, eigs in spectra.items():
+        if eigs.size == 0:
+            missing.append(f"layer {layer}")
+            continue
         color = colors[all_layers.index(layer)]
-        ax.loglog(ranks[positive], eigs[positive], ".", ms=3, color=color)
+        ax.loglog(np.arange(1, eigs.size + 1), eigs, ".", ms=3, color=color)
         where = {"checkpoint": step, "layer": layer, "token": token}
         alpha = float(res[N.ALPHA].sel(where)) if N.ALPHA in res else np.nan
         r2 = float(res[N.ALPHA_R2].sel(where)) if N.ALPHA_R2 in res else None
@@ -362,13 +425,16 @@ def eigenspectra(
         if line.size:
             draw_fit(ax, line_ranks, line, color, f"layer {layer}: {fit_label(alpha, r2)}", r2)
         else:
-            why = "zero variance" if not positive.any() else "no fit"
-            ax.plot([], [], ".", color=color, label=f"layer {layer}: alpha n/a ({why})")
+            missing.append(f"layer {layer} (too few nonzero eigenvalues to fit)")
+    if missing:
+        note(ax, f"no alpha: {', '.join(missing)} (no eigenvalue above zero: zero variance)"
+             if all("too few" not in m for m in missing) else f"no alpha: {', '.join(missing)}", where="top")
     what = f"token {token}" + (" (CLS)" if token_kinds(res)[list(res[N.TOKEN].values).index(token)] == "cls" else "")
     if not is_image(res):
         what = f"position {token}"
+    drawn = [eigs for eigs in spectra.values() if eigs.size]
     finish_spectrum_axes(ax, fit_range, f"covariance eigenspectrum of {what}, step {step}",
-                         "eigenvalue λᵢ (activation units²)")
+                         "eigenvalue λᵢ (activation units²), nonzero only", drawn)
     return fig
 
 
@@ -378,13 +444,20 @@ def draw_fit(ax: Any, ranks: np.ndarray, line: np.ndarray, color: Any, label: st
     ax.loglog(ranks, line, ":" if poor else "-", lw=1.2 if poor else 2, color=color, label=label)
 
 
-def finish_spectrum_axes(ax: Any, fit_range: tuple[int, int], title: str, ylabel: str) -> None:
-    """The shared look of an eigenspectrum panel: the alpha fit ranks shaded, labels, legend, grid."""
-    ax.axvspan(*fit_range, color="grey", alpha=0.12, label=f"fit ranks {fit_range[0]}-{fit_range[1]}")
+def finish_spectrum_axes(ax: Any, fit_range: tuple[int, int], title: str, ylabel: str,
+                         spectra: list[np.ndarray] | None = None) -> None:
+    """The shared look of an eigenspectrum panel: the ranks the fits used shaded (the upper rank clipped
+    to the longest nonzero spectrum - 10, as in the fit), labels, legend, grid."""
+    lo, hi = int(fit_range[0]), int(fit_range[1])
+    if spectra:
+        hi = max(fit_ranks(eigs, fit_range)[1] for eigs in spectra)
+    if hi >= lo:
+        ax.axvspan(lo, hi, color="grey", alpha=0.12, label=f"fit ranks {lo}-{hi}")
     ax.set_title(title)
     ax.set_xlabel("rank i")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
 
 
@@ -408,13 +481,80 @@ def training_curve(training: dict | None) -> Any:
         loss_ax = ax.twinx()
     series = [("held_out_loss", "o-", "tab:green", "held-out loss"),
               ("loss", "s--", "tab:red", "train loss (last batch)")]
+    unlogged = []
     for key, style, colour, label in series:
         values = np.asarray(training.get(key) or [], dtype=float)
         if values.size and np.isfinite(values).any():
             loss_ax.plot(steps, values, style, color=colour, label=label)
             loss_ax.set_ylabel("cross-entropy loss (nats)")
+            unlogged += [int(s) for s, v in zip(steps, values, strict=False) if not np.isfinite(v)]
+    if unlogged:
+        note(ax, f"train loss: no point at step {', '.join(map(str, sorted(set(unlogged))))} "
+                 "(no batch trained before it)")
     handles = ax.get_legend_handles_labels()[0]
     if loss_ax is not ax:
         handles += loss_ax.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center left", fontsize=8)
     return fig
+
+
+# ---- the sections of the page that every results store can have ---------------------------------
+
+def _eigenspectra_caption(res: xr.Dataset) -> str:
+    which = "the CLS token" if is_image(res) else "the middle position (not the first, an outlier in decoders)"
+    return ("Covariance eigenvalues against rank on log-log axes for " + which + " by default (`tgo report "
+            "--spectrum-token`), with the line of the stored alpha over the fit ranks and its R²; a fit "
+            f"with R² below {MIN_FIT_R2} is dotted and marked poor: the spectrum is not a power law there.")
+
+
+def _training_caption(res: xr.Dataset) -> str:
+    measure = "Held-out accuracy" if is_image(res) else "Held-out loss (cross-entropy, nats)"
+    return (f"{measure} and the train loss of the last batch, at each saved checkpoint (the initialisation, "
+            "step 0, has no train batch).")
+
+
+def _alpha_caption(res: xr.Dataset) -> str:
+    text = ("Power-law exponent of each token's covariance spectrum per layer, one line per checkpoint "
+            "(larger alpha = faster eigenvalue decay = fewer dominant directions); the last panel "
+            "averages the tokens of each alpha-trajectory cluster (Joseph et al., Fig. 1A). Points "
+            f"ringed in red have a fit R² below {MIN_FIT_R2}: not read as a power law.")
+    if is_image(res):
+        return text + " The CLS token has no value at layer 0, where it is the same learned vector for every image."
+    return text + (" Per-position spectra use the sequences valid at each position; a position whose "
+                   "spectrum cannot be fitted (too few samples, or a constant vector) has no value.")
+
+
+_section = partial(Section, group="core")
+
+register(
+    _section("training", "Training", _training_caption, lambda r, o: training_curve(o.get("training"))),
+    _section("alpha", "Alpha across layers", _alpha_caption, lambda r, o: alpha_trajectories(r)),
+    _section("clusters", "Alpha clusters on the patch grid",
+            "Tokens grouped by k-means of their alpha trajectory across layers (Fig. 1C); "
+            "grey (none) = no cluster (a NaN alpha somewhere in the trajectory).",
+            lambda r, o: cluster_grid(r)),
+    _section("correlation", "Inter-token correlation",
+            "Mean Pearson correlation between the flattened activations of two tokens, per layer "
+            "(Fig. 2), one line per checkpoint.",
+            lambda r, o: token_correlation_profile(r)),
+    _section("correlation_matrices", "Token correlation matrices",
+            "Token x token Pearson correlation at the last checkpoint, first, middle and last layers.",
+            lambda r, o: correlation_matrices(r)),
+    _section("training_dynamics_cls", "Spectral metrics over training: CLS token",
+            "Each spectral metric of the CLS token against training step, one line per layer.",
+            lambda r, o: metrics_over_training(r, CLS_VIEW)),
+    _section("training_dynamics_patch", "Spectral metrics over training: patch tokens",
+            "Each spectral metric averaged over the patch tokens, against training step, one line per layer.",
+            lambda r, o: metrics_over_training(r, PATCH_VIEW)),
+    _section("anisotropy", "Anisotropy across layers",
+            "Top-1 eigenvalue share λ₁ / Σλ of each token's covariance (centred over samples) and the mean "
+            "pairwise cosine similarity of its un-centred vectors, averaged over tokens, one line per checkpoint "
+            "(Razzhigaev et al.).",
+            lambda r, o: anisotropy_profiles(r)),
+    _section("intrinsic_dimension", "Intrinsic dimension over training",
+            "TwoNN estimate on all tokens concatenated, one line per layer.",
+            lambda r, o: intrinsic_dimension(r)),
+    _section("eigenspectra", "Eigenspectra with the alpha fit", _eigenspectra_caption,
+            lambda r, o: eigenspectra(r, o.get("spectrum_token"), o.get("spectrum_step"))),
+)
+

@@ -8,6 +8,7 @@ enrichment must clear to mean something. Alignments get the isotropic r / D from
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ import xarray as xr
 
 from tgo_analysis import names as N
 from tgo_analysis.report import figures as F
+from tgo_analysis.report.sections import Section, register
 
 TANGENT_VARIABLES = (N.TANGENT_ENRICHMENT, N.CONTROL_ENERGY, N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT,
                      N.TANGENT_ENRICHMENT_BY_FREQUENCY, N.TANGENT_ENERGY, N.PCA_ENERGY, N.TANGENT_ENRICHMENT_VS_PCA,
@@ -67,6 +69,15 @@ INTRO = (
     "those of another position (the null). Alignment is the share of the gradient second moment's "
     "top-r eigenvectors inside the subspace; the isotropic value r/D is dotted."
 )
+def training_caption(res: xr.Dataset) -> str:
+    """The over-training caption with the layers it shows: each, or which of them when there are many."""
+    n = res.sizes[N.LAYER]
+    per = ("one colour per layer" if n <= MAX_LAYER_LINES else
+           f"one colour for each of {MAX_LAYER_LINES} of the {n} layers (evenly spaced, first and last)")
+    return (f"The same panels against training step, {per} (the paper: enrichment > 1 appears early and "
+            "persists); activation energy (dash-dot) is the confound of a rising E_T.")
+
+
 def present(res: xr.Dataset) -> bool:
     """Whether the results hold any tangent statistic (the section is shown only then)."""
     return any(name in res for name in TANGENT_VARIABLES)
@@ -158,9 +169,12 @@ def _lines(res: xr.Dataset, over: str, x: np.ndarray, indices: np.ndarray, color
 
 
 def _legend(fig: Any, res: xr.Dataset, panels: list[str], colors: list, labels: list[str], title: str) -> None:
-    """One legend: a colour per line index, then a grey key per quantity style, reference and band."""
-    handles = [plt.Line2D([], [], color=c, lw=2) for c in colors]
-    names = list(labels)
+    """Two legends: a colour per line index (checkpoint or layer), and under it a grey key per quantity
+    style, reference and band drawn (one 16-entry list mixed colours and styles)."""
+    fig.legend([plt.Line2D([], [], color=c, lw=2) for c in colors], list(labels), loc="outside right upper",
+               title=title, fontsize=7)
+    handles: list = []
+    names: list[str] = []
     for panel in panels:
         for name in PANELS[panel][2]:
             if name in res:
@@ -179,7 +193,7 @@ def _legend(fig: Any, res: xr.Dataset, panels: list[str], colors: list, labels: 
     if any(name in res for name in INTERVAL_OF.values()):
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15))
         names.append(CI_LABEL)
-    fig.legend(handles, names, loc="outside right upper", title=title, fontsize=7)
+    fig.legend(handles, names, loc="outside right lower", title="line style", fontsize=7)
 
 
 def across_layers(res: xr.Dataset) -> Any:
@@ -232,27 +246,38 @@ def by_frequency(res: xr.Dataset) -> Any:
     layers = shown_layers(res, MAX_FREQUENCY_PANELS)
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers) + 2.0, 3.9), squeeze=False,
                              sharey=True, layout="constrained")
-    x = np.arange(res.sizes[N.FREQUENCY_BUCKET])
-    labels = bucket_labels(res)
-    colors = F._colors("viridis", res.sizes[N.CHECKPOINT])
     data = res[N.TANGENT_ENRICHMENT_BY_FREQUENCY]
     pca = res.get(N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
+    # buckets with no value anywhere (fewer held-out positions than the equal count) leave the axis: ten
+    # ticks for two drawn buckets were unreadable; the title says how many are left out
+    filled = np.isfinite(np.asarray(data.values, dtype=float)).any(axis=tuple(range(data.ndim - 1)))
+    kept = np.flatnonzero(filled) if filled.any() else np.arange(res.sizes[N.FREQUENCY_BUCKET])
+    x = np.arange(kept.size)
+    labels = [bucket_labels(res)[b] for b in kept]
+    colors = F._colors("viridis", res.sizes[N.CHECKPOINT])
     for ax, li in zip(axes[0], layers, strict=True):
-        for ci, step in enumerate(res[N.CHECKPOINT].values):
-            ax.plot(x, data.isel(checkpoint=ci, layer=li).values, "o-", ms=3, color=colors[ci],
-                    label=f"step {int(step)}")
-            if pca is not None:
-                ax.plot(x, pca.isel(checkpoint=ci, layer=li).values, "^--", ms=3, lw=1.1, color=colors[ci])
+        series = [(f"step {int(step)}", data.isel(checkpoint=ci, layer=li).values[kept], colors[ci])
+                  for ci, step in enumerate(res[N.CHECKPOINT].values)]
+        F.plot_series(ax, x, series, why="no bucket with enough held-out positions")
+        if pca is not None:
+            for ci in range(res.sizes[N.CHECKPOINT]):
+                values = pca.isel(checkpoint=ci, layer=li).values[kept]
+                if np.isfinite(values).any():
+                    ax.plot(x, values, "^--", ms=3, lw=1.1, color=colors[ci])
         ax.axhline(1.0, color="black", ls="--", lw=1, label="no enrichment (1)")
-        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(x, labels, rotation=45 if kept.size > 4 else 0, ha="right" if kept.size > 4 else "center",
+                      fontsize=7)
         ax.set_xlabel("token count in the corpus (log-spaced buckets)")
         ax.set_title(f"layer {int(res[N.LAYER].values[li])}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ENRICHMENT_LABEL)
     count = res.attrs.get("tangent_frequency_count")
     equal = f", {count} held-out positions per bucket" if count is not None else ""
+    if kept.size < res.sizes[N.FREQUENCY_BUCKET]:
+        equal += f"; {res.sizes[N.FREQUENCY_BUCKET] - kept.size} of {res.sizes[N.FREQUENCY_BUCKET]} buckets have fewer"
+        equal += " and are left out"
     fig.suptitle("tangent enrichment by token frequency (rare → frequent): solid E_T / E_N, dashed E_T / E_PCA"
-                 + equal, fontsize=10)
+                 + equal, fontsize=9, wrap=True)
     F._legend_right(fig, axes[0][0], "checkpoint")
     return fig
 
@@ -322,9 +347,37 @@ def reading_frequency(res: xr.Dataset) -> str | None:
     count = res.attrs.get("tangent_frequency_count")
     parts = [f"each bucket is scored on the same number of held-out positions ({count})" if count is not None
              else "bucket sizes are not recorded, so a bucket's size may be driving its value"]
-    pca = _last(res, N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
-    if pca is not None and np.isfinite(pca).any():
-        share = float(np.mean(pca[np.isfinite(pca)] > 1))
-        parts.append(f"E_T / E_PCA is above 1 in {share:.0%} of the (layer, bucket) cells at the last checkpoint")
+    measured = False
+    for name, what in ((N.TANGENT_ENRICHMENT_BY_FREQUENCY, "E_T / E_N"),
+                       (N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY, "E_T / E_PCA")):
+        values = _last(res, name)
+        if values is not None and np.isfinite(values).any():
+            measured = True
+            share = float(np.mean(values[np.isfinite(values)] > 1))
+            parts.append(f"{what} is above 1 in {share:.0%} of the (layer, bucket) cells with a value at the last "
+                         "checkpoint")
+    if not measured:  # nothing to read: the figure's notes say which buckets have no value
+        return None
     return ("What this supports: " + "; ".join(parts) + "; there is no interval per bucket, so differences between "
             "buckets smaller than the per-layer intervals of the figure above are not evidence of a frequency effect.")
+
+
+# Shown only for results that have tangent statistics (SPEC 5 gradients; text models and ViTs alike).
+_section = partial(Section, group="tangent", needs=TANGENT_VARIABLES)
+
+register(
+    _section("tangent_layers", "Gradients and tangent proxies across layers",
+            INTRO + " Here: one colour per checkpoint against layer; grey bands are the spread of the "
+            "control draws (around E_T / E_N) and the 5-95 % bootstrap intervals over held-out samples.",
+            lambda r, o: across_layers(r), reading_layers),
+    _section("tangent_training", "Gradients and tangent proxies over training",
+            training_caption,
+            lambda r, o: over_training(r), reading_training),
+    _section("tangent_frequency", "Tangent enrichment by token frequency",
+            "Tangent enrichment over an equal-count subsample of the held-out positions of each "
+            "log-spaced bucket of corpus token counts (masked-LM masked positions in no bucket), against "
+            "the normal controls (solid) and the PCA subspace (dashed), one colour per checkpoint, a few "
+            "layers (the paper: strongest for frequent tokens).",
+            lambda r, o: by_frequency(r), reading_frequency),
+)
+

@@ -13,7 +13,7 @@ from typing import Any
 
 from tgo_analysis.statistics import statistics
 from tgo_analysis.statistics.base import Context, Derived, StatisticBase
-from tgo_store.errors import TgoError
+from tgo_store.errors import TgoError, did_you_mean
 
 
 def derived(stats: Sequence[StatisticBase] | None = None) -> list[Derived]:
@@ -38,6 +38,11 @@ def _aliases() -> dict[str, str]:
     return {alias: metric for s in statistics() for alias, metric in s.aliases.items()}
 
 
+def _by_statistic() -> dict[str, tuple[str, ...]]:
+    """A statistic's name selects every metric it computes (``token_spectra``, ``tangent``), as a group does."""
+    return {s.name: s.metrics for s in statistics() if s.name not in s.metrics}
+
+
 def _for_all(ds: Any) -> list[str]:
     """What ``all`` means for this store: every statistic that supports it (``supports(ds)``); a group
     name several statistics answer (``similarity``) only when all of them support it."""
@@ -49,22 +54,24 @@ def _for_all(ds: Any) -> list[str]:
 
 def parse_metrics(metrics: Sequence[str] | str, ds: Any = None) -> tuple[str, ...]:
     """'all', a comma-separated string or a list -> validated metric names."""
-    known, aliases = selectable(), _aliases()
+    known, aliases, by_statistic = selectable(), _aliases(), _by_statistic()
     items = [metrics] if isinstance(metrics, str) else list(metrics)
     chosen: list[str] = []
     for item in items:
         for name in (s.strip() for s in item.split(",")):
             if name == "all":
                 chosen += _for_all(ds)
+            elif name in by_statistic:
+                chosen += by_statistic[name]
             elif name in aliases:
                 chosen.append(aliases[name])
             elif name in known:
                 chosen.append(name)
             elif name:
-                raise TgoError(f"unknown metric '{name}'; choose from all, {', '.join(known)} "
-                               "(tgo analyze --list-metrics)")
+                raise TgoError(f"unknown metric '{name}'{did_you_mean(name, ['all', *known, *aliases, *by_statistic])} "
+                               "(`tgo analyze --list-metrics` lists every name)")
     if not chosen:
-        raise TgoError(f"no metric chosen; choose from all, {', '.join(known)}")
+        raise TgoError("no metric chosen; give all, or names from `tgo analyze --list-metrics`")
     chosen += [d.requires for d in derived() if d.name in chosen and d.requires not in chosen]
     return tuple(dict.fromkeys(chosen))
 

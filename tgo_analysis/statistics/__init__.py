@@ -30,7 +30,7 @@ from tgo_analysis.statistics.tangent import TangentEnrichment
 from tgo_analysis.statistics.token_correlation import TokenCorrelation
 from tgo_analysis.statistics.token_spectra import TokenSpectra
 from tgo_analysis.statistics.updates import RepresentationUpdates
-from tgo_store.errors import TgoError
+from tgo_store.errors import TgoError, did_you_mean
 from tgo_store.plugins import Registry
 
 STATISTICS: Registry[StatisticBase] = Registry("tgo.statistics", [
@@ -55,7 +55,8 @@ def statistic(name: str) -> StatisticBase:
     found = STATISTICS.first(lambda stat: stat.name == name)
     if found is not None:
         return check_statistic(found)
-    raise TgoError(f"no statistic called {name!r}; the registered ones are {', '.join(STATISTICS.names())}")
+    raise TgoError(f"no statistic called {name!r}{did_you_mean(name, STATISTICS.names())} "
+                   "(`tgo analyze --list-metrics` lists them)")
 
 
 def declared_options(stats: Iterable[StatisticBase] | None = None) -> dict[str, Option]:

@@ -46,7 +46,7 @@ from tgo_analysis.statistics.base import (
     Variable,
 )
 from tgo_analysis.statistics.user_errors import user_error
-from tgo_store.errors import TgoError
+from tgo_store.errors import TgoError, nearest_step
 from tgo_store.store import schema as S
 
 if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
 AUTO = "auto"
 REPRESENTATIONS = Option("representations", AUTO, "CKA: the vectors that stand for a sample, comma-separated: "
                          "mean, cls, token:K, all (auto: mean, cls where there is one, all when N allows)", str)
-REFERENCE = Option("cka_reference", None, "cka_checkpoints: the reference checkpoint, by its `checkpoint` "
-                   "coordinate (the step; default the last)", int, optional=True)
+REFERENCE = Option("cka_reference", None, "cka_checkpoints: the reference checkpoint, by its training step "
+                   "(-1 or unset: the last)", int, optional=True)
 
 
 @dataclass(frozen=True)
@@ -343,14 +343,14 @@ class CkaCheckpoints(_Cka):
         reps, reason = resolve_representations(ds, ctx, 2)
         steps = np.asarray(ds[S.CHECKPOINT].values) if S.CHECKPOINT in ds.coords else np.arange(ctx.n_checkpoints)
         given = ctx.option(REFERENCE)
-        if given is None:
+        if given is None or int(given) == -1:  # steps are never negative: -1 is the last, as everywhere in tgo
             index = len(steps) - 1
         else:
             found = np.flatnonzero(steps == given)
             if not found.size:
                 shown = ", ".join(str(v) for v in steps[:8]) + (", ..." if len(steps) > 8 else "")
-                raise TgoError(f"--cka-reference {given} is not a checkpoint of this store (it has {shown}); "
-                               "give one of its `checkpoint` values")
+                raise TgoError(f"--cka-reference {given} is not a training step of this store{nearest_step(given, steps)} "
+                               f"(it has {shown}); give one of them, or -1 for the last")
             index = int(found[0])
         value = steps[index].item() if hasattr(steps[index], "item") else steps[index]
         return CkaSetup(reps, reason, index, value, common_tokens(ds))

@@ -85,17 +85,47 @@ def _write_shard(source: LayerSource, plan: EpochPlan, k: int, path: Path, featu
     return write_shard_file(path, features, tables())
 
 
+def step_indices(store: Any, steps: Sequence[int], storage_options: dict | None = None) -> list[int]:
+    """Checkpoint indices of training steps (-1: the last), as ``tgo export --checkpoints`` names them;
+    a step the store lacks is refused with the nearest one."""
+    import xarray as xr
+
+    from tgo_store.errors import nearest_step
+    from tgo_store.store import schema as S
+    from tgo_store.store.open import open_store
+
+    ds = store if isinstance(store, xr.Dataset) else open_store(os.fspath(store), storage_options=storage_options,
+                                                                chunks=None)
+    act = S.validate_activations(ds)  # a foreign or half-made store: its own one-line refusal
+    known = ([int(v) for v in ds[S.CHECKPOINT].values] if S.CHECKPOINT in ds.coords
+             else list(range(act.shape[0])))  # no coordinate: the steps are the indices, as the loader reads them
+    indices = []
+    for step in steps:
+        if int(step) == -1 and known:
+            indices.append(len(known) - 1)
+        elif int(step) in known:
+            indices.append(known.index(int(step)))
+        else:
+            raise TgoError(f"step {step} is not a checkpoint of the store{nearest_step(step, known)}; give training "
+                           f"steps ({', '.join(map(str, known[:8]))}{', ...' if len(known) > 8 else ''}), -1 for the last")
+    return indices
+
+
 def export_hf_datasets(store: Any, layer: int, out: Any, *, checkpoint: int = -1,
-                       checkpoints: Sequence[int] | None = None, tokens: Any = None, exclude_special: bool = False,
+                       checkpoints: Sequence[int] | None = None, steps: Sequence[int] | None = None,
+                       tokens: Any = None, exclude_special: bool = False,
                        exclude_first: bool = False, samples: Any = None, shard_size: int | str = DEFAULT_SHARD_SIZE,
                        storage_options: dict | None = None, progress: bool = False) -> ExportSummary:
     """Write the chosen positions of one layer to ``out`` as a ``datasets`` Arrow folder (see module doc).
 
+    ``steps``: the checkpoints by training step (-1: the last), as the command line names them.
     The selection is the loader's (``checkpoint`` index or ``checkpoints`` indices, ``tokens``,
     ``exclude_special`` / ``exclude_first``, ``samples``); ``shard_size`` (bytes like "500MB" or
     rows as an int) sets the rows per Arrow file. Re-running an interrupted export resumes it;
     re-running a finished one changes nothing.
     """
+    if steps is not None:
+        checkpoints = step_indices(store, steps, storage_options)
     source = LayerSource(store, layer, checkpoint if checkpoints is None else checkpoints, tokens,
                          PositionChoice(bool(exclude_special), bool(exclude_first)), storage_options, samples)
     total = int(source.counts.sum())
@@ -128,6 +158,9 @@ def export(fmt: str, store: Any, layer: int, out: Any, **kwargs: Any) -> ExportS
 
     if fmt not in EXPORTERS:
         raise TgoError(f"unknown export format '{fmt}'; choose one of {', '.join(sorted(EXPORTERS))}")
+    steps = kwargs.pop("steps", None)  # training steps, as every verb names checkpoints -> indices
+    if steps is not None:
+        kwargs["checkpoints"] = step_indices(store, steps, kwargs.get("storage_options"))
     takes = inspect.signature(EXPORTERS[fmt]).parameters
     for name in kwargs:
         if name not in takes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.exceptions import TyperException
@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # click's plain help: long option names wrap, never truncated at 80 columns
+    rich_markup_mode="rich",  # panels; command summaries whole (click's plain help cuts them at 45 characters)
 )
 
 
@@ -40,10 +40,17 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def bool_flag(flag: str, help: str, default: bool = False, panel: str | None = None) -> Any:
+    """A switch that reads well: ``--quiet`` when it is off by default (no ``--no-quiet``, no
+    ``[default: no-quiet]``), ``--x/--no-x`` only when it is on by default."""
+    spelling = flag if not default else f"{flag}/--no-{flag.removeprefix('--')}"
+    return typer.Option(spelling, help=help, rich_help_panel=panel, show_default=bool(default), metavar="")
+
+
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")] = False,
-    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+    debug: Annotated[bool, bool_flag("--debug", f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version, metavar="",
                                           help="print tgo's version and exit")] = False,
 ) -> None:
     if debug:
@@ -61,6 +68,20 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def usage_message(exc: Exception) -> str:
+    """click's usage error in tgo's words: lower case, '; ' between clauses, and for an unknown option
+    the one closest option of the command (click offers up to three, or none for a misspelling)."""
+    from tgo_store.errors import did_you_mean
+
+    if getattr(exc, "option_name", None) and hasattr(exc, "possibilities"):  # NoSuchOption (typer's click)
+        ctx = exc.ctx
+        known = [o for p in (ctx.command.params if ctx is not None else []) for o in (*p.opts, *p.secondary_opts)
+                 if o.startswith("--")]
+        return f"no option {exc.option_name}{did_you_mean(exc.option_name, known or exc.possibilities or [])}"
+    text = exc.format_message().strip().rstrip(".").replace(". Did you mean", "; did you mean")
+    return text[:1].lower() + text[1:]
+
+
 def run(argv: Sequence[str] | None = None) -> None:
     """Run the app on ``argv`` (default: the command line); every failure ends in one stderr line."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -75,7 +96,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         if not exc.format_message():  # `tgo` alone: the help is printed, nothing is wrong to say
             raise SystemExit(getattr(exc, "exit_code", 2)) from None
         where = f"tgo {ctx.info_name} --help" if ctx is not None and ctx.info_name != "tgo" else "tgo --help"
-        fail(f"{exc.format_message().rstrip('.')}; see `{where}`", getattr(exc, "exit_code", 2))
+        fail(f"{usage_message(exc)}; see `{where}`", getattr(exc, "exit_code", 2))
     except Exception as exc:
         full = no_space_error(exc)  # a full disk is ordinary: named, and a re-run resumes
         if full is not None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.app import app, bool_flag
 
 
 @dataclass(frozen=True)
@@ -41,21 +41,19 @@ DEMOS = {
 @app.command()
 def demo(
     out: Annotated[
-        str | None, typer.Option(help="folder for checkpoints, stores and the report "
-                                      "[default: tgo-demo, or tgo-demo-text with --text]")
+        str | None, typer.Option(metavar="DIR", help="folder for checkpoints, stores and the report",
+                                 show_default="tgo-demo, or tgo-demo-text with --text")
     ] = None,
     text: Annotated[
-        bool, typer.Option(help="the language demo: a small LLaMA decoder trained from scratch on Python's "
-                                "bundled documentation, recorded with its gradients")
+        bool, bool_flag("--text", "the language demo: a small LLaMA decoder trained from scratch on Python's "
+                        "bundled documentation, recorded with its gradients")
     ] = False,
-    quick: Annotated[
-        bool, typer.Option(help="a one-minute smoke run (a few training steps, 3 checkpoints)")
-    ] = False,
-    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    quick: Annotated[bool, bool_flag("--quick", "a one-minute smoke run (a few training steps, 3 checkpoints)")] = False,
+    quiet: Annotated[bool, bool_flag("--quiet", "no progress bars")] = False,
 ) -> None:
-    """Train a small transformer (a ViT on scikit-learn's digits, or with --text a decoder on Python's
-    documentation), record every checkpoint, layer and token, analyse the geometry and write a report.
-    Re-running resumes."""
+    """Train a small transformer, record every checkpoint, layer and token, measure and report; re-running resumes.
+
+    A ViT on scikit-learn's digits, or with --text a decoder on Python's documentation."""
     import xarray as xr
     from rich.console import Console
     from rich.table import Table
@@ -67,8 +65,13 @@ def demo(
     for row in kind.load("rows")(results, summary.per_step(kind.series)):
         table.add_row(*row)
     console = Console()
+    if not console.is_terminal:  # a log: as wide as the table needs, never cut at 80 columns
+        wide = console.options.update(max_width=1000)
+        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
     console.print(table)
     console.print(kind.load("legend"))
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
     console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
+    for label, path in summary.others.items():  # every folder the demo wrote is named
+        console.print(f"compared: {path} ({label}; drawn beside the results in the report)", soft_wrap=True)
     console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)

@@ -6,34 +6,42 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.app import app, bool_flag
+from tgo_store.errors import TgoError
 from tgo_store.options import parse_selection
 
 
-def checkpoint_choice(text: str | None) -> dict:
-    """--checkpoints: None or 'last' -> the last one, 'all' -> every one, '0,3-5' -> those indices."""
-    if text is None or text.strip().lower() == "last":
+def checkpoint_choice(text: str) -> dict:
+    """--checkpoints: training steps like 0,40 (-1: the last) or all, as every verb names checkpoints."""
+    if text.strip().lower() == "all":
+        return {"checkpoints": slice(None)}
+    if text.strip() == "-1":  # the last: no step to look up
         return {"checkpoint": -1}
-    chosen = parse_selection(text)
-    return {"checkpoints": chosen} if chosen is not None else {"checkpoints": slice(None)}
+    try:
+        return {"steps": [int(part) for part in text.split(",") if part.strip()]}
+    except ValueError:
+        raise TgoError(f"cannot read --checkpoints '{text}'; give training steps like 0,40 (-1: the last) "
+                       "or all") from None
 
 
 @app.command()
 def export(
-    store: Annotated[str, typer.Argument(help="activation store URL")],
-    layer: Annotated[int, typer.Option(help="the layer to export (a value of the store's `layer` coord)")],
-    out: Annotated[str, typer.Option(help="folder to write (must not exist yet, unless it is this export)")],
-    format_: Annotated[str, typer.Option("--format", help="hf-datasets: one row per position, what "
+    store: Annotated[str, typer.Argument(metavar="STORE", help="activation store URL")],
+    layer: Annotated[int, typer.Option(metavar="N", help="the layer to export (a value of the store's `layer` coord)")],
+    out: Annotated[str, typer.Option(metavar="DIR", help="folder to write (must not exist yet, unless it is this export)")],
+    format_: Annotated[str, typer.Option("--format", metavar="FORMAT", help="hf-datasets: one row per position, what "
                                          "`datasets.load_from_disk` opens; saelens: SAELens's cached activations")]
         = "hf-datasets",
-    checkpoints: Annotated[str | None, typer.Option(help="checkpoint indices like 0,3-5, or all [default: the last]")]
-        = None,
-    tokens: Annotated[str | None, typer.Option(help="token indices like 0,5-9 [default: all]")] = None,
-    exclude_special: Annotated[bool, typer.Option(help="leave out special tokens (text stores)")] = False,
-    exclude_first: Annotated[bool, typer.Option(help="leave out each sequence's first valid token")] = False,
-    shard_size: Annotated[str, typer.Option(help="bytes per Arrow file, e.g. 500MB")] = "500MB",
-    seed: Annotated[int | None, typer.Option(help="row order of --format saelens [default: 0]")] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    checkpoints: Annotated[str, typer.Option(metavar="STEPS", help="training steps like 0,40 (-1: the last), or all")]
+        = "-1",
+    tokens: Annotated[str | None, typer.Option(metavar="TOKENS", help="token indices like 0,5-9",
+                                               show_default="all")] = None,
+    exclude_special: Annotated[bool, bool_flag("--exclude-special", "leave out special tokens (text stores)")] = False,
+    exclude_first: Annotated[bool, bool_flag("--exclude-first", "leave out each sequence's first valid token")] = False,
+    shard_size: Annotated[str, typer.Option(metavar="SIZE", help="bytes per Arrow file, e.g. 500MB")] = "500MB",
+    seed: Annotated[int | None, typer.Option(metavar="N", help="row order of --format saelens",
+                                             show_default="0")] = None,
+    quiet: Annotated[bool, bool_flag("--quiet", "no progress bar")] = False,
 ) -> None:
     """Write every valid position of one layer as a row (activations float32, sample, token,
     checkpoint, token_id / label), or with --format saelens one row per sequence under the layer's

@@ -10,7 +10,7 @@ from tgo_analysis.orchestration.cli.app import app
 
 
 @app.command()
-def info(store: Annotated[str, typer.Argument(help="store URL")]) -> None:
+def info(store: Annotated[str, typer.Argument(metavar="STORE", help="store URL")]) -> None:
     """Show what is in a store without reading its activations."""
     from rich.console import Console
     from rich.table import Table

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.app import app, bool_flag
 from tgo_store.options import Flag, IngestOptions, option_fields
 
 
@@ -20,9 +20,17 @@ def _parameter(flag: Flag, name: str, default: Any) -> inspect.Parameter:
     """A typer option for one declared flag (required when its option has no default)."""
     spelling = (flag.flag,) if flag.flag else ()
     if flag.kind is bool:
-        spelling = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",)
+        info = bool_flag(flag.flag or f"--{name.replace('_', '-')}", flag.help, bool(default))
+    else:
+        info = typer.Option(*spelling, help=flag.help, metavar=metavar(flag.kind),
+                            show_default=default is not None and default is not inspect.Parameter.empty)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[flag.kind, typer.Option(*spelling, help=flag.help)])
+                             annotation=Annotated[flag.kind, info])
+
+
+def metavar(kind: Any) -> str:
+    """One placeholder style for every verb: N, X, TEXT, and VALUE for a repeatable option."""
+    return {int: "N", float: "X", str: "TEXT"}.get(kind, "VALUE")
 
 
 def _declared() -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
@@ -53,8 +61,8 @@ def options_from_flags(values: dict[str, Any]) -> IngestOptions:
 
 
 def ingest(
-    store: Annotated[str, typer.Option(help="Zarr store URL: path, file://, memory://, s3://...")],
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    store: Annotated[str, typer.Option(metavar="STORE", help="Zarr store URL: path, file://, memory://, s3://...")],
+    quiet: Annotated[bool, bool_flag("--quiet", "no progress bar")] = False,
     **values: Any,
 ) -> None:
     """Record every checkpoint x layer x token; re-running writes only what is missing."""

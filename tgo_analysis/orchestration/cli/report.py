@@ -6,28 +6,29 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.app import app, bool_flag
 
 
 @app.command()
 def report(
-    results: Annotated[str, typer.Argument(help="results store written by `tgo analyze`")],
-    out: Annotated[str, typer.Option(help="folder for index.html and the PNG figures")],
-    title: Annotated[str | None, typer.Option(help="page title")] = None,
+    results: Annotated[str, typer.Argument(metavar="RESULTS", help="results store written by `tgo analyze`")],
+    out: Annotated[str, typer.Option(metavar="DIR", help="folder for index.html and the PNG figures")],
+    title: Annotated[str | None, typer.Option(metavar="TEXT", help="page title", show_default="tgo report")] = None,
     spectrum_token: Annotated[
-        int | None, typer.Option(help="token of the eigenspectrum figure [default: first token]")
+        int | None, typer.Option(metavar="N", help="token of the eigenspectrum figure",
+                                 show_default="the first token, CLS for a ViT; the middle position for text")
     ] = None,
     spectrum_step: Annotated[
-        int | None,
-        typer.Option(help="checkpoint (training step) of the eigenspectrum figure [default: last]"),
-    ] = None,
+        int, typer.Option(metavar="STEP", help="training step of the eigenspectrum figure (-1: the last)"),
+    ] = -1,
     compare: Annotated[
         list[str] | None,
-        typer.Option(help="LABEL=RESULTS drawn beside these in the pooled anisotropy figure (repeatable)"),
+        typer.Option(metavar="LABEL=RESULTS", show_default=False,
+                     help="other results drawn beside these in the pooled anisotropy figure (repeatable)"),
     ] = None,
     without_final_norm: Annotated[
-        bool, typer.Option(help="pooled anisotropy: leave out the last hidden state taken after the final norm "
-                                "(Razzhigaev et al.'s layers 0..L-1)"),
+        bool, bool_flag("--without-final-norm", "pooled anisotropy: leave out the last hidden state taken after "
+                        "the final norm (Razzhigaev et al.'s layers 0..L-1)"),
     ] = False,
     allow_incomplete: Annotated[
         bool, typer.Option(help="draw results an analysis has not finished, under a banner naming the missing "

@@ -6,20 +6,22 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_analysis.orchestration.cli.app import app, bool_flag
 
 
 @app.command()
 def sweep(
-    config: Annotated[str, typer.Argument(help="sweep.toml (see the tgo_analysis.orchestration.sweep docstring or README)")],
-    scheduler: Annotated[str | None, typer.Option(help="address of an existing cluster's scheduler")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="LocalCluster worker processes (when no --scheduler)")] = 2,
-    threads_per_worker: Annotated[int, typer.Option(min=1, help="threads per LocalCluster worker")] = 1,
-    memory_limit: Annotated[str, typer.Option(help="memory limit per LocalCluster worker")] = "auto",
-    status: Annotated[bool, typer.Option("--status", help="show what is done and exit")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="keep picking up new checkpoints until the stop file appears")] = False,
-    poll: Annotated[float, typer.Option(min=0, help="seconds between checks for new checkpoints in --watch")] = 30.0,
-    quiet: Annotated[bool, typer.Option(help="no progress table")] = False,
+    config: Annotated[str, typer.Argument(metavar="SWEEP_TOML", help="sweep.toml (see the tgo_analysis.orchestration.sweep docstring or README)")],
+    scheduler: Annotated[str | None, typer.Option(metavar="ADDRESS", help="address of an existing cluster's scheduler",
+                                                  show_default="a LocalCluster")] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="LocalCluster worker processes (when no --scheduler)")] = 2,
+    threads_per_worker: Annotated[int, typer.Option(min=1, metavar="N", help="threads per LocalCluster worker")] = 1,
+    memory_limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit per LocalCluster worker")] = "auto",
+    status: Annotated[bool, bool_flag("--status", "show what is done and exit")] = False,
+    watch: Annotated[bool, bool_flag("--watch", "keep picking up new checkpoints until the stop file appears")] = False,
+    poll: Annotated[float, typer.Option(min=0, metavar="SECONDS", help="seconds between checks for new checkpoints in "
+                                        "--watch")] = 30.0,
+    quiet: Annotated[bool, bool_flag("--quiet", "no progress table")] = False,
 ) -> None:
     """Split the work into (checkpoint, sample block) tasks; re-running resumes."""
     from rich.console import Console

@@ -60,6 +60,7 @@ class DemoSummary:
     report: Path
     training: dict  # {"steps", "accuracy", "loss", "seconds"}
     seconds: dict[str, float]
+    others: dict[str, str] = field(default_factory=dict)  # {label: results URL} of the compared analyses
 
     def per_step(self, key: str) -> dict[int, float]:
         """A logged training series by step (``accuracy`` for images, ``held_out_loss`` for text)."""
@@ -149,8 +150,9 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     """The stages every demo shares after training: ingest (resumes), analyze ``all``, report.
 
     ``analysis_options``: keyword options of the main analysis (statistics' declared options).
-    ``compare``: {label: (metrics, analyze keyword options)} analysed again into ``metrics-<n>.zarr`` and
-    drawn beside the main results (the text demo: pooled metrics without the first position).
+    ``compare``: {label: (metrics, analyze keyword options)} analysed again into a results store named by
+    its options (``metrics-exclude-first.zarr``) and drawn beside the main results (the text demo: pooled
+    metrics without the first position); the summary lists it, so no file in the folder goes unexplained.
     """
     from tgo_analysis.analyze import analyze
     from tgo_analysis.report import stamp, write_report
@@ -169,8 +171,8 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
     if progress:  # analyze() no longer prints: the demo says what it computed and reused, as the verb does
         print(summary_line(said), file=sys.stderr)
     others = {}
-    for n, (label, (metrics, options)) in enumerate((compare or {}).items(), start=1):
-        others[label] = str(out / f"metrics-{n}.zarr")
+    for label, (metrics, options) in (compare or {}).items():
+        others[label] = str(out / compare_name(options))
         analyze(open_store(store), metrics, out=others[label], progress=progress, **options)
     seconds["analyze"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -185,7 +187,14 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
         report = write_report(results, report_dir, title=title, training=training, compare=others)
         stamp.mark(report_dir, digest)
     seconds["report"] = time.perf_counter() - t0
-    return DemoSummary(out, store, results, report, training, seconds)
+    return DemoSummary(out, store, results, report, training, seconds, others)
+
+
+def compare_name(options: dict[str, Any]) -> str:
+    """The results store of a compared analysis, named by what differs: ``metrics-exclude-first.zarr``."""
+    words = [key.replace("_", "-") if value is True else f"{key.replace('_', '-')}-{value}"
+             for key, value in sorted(options.items())]
+    return "metrics-" + ("-".join(words) or "compare") + ".zarr"
 
 
 HEADLINE_COLUMNS = (  # short, so the table fits 80 columns; HEADLINE_LEGEND says what each one is

@@ -53,7 +53,7 @@ def check_reference(cfg: SweepConfig, plan: Any) -> None:
     """Refuse, before anything is ingested, a CKA reference that is not a checkpoint of the sweep."""
     reference = (cfg.analysis or {}).get("cka_reference")
     steps = [c.step for c in plan.checkpoints]
-    if reference is not None and reference not in steps:
+    if reference is not None and reference != -1 and reference not in steps:  # -1: the last, as everywhere
         raise TgoError(f"sweep file analysis.cka_reference {reference} is not a checkpoint of this sweep (steps "
                        f"{', '.join(str(s) for s in steps[:8])}{', ...' if len(steps) > 8 else ''}); give one of them")
 
