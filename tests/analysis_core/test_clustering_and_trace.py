@@ -43,6 +43,21 @@ def test_clusters_recover_planted_groups_ordered_by_mean_alpha() -> None:
     np.testing.assert_array_equal(labels, again)
 
 
+def test_a_layer_no_token_resolves_is_left_out_not_voiding_every_trajectory() -> None:
+    """A float16 layer 0 below the noise floor (SPEC 8) has alpha NaN for every token: the
+    clusters come from the other layers, the same as without that layer."""
+    rng = np.random.default_rng(1)
+    traj = np.concatenate([g + 0.05 * rng.standard_normal((6, 5)) for g in (0.5, 2.0)])
+    with_nan_layer = np.concatenate([np.full((traj.shape[0], 1), np.nan), traj], axis=1)
+
+    def labels(values: np.ndarray) -> np.ndarray:
+        alpha = xr.DataArray(values.T, dims=("layer", "token"), coords={"token": np.arange(values.shape[0])})
+        return cluster_alpha_trajectories(alpha, 2, seed=0).values
+
+    np.testing.assert_array_equal(labels(with_nan_layer), labels(traj))
+    np.testing.assert_array_equal(labels(traj), np.repeat([0, 1], 6))
+
+
 def test_umap_missing_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 

@@ -19,7 +19,7 @@ import xarray as xr
 
 from tests.support import ingest_kwargs, run_cli, save_checkpoints
 from tgo_analysis.analyze import analyze
-from tgo_analysis.report import SECTIONS, write_report
+from tgo_analysis.report import write_report
 from tgo_analysis.report.build import OLD_SUFFIX, PARTIAL_SUFFIX
 from tgo_store import ingest
 from tgo_store.errors import TgoError
@@ -110,8 +110,13 @@ def test_a_report_killed_while_redrawing_leaves_the_previous_page_whole(clean, t
 
     import tgo_analysis.report as report_module
 
-    killing = tuple(dataclasses.replace(s, draw=kill_on_the_second_figure(s)) for s in SECTIONS)
-    monkeypatch.setattr(report_module, "SECTION_GROUPS", ((killing, None), *report_module.SECTION_GROUPS[1:]))
+    real_groups = report_module._section_groups
+
+    def killing_groups(res):
+        shown, hidden = real_groups(res)
+        return [dataclasses.replace(s, draw=kill_on_the_second_figure(s)) for s in shown], hidden
+
+    monkeypatch.setattr(report_module, "_section_groups", killing_groups)
     with pytest.raises(KeyboardInterrupt):
         write_report(clean, page, title="after")
     monkeypatch.undo()

@@ -9,6 +9,9 @@ def cluster_trajectories(trajectories: np.ndarray, n_clusters: int, *, use_umap:
                          seed: int = 0) -> np.ndarray:
     """alpha trajectories (token, layer) -> cluster id per token; -1 for a trajectory with NaN.
 
+    Layers where no token has an alpha (e.g. a float16 layer whose spectrum is below the storage
+    noise floor, SPEC 8) are left out of every trajectory rather than voiding them all.
+
     Trajectories are standardised per layer; ids are ordered by the cluster's mean alpha, so
     cluster 0 always has the lowest mean alpha and ids are stable across runs. ``use_umap``
     needs umap-learn (ImportError without it: the caller says how to install it).
@@ -16,6 +19,7 @@ def cluster_trajectories(trajectories: np.ndarray, n_clusters: int, *, use_umap:
     from sklearn.cluster import KMeans
 
     traj = np.asarray(trajectories, dtype=np.float64)
+    traj = traj[:, np.isfinite(traj).any(axis=0)]  # a layer no token resolves (alpha NaN everywhere) says nothing
     valid = np.isfinite(traj).all(axis=1)
     labels = np.full(traj.shape[0], -1, dtype=np.int64)
     k = min(int(n_clusters), int(valid.sum()))

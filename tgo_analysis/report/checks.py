@@ -299,7 +299,10 @@ def check_report(results: xr.Dataset, options: dict | None = None) -> list[Probl
     import matplotlib.pyplot as plt
 
     from tgo_analysis.report import draw_sections
+    from tgo_store.store.json_attrs import decode_attrs
 
+    results = results.copy(deep=False)  # opened by plain xarray, perhaps: nested attrs are JSON text
+    results.attrs = decode_attrs(results.attrs)
     problems: list[Problem] = []
     for section, fig in draw_sections(results, options or {}):
         if fig is None:  # the section's metrics are absent: the page lists it as not shown

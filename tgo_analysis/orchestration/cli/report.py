@@ -31,8 +31,8 @@ def report(
                         "the final norm (Razzhigaev et al.'s layers 0..L-1)"),
     ] = False,
     allow_incomplete: Annotated[
-        bool, typer.Option(help="draw results an analysis has not finished, under a banner naming the missing "
-                                "units (default: refuse them)"),
+        bool, bool_flag("--allow-incomplete", "draw results an analysis has not finished, under a banner naming "
+                        "the missing units (without it they are refused)"),
     ] = False,
 ) -> None:
     """Draw every figure the results support and write DIR/index.html (self-contained)."""

@@ -1,1 +1,0 @@
-"""The seeded training runs: a ViT on digits (``vit``, with the shared training.json log), a LLaMA decoder on pydoc (``decoder``), and linear probes on a store through ActivationLoader (``probe``)."""
