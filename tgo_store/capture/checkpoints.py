@@ -257,11 +257,11 @@ def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int,
         by_sha.setdefault(sha, []).append((step, path))
     for ref in refs:
         same = by_sha.get(ref.sha256, [])
-        if same and ref.url not in {path for _, path in same}:
-            step, path = same[0]
+        if same and ref.url not in {path for _, path in same} and ref.step not in {step for step, _ in same}:
+            step, path = same[0]  # same weights and step at another path: that checkpoint, moved (resumed)
             raise TgoError(f"checkpoint {ref.url} (step {ref.step}) holds the weights of {path} (step {step}), already "
                            f"in the store (sha256 {ref.sha256[:12]}); drop it from --checkpoints, or pass "
-                           "--allow-duplicate-weights to record it")
+                           f"--allow-duplicate-weights to record these weights again as step {ref.step}")
 
 
 def resolve_checkpoints(spec: str | Sequence[str], allow_duplicates: bool = False) -> list[CheckpointRef]:

@@ -29,6 +29,7 @@ import zarr
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 from tgo_store.store.gradient_precision import create_zero_fraction, resize_zero_fraction
+from tgo_store.store.integrity import CHECKSUM
 from tgo_store.store.location import is_local, local_path
 from tgo_store.store.record_keys import APPENDING, CREATING
 from tgo_store.store.records import RecordStore, clear_half_made
@@ -136,7 +137,7 @@ def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:
     for name in block_arrays(spec.gradients):
         dtype = spec.gradient_dtype if name == S.GRADIENTS else spec.dtype
         act = group.create_array(name, shape=shape, chunks=spec.chunk_shape, shards=spec.shard_shape,
-                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=None, fill_value=0)
+                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=[CHECKSUM()], fill_value=0)
         act.attrs["coordinates"] = " ".join(S.COORDS)
         act.attrs["long_name"] = LONG_NAMES[name]
     if spec.gradients:
@@ -181,14 +182,44 @@ def append_checkpoints(group: Any, records: RecordStore, steps: Sequence[int], p
         arr[old:new] = values
 
 
+def stale_consolidated(store: Any) -> list[tuple[str, str, str, str]]:
+    """(array, attribute, consolidated value, own value) wherever the consolidated metadata (what
+    readers see) differs from an array's own zarr.json: edited by hand or left stale."""
+    try:
+        seen = zarr.open_group(store, mode="r", use_consolidated=True)
+        own = zarr.open_group(store, mode="r", use_consolidated=False)
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return []
+    found = []
+    for name in (n for n in (*CHECKPOINT_ARRAYS, S.LAYER, S.SAMPLE, S.TOKEN) if n in own and n in seen):
+        a, b = seen[name].metadata, own[name].metadata
+        for attr in ("data_type", "shape", "chunk_grid", "codecs", "fill_value"):
+            if str(getattr(a, attr, None)) != str(getattr(b, attr, None)):
+                found.append((name, attr, str(getattr(a, attr, None)), str(getattr(b, attr, None))))
+    return found
+
+
+def set_checkpoint(group: Any, index: int, step: int, path: str) -> None:
+    """Record a slot's step and path again: its file moved, or its coordinate was damaged (same sha256)."""
+    for name, value in ((S.CHECKPOINT, step), (S.CHECKPOINT_PATH, path)):
+        if (int if name == S.CHECKPOINT else str)(group[name][index]) != value:
+            group[name][index] = value
+
+
 def recover(store: Any, records: RecordStore) -> str | None:
-    """Undo a change a kill interrupted; returns what was undone ("creating", "appending" or None)."""
+    """Undo a change a kill interrupted; returns what was undone ("creating", "appending" or None).
+
+    Consolidated metadata that differs from the arrays' own is consolidated again (readers
+    would otherwise see a stale or edited dtype or shape)."""
     if records.get(CREATING) is not None:
         clear_half_made(records)
         records.delete(CREATING)
         return "creating"
     intent = records.get(APPENDING)
     if intent is None:
+        if stale_consolidated(store):
+            consolidate(store)
+            return "consolidating"
         return None
     group = zarr.open_group(store, mode="r+", use_consolidated=False)  # each array's own, newer metadata
     old = int(intent["old"])

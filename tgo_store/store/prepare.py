@@ -42,6 +42,7 @@ from tgo_store.store.metadata import (
     finish,
     metadata_lock,
     recover,
+    set_checkpoint,
 )
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.records import RecordStore
@@ -156,6 +157,7 @@ def place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence
     """The slot of each checkpoint: its existing slot, or a new one appended at the end."""
     existing = existing_checkpoints(group)
     by_path = {path: (i, sha) for i, (_, path, sha) in enumerate(existing)}
+    by_weights = {(sha, step): i for i, (step, _, sha) in reversed(list(enumerate(existing)))}
     indices, new = [], []
     for ref in refs:
         if ref.url in by_path:
@@ -163,7 +165,11 @@ def place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence
             if sha != ref.sha256:
                 raise TgoError(f"checkpoint {ref.url} changed since it was ingested (sha256 {sha[:12]} -> "
                                f"{ref.sha256[:12]}); restore the file or ingest into a new store")
+            set_checkpoint(group, index, ref.step, ref.url)  # a damaged `checkpoint` coordinate: the file's step
             indices.append(index)
+        elif (ref.sha256, ref.step) in by_weights:  # the same checkpoint at a new path: its slot, the new path
+            indices.append(by_weights[(ref.sha256, ref.step)])
+            set_checkpoint(group, indices[-1], ref.step, ref.url)
         else:
             indices.append(len(existing) + len(new))
             new.append(ref)

@@ -74,8 +74,12 @@ def validate_activations(ds: xr.Dataset) -> xr.DataArray:
 def check_schema_version(attrs: dict, where: str) -> None:
     """Refuse a store written with another schema version than this package writes."""
     version = attrs.get(ATTR_SCHEMA)
-    if version is not None and int(version) not in SCHEMA_VERSIONS:
+    try:
+        known = version is None or int(version) in SCHEMA_VERSIONS
+    except (TypeError, ValueError):  # "abc", a list: an attribute edited by hand, not a schema of any tgo
+        known = False
+    if not known:
         raise TgoError(
-            f"{where} was written with tgo schema {version}, this tgo reads schemas {SCHEMA_VERSIONS}; "
+            f"{where} was written with tgo schema {str(version)[:40]}, this tgo reads schemas {SCHEMA_VERSIONS}; "
             "use the tgo version that wrote it or re-ingest into a new store"
         )
