@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,7 @@ def _expand(spec: str | Sequence[str]) -> list[str]:
             protocol = item.split("://")[0] + "://" if "://" in item else ""
             urls += [m if "://" in m or not protocol else protocol + m for m in matches]
         else:
-            urls.append(item)
+            urls.append(item if "://" in item else os.path.abspath(item))  # stored absolute: valid from anywhere
     return urls
 
 
@@ -242,8 +243,9 @@ def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int,
     """Two checkpoints with the same weights hash are one checkpoint under two names: refuse.
 
     ``stored`` are the store's (step, path, sha256): a new checkpoint with the weights of one
-    already stored under another path is refused too (public series publish identical weights
-    under several step names, and a silent duplicate skews every curve over training).
+    already stored under another step is refused too (public series publish identical weights
+    under several step names, and a silent duplicate skews every curve over training). The same
+    weights and step at another path are that checkpoint, moved: resumed, never refused.
     """
     seen: dict[str, CheckpointRef] = {}
     for ref in refs:

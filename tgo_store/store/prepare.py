@@ -46,6 +46,7 @@ from tgo_store.store.metadata import (
 )
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.records import RecordStore
+from tgo_store.store.space import disk_full_error, is_disk_full
 from tgo_store.store.temporaries import sweep_temporaries
 
 DTYPES = ("float16", "float32")
@@ -145,6 +146,8 @@ def prepare_store(url: str, options: IngestOptions | None = None, *, check_check
             indices = place_checkpoints(group, records, url, refs)
             finish(store, records)
         except (PermissionError, OSError) as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(exc, url) from exc
             raise TgoError(f"cannot write the store at {url} ({type(exc).__name__}: {exc}); "
                            "choose a writable location") from exc
     return StorePlan(url=url, options=options, checkpoints=tuple(refs), checkpoint_indices=tuple(indices),
