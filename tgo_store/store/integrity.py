@@ -55,19 +55,23 @@ def non_finite(values: np.ndarray) -> bool:
     return not bool(np.isfinite(np.add.reduce(values, axis=None, dtype=np.float32)))
 
 
-def checked_read(read: Callable[[], Any], where: Callable[[], str], url: str | None = None) -> np.ndarray:
+def checked_read(read: Callable[[], Any], where: Callable[[], str | tuple[str, str | None]],
+                 url: str | None = None) -> np.ndarray:
     """``read()`` as an array; a checksum failure or NaN/Inf raises ``DamagedDataError`` naming
-    ``where()`` (called only then: naming may inspect a dask graph)."""
+    ``where()`` (called only then: naming may inspect a dask graph; it may also give the store URL)."""
+    def damaged(problem: str) -> DamagedDataError:
+        name = where()
+        name, store = name if isinstance(name, tuple) else (name, url)
+        return DamagedDataError(f"{name} {problem}; {fix_for(store or url)}")
+
     try:
         values = np.asarray(read())
     except (ValueError, RuntimeError) as exc:
         if not is_checksum_error(exc):
             raise
-        raise DamagedDataError(f"{where()} fails its checksum (the stored bytes changed or the shard is "
-                               f"truncated); {fix_for(url)}") from exc
+        raise damaged("fails its checksum (the stored bytes changed or the shard is truncated)") from exc
     if non_finite(values):
-        raise DamagedDataError(f"{where()} holds NaN/Inf, which ingest never writes (the stored data is damaged); "
-                               f"{fix_for(url)}")
+        raise damaged("holds NaN/Inf, which ingest never writes (the stored data is damaged)")
     return values
 
 
@@ -83,8 +87,9 @@ def rows_name(checkpoint: int, layer: int, start: int, stop: int, block_rows: in
     return block_name("activations", checkpoint, layer, list(range(first, last + 1)), url)
 
 
-def dask_block_origin(block: Any) -> str:
-    """Name the stored (checkpoint, layer, sample block) a dask block of a store variable reads.
+def dask_block_origin(block: Any) -> tuple[str, str | None]:
+    """Name the stored (checkpoint, layer, sample block) a dask block of a store variable reads,
+    and the store's path when it can be found.
 
     xarray names the chunks it reads ``open_dataset-<variable><token>`` with their chunk index
     along the store's dims; a store opened by shard has one checkpoint and one layer per chunk.
@@ -104,12 +109,13 @@ def dask_block_origin(block: Any) -> str:
         stack.extend(dask.core.get_dependencies(graph, key))
     full = [k for k in found if len(k) == 6]  # (name, checkpoint, layer, sample, token, feature)
     if not full:
-        return "a block of the store"
+        return "a block of the store", None
     name = full[0][0][len("open_dataset-"):]
     variable = next((v for v in ("activations", "gradients") if name.startswith(v)), "data")
     checkpoint, layer = full[0][1], full[0][2]
     blocks = sorted({int(k[3]) for k in full})
-    return block_name(variable, int(checkpoint), int(layer), blocks, _graph_url(graph, full[0][0]))
+    url = _graph_url(graph, full[0][0])
+    return block_name(variable, int(checkpoint), int(layer), blocks, url), url
 
 
 def _graph_url(graph: dict, name: str) -> str | None:

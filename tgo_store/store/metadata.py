@@ -18,6 +18,7 @@ stores (s3://) have no lock: create their metadata from one client (``tgo ingest
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,15 @@ from tgo_store.store.records import RecordStore, clear_half_made
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
               S.GRADIENTS: "gradient of the recorded loss (group attribute 'loss') w.r.t. each activation"}
+
+
+DATA_CHECKSUMS = True  # every data chunk of a new store carries a crc32c (off: a store as tgo wrote it before)
+
+
+def data_compressors() -> list | None:
+    """The bytes-to-bytes codecs of each data chunk inside a shard: its checksum (no compression,
+    see ``layout``); None without checksums (benchmarks and tests of older stores)."""
+    return [CHECKSUM()] if DATA_CHECKSUMS else None
 
 
 def block_arrays(gradients: bool) -> tuple[str, ...]:
@@ -137,7 +147,7 @@ def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:
     for name in block_arrays(spec.gradients):
         dtype = spec.gradient_dtype if name == S.GRADIENTS else spec.dtype
         act = group.create_array(name, shape=shape, chunks=spec.chunk_shape, shards=spec.shard_shape,
-                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=[CHECKSUM()], fill_value=0)
+                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=data_compressors(), fill_value=0)
         act.attrs["coordinates"] = " ".join(S.COORDS)
         act.attrs["long_name"] = LONG_NAMES[name]
     if spec.gradients:
@@ -192,10 +202,10 @@ def stale_consolidated(store: Any) -> list[tuple[str, str, str, str]]:
         return []
     found = []
     for name in (n for n in (*CHECKPOINT_ARRAYS, S.LAYER, S.SAMPLE, S.TOKEN) if n in own and n in seen):
-        a, b = seen[name].metadata, own[name].metadata
+        a, b = seen[name].metadata.to_dict(), own[name].metadata.to_dict()
         for attr in ("data_type", "shape", "chunk_grid", "codecs", "fill_value"):
-            if str(getattr(a, attr, None)) != str(getattr(b, attr, None)):
-                found.append((name, attr, str(getattr(a, attr, None)), str(getattr(b, attr, None))))
+            if a.get(attr) != b.get(attr):
+                found.append((name, attr, json.dumps(a.get(attr))[:80], json.dumps(b.get(attr))[:80]))
     return found
 
 
