@@ -47,7 +47,8 @@ def parse_selection(text: str | None) -> list[int] | None:
         raise TgoError(f"the range {backwards} in the selection '{_shown(text)}' runs backwards; write LOW-HIGH, e.g. 3-5")
     count = sum(b - a + 1 for a, b in ranges)
     if count > MAX_SELECTED:
-        raise TgoError(f"the selection '{_shown(text)}' names {count} indices, more than any model has "
+        many = str(count) if count < 10**15 else f"about 1e{len(str(count)) - 1}"
+        raise TgoError(f"the selection '{_shown(text)}' names {many} indices, more than any model has "
                        f"(at most {MAX_SELECTED}); check the range, e.g. --tokens 0-16")
     return [i for a, b in ranges for i in range(a, b + 1)]
 
