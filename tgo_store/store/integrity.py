@@ -75,10 +75,12 @@ def checked_read(read: Callable[[], Any], where: Callable[[], str | tuple[str, s
     return values
 
 
-def block_name(array: str, checkpoint: int, layer: int, blocks: list[int], url: str | None = None) -> str:
-    """'activations of checkpoint 1, layer 0, sample block 2 of STORE' (indices along the store's dims)."""
+def block_name(array: str, checkpoint: int, layer: int | None, blocks: list[int], url: str | None = None) -> str:
+    """'activations of checkpoint 1, layer 0, sample block 2 of STORE' (indices along the store's dims;
+    no layer: every layer of the block)."""
     which = f"sample block {blocks[0]}" if len(blocks) == 1 else f"sample blocks {blocks[0]}-{blocks[-1]}"
-    return f"{array} of checkpoint {checkpoint}, layer {layer}, {which}" + (f" of {url}" if url else "")
+    layer_part = "" if layer is None else f", layer {layer}"
+    return f"{array} of checkpoint {checkpoint}{layer_part}, {which}" + (f" of {url}" if url else "")
 
 
 def rows_name(checkpoint: int, layer: int, start: int, stop: int, block_rows: int, url: str | None = None) -> str:

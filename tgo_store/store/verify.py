@@ -126,7 +126,7 @@ def _block_metadata_damage(group: Any, slot: int, block: int, record: dict, pres
     start, stop = block_rows(group, block)
     for name in _arrays(group):
         array = group[name]
-        where = block_name(name, slot, 0, [block]).replace(", layer 0", "")
+        where = block_name(name, slot, None, [block])
         missing = [key for key in block_shard_keys(array, slot, block) if key not in present]
         if missing:
             layers = sorted({int(key.split("/")[-4]) for key in missing})
