@@ -34,6 +34,7 @@ from tgo_store.store.integrity import CHECKSUM
 from tgo_store.store.location import is_local, local_path
 from tgo_store.store.record_keys import APPENDING, CREATING
 from tgo_store.store.records import RecordStore, clear_half_made
+from tgo_store.store.space import disk_full_error, is_disk_full
 
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
@@ -67,6 +68,8 @@ def metadata_lock(url: str) -> Iterator[None]:
         lock = FileLock(path)
         lock.acquire(timeout=600)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(exc, url) from exc
         raise TgoError(f"cannot write beside the store at {url} ({exc}); choose a writable location") from exc
     try:
         yield
