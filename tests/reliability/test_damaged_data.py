@@ -4,7 +4,8 @@ read as numbers, and the same ingest repairs it into a store byte-identical to a
 Damage: a deleted shard (reads as zeros), a flipped exponent bit (fails the chunk's crc32c), a
 truncated shard (fails the shard index's crc32c), a NaN written through zarr (valid checksum,
 a value ingest never writes), an edited dtype in the consolidated metadata (same item size:
-silently wrong numbers), swapped `checkpoint` coordinate values (mislabelled results).
+silently wrong numbers), swapped `checkpoint` or `checkpoint_sha256` coordinate values
+(mislabelled results; the commit records say what each slot was written from).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def swap_checkpoints(store: Path) -> None:
     steps[:] = steps[:][::-1]
 
 
+def swap_sha256(store: Path) -> None:
+    shas = zarr.open_array(str(store / "checkpoint_sha256"), mode="r+")
+    shas[:] = shas[:][::-1]
+
+
 DAMAGE: dict[str, tuple[Callable[[Path], None], tuple[str, ...], int]] = {
     # name: (damage, words the one-line read error names, blocks the re-ingest rewrites)
     "deleted-shard": (delete_shard, ("checkpoint 0", "sample block 0", "missing (layers 1)"), 1),
@@ -78,6 +84,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], tuple[str, ...], int]] = {
     "nan": (write_nan, ("checkpoint 0, layer 2, sample block 1", "NaN/Inf"), 1),
     "edited-dtype": (edit_dtype, ('activations data_type "int16"', '"float16"'), 0),
     "swapped-checkpoints": (swap_checkpoints, ("checkpoint 0", "says step 5", "written as step 0"), 0),
+    "swapped-sha256": (swap_sha256, ("checkpoint 0", "checkpoint_sha256 coordinate says"), 0),
 }
 
 

@@ -29,6 +29,7 @@ import zarr
 
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import create_zero_fraction, resize_zero_fraction
 from tgo_store.store.integrity import CHECKSUM
 from tgo_store.store.location import is_local, local_path
@@ -222,18 +223,14 @@ def set_checkpoint(group: Any, index: int, step: int, path: str) -> None:
 def recover(store: Any, records: RecordStore) -> str | None:
     """Undo a change a kill interrupted; returns what was undone ("creating", "appending" or None).
 
-    Consolidated metadata that differs from the arrays' own is consolidated again (readers
-    would otherwise see a stale or edited dtype or shape)."""
+    With no change to undo, damaged metadata is repaired (``repair``)."""
     if records.get(CREATING) is not None:
         clear_half_made(records)
         records.delete(CREATING)
         return "creating"
     intent = records.get(APPENDING)
     if intent is None:
-        if stale_consolidated(store):
-            consolidate(store)
-            return "consolidating"
-        return None
+        return repair(store, records)
     group = zarr.open_group(store, mode="r+", use_consolidated=False)  # each array's own, newer metadata
     old = int(intent["old"])
     for name in (n for n in CHECKPOINT_ARRAYS if n in group):
@@ -243,6 +240,20 @@ def recover(store: Any, records: RecordStore) -> str | None:
     consolidate(store)
     records.delete(APPENDING)
     return "appending"
+
+
+def repair(store: Any, records: RecordStore) -> str | None:
+    """Damaged metadata made right again ("repairing"), or None: `checkpoint` coordinates that differ
+    from the commit records, consolidated metadata that differs from the arrays' own."""
+    try:
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return None
+    fixed = S.ACTIVATIONS in group and repair_coordinates(group, read_commits(records))
+    if fixed or stale_consolidated(store):
+        consolidate(store)
+        return "repairing"
+    return None
 
 
 def interrupted_change(records: RecordStore) -> str | None:
@@ -259,15 +270,44 @@ def finish(store: Any, records: RecordStore) -> None:
     records.delete(CREATING)
 
 
-def existing_checkpoints(group: Any) -> list[tuple[int, str, str]]:
-    """(step, path, sha256) of every checkpoint slot in the store."""
+def existing_checkpoints(group: Any, commits: dict[tuple[int, int], dict] | None = None) -> list[tuple[int, str, str]]:
+    """(step, path, sha256) of every checkpoint slot in the store; with ``commits``, the step and
+    sha256 its commit records agree on where they differ from the coordinates (damaged ones)."""
     n = group[S.ACTIVATIONS].shape[0]
     if n == 0:
         return []
     steps = group[S.CHECKPOINT][:n]
     paths = group[S.CHECKPOINT_PATH][:n]
     shas = group[S.CHECKPOINT_SHA256][:n]
-    return [(int(a), str(b), str(c)) for a, b, c in zip(steps, paths, shas, strict=True)]
+    rows = [(int(a), str(b), str(c)) for a, b, c in zip(steps, paths, shas, strict=True)]
+    for slot, (step, sha) in recorded_identity(commits or {}).items():
+        if slot < n:
+            rows[slot] = (step, rows[slot][1], sha)
+    return rows
+
+
+def recorded_identity(commits: dict[tuple[int, int], dict]) -> dict[int, tuple[int, str]]:
+    """slot -> (step, sha256) that every commit record of the slot names (what its blocks were
+    written from: the truth when the `checkpoint` coordinates were damaged)."""
+    seen: dict[int, set[tuple[int, str]]] = {}
+    for (slot, _block), record in commits.items():
+        if record.get("sha256") and record.get("step") is not None:
+            seen.setdefault(slot, set()).add((int(record["step"]), str(record["sha256"])))
+    return {slot: next(iter(found)) for slot, found in seen.items() if len(found) == 1}
+
+
+def repair_coordinates(group: Any, commits: dict[tuple[int, int], dict]) -> bool:
+    """Write back the step and sha256 of every slot whose coordinates differ from its commit records."""
+    n = group[S.ACTIVATIONS].shape[0]
+    changed = False
+    for slot, (step, sha) in recorded_identity(commits).items():
+        if slot >= n:
+            continue
+        for name, value, kind in ((S.CHECKPOINT, step, int), (S.CHECKPOINT_SHA256, sha, str)):
+            if kind(group[name][slot]) != value:
+                group[name][slot] = value
+                changed = True
+    return changed
 
 
 def consolidate(store: Any) -> None:

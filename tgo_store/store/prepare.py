@@ -91,7 +91,7 @@ def prepare_store(url: str, options: IngestOptions | None = None, *, check_check
     store = open_zarr_store(url, storage_options=storage_options)
     refuse_foreign(store, records, url)
     if not allow_duplicate_weights:
-        refuse_duplicates(refs, existing_in(store))
+        refuse_duplicates(refs, existing_in(store, records))
     model, source = open_parts(model_spec, model_kwargs, data_spec, data_options)
     capturer = block_capturer(model, source, layers, tokens, hook_modules)
     loss_spec = loss_for_ingest(model, source, capturer, gradients, loss, mask_rate, mask_seed)
