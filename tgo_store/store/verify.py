@@ -33,7 +33,7 @@ from tgo_store.store.integrity import (
 )
 from tgo_store.store.layout import block_shard_keys
 from tgo_store.store.location import open_zarr_store, store_records
-from tgo_store.store.metadata import interrupted_change, stale_consolidated
+from tgo_store.store.metadata import interrupted_change, recorded_identity, stale_consolidated
 from tgo_store.store.records import RecordStore
 
 BLOCK_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS)
@@ -98,25 +98,23 @@ def _consolidated_damage(store: Any) -> list[Damage]:
 
 
 def _coordinate_damage(group: Any, commits: dict[tuple[int, int], dict]) -> list[Damage]:
-    """`checkpoint` steps and sha256 values against the commit records of their slots."""
+    """`checkpoint` steps and sha256 values against what the commit records of their slots name
+    (``metadata.repair`` writes the same values back)."""
     n_ckpt = group[S.ACTIVATIONS].shape[0]
     if not n_ckpt:
         return []
     steps = [int(s) for s in group[S.CHECKPOINT][:n_ckpt]]
     shas = [str(s) for s in group[S.CHECKPOINT_SHA256][:n_ckpt]]
-    damage, reported = [], set()
-    for (slot, _block), record in sorted(commits.items()):
-        if slot >= n_ckpt or slot in reported:
+    damage = []
+    for slot, (step, sha) in sorted(recorded_identity(commits).items()):
+        if slot >= n_ckpt:
             continue
-        sha, step = record.get("sha256"), record.get("step")
-        if sha == shas[slot] and step is not None and int(step) != steps[slot]:
-            damage.append(Damage(f"checkpoint {slot}", f"the checkpoint coordinate says step {steps[slot]}, its "
-                                                       f"blocks were written as step {int(step)}", slot))
-            reported.add(slot)
-        elif sha != shas[slot] and sha in shas:
+        if sha != shas[slot]:
             damage.append(Damage(f"checkpoint {slot}", f"the checkpoint_sha256 coordinate says {shas[slot][:12]}, "
-                                                       f"its blocks were written from {str(sha)[:12]}", slot))
-            reported.add(slot)
+                                                       f"its blocks were written from {sha[:12]}", slot))
+        elif step != steps[slot]:
+            damage.append(Damage(f"checkpoint {slot}", f"the checkpoint coordinate says step {steps[slot]}, its "
+                                                       f"blocks were written as step {step}", slot))
     return damage
 
 
