@@ -160,3 +160,18 @@ def test_a_store_from_before_checksums_stays_readable_and_verifiable(clean, tmp_
     a = analyze(old, "mean_norm", progress=False)
     b = analyze(new, "mean_norm", progress=False)
     np.testing.assert_array_equal(a.mean_norm.values, b.mean_norm.values)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_the_nan_inf_check_agrees_with_numpy(dtype) -> None:
+    """The bit test on the exponent against numpy's isfinite, on strided views, subnormals and the largest values."""
+    from tgo_store.store.integrity import non_finite
+
+    rng = np.random.default_rng(1)
+    info = np.finfo(dtype)
+    for trial in range(60):
+        x = (rng.standard_normal((6, 5, 4)) * 10.0 ** rng.integers(-3, 3)).astype(dtype)
+        x.flat[rng.integers(x.size)] = [info.max, -info.max, info.tiny / 4, 0.0, np.nan, np.inf, -np.inf][trial % 7]
+        for view in (x, x[:, ::2], x[1:, :, 1::3]):
+            assert non_finite(view) == (not np.isfinite(view).all()), (trial, view)
+    assert not non_finite(np.arange(5)) and not non_finite(np.zeros(0, dtype))

