@@ -3,9 +3,9 @@ inside each shard, side by side in one run (interleaved repeats, best of each).
 
 - shard writes: the store's layout (``choose_layout``), written block by block as ingest does;
 - a full ingest (``tgo_store.ingest``: capture + writes) of the size's ViT on synthetic images;
-- shard reads with the `zarrs` pipeline analysis uses (every layer slab of every block), and the
+- shard reads with the pipeline analysis uses (every layer slab of every block), and the
   engine's block read (``engine.blocks.read_block``: dask, the checksum and the NaN/Inf check);
-- a small analysis (``mean_norm``) of the two ingested stores;
+- analyses of the two ingested stores: ``mean_norm`` (read-bound) and ``token_spectra``;
 - ``tgo verify`` (every committed block read and checked).
 
 `python -m benchmarks.integrity [--size small]` writes benchmarks/results/integrity-<host>-<size>-<date>.json;
@@ -113,7 +113,8 @@ def ingests(root: Path, size: str) -> tuple[dict[str, float], dict[str, Path], i
 
 
 def shard_reads(stores: dict[str, Path]) -> dict[str, float]:
-    """Seconds to read every (layer, sample block) slab with the zarrs pipeline, as analysis opens it."""
+    """Seconds to read every (layer, sample block) slab with the pipeline analysis opens it with
+    (``fast_codecs``: zarrs without checksums, zarr's own with them)."""
     import zarr
 
     from tgo_store.store.location import fast_codecs, open_zarr_store
@@ -163,14 +164,15 @@ def finite_check(stores: dict[str, Path]) -> float:
     return time.perf_counter() - start
 
 
-def analyses(root: Path, stores: dict[str, Path]) -> dict[str, float]:
-    """Seconds of `analyze(store, "mean_norm")` (one pass over every block), results in memory."""
+def analyses(stores: dict[str, Path], metric: str) -> dict[str, float]:
+    """Seconds of `analyze(store, metric)`, results in memory: mean_norm is read-bound (the worst
+    case for a read cost), token_spectra the per-token covariance spectra of every default analysis."""
     from tgo_analysis.analyze import analyze
     from tgo_store import open_store
 
     def run(mode: str, _repeat: int) -> float:
         start = time.perf_counter()
-        analyze(open_store(str(stores[mode])), "mean_norm", progress=False)
+        analyze(open_store(str(stores[mode])), metric, progress=False)
         return time.perf_counter() - start
 
     return _interleaved(run, REPEATS)
@@ -203,10 +205,11 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
         result.update(_rates(seconds, nbytes, "shard_write"))
         seconds, stores, nbytes = ingests(root, size)
         result.update(_rates(seconds, nbytes, "ingest"))
-        result.update(_rates(shard_reads(stores), nbytes, "shard_read_zarrs"))
+        result.update(_rates(shard_reads(stores), nbytes, "shard_read"))
         result.update(_rates(engine_reads(stores), nbytes, "engine_block_read"))
         result["finite_check_mb_per_s"] = nbytes / 1e6 / finite_check(stores)
-        result.update(_rates(analyses(root, stores), nbytes, "analysis_mean_norm"))
+        for metric in ("mean_norm", "token_spectra"):
+            result.update(_rates(analyses(stores, metric), nbytes, f"analysis_{metric}"))
         result.update(_rates(verifies(stores), nbytes, "verify"))
         result["store_mb"] = nbytes / 1e6
         result["load_average_end"] = os.getloadavg()[0]
