@@ -5,7 +5,7 @@ inside each shard, side by side in one run (interleaved repeats, best of each).
 - a full ingest (``tgo_store.ingest``: capture + writes) of the size's ViT on synthetic images;
 - shard reads with the pipeline analysis uses (every layer slab of every block), and the
   engine's block read (``engine.blocks.read_block``: dask, the checksum and the NaN/Inf check);
-- analyses of the two ingested stores: ``mean_norm`` (read-bound) and ``token_spectra``;
+- analyses of the two ingested stores: ``mean_norm`` (read-bound) and ``alpha`` (per-token covariance spectra);
 - ``tgo verify`` (every committed block read and checked).
 
 `python -m benchmarks.integrity [--size small]` writes benchmarks/results/integrity-<host>-<size>-<date>.json;
@@ -166,7 +166,7 @@ def finite_check(stores: dict[str, Path]) -> float:
 
 def analyses(stores: dict[str, Path], metric: str) -> dict[str, float]:
     """Seconds of `analyze(store, metric)`, results in memory: mean_norm is read-bound (the worst
-    case for a read cost), token_spectra the per-token covariance spectra of every default analysis."""
+    case for a read cost), alpha the per-token covariance spectra (token_spectra) of every default analysis."""
     from tgo_analysis.analyze import analyze
     from tgo_store import open_store
 
@@ -208,7 +208,7 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
         result.update(_rates(shard_reads(stores), nbytes, "shard_read"))
         result.update(_rates(engine_reads(stores), nbytes, "engine_block_read"))
         result["finite_check_mb_per_s"] = nbytes / 1e6 / finite_check(stores)
-        for metric in ("mean_norm", "token_spectra"):
+        for metric in ("mean_norm", "alpha"):
             result.update(_rates(analyses(stores, metric), nbytes, f"analysis_{metric}"))
         result.update(_rates(verifies(stores), nbytes, "verify"))
         result["store_mb"] = nbytes / 1e6
