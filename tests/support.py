@@ -43,6 +43,14 @@ def leftover_temporaries(root: Any) -> list[str]:
                   if p.is_file() and p.name.endswith((".partial", ".tmp")))
 
 
+def store_bytes(root: Any) -> dict[str, bytes]:
+    """Every file of a local store but its ``_tgo`` records (they hold timestamps), by path: two
+    stores are byte-identical when these are equal."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "_tgo" not in p.relative_to(root).parts}
+
+
 def ingest_kwargs(ckpts: Any, **overrides: Any) -> dict:
     """Keyword arguments of `ingest` for the tiny ViT on the digits test split (tests, examples)."""
     base = {"model_spec": TINY_VIT_SPEC, "model_kwargs": dict(TINY_VIT), "checkpoints": ckpts, "data_spec": DATA,

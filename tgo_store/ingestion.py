@@ -33,6 +33,7 @@ from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.location import open_activations_for_writing, store_records
 from tgo_store.store.plan import StorePlan, missing_blocks
 from tgo_store.store.prepare import StoreFacts, check_options, open_target, prepare_metadata
+from tgo_store.store.space import named_disk_full
 from tgo_store.store.writer import BackgroundWriter, write_block
 
 WRITE_QUEUE_DEPTH = 2  # blocks waiting for the writer; memory is bounded by depth + 2 blocks
@@ -154,12 +155,16 @@ def ingest(url: str, options: IngestOptions | None = None, *, progress: bool = T
     ``options`` (or its fields as keywords: ``model_spec``, ``checkpoints``, ``data_spec``, ...;
     see ``IngestOptions``) say what to record.
     """
+    options = options if options is not None else ingest_options(**values)
+    resolve_device(options.device)  # an unusable device is refused before the store is touched
+    with named_disk_full(url):  # ENOSPC anywhere: one line, and a re-run resumes
+        return _ingest(url, options, progress)
 
+
+def _ingest(url: str, options: IngestOptions, progress: bool) -> IngestSummary:
     from tgo_store.progress import IngestProgress
 
-    options = options if options is not None else ingest_options(**values)
     device, storage_options = options.device, options.storage_options
-    resolve_device(device)  # an unusable device is refused before the store is touched
     plan = prepare_store(url, options)
     todo = missing_blocks(plan)
     array = open_activations_for_writing(url, storage_options)

@@ -21,18 +21,36 @@ from tgo_store.errors import TgoError
 DEFAULT_MASK_RATE = 0.15  # masked_lm: share of valid positions masked
 
 
+MAX_SELECTED = 1_000_000  # more layers or token positions than any model has: a typo, refused before expansion
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def parse_selection(text: str | None) -> list[int] | None:
-    """'0,3-5,8' -> [0, 3, 4, 5, 8]; None or 'all' -> None (everything)."""
+    """'0,3-5,8' -> [0, 3, 4, 5, 8]; None or 'all' -> None (everything).
+
+    Ranges are checked arithmetically before any is expanded: '0-100000000' is refused at once
+    (it would be a list of 10^8 ints), and every message is one short line."""
     if text is None or text.strip().lower() == "all":
         return None
-    chosen: list[int] = []
+    ranges: list[tuple[int, int]] = []
     try:
         for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            chosen += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            lo, sep, hi = part.strip().partition("-")
+            ranges.append((int(lo), int(hi) if sep else int(lo)))
     except ValueError as exc:
-        raise TgoError(f"cannot read the selection '{text}'; use indices and ranges like 0,3-5,8") from exc
-    return chosen
+        raise TgoError(f"cannot read the selection '{_shown(text)}'; use indices and ranges like 0,3-5,8") from exc
+    backwards = next((f"{a}-{b}" for a, b in ranges if b < a), None)
+    if backwards:
+        raise TgoError(f"the range {backwards} in the selection '{_shown(text)}' runs backwards; write LOW-HIGH, e.g. 3-5")
+    count = sum(b - a + 1 for a, b in ranges)
+    if count > MAX_SELECTED:
+        many = str(count) if count < 10**15 else f"about 1e{len(str(count)) - 1}"
+        raise TgoError(f"the selection '{_shown(text)}' names {many} indices, more than any model has "
+                       f"(at most {MAX_SELECTED}); check the range, e.g. --tokens 0-16")
+    return [i for a, b in ranges for i in range(a, b + 1)]
 
 
 def _literal(text: str) -> Any:

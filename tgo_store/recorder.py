@@ -40,6 +40,7 @@ from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
 from tgo_store.sources.tokens import token_file_bytes, token_source
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.plan import StorePlan
+from tgo_store.store.space import named_disk_full
 
 
 class Recorder:
@@ -133,8 +134,9 @@ class Recorder:
             capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens, example=self.inputs[:1])
             runner = BlockRunner(plan, 0, self.model, capturer, self._batches, next(self.model.parameters()).device,
                                  None, source_name=f"{self.model_name} at step {step}")
-            for block in range(plan.n_blocks):
-                ingest_block(plan, 0, block, runner=runner)
+            with named_disk_full(self.store):  # a full disk: one line, and the same capture() resumes
+                for block in range(plan.n_blocks):
+                    ingest_block(plan, 0, block, runner=runner)
             if plan.loss is not None:
                 record_zero_fraction(self.store, self.storage_options)
         finally:

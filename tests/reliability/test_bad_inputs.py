@@ -53,6 +53,7 @@ def hashes(root: Path) -> dict[str, str]:
 def env(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("bad")
     ckpts = save_checkpoints(root / "ckpt", [0])
+    torch.save(torch.load(ckpts[0])["model"], ckpts[0])  # weights only: the step comes from the file name
     store = root / "stores" / "store.zarr"
     ingest(str(store), model_spec=TINY_VIT_SPEC, model_kwargs=dict(TINY_VIT), checkpoints=ckpts, data_spec=DATA,
            batch_size=32, samples_per_block=32, device="cpu", progress=False)
@@ -79,7 +80,7 @@ def env(tmp_path_factory) -> dict:
     (folders / "images").mkdir()
     for i in range(3):
         (folders / "images" / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    shutil.copy(ckpts[0], files / "step_3.pth")  # the store's weights under another name
+    shutil.copy(ckpts[0], files / "step_3.pth")  # the store's weights under another step (a moved file is resumed)
     foreign = root / "foreign" / "other.zarr"  # Zarr groups tgo did not write, and a folder of other files
     xr.Dataset({"temperature": (("time", "x"), np.zeros((4, 3)))}).to_zarr(foreign, zarr_format=3)
     foreign_v2 = root / "foreign" / "other_v2.zarr"
@@ -224,7 +225,7 @@ MESSAGES = {  # what the one line must say, where a case is about the message (i
     "ingest-checkpoints-trainer-folder-without-weights": "no model weights",
     "ingest-checkpoints-folder-of-checkpoint-folders": "/run/checkpoint-*'",
     "ingest-checkpoints-folder-of-images": "0.png",
-    "ingest-duplicate-weights-of-a-stored-checkpoint": ("step_3.pth (step 0)", "ckpt/step_0.pth (step 0)",
+    "ingest-duplicate-weights-of-a-stored-checkpoint": ("step_3.pth (step 3)", "ckpt/step_0.pth (step 0)",
                                                          "--allow-duplicate-weights"),
     "ingest-into-a-foreign-zarr-group": "temperature (4, 3)",
     "ingest-into-a-foreign-zarr-v2-group": "choose another --store URL",

@@ -77,7 +77,10 @@ def read_block(array: Any, i: int) -> np.ndarray:
     """Sample block ``i`` of a dask array, computed synchronously (no client lookup)."""
     from dask.local import get_sync  # a function, so dask does not go looking for a client
 
-    return np.asarray(array.blocks[i].compute(scheduler=get_sync))
+    from tgo_store.store.integrity import checked_read, dask_block_origin
+
+    block = array.blocks[i]  # damaged data (checksum, NaN/Inf) raises one line naming its block
+    return checked_read(lambda: block.compute(scheduler=get_sync), lambda: dask_block_origin(block))
 
 
 def _read_all(source: UnitSource, i: int) -> tuple[np.ndarray, dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,7 +46,7 @@ def _expand(spec: str | Sequence[str]) -> list[str]:
             protocol = item.split("://")[0] + "://" if "://" in item else ""
             urls += [m if "://" in m or not protocol else protocol + m for m in matches]
         else:
-            urls.append(item)
+            urls.append(item if "://" in item else os.path.abspath(item))  # stored absolute: valid from anywhere
     return urls
 
 
@@ -232,8 +233,9 @@ def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int,
     """Two checkpoints with the same weights hash are one checkpoint under two names: refuse.
 
     ``stored`` are the store's (step, path, sha256): a new checkpoint with the weights of one
-    already stored under another path is refused too (public series publish identical weights
-    under several step names, and a silent duplicate skews every curve over training).
+    already stored under another step is refused too (public series publish identical weights
+    under several step names, and a silent duplicate skews every curve over training). The same
+    weights and step at another path are that checkpoint, moved: resumed, never refused.
     """
     seen: dict[str, CheckpointRef] = {}
     for ref in refs:
@@ -247,11 +249,11 @@ def refuse_duplicates(refs: Sequence[CheckpointRef], stored: Sequence[tuple[int,
         by_sha.setdefault(sha, []).append((step, path))
     for ref in refs:
         same = by_sha.get(ref.sha256, [])
-        if same and ref.url not in {path for _, path in same}:
-            step, path = same[0]
+        if same and ref.url not in {path for _, path in same} and ref.step not in {step for step, _ in same}:
+            step, path = same[0]  # same weights and step at another path: that checkpoint, moved (resumed)
             raise TgoError(f"checkpoint {ref.url} (step {ref.step}) holds the weights of {path} (step {step}), already "
                            f"in the store (sha256 {ref.sha256[:12]}); drop it from --checkpoints, or pass "
-                           "--allow-duplicate-weights to record it")
+                           f"--allow-duplicate-weights to record these weights again as step {ref.step}")
 
 
 def resolve_checkpoints(spec: str | Sequence[str], allow_duplicates: bool = False) -> list[CheckpointRef]:

@@ -78,11 +78,12 @@ def select(selection: Sequence[int] | None, n: int, what: str) -> np.ndarray:
     """Sorted unique indices in [0, n); all of them for None; refuses an out-of-range pick."""
     if selection is None:
         return np.arange(n, dtype=np.int64)
-    chosen = np.asarray(sorted(set(int(i) for i in selection)), dtype=np.int64)
+    chosen = np.unique(np.asarray(selection, dtype=np.int64))
     if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n:
-        raise TgoError(
-            f"{what} selection {list(selection)} is out of range; this model has {what}s 0 to {n - 1}"
-        )
+        bad = chosen[(chosen < 0) | (chosen >= n)]
+        shown = ", ".join(map(str, bad[:5])) + (f" ... ({bad.size} in all)" if bad.size > 5 else "")
+        raise TgoError(f"{what} selection is out of range ({what}s {shown or 'none chosen'}); "
+                       f"this model has {what}s 0 to {n - 1}")
     return chosen
 
 

@@ -137,8 +137,10 @@ class LayerSource:
         if self.url is None or S.ATTR_SCHEMA not in self.dataset.attrs:
             return  # a dataset tgo did not write has no commit records (as in complete_dataset)
         from tgo_store.store.info import store_info
+        from tgo_store.store.verify import refuse_damage
 
         facts = store_info(self.url, storage_options=self.storage_options)
+        refuse_damage(self.url, facts.damage)
         complete = set(facts.complete_checkpoints())
         for c in self.checkpoints:
             if int(c) not in complete:
@@ -185,11 +187,13 @@ class LayerSource:
 
     def read_rows(self, checkpoint: int, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of the layer at one checkpoint, the span of the chosen tokens (store dtype)."""
+        from tgo_store.store.integrity import checked_read, rows_name
+
         t0, t1 = int(self.tokens[0]), int(self.tokens[-1]) + 1
         array = self.array()
-        if isinstance(array, xr.DataArray):
-            return np.asarray(array[checkpoint, self.layer_index, start:stop, t0:t1].values)
-        return np.asarray(array[checkpoint, self.layer_index, start:stop, t0:t1])
+        region = (checkpoint, self.layer_index, slice(start, stop), slice(t0, t1))
+        return checked_read(lambda: array[region].values if isinstance(array, xr.DataArray) else array[region],
+                            lambda: rows_name(checkpoint, self.layer_index, start, stop, self.block, self.url), self.url)
 
     def read_part(self, part: Part, out: dict[str, np.ndarray], offset: int) -> None:
         """Read positions [lo, hi) of a piece into ``out[...][offset:offset + hi - lo]`` (no extra window copy)."""

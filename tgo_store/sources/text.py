@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 import fsspec
@@ -34,6 +35,20 @@ DEFAULT_SEQ_LEN = 128
 PADDING_SIDES = ("left", "right")
 
 
+_WARNED: set[tuple[str, int]] = set()  # (corpus, count) warned about in this process: one line, not one per read
+
+
+def decode_utf8(chunks: list[bytes], corpus: str) -> list[str]:
+    """Decode a corpus's files; invalid UTF-8 becomes U+FFFD (as before) with one stderr warning and its count."""
+    texts = [chunk.decode("utf-8", errors="replace") for chunk in chunks]
+    bad = sum(len(text) - len(chunk.decode("utf-8", errors="ignore")) for text, chunk in zip(texts, chunks, strict=True))
+    if bad and (corpus, bad) not in _WARNED:
+        _WARNED.add((corpus, bad))
+        print(f"warning: text corpus {corpus} holds {bad} invalid UTF-8 sequence(s), read as U+FFFD; "
+              "re-encode the files as UTF-8 to keep those characters", file=sys.stderr)
+    return texts
+
+
 def read_documents(corpus: str) -> list[str]:
     """The documents of a corpus, in a fixed order."""
     if corpus == PYDOC:
@@ -45,10 +60,10 @@ def read_documents(corpus: str) -> list[str]:
         files = sorted(p for p in fs.find(root) if p.lower().endswith(".txt"))
         if not files:
             raise TgoError(f"text folder {corpus} holds no .txt files; point text: at .txt, .jsonl or a folder of .txt")
-        return [fs.cat_file(p).decode("utf-8", errors="replace") for p in files]
+        return decode_utf8([fs.cat_file(p) for p in files], corpus)
     if not fs.exists(root):
         raise TgoError(f"text corpus {corpus} does not exist; use text:pydoc or text:URL of a .txt/.jsonl/folder")
-    raw = fs.cat_file(root).decode("utf-8", errors="replace")
+    raw = decode_utf8([fs.cat_file(root)], corpus)[0]
     if root.lower().endswith(".jsonl"):
         return _jsonl_documents(raw, corpus)
     return [raw]

@@ -62,13 +62,17 @@ def refuse_foreign(store: Any, records: RecordStore, url: str) -> None:
                        "not a Zarr store; it is left as it is: choose another --store URL, a new path for the tgo store")
 
 
-def existing_in(store: Any) -> list[tuple[int, str, str]]:
-    """The checkpoints a finished store already holds (none for a new or half-made one); read only."""
+def existing_in(store: Any, records: RecordStore | None = None) -> list[tuple[int, str, str]]:
+    """The checkpoints a finished store already holds (none for a new or half-made one); read only.
+    With ``records``, each slot's step and sha256 as its commit records name them."""
     import zarr
+
+    from tgo_store.store.commits import read_commits
 
     try:
         group = zarr.open_group(store, mode="r")
-        return existing_checkpoints(group) if S.ACTIVATIONS in group else []
+        commits = read_commits(records) if records is not None else None
+        return existing_checkpoints(group, commits) if S.ACTIVATIONS in group else []
     except (FileNotFoundError, KeyError, ValueError, TypeError, IndexError):
         return []
 

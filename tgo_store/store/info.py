@@ -6,15 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
-from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 from tgo_store.store.commits import read_commits, read_failures
 from tgo_store.store.location import open_zarr_store, store_records
 from tgo_store.store.metadata import interrupted_change, metadata_lock_if_free
 from tgo_store.store.records import RecordStore
 from tgo_store.store.temporaries import Temporaries, sweep_temporaries
+from tgo_store.store.verify import Damage, metadata_damage, open_activation_group
 
 
 @dataclass
@@ -31,6 +30,7 @@ class StoreInfo:
     attrs: dict[str, Any] = field(default_factory=dict)
     interrupted: str | None = None  # "appending" when a kill cut a checkpoint append short
     temporaries: Temporaries = field(default_factory=Temporaries)  # of killed writes: removed, and left
+    damage: list[Damage] = field(default_factory=list)  # found without reading data (``verify.metadata_damage``)
 
     def complete_checkpoints(self) -> list[int]:
         """Indices of the checkpoints whose every block is committed."""
@@ -38,7 +38,7 @@ class StoreInfo:
 
     @property
     def complete(self) -> bool:
-        return self.interrupted is None and all(c["blocks_done"] == self.blocks_per_checkpoint
+        return self.interrupted is None and not self.damage and all(c["blocks_done"] == self.blocks_per_checkpoint
                                                 for c in self.checkpoints)
 
 
@@ -50,30 +50,15 @@ def _stored_bytes(records: RecordStore) -> int:
         return 0
 
 
-def _open_group(store: Any, url: str, records: RecordStore) -> Any:
-    change = interrupted_change(records)
-    if change == "creating":
-        raise TgoError(f"store {url} was cut short while being created; re-run the `tgo ingest` that "
-                       "created it (it starts the store again), or delete the folder")
-    try:
-        group = zarr.open_group(store, mode="r")
-        return group, group[S.ACTIVATIONS]
-    except (FileNotFoundError, KeyError) as exc:
-        raise TgoError(f"no tgo store at {url}; check the URL or run `tgo ingest` first") from exc
-    except (ValueError, TypeError) as exc:  # a corrupt zarr.json, or JSON that is not Zarr metadata
-        raise TgoError(f"{url} holds unreadable Zarr metadata ({type(exc).__name__}: {str(exc)[:120]}); "
-                       "restore its zarr.json files or ingest into a new store") from exc
-
-
 def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
-    """Read only metadata, commit records and object sizes; never the activations.
+    """Read only metadata, commit records, object sizes and a listing of the shards; never the activations.
 
     The one write: temporary files of writes a kill cut short, which no live writer can own
     (``tgo_store.store.temporaries``), are removed; the others are reported.
     """
     records = store_records(url, storage_options)
     store = open_zarr_store(url, read_only=True, storage_options=storage_options)
-    group, act = _open_group(store, url, records)
+    group, act = open_activation_group(store, url, records)
     S.check_schema_version(dict(group.attrs), f"store {url}")
     n_ckpt = act.shape[0]
     spb = int(dict(group.attrs).get("tgo_layout", {}).get("samples_per_block", (act.shards or act.chunks)[2]))
@@ -95,4 +80,5 @@ def store_info(url: str, *, storage_options: dict | None = None) -> StoreInfo:
                      checkpoints=checkpoints, blocks_per_checkpoint=n_blocks,
                      bytes_logical=int(np.prod(act.shape)) * act.dtype.itemsize,
                      bytes_stored=_stored_bytes(records), attrs=dict(group.attrs),
-                     interrupted=interrupted_change(records), temporaries=temporaries)
+                     interrupted=interrupted_change(records), temporaries=temporaries,
+                     damage=metadata_damage(records, store, group, commits))

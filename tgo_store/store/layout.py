@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 SHARD_TARGET_BYTES = 32 * 2**20
 INNER_CHUNK_TARGET_BYTES = 16 * 2**20
@@ -69,3 +70,13 @@ def choose_layout(n_samples: int, n_tokens: int, n_features: int, itemsize: int,
         n_chunks = math.ceil(shard_bytes / INNER_CHUNK_TARGET_BYTES)
         tokens_per_chunk = math.ceil(n_tokens / n_chunks)
     return StoreLayout(samples_per_block, tokens_per_chunk, n_tokens)
+
+
+def block_shard_keys(array: Any, checkpoint_index: int, block: int) -> list[str]:
+    """Store keys of every shard of one (checkpoint, sample block): one per layer and token shard."""
+    token_shards = -(-array.shape[3] // array.shards[3])
+    return [
+        f"{array.path}/{array.metadata.encode_chunk_key((checkpoint_index, layer, block, token_shard, 0))}"
+        for layer in range(array.shape[1])
+        for token_shard in range(token_shards)
+    ]

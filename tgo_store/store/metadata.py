@@ -18,6 +18,7 @@ stores (s3://) have no lock: create their metadata from one client (``tgo ingest
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,14 +29,26 @@ import zarr
 
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
+from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import create_zero_fraction, resize_zero_fraction
+from tgo_store.store.integrity import CHECKSUM
 from tgo_store.store.location import is_local, local_path
 from tgo_store.store.record_keys import APPENDING, CREATING
 from tgo_store.store.records import RecordStore, clear_half_made
+from tgo_store.store.space import disk_full_error, is_disk_full
 
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
               S.GRADIENTS: "gradient of the recorded loss (group attribute 'loss') w.r.t. each activation"}
+
+
+DATA_CHECKSUMS = True  # every data chunk of a new store carries a crc32c (off: a store as tgo wrote it before)
+
+
+def data_compressors() -> list | None:
+    """The bytes-to-bytes codecs of each data chunk inside a shard: its checksum (no compression,
+    see ``layout``); None without checksums (benchmarks and tests of older stores)."""
+    return [CHECKSUM()] if DATA_CHECKSUMS else None
 
 
 def block_arrays(gradients: bool) -> tuple[str, ...]:
@@ -56,6 +69,8 @@ def metadata_lock(url: str) -> Iterator[None]:
         lock = FileLock(path)
         lock.acquire(timeout=600)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(exc, url) from exc
         raise TgoError(f"cannot write beside the store at {url} ({exc}); choose a writable location") from exc
     try:
         yield
@@ -136,7 +151,7 @@ def create_store(store: Any, spec: StoreSpec, records: RecordStore) -> Any:
     for name in block_arrays(spec.gradients):
         dtype = spec.gradient_dtype if name == S.GRADIENTS else spec.dtype
         act = group.create_array(name, shape=shape, chunks=spec.chunk_shape, shards=spec.shard_shape,
-                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=None, fill_value=0)
+                                 dtype=dtype, dimension_names=list(S.DIMS), compressors=data_compressors(), fill_value=0)
         act.attrs["coordinates"] = " ".join(S.COORDS)
         act.attrs["long_name"] = LONG_NAMES[name]
     if spec.gradients:
@@ -181,15 +196,41 @@ def append_checkpoints(group: Any, records: RecordStore, steps: Sequence[int], p
         arr[old:new] = values
 
 
+def stale_consolidated(store: Any) -> list[tuple[str, str, str, str]]:
+    """(array, attribute, consolidated value, own value) wherever the consolidated metadata (what
+    readers see) differs from an array's own zarr.json: edited by hand or left stale."""
+    try:
+        seen = zarr.open_group(store, mode="r", use_consolidated=True)
+        own = zarr.open_group(store, mode="r", use_consolidated=False)
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return []
+    found = []
+    for name in (n for n in (*CHECKPOINT_ARRAYS, S.LAYER, S.SAMPLE, S.TOKEN) if n in own and n in seen):
+        a, b = seen[name].metadata.to_dict(), own[name].metadata.to_dict()
+        for attr in ("data_type", "shape", "chunk_grid", "codecs", "fill_value"):
+            if a.get(attr) != b.get(attr):
+                found.append((name, attr, json.dumps(a.get(attr))[:80], json.dumps(b.get(attr))[:80]))
+    return found
+
+
+def set_checkpoint(group: Any, index: int, step: int, path: str) -> None:
+    """Record a slot's step and path again: its file moved, or its coordinate was damaged (same sha256)."""
+    for name, value in ((S.CHECKPOINT, step), (S.CHECKPOINT_PATH, path)):
+        if (int if name == S.CHECKPOINT else str)(group[name][index]) != value:
+            group[name][index] = value
+
+
 def recover(store: Any, records: RecordStore) -> str | None:
-    """Undo a change a kill interrupted; returns what was undone ("creating", "appending" or None)."""
+    """Undo a change a kill interrupted; returns what was undone ("creating", "appending" or None).
+
+    With no change to undo, damaged metadata is repaired (``repair``)."""
     if records.get(CREATING) is not None:
         clear_half_made(records)
         records.delete(CREATING)
         return "creating"
     intent = records.get(APPENDING)
     if intent is None:
-        return None
+        return repair(store, records)
     group = zarr.open_group(store, mode="r+", use_consolidated=False)  # each array's own, newer metadata
     old = int(intent["old"])
     for name in (n for n in CHECKPOINT_ARRAYS if n in group):
@@ -199,6 +240,20 @@ def recover(store: Any, records: RecordStore) -> str | None:
     consolidate(store)
     records.delete(APPENDING)
     return "appending"
+
+
+def repair(store: Any, records: RecordStore) -> str | None:
+    """Damaged metadata made right again ("repairing"), or None: `checkpoint` coordinates that differ
+    from the commit records, consolidated metadata that differs from the arrays' own."""
+    try:
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return None
+    fixed = S.ACTIVATIONS in group and repair_coordinates(group, read_commits(records))
+    if fixed or stale_consolidated(store):
+        consolidate(store)
+        return "repairing"
+    return None
 
 
 def interrupted_change(records: RecordStore) -> str | None:
@@ -215,15 +270,44 @@ def finish(store: Any, records: RecordStore) -> None:
     records.delete(CREATING)
 
 
-def existing_checkpoints(group: Any) -> list[tuple[int, str, str]]:
-    """(step, path, sha256) of every checkpoint slot in the store."""
+def existing_checkpoints(group: Any, commits: dict[tuple[int, int], dict] | None = None) -> list[tuple[int, str, str]]:
+    """(step, path, sha256) of every checkpoint slot in the store; with ``commits``, the step and
+    sha256 its commit records agree on where they differ from the coordinates (damaged ones)."""
     n = group[S.ACTIVATIONS].shape[0]
     if n == 0:
         return []
     steps = group[S.CHECKPOINT][:n]
     paths = group[S.CHECKPOINT_PATH][:n]
     shas = group[S.CHECKPOINT_SHA256][:n]
-    return [(int(a), str(b), str(c)) for a, b, c in zip(steps, paths, shas, strict=True)]
+    rows = [(int(a), str(b), str(c)) for a, b, c in zip(steps, paths, shas, strict=True)]
+    for slot, (step, sha) in recorded_identity(commits or {}).items():
+        if slot < n:
+            rows[slot] = (step, rows[slot][1], sha)
+    return rows
+
+
+def recorded_identity(commits: dict[tuple[int, int], dict]) -> dict[int, tuple[int, str]]:
+    """slot -> (step, sha256) that every commit record of the slot names (what its blocks were
+    written from: the truth when the `checkpoint` coordinates were damaged)."""
+    seen: dict[int, set[tuple[int, str]]] = {}
+    for (slot, _block), record in commits.items():
+        if record.get("sha256") and record.get("step") is not None:
+            seen.setdefault(slot, set()).add((int(record["step"]), str(record["sha256"])))
+    return {slot: next(iter(found)) for slot, found in seen.items() if len(found) == 1}
+
+
+def repair_coordinates(group: Any, commits: dict[tuple[int, int], dict]) -> bool:
+    """Write back the step and sha256 of every slot whose coordinates differ from its commit records."""
+    n = group[S.ACTIVATIONS].shape[0]
+    changed = False
+    for slot, (step, sha) in recorded_identity(commits).items():
+        if slot >= n:
+            continue
+        for name, value, kind in ((S.CHECKPOINT, step, int), (S.CHECKPOINT_SHA256, sha, str)):
+            if kind(group[name][slot]) != value:
+                group[name][slot] = value
+                changed = True
+    return changed
 
 
 def consolidate(store: Any) -> None:

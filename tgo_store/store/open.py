@@ -44,8 +44,10 @@ def complete_dataset(ds: xr.Dataset, url: str, *, complete_only: bool = False,
     if S.ATTR_SCHEMA not in ds.attrs:
         return ds
     from tgo_store.store.info import store_info
+    from tgo_store.store.verify import refuse_damage
 
     facts = store_info(url, storage_options=storage_options)
+    refuse_damage(url, facts.damage)
     keep = facts.complete_checkpoints()
     if len(keep) == len(facts.checkpoints):
         return ds

@@ -15,6 +15,7 @@ from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import DEFAULT_GRADIENT_DTYPE
 from tgo_store.store.layout import StoreLayout
 from tgo_store.store.location import store_records
+from tgo_store.store.verify import untrusted_blocks
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,16 @@ class StorePlan:
 
 
 def missing_blocks(plan: StorePlan) -> list[tuple[int, int]]:
-    """(position in plan.checkpoints, block) pairs that have no valid commit record."""
+    """(position in plan.checkpoints, block) pairs without a valid commit record, or whose data does
+    not verify (a commit record is trusted only then: damaged blocks are rewritten)."""
     commits = read_commits(store_records(plan.url, plan.storage_options))
-    missing = []
+    missing, committed = [], {}
     for position, (ref, index) in enumerate(zip(plan.checkpoints, plan.checkpoint_indices, strict=True)):
         for block in range(plan.n_blocks):
             record = commits.get((index, block))
             if record is None or record.get("sha256") != ref.sha256:
                 missing.append((position, block))
-    return missing
+            else:
+                committed[(index, block)] = (position, block)
+    damaged = untrusted_blocks(plan.url, plan.storage_options, list(committed))
+    return sorted(missing + [committed[key] for key in damaged])

@@ -41,9 +41,11 @@ from tgo_store.store.metadata import (
     finish,
     metadata_lock,
     recover,
+    set_checkpoint,
 )
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.records import RecordStore
+from tgo_store.store.space import disk_full_error, is_disk_full
 from tgo_store.store.temporaries import sweep_temporaries
 
 DTYPES = ("float16", "float32")
@@ -93,7 +95,7 @@ class Target:
 
     def existing(self) -> list[tuple[int, str, str]]:
         """The (step, path, sha256) of every checkpoint the store already holds."""
-        return existing_in(self.store)
+        return existing_in(self.store, self.records)
 
 
 def open_target(url: str, options: IngestOptions) -> Target:
@@ -152,6 +154,8 @@ def prepare_metadata(target: Target, options: IngestOptions, refs: Sequence[Chec
             indices = place_checkpoints(group, records, url, refs)
             finish(store, records)
         except (PermissionError, OSError) as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(exc, url) from exc
             raise TgoError(f"cannot write the store at {url} ({type(exc).__name__}: {exc}); "
                            "choose a writable location") from exc
     return StorePlan(url=url, options=options, checkpoints=tuple(refs), checkpoint_indices=tuple(indices),
@@ -164,6 +168,7 @@ def place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence
     """The slot of each checkpoint: its existing slot, or a new one appended at the end."""
     existing = existing_checkpoints(group)
     by_path = {path: (i, sha) for i, (_, path, sha) in enumerate(existing)}
+    by_weights = {(sha, step): i for i, (step, _, sha) in reversed(list(enumerate(existing)))}
     indices, new = [], []
     for ref in refs:
         if ref.url in by_path:
@@ -171,7 +176,11 @@ def place_checkpoints(group: Any, records: RecordStore, url: str, refs: Sequence
             if sha != ref.sha256:
                 raise TgoError(f"checkpoint {ref.url} changed since it was ingested (sha256 {sha[:12]} -> "
                                f"{ref.sha256[:12]}); restore the file or ingest into a new store")
+            set_checkpoint(group, index, ref.step, ref.url)  # a damaged `checkpoint` coordinate: the file's step
             indices.append(index)
+        elif (ref.sha256, ref.step) in by_weights:  # the same checkpoint at a new path: its slot, the new path
+            indices.append(by_weights[(ref.sha256, ref.step)])
+            set_checkpoint(group, indices[-1], ref.step, ref.url)
         else:
             indices.append(len(existing) + len(new))
             new.append(ref)

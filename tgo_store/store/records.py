@@ -68,10 +68,15 @@ class RecordStore:
             folder = os.path.dirname(path)
             os.makedirs(folder, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:  # a full disk: leave no temporary behind
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
             os.replace(tmp, path)
             _fsync(folder)
             return

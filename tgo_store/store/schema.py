@@ -81,11 +81,11 @@ def check_schema_version(attrs: dict, where: str) -> None:
     version = attrs.get(ATTR_SCHEMA)
     try:
         known = version is None or int(version) in SCHEMA_VERSIONS
-    except (TypeError, ValueError):  # not a number (an edited or foreign attr)
+    except (TypeError, ValueError):  # "abc", a list: an attribute edited by hand, not a schema of any tgo
         known = False
     if not known:
         raise TgoError(
-            f"{where} was written with tgo schema {version!r}, this tgo reads schemas {SCHEMA_VERSIONS}; "
+            f"{where} was written with tgo schema {str(version)[:40]}, this tgo reads schemas {SCHEMA_VERSIONS}; "
             "use the tgo version that wrote it or re-ingest into a new store"
         )
 

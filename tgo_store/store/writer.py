@@ -21,20 +21,11 @@ import numpy as np
 from tgo_store.store import schema as S
 from tgo_store.store.commits import clear_failure, write_commit
 from tgo_store.store.gradient_precision import block_counts
+from tgo_store.store.layout import block_shard_keys
 from tgo_store.store.location import open_activations_for_writing, store_records
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.records import RecordStore, fsync_paths
 from tgo_store.store.temporaries import remove_block_temporaries
-
-
-def block_shard_keys(array: Any, checkpoint_index: int, block: int) -> list[str]:
-    """Store keys of every shard of one (checkpoint, sample block): one per layer and token shard."""
-    token_shards = -(-array.shape[3] // array.shards[3])
-    return [
-        f"{array.path}/{array.metadata.encode_chunk_key((checkpoint_index, layer, block, token_shard, 0))}"
-        for layer in range(array.shape[1])
-        for token_shard in range(token_shards)
-    ]
 
 
 def discard_shards(records: RecordStore, keys: Sequence[str]) -> None:
@@ -76,7 +67,10 @@ def write_block(plan: StorePlan, position: int, block: int, data: np.ndarray, ar
     sync_shards(records, keys)
     ref = plan.checkpoints[position]
     write_commit(records, index, block, {"sha256": ref.sha256, "step": ref.step, "samples": [start, stop],
-                                       "written_at": time.time(), **block_counts(gradients)})
+                                       "written_at": time.time(), **block_counts(gradients),
+                                       "arrays": {target.basename: {"dtype": str(target.dtype),
+                                                                    "shape": list(values.shape)}
+                                                  for target, values in arrays}})
     clear_failure(records, index, block)  # a refused block, now written
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from tgo_analysis.orchestration.cli.app import app, run
 
-VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep", "export")
+VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep", "export", "verify")
 
 
 def _register_verbs() -> None:
