@@ -26,6 +26,7 @@ from tgo_store.capture.transfer import BufferPool
 from tgo_store.device import resolve_device
 from tgo_store.errors import TgoError
 from tgo_store.facts import MASKED_LM
+from tgo_store.no_space import naming_full_disk
 from tgo_store.options import IngestOptions, ingest_options
 from tgo_store.store import schema as S
 from tgo_store.store.commits import record_failure
@@ -33,7 +34,6 @@ from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.location import open_activations_for_writing, store_records
 from tgo_store.store.plan import StorePlan, missing_blocks
 from tgo_store.store.prepare import StoreFacts, check_options, open_target, prepare_metadata
-from tgo_store.store.space import named_disk_full
 from tgo_store.store.writer import BackgroundWriter, write_block
 
 WRITE_QUEUE_DEPTH = 2  # blocks waiting for the writer; memory is bounded by depth + 2 blocks
@@ -157,7 +157,7 @@ def ingest(url: str, options: IngestOptions | None = None, *, progress: bool = T
     """
     options = options if options is not None else ingest_options(**values)
     resolve_device(options.device)  # an unusable device is refused before the store is touched
-    with named_disk_full(url):  # ENOSPC anywhere: one line, and a re-run resumes
+    with naming_full_disk(url):  # ENOSPC anywhere: one line, and a re-run resumes
         return _ingest(url, options, progress)
 
 

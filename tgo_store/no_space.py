@@ -1,7 +1,8 @@
 """A full disk is an ordinary failure: one line naming where, and that a re-run resumes.
 
 Every writer of tgo (ingest, analysis, export, report) keeps what it finished when a write
-fails, so the answer to ENOSPC is always the same: free space, run the same command again.
+fails (an ingest's writes are atomic and a block counts only once its commit record is written),
+so the answer to ENOSPC is always the same: free space, run the same command again.
 ``no_space_error`` is the one place that says so; library entry points name their output with
 ``naming_full_disk`` and the CLI's error funnel (``orchestration.cli.app``) catches any other.
 """
@@ -26,6 +27,15 @@ def _full_disk(exc: BaseException | None) -> OSError | None:
     return None
 
 
+def _shown(path: str) -> str:
+    """A local output as an absolute path (what a user types to free space), a URL as given."""
+    import os
+
+    from tgo_store.store.location import is_local, local_path
+
+    return os.path.abspath(local_path(path)) if is_local(path) else path
+
+
 def no_space_error(exc: BaseException, path: str | None = None) -> TgoError | None:
     """The one-line error for a full disk behind ``exc`` (None when ``exc`` is something else);
     ``path`` names the output being written, else the file the OSError names."""
@@ -34,7 +44,7 @@ def no_space_error(exc: BaseException, path: str | None = None) -> TgoError | No
     full = _full_disk(exc)
     if full is None:
         return None
-    where = path or full.filename or "the output's disk"
+    where = _shown(path) if path else (full.filename or "the output's disk")
     quota = " (disk quota exceeded)" if full.errno == errno.EDQUOT else ""
     return TgoError(f"no space left on {where}{quota}; free some space (or choose another place), then re-run the "
                     "same command: it resumes where it stopped")

@@ -33,6 +33,7 @@ from tgo_store.capture.runner import BlockRunner, block_capturer
 from tgo_store.capture.session import Session
 from tgo_store.errors import TgoError
 from tgo_store.ingestion import ingest_block, prepare_store
+from tgo_store.no_space import naming_full_disk
 from tgo_store.options import IngestOptions
 from tgo_store.sources.arrays import array_source
 from tgo_store.sources.base import Batch, DataSource, SourceOptions, TokenBatch
@@ -40,7 +41,6 @@ from tgo_store.sources.tokens import PREFIX as TOKENS_PREFIX
 from tgo_store.sources.tokens import token_file_bytes, token_source
 from tgo_store.store.gradient_precision import record_zero_fraction
 from tgo_store.store.plan import StorePlan
-from tgo_store.store.space import named_disk_full
 
 
 class Recorder:
@@ -134,7 +134,7 @@ class Recorder:
             capturer = make_capturer(self.model, layers=plan.layers, tokens=plan.tokens, example=self.inputs[:1])
             runner = BlockRunner(plan, 0, self.model, capturer, self._batches, next(self.model.parameters()).device,
                                  None, source_name=f"{self.model_name} at step {step}")
-            with named_disk_full(self.store):  # a full disk: one line, and the same capture() resumes
+            with naming_full_disk(self.store):  # a full disk: one line, and the same capture() resumes
                 for block in range(plan.n_blocks):
                     ingest_block(plan, 0, block, runner=runner)
             if plan.loss is not None:

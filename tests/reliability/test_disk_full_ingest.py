@@ -98,8 +98,8 @@ def test_enospc_from_any_store_write_is_one_line_and_resumes(after, tmp_path, cl
 
 
 def test_disk_full_message_names_the_store(tmp_path) -> None:
-    from tgo_store.store.space import disk_full_error, is_disk_full
+    from tgo_store.no_space import no_space_error
 
     exc = OSError(errno.ENOSPC, "No space left on device")
-    assert is_disk_full(exc) and not is_disk_full(OSError(errno.EACCES, "denied"))
-    assert str(disk_full_error(exc, str(tmp_path / "s.zarr"))).startswith(f"no space left on {tmp_path / 's.zarr'}")
+    assert no_space_error(OSError(errno.EACCES, "denied"), "s.zarr") is None
+    assert str(no_space_error(exc, str(tmp_path / "s.zarr"))).startswith(f"no space left on {tmp_path / 's.zarr'}")

@@ -28,6 +28,7 @@ import numpy as np
 import zarr
 
 from tgo_store.errors import TgoError
+from tgo_store.no_space import no_space_error
 from tgo_store.store import schema as S
 from tgo_store.store.commits import read_commits
 from tgo_store.store.gradient_precision import create_zero_fraction, resize_zero_fraction
@@ -35,7 +36,6 @@ from tgo_store.store.integrity import CHECKSUM
 from tgo_store.store.location import is_local, local_path
 from tgo_store.store.record_keys import APPENDING, CREATING
 from tgo_store.store.records import RecordStore, clear_half_made
-from tgo_store.store.space import disk_full_error, is_disk_full
 
 CHECKPOINT_ARRAYS = (S.ACTIVATIONS, S.GRADIENTS, S.CHECKPOINT, S.CHECKPOINT_PATH, S.CHECKPOINT_SHA256)
 LONG_NAMES = {S.ACTIVATIONS: "residual-stream output of each block (layer 0: embedding output)",
@@ -69,8 +69,8 @@ def metadata_lock(url: str) -> Iterator[None]:
         lock = FileLock(path)
         lock.acquire(timeout=600)
     except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(exc, url) from exc
+        if (full := no_space_error(exc, url)) is not None:
+            raise full from exc
         raise TgoError(f"cannot write beside the store at {url} ({exc}); choose a writable location") from exc
     try:
         yield

@@ -18,6 +18,7 @@ import numpy as np
 import tgo_store
 from tgo_store.errors import TgoError
 from tgo_store.facts import MASKED_LM, CheckpointRef, LossSpec
+from tgo_store.no_space import no_space_error
 from tgo_store.options import IngestOptions
 from tgo_store.store import schema as S
 from tgo_store.store.checks import (
@@ -45,7 +46,6 @@ from tgo_store.store.metadata import (
 )
 from tgo_store.store.plan import StorePlan
 from tgo_store.store.records import RecordStore
-from tgo_store.store.space import disk_full_error, is_disk_full
 from tgo_store.store.temporaries import sweep_temporaries
 
 DTYPES = ("float16", "float32")
@@ -154,8 +154,8 @@ def prepare_metadata(target: Target, options: IngestOptions, refs: Sequence[Chec
             indices = place_checkpoints(group, records, url, refs)
             finish(store, records)
         except (PermissionError, OSError) as exc:
-            if is_disk_full(exc):
-                raise disk_full_error(exc, url) from exc
+            if (full := no_space_error(exc, url)) is not None:
+                raise full from exc
             raise TgoError(f"cannot write the store at {url} ({type(exc).__name__}: {exc}); "
                            "choose a writable location") from exc
     return StorePlan(url=url, options=options, checkpoints=tuple(refs), checkpoint_indices=tuple(indices),
