@@ -90,7 +90,7 @@ def test_mean_norm_without_moments_is_the_brute_force_mean(data) -> None:
     """Equal-count spectra keep no per-bucket moments (moments=False, the analysis default); the mean
     norm must still count each bucket's positions (it was all NaN: the count came from the moments)."""
     x, counts = data["x"].astype(np.float32), data["counts"]
-    valid = P.valid_positions(data["mask"].shape, data["mask"])
+    valid = V.valid_positions(data["mask"].shape, data["mask"])
     edges = F.frequency_edges(counts, 5)
     n_buckets = edges.size - 1
     buckets = F.position_buckets(data["ids"], counts, edges, valid)
