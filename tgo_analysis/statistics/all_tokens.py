@@ -33,7 +33,15 @@ from tgo_analysis.kernels.noise_floor import noise_floor
 from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum
 from tgo_analysis.kernels_dask import randomized_eigenvalues
 from tgo_analysis.statistics import baselines as B
-from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import (
+    FIT_RANGE,
+    Block,
+    Context,
+    Option,
+    Result,
+    StatisticBase,
+    Variable,
+)
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_analysis.statistics.token_spectra import PER_TOKEN
 from tgo_store.errors import TgoError
@@ -91,7 +99,7 @@ class AllTokens(StatisticBase):
     joins_tokens: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.all_tokens(m): N.ALL_TOKENS for m in (
         N.EIGENVALUES, *PER_TOKEN, N.ALPHA_R2, N.NOISE_FLOOR, N.RESOLVED_RANK)}
-    options = (METHOD, SVD_RANK, POWER_ITERS)
+    options = (METHOD, SVD_RANK, POWER_ITERS, FIT_RANGE)
 
     def _params(self, ctx: Context) -> AllTokensParams:
         given = ctx.params.get(self.name)
