@@ -118,7 +118,6 @@ class Context:
     params: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # the analysis device ("cpu", "cuda[:N]", "torch:cpu")
     options: Mapping[str, Any] = field(default_factory=dict)  # every declared Option's value
-    source: Any = None  # the unit's UnitSource (lazy slabs), set per unit by the engine
     backend: Any = None  # the engine's device backend (engine.device.TorchBackend); None on numpy
     slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
     group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
@@ -313,8 +312,18 @@ class StatisticBase:
         this unit needs no second read."""
         return None
 
+    def reads(self, ctx: Context) -> int:
+        """How many times the engine reads the unit for this statistic: 1, 2 when it ``reads_twice``, more
+        for one whose every read depends on the last (a randomized SVD's power iterations): read k > 2
+        folds with ``next_pass`` of read k - 1."""
+        return 2 if self.reads_twice(ctx) else 1
+
+    def next_pass(self, fold: Any, partial: Any, ctx: Context) -> Any:
+        """The fold of the next read, from the previous read's fold and its final partial (``reads`` > 2)."""
+        return None
+
     def aggregate_twice(self, partial: Any, second: Any, ctx: Context) -> Result:
-        """``aggregate`` with the second read's final partial (None when it was not needed)."""
+        """``aggregate`` with the last read's final partial (None when it was not needed)."""
         return self.aggregate(partial, ctx)
 
     def partners(self, checkpoint: int, ctx: Context) -> tuple[int, ...]:
