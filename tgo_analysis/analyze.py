@@ -46,7 +46,7 @@ from tgo_analysis.results.template import build_template, result_coords
 from tgo_analysis.results.writer import results_writer
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 
