@@ -18,7 +18,7 @@ from tgo_analysis import names as N
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERIC = ("tgo_analysis/analyze.py", "tgo_analysis/engine", "tgo_analysis/results", "tgo_analysis/report/__init__.py",
-           "tgo_analysis/report/page.py", "tgo_analysis/orchestration/cli/analyze.py")
+           "tgo_analysis/report/page.py", "tgo_app/cli/analyze.py")
 SHARED_DIMS = {N.CHECKPOINT, N.LAYER, N.TOKEN, N.RANK, N.TOKEN_OTHER, N.LAYER_OTHER}
 NAMES_MODULE = "tgo_analysis.names"
 

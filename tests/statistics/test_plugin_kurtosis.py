@@ -22,7 +22,7 @@ from tests.analysis.conftest import write_plain_store
 from tests.statistics import kurtosis_plugin as plugin
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
+CLI = [sys.executable, "-m", "tgo_app.cli"]
 
 
 def _data() -> np.ndarray:

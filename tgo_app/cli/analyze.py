@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
 from tgo_analysis.statistics import declared_options, statistics
 from tgo_analysis.statistics.base import Option, StatisticBase
+from tgo_app.cli.app import app, bool_flag
 
 IO, RUN = "Input and output", "Where it runs"
 METAVARS = {int: "N", float: "X", str: "TEXT"}
