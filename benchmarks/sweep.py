@@ -18,7 +18,7 @@ def run(size: str = "small", device: str = "cpu") -> dict[str, Any]:
     import torch
     from distributed import Client, LocalCluster, performance_report
 
-    from tgo_analysis.orchestration.sweep import SweepConfig, run_sweep
+    from tgo_app.sweep import SweepConfig, run_sweep
     from tgo_store.capture.models import build_model
     from tgo_store.options import IngestOptions
 

@@ -1,4 +1,4 @@
-"""Print every module of tgo_store and tgo_analysis with its one job and its public names.
+"""Print every module of tgo_store, tgo_analysis and tgo_app with its one job and its public names.
 
 The job is the first sentence of the module docstring; the public names are the module's own
 top-level functions and classes without a leading underscore. ARCHITECTURE.md's module index is
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tgo_store", "tgo_analysis")
+PACKAGES = ("tgo_store", "tgo_analysis", "tgo_app")
 
 
 def module_entries() -> list[tuple[str, str, list[str]]]:

@@ -74,7 +74,7 @@ def run_cli(argv: list[str], capsys: Any) -> Any:
     interpreter start-up (torch, timm, dask imports) per case."""
     import subprocess
 
-    from tgo_analysis.orchestration.cli import main
+    from tgo_app.cli import main
 
     try:
         main(argv)

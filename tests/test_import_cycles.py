@@ -16,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tgo_store", "tgo_analysis")
+PACKAGES = ("tgo_store", "tgo_analysis", "tgo_app")
 
 
 def _modules() -> dict[str, Path]:

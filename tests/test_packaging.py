@@ -38,7 +38,7 @@ def test_package_versions_come_from_the_metadata() -> None:
 
 
 def test_help_imports_no_heavy_library() -> None:
-    probe = ("import sys\nfrom tgo_analysis.orchestration.cli import main\n"
+    probe = ("import sys\nfrom tgo_app.cli import main\n"
              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
              f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), timeout=60)
@@ -60,7 +60,7 @@ def test_typed_packages_and_spdx_license() -> None:
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert "MIT License" in (ROOT / "LICENSE").read_text()
     data = PYPROJECT["tool"]["setuptools"]["package-data"]
-    for package in ("tgo_store", "tgo_analysis"):
+    for package in ("tgo_store", "tgo_analysis", "tgo_app"):
         assert "py.typed" in data[package] and (ROOT / package / "py.typed").is_file()
     backend = [Requirement(r) for r in PYPROJECT["build-system"]["requires"] if r.startswith("setuptools")]
     assert backend and not backend[0].specifier.contains("76.9")  # PEP 639 license fields need setuptools 77

@@ -30,7 +30,7 @@ from tgo_analysis.engine.units import (
     unit_task,
     work_items,
 )
-from tgo_analysis.kernels.metrics import DEFAULT_FIT_RANGE, metric_attrs
+from tgo_analysis.kernels.metrics import metric_attrs
 from tgo_analysis.results.completeness import record_expected
 from tgo_analysis.results.selection import chosen_statistics, derived, parse_metrics, selectable
 from tgo_analysis.results.store import (
@@ -46,7 +46,7 @@ from tgo_analysis.results.template import build_template, result_coords
 from tgo_analysis.results.writer import results_writer
 from tgo_analysis.statistics import declared_options
 from tgo_analysis.statistics.base import Context, StatisticBase
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
 
@@ -63,14 +63,13 @@ def analysis_options(given: Mapping[str, Any]) -> dict[str, Any]:
     return {name: option.check(given.get(name, option.default)) for name, option in declared.items()}
 
 
-def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_range: tuple[int, int], seed: int,
-             device: str, options: dict[str, Any], params: dict,
+def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], seed: int, device: str, options: dict[str, Any], params: dict,
              memory_budget: Any = None) -> tuple[Context, list[StatisticBase]]:
     """The analysis-wide context and its statistics: validated, ``prepare``d, the rank dim sized."""
     c, n_layers, n, t, d = act.shape
     if n < 3:
         raise TgoError(f"the store has {n} samples; covariance metrics need at least 3 samples")
-    ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, fit_range, seed, params, device, options,
+    ctx = Context(n, t, d, d, act.dtype.itemsize, metrics, seed=seed, params=params, device=device, options=options,
                   backend=device_backend(device), memory_budget=parse_budget(memory_budget), n_checkpoints=c,
                   n_layers=n_layers)
     stats = chosen_statistics(ctx)
@@ -86,8 +85,7 @@ def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], fit_ra
 
 @results_writer
 def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | None = None,
-            overwrite: bool = False, fit_range: tuple[int, int] = DEFAULT_FIT_RANGE, n_clusters: int = 4,
-            use_umap: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
+            overwrite: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
             memory_limit: str | None = None, progress: bool = True, checkpoints: Sequence[int] | None = None,
             device: str = "cpu", memory_budget: int | str | None = None, params: dict | None = None,
             ready_checkpoints: Sequence[int] | None = None, **options: Any) -> xr.Dataset:
@@ -98,7 +96,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     "torch:cpu" (that path on the CPU, for tests). ``memory_budget`` (bytes or "4GB"; default a
     fraction of RAM or of the Dask worker's limit) bounds the accumulators: a layer whose
     per-token accumulators do not fit is reduced in several passes over token groups.
-    ``options`` are the statistics' own options (``id_samples=``, ``all_tokens=``,
+    ``options`` are the statistics' own options (``fit_range=``, ``n_clusters=``, ``id_samples=``, ``all_tokens=``,
     ``exclude_special=``, ``tangent_rank=``, ...: ``tgo analyze --help`` lists them);
     ``params`` seeds per-statistic parameters directly (``{statistic name: value}``).
     The result's attrs record how many units were computed and reused, the bytes read and the
@@ -112,10 +110,9 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     from tgo_store.progress import UnitProgress
 
     chosen_metrics = parse_metrics(metrics, ds)
-    fit_range = (int(fit_range[0]), int(fit_range[1]))
     act = S.validate_activations(ds)
     option_values = analysis_options(options)
-    ctx, stats = _context(ds, act, chosen_metrics, fit_range, int(seed), resolve_device(device, numpy_cpu=True), option_values,
+    ctx, stats = _context(ds, act, chosen_metrics, int(seed), resolve_device(device, numpy_cpu=True), option_values,
                           dict(params or {}), memory_budget)
     rc = result_coords(act, ctx.n_rank)
     template = build_template(act, rc, stats, ctx)
@@ -125,8 +122,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     given_budget = None if memory_budget is None else ctx.memory_budget  # a cluster's default is per worker
     if memory_budget is not None or (scheduler is None and workers is None):  # refuse a hopeless budget up front
         unit_plan(unit_source(ds, act, 0, 0, unit_stats), unit_stats, ctx, ctx.memory_budget)
-    config = {"metrics": list(chosen_metrics), "fit_range": list(fit_range), "n_clusters": int(n_clusters),
-              "use_umap": bool(use_umap), "seed": int(seed), "options": option_values,
+    config = {"metrics": list(chosen_metrics), "seed": int(seed), "options": option_values,
               "shape": [int(s) for s in act.shape], "source": str(ds.encoding.get("source", "")),
               "params": json.loads(json.dumps(params or {}, sort_keys=True, default=str))}
 
@@ -193,7 +189,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     read_bytes = (len(units) + sum(len(it.slabs) for it in items)) * act.dtype.itemsize * ctx.n_samples \
         * ctx.n_tokens * ctx.n_features
     token_passes = max(passes, default=1)
-    attrs = {**provenance(where), **metric_attrs(fit_range), "tgo_config": config, "device": ctx.device,
+    attrs = {**provenance(where), **metric_attrs(ctx.fit_range), "tgo_config": config, "device": ctx.device,
              "token_passes": token_passes,
              "read_amplification": f"each unit's blocks were read {token_passes} x (one pass per token group "
                                    "whose accumulators fit the memory budget)",
@@ -210,7 +206,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
     for stat in stats:
         attrs.update(stat.attrs(ctx))
     result = finish(out, template, computed, attrs)
-    settings = {"n_clusters": int(n_clusters), "use_umap": bool(use_umap), "seed": int(seed)}
+    settings = {**option_values, "seed": int(seed)}
     for extra in derived():
         if ctx.wants(extra.name) and extra.requires in result:
             result = add_variable(result, out, extra.name, extra.compute(result, settings))

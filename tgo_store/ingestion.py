@@ -23,7 +23,7 @@ from tgo_store.capture.checkpoints import refuse_duplicates
 from tgo_store.capture.runner import BlockRunner
 from tgo_store.capture.session import Session, checkpoint_refs
 from tgo_store.capture.transfer import BufferPool
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 from tgo_store.errors import TgoError
 from tgo_store.facts import MASKED_LM
 from tgo_store.no_space import naming_full_disk

@@ -4,7 +4,7 @@ Every writer of tgo (ingest, analysis, export, report) keeps what it finished wh
 fails (an ingest's writes are atomic and a block counts only once its commit record is written),
 so the answer to ENOSPC is always the same: free space, run the same command again.
 ``no_space_error`` is the one place that says so; library entry points name their output with
-``naming_full_disk`` and the CLI's error funnel (``orchestration.cli.app``) catches any other.
+``naming_full_disk`` and the CLI's error funnel (``tgo_app.cli.app``) catches any other.
 """
 
 from __future__ import annotations

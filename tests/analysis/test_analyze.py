@@ -211,7 +211,7 @@ def test_dataset_without_activations_or_wrong_dims(tmp_path) -> None:
 def test_cli_refuses_existing_output_and_reports_one_line(plain_store, threaded, tmp_path) -> None:
     url, _ = plain_store
     _, out = threaded
-    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "analyze", url, "--out", out, "--metrics", "alpha"],
+    done = subprocess.run([sys.executable, "-m", "tgo_app.cli", "analyze", url, "--out", out, "--metrics", "alpha"],
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--overwrite" in done.stderr

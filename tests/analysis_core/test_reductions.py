@@ -45,7 +45,7 @@ def test_every_registered_statistic_follows_the_protocol() -> None:
 def test_token_passes_and_threads_do_not_change_per_token_results() -> None:
     x = activations(n=200, t=9)
     stat = statistic("token_spectra")
-    ctx = Context(200, 9, 24, n_rank=24, metrics=("eigenvalues", "alpha"), fit_range=(2, 8))
+    ctx = Context(200, 9, 24, n_rank=24, metrics=("eigenvalues", "alpha"), options={"fit_range": (2, 8)})
     one = reduce_array(stat, x, ctx, plan=Plan(((0, 9),), threads=1))
     many = reduce_array(stat, x, ctx, plan=Plan(((0, 2), (2, 5), (5, 9)), threads=2))
     for name in ("eigenvalues", "alpha"):
@@ -60,7 +60,7 @@ def test_all_tokens_gram_joined_over_token_passes_is_exact() -> None:
     x = activations(n=60, t=5, d=8)
     flat = x.reshape(60, -1).astype(np.float64)
     exact = np.linalg.svd(flat - flat.mean(0), compute_uv=False) ** 2 / 59
-    ctx = Context(60, 5, 8, n_rank=60, metrics=("all_tokens",), fit_range=(2, 8),
+    ctx = Context(60, 5, 8, n_rank=60, metrics=("all_tokens",), options={"fit_range": (2, 8)},
                   params={"all_tokens": AllTokensParams("gram")})
     got = reduce_array(AllTokens(), x, ctx, block_rows=16, plan=Plan(((0, 2), (2, 5)), threads=2))
     np.testing.assert_allclose(got["eigenvalues_all"][:40], exact[:40], rtol=1e-9)

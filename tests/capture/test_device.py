@@ -1,11 +1,11 @@
-"""One --device parser for ingest and analysis (tgo_store.device, issue 17)."""
+"""One --device parser for ingest and analysis (tgo_store.device_option, issue 17)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 from tgo_store.errors import TgoError
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
-from tgo_analysis.orchestration.cli import main
+from tgo_app.cli import main
 from tgo_store import open_store
 from tgo_store.capturers import make_capturer
 from tgo_store.options import parse_kwargs

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from tests.support import run_cli
-from tgo_analysis.orchestration.cli.analyze import option_panels
 from tgo_analysis.statistics import declared_options, statistics
+from tgo_app.cli.analyze import option_panels
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def help_of(capsys, *verb: str) -> str:
 
 
 def test_tgo_help_shows_every_command_summary_whole(capsys) -> None:
-    from tgo_analysis.orchestration.cli import VERB_MODULES, app
+    from tgo_app.cli import VERB_MODULES, app
 
     text = help_of(capsys)
     assert not [ln for ln in text.splitlines() if "..." in ln and "Usage:" not in ln]  # no summary cut short

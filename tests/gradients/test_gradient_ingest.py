@@ -98,7 +98,7 @@ def test_recorder_records_gradients_and_restores_mode(tmp_path):
 
 def test_cli_gradients_with_an_lm_loss_on_images_is_one_line(ckpts, tmp_path, capsys):
     from tests.support import cli_args
-    from tgo_analysis.orchestration.cli import main
+    from tgo_app.cli import main
 
     store = tmp_path / "cli.zarr"
     with pytest.raises(SystemExit) as done:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tgo_analysis.orchestration.training.probe import (
+from tgo_app.training.probe import (
     ACCURACY,
     NULL,
     ProbeConfig,

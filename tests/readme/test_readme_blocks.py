@@ -97,7 +97,7 @@ def test_python_block_runs(index, readme_store, tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("index", range(len(blocks_of("toml"))))
 def test_toml_block_is_a_valid_sweep_file(index, tmp_path) -> None:
-    from tgo_analysis.orchestration.sweep import load_config
+    from tgo_app.sweep import load_config
 
     path = tmp_path / "sweep.toml"
     path.write_text(blocks_of("toml")[index][0])
@@ -110,7 +110,7 @@ def _parse(args: list[str]) -> None:
     import click
     import typer
 
-    from tgo_analysis.orchestration.cli import _register_verbs, app
+    from tgo_app.cli import _register_verbs, app
 
     _register_verbs()
     group = typer.main.get_command(app)

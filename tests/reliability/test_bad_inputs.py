@@ -1,7 +1,7 @@
 """Bad inputs across every verb: each exits non-zero with one line on stderr, and the store's
 bytes (every file, hashed) stay as they were.
 
-The CLI runs in-process (``tgo_analysis.orchestration.cli.main(argv)``), so ~50 cases cost
+The CLI runs in-process (``tgo_app.cli.main(argv)``), so ~50 cases cost
 seconds, not an interpreter start each. One case runs the real console script to check the
 same holds in a fresh process.
 """
@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 from tests.support import TINY_VIT, TINY_VIT_SPEC, save_checkpoints, tiny_vit
-from tgo_analysis.orchestration.cli import main
+from tgo_app.cli import main
 from tgo_store import ingest, open_store
 from tgo_store.store.record_keys import CREATING
 
@@ -277,7 +277,7 @@ def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(env, capsys, mo
 
 def test_the_console_script_in_a_fresh_process(env) -> None:
     before = hashes(env["store"])
-    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "analyze", str(env["store"]),
+    done = subprocess.run([sys.executable, "-m", "tgo_app.cli", "analyze", str(env["store"]),
                            "--out", str(env["store"]), "--overwrite"], capture_output=True, text=True)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "input store" in done.stderr

@@ -29,7 +29,7 @@ def clean(tmp_path_factory) -> dict:
     save_checkpoints(root / "ckpt", [0, 5])
     store = root / "clean.zarr"
     glob = str(root / "ckpt" / "*.pth")
-    from tgo_analysis.orchestration.cli import main
+    from tgo_app.cli import main
 
     main(cli_args(glob, str(store)))
     used = int(subprocess.run(["du", "-sk", str(store)], capture_output=True, text=True).stdout.split()[0])

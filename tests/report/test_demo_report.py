@@ -40,7 +40,7 @@ RESULT_DIMS = {
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "run"
-    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "demo", "--quick", "--quiet", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "tgo_app.cli", "demo", "--quick", "--quiet", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "report:" in done.stdout and "index.html" in done.stdout
@@ -74,7 +74,7 @@ def test_demo_results_follow_spec_section_2(demo_dir) -> None:
 def test_demo_resumes_instead_of_redoing(demo_dir) -> None:
     page = demo_dir / "report" / "index.html"
     written = page.stat().st_mtime_ns
-    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "demo", "--quick", "--out", str(demo_dir)],
+    done = subprocess.run([sys.executable, "-m", "tgo_app.cli", "demo", "--quick", "--out", str(demo_dir)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "0 blocks written" in done.stderr or "train" not in done.stderr
@@ -100,7 +100,7 @@ def test_report_skips_absent_metrics_instead_of_faking_them(demo_dir, tmp_path) 
     text = page.read_text()
     assert "Not shown (metrics not in these results)" in text
     assert "Inter-token correlation" in text.split("Not shown")[1]
-    done = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "report", str(tmp_path / "missing.zarr"),
+    done = subprocess.run([sys.executable, "-m", "tgo_app.cli", "report", str(tmp_path / "missing.zarr"),
                            "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("tgo: error:")
 

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from tgo_analysis.orchestration.demos.image import headline_rows
 from tgo_analysis.report import SECTIONS, write_report
 from tgo_analysis.report import figures as F
+from tgo_app.demos.image import headline_rows
 
 INLINE_PNG = re.compile(r"<img alt='([^']+)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")
 
@@ -173,7 +173,7 @@ def test_headline_rows_follow_the_results(fake_results) -> None:
 
 
 def test_report_verb_writes_the_page_and_refuses_a_bad_choice(tmp_path, fake_results_store) -> None:
-    cli = [sys.executable, "-m", "tgo_analysis.orchestration.cli", "report", fake_results_store]
+    cli = [sys.executable, "-m", "tgo_app.cli", "report", fake_results_store]
     done = subprocess.run([*cli, "--out", str(tmp_path / "r"), "--spectrum-step", "10"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

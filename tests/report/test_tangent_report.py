@@ -218,7 +218,7 @@ def test_the_page_prints_each_reading_under_its_figure(tmp_path) -> None:
 
 
 def test_text_headline_reads_the_baselines_beside_the_enrichment() -> None:
-    from tgo_analysis.orchestration.demos.text import TEXT_HEADLINE_COLUMNS, text_headline_rows
+    from tgo_app.demos.text import TEXT_HEADLINE_COLUMNS, text_headline_rows
 
     res = fake_full_results(n_layers=4)
     vs = np.array([[1.5, 0.5, 1.3, 1.0]] * 3)

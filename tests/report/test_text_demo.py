@@ -10,8 +10,8 @@ import pytest
 import xarray as xr
 
 from tgo_analysis import names as N
-from tgo_analysis.orchestration.demos.text import TextDemoConfig, run_text_demo, text_headline_rows
 from tgo_analysis.report import checks
+from tgo_app.demos.text import TextDemoConfig, run_text_demo, text_headline_rows
 from tgo_store.store.open import open_store
 
 # the demo's own stages on a tiny run; the tangent fits and intervals smaller than the demo's defaults

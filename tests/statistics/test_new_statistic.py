@@ -66,7 +66,7 @@ def _install(tmp_path) -> dict[str, str]:
 
 def test_a_plugin_statistic_brings_its_own_flag(tmp_path) -> None:
     env = _install(tmp_path)
-    cli = [sys.executable, "-m", "tgo_analysis.orchestration.cli", "analyze"]
+    cli = [sys.executable, "-m", "tgo_app.cli", "analyze"]
     shown = subprocess.run([*cli, "--help"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
     assert "--norm-quantile" in shown.stdout
     listed = subprocess.run([*cli, "--list-metrics"], capture_output=True, text=True, env=env)

@@ -20,7 +20,7 @@ import zarr
 from tests.support import cli_args, ingest_kwargs, run_cli, save_checkpoints
 from tgo_store import ingest, open_store
 
-TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
+TGO = [sys.executable, "-m", "tgo_app.cli"]
 NOBODY = 65534
 
 
@@ -149,7 +149,7 @@ def _closed_to_others() -> str:
 
 def _pick_mode(shared_dir: Path, probe_file: Path) -> tuple[str, dict]:
     """The first unprivileged mode that can run tgo but cannot write a 0o444 file; skip if none."""
-    code = (f"import tgo_analysis.orchestration.cli, tgo_store\n"
+    code = (f"import tgo_app.cli, tgo_store\n"
             f"try:\n    open({str(probe_file)!r}, 'ab')\nexcept PermissionError:\n    print('denied')\n"
             f"else:\n    print('written')\n")
     reasons = []

@@ -21,7 +21,7 @@ from tests.support import DATA, cli_args, ingest_kwargs, leftover_temporaries, r
 from tgo_store import Recorder, ingest, open_store, store_info
 from tgo_store.errors import TgoError
 
-TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
+TGO = [sys.executable, "-m", "tgo_app.cli"]
 
 
 def tgo(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -38,8 +38,8 @@ def test_line_report_prints_at_the_interval(capsys, monkeypatch) -> None:
 def test_ingest_analyze_and_training_print_progress_to_a_pipe(tmp_path, capsys) -> None:
     import torch
 
-    from tgo_analysis.orchestration.cli import main
-    from tgo_analysis.orchestration.training.vit import train
+    from tgo_app.cli import main
+    from tgo_app.training.vit import train
     from tgo_store.capture.models import build_model, input_config
     from tgo_store.sources import open_source
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from tests.support import TINY_VIT, TINY_VIT_SPEC, leftover_temporaries, save_checkpoints
-from tgo_analysis.orchestration.cli import main
+from tgo_app.cli import main
 from tgo_store import ingest
 
 KWARGS = {"model_spec": TINY_VIT_SPEC, "model_kwargs": dict(TINY_VIT), "data_spec": "synthetic:8",

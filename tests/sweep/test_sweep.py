@@ -13,7 +13,7 @@ import xarray as xr
 
 from tests.support import DATA, TINY_VIT, TINY_VIT_SPEC, ingest_kwargs, save_checkpoints
 from tgo_analysis.analyze import analyze
-from tgo_analysis.orchestration.sweep import ingest_task, load_config, run_sweep
+from tgo_app.sweep import ingest_task, load_config, run_sweep
 from tgo_store import ingest, open_store
 from tgo_store.errors import TgoError
 
@@ -143,7 +143,7 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     (ck / "step_0.pth").write_bytes((ref_dir / "ck" / "step_0.pth").read_bytes())
     path = sweep_file(tmp_path, str(ck / "*.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
     path.write_text(path.read_text() + f'stop_file = "{tmp_path / "STOP"}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--watch", "--poll", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "tgo_app.cli", "sweep", str(path), "--watch", "--poll", "1",
                              "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # hang guards, not timings: a loaded 2-core CI machine is slow
     while time.time() < deadline and not (tmp_path / "s.zarr" / "_tgo" / "blocks").exists():
@@ -158,23 +158,23 @@ def test_cli_watch_picks_up_new_checkpoints_until_the_stop_file(single_process, 
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert list(open_store(str(tmp_path / "s.zarr")).checkpoint.values) == [0, 10]
-    status = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--status"],
+    status = subprocess.run([sys.executable, "-m", "tgo_app.cli", "sweep", str(path), "--status"],
                             capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.count("done") == 2
-    bad = subprocess.run([sys.executable, "-m", "tgo_analysis.orchestration.cli", "sweep", str(path), "--scheduler",
+    bad = subprocess.run([sys.executable, "-m", "tgo_app.cli", "sweep", str(path), "--scheduler",
                           "tcp://127.0.0.1:1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot reach the Dask scheduler" in bad.stderr
 
 
 def test_tasks_waiting_for_a_resource_are_reported(cluster, single_process, tmp_path) -> None:
-    from tgo_analysis.orchestration.sweep import missing_resources, sweep_status, write_status
+    from tgo_app.sweep import missing_resources, sweep_status, write_status
 
     ref_dir, _ = single_process
     path = sweep_file(tmp_path, str(ref_dir / "ck" / "step_0.pth"), str(tmp_path / "s.zarr"), str(tmp_path / "r.zarr"))
     path.write_text(path.read_text() + "[resources]\ncapture = { GPU = 1 }\n")
     cfg = load_config(path)
     assert missing_resources(cluster, cfg) == {"GPU": 1}
-    from tgo_analysis.orchestration.sweep.run import prepare_sweep_store
+    from tgo_app.sweep.run import prepare_sweep_store
 
     prepare_sweep_store(cfg)
     write_status(cfg.store, {"running": True, "waiting_for": missing_resources(cluster, cfg), "failures": []})
@@ -186,8 +186,8 @@ def test_watch_stops_when_a_stop_file_appears_at_a_memory_url(monkeypatch, tmp_p
     """The --watch loop lives in the library and checks the stop file through fsspec."""
     import fsspec
 
-    from tgo_analysis.orchestration.sweep import SweepSummary, run_sweeps, stop_requested
-    from tgo_analysis.orchestration.sweep import run as sweep_module
+    from tgo_app.sweep import SweepSummary, run_sweeps, stop_requested
+    from tgo_app.sweep import run as sweep_module
 
     stop = "memory://tgo-watch-test/STOP"
     fs = fsspec.filesystem("memory")

@@ -22,7 +22,7 @@ from tgo_store.errors import TgoError
 from tgo_store.sources import TokenBatch, open_source
 from tgo_store.store import schema as S
 
-TGO = [sys.executable, "-m", "tgo_analysis.orchestration.cli"]
+TGO = [sys.executable, "-m", "tgo_app.cli"]
 KW = {"batch_size": 8, "samples_per_block": 16, "device": "cpu", "progress": False, "dtype": "float32"}
 TEXT = {"seq_len": 24, "samples": 40}
 
@@ -288,7 +288,7 @@ def test_recorder_with_a_text_batch(tiny_dirs, tmp_path) -> None:
 def test_sweep_over_text_checkpoints_equals_ingest(tiny_dirs, bpe, tmp_path) -> None:
     from distributed import Client, LocalCluster
 
-    from tgo_analysis.orchestration.sweep import load_config, run_sweep
+    from tgo_app.sweep import load_config, run_sweep
 
     model = build("gpt2", len(bpe), seed=2)
     for step in (10, 20):

@@ -51,7 +51,7 @@ def test_all_includes_frequency_only_for_stores_that_support_it(store) -> None:
 
 
 def test_cli_exclusions_reach_the_results(store, tmp_path) -> None:
-    from tgo_analysis.orchestration.cli import main
+    from tgo_app.cli import main
 
     out = str(tmp_path / "cli.zarr")
     try:

@@ -47,7 +47,7 @@ def images(html: str) -> dict[str, bytes]:
 
 
 def test_every_language_figure_is_drawn_for_language_results(tmp_path) -> None:
-    from tgo_analysis.orchestration.cli import main
+    from tgo_app.cli import main
 
     here, other = tmp_path / "here.zarr", tmp_path / "other.zarr"
     fake_language_results().to_zarr(here, zarr_format=3, consolidated=False)

@@ -135,7 +135,7 @@ def on_cluster(ds: Any, act: Any, stats: list[StatisticBase], ctx: Context, unit
     for ci, li in units:
         source = unit_source(ds, act, ci, li, stats)
         bounds = np.concatenate([[0], np.cumsum(source.activations.array.chunks[0])]).astype(int)
-        cut = plan_split(stats, dataclasses.replace(ctx, source=source), workers, len(units), bounds, chunk)
+        cut = plan_split(stats, ctx, workers, len(units), bounds, chunk)
         tokens_source = source if view is None else dataclasses.replace(source, activations=LazySlab(view[ci, li]))
         graph = cut_graph(source, tokens_source, stats, ctx, cut, MEMORY, THREADS, (ci, li), RETRIES)
         future = client.compute(graph)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 
 
 @dataclass(frozen=True)

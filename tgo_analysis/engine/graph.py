@@ -151,6 +151,20 @@ def _second_pass(stat: StatisticBase, partials: dict, ctx: Context) -> Any:
     return stat.second_pass(partials[stat.name], ctx)
 
 
+def _next_pass(stat: StatisticBase, fold: Any, partials: dict, ctx: Context) -> Any:
+    """The fold of a statistic's next read from its last one (None once a read was not needed)."""
+    return None if fold is None else stat.next_pass(fold, partials.get(stat.name), ctx)
+
+
+def _named(stat: StatisticBase, value: Any) -> dict:
+    return {stat.name: value}
+
+
+def _latest(*parts: dict) -> dict:
+    """Partials by statistic name, a later read's replacing an earlier one's."""
+    return {name: value for part in parts for name, value in part.items()}
+
+
 def _any(*folds: Any) -> bool:
     return any(f is not None for f in folds)
 
@@ -287,15 +301,26 @@ def combine_tree(g: GraphBuilder, level: Sequence[Any], fn: Callable, stats: Seq
 def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[StatisticBase, Any]], ctx: Context,
                 index: int,
                 threads: int, max_rows: int | None, after: Sequence[Any] = ()) -> list[Any]:
-    """The second read of the statistics that declare one (``reads_twice``): each turns its first
-    partial into the fold of the second read (``second_pass``; None: not needed here, and when no
-    statistic needs it nothing is read), then aggregates both (``aggregate_twice``). Keys of their
-    result arrays, in ``firsts`` order."""
-    stats = tuple(s for s, _ in firsts)
-    folds = tuple(g.ref(g.add("second-pass", (s.name,), _second_pass, s, g.ref(key), ctx)) for s, key in firsts)
-    needed = g.ref(g.add("second-needed", (), _any, *folds))
-    finals = fold_pass(g, source, Pass(ctx, whole=stats, folds=folds, needed=needed), index, threads, max_rows, after)
-    return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(finals[(s.name, None)]), ctx)
+    """The later reads of the statistics that declare them (``reads``): each turns its first partial
+    into the fold of the second read (``second_pass``; None: not needed here, and when no statistic
+    needs a read nothing is read), each later read's fold from the last (``next_pass``), then
+    aggregates the first and the last (``aggregate_twice``). Keys of their result arrays, in
+    ``firsts`` order."""
+    stats = [s for s, _ in firsts]
+    folds = {s.name: g.ref(g.add("second-pass", (s.name,), _second_pass, s, g.ref(key), ctx)) for s, key in firsts}
+    lasts: dict[str, Any] = {}
+    for read in range(2, max(s.reads(ctx) for s in stats) + 1):
+        live = [s for s in stats if s.reads(ctx) >= read]
+        if read > 2:
+            folds.update({s.name: g.ref(g.add("next-pass", (read, s.name), _next_pass, s, folds[s.name],
+                                              g.ref(lasts[s.name]), ctx)) for s in live})
+        mine = tuple(folds[s.name] for s in live)
+        needed = g.ref(g.add("read-needed", (read,), _any, *mine))
+        finals = fold_pass(g, source, Pass(ctx, whole=tuple(live), folds=mine, needed=needed), index + read - 2,
+                           threads, max_rows, after)
+        lasts.update({s.name: finals[(s.name, None)] for s in live})
+        after = [g.add("read-done", (read,), _after, *(g.ref(lasts[s.name]) for s in live))]
+    return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(lasts[s.name]), ctx)
             for s, key in firsts]
 
 
@@ -343,13 +368,16 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
             placed.append(None)
             done.append(results[-1])
         after = [g.add("pass-done", (index,), _after, *map(g.ref, done))]
+    for name, key in joined.items():
+        stat = next(s for s in stats if s.name == name)
+        if stat.reads_twice(ctx):  # the joined token ranges are its first read
+            twice.append((stat, g.add("joined", (name,), _named, stat, g.ref(key))))
+            continue
+        results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx))
+        placed.append(None)
     if twice:
         results += second_read(g, source, twice, ctx, len(passes), plan.threads, plan.max_rows, after)
         placed += [None] * len(twice)
-    for name, key in joined.items():
-        stat = next(s for s in stats if s.name == name)
-        results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx))
-        placed.append(None)
     variables = [v for s in stats for v in s.variables(ctx)]
     return g.delayed(g.add("assemble", (), _assemble, variables, placed, *map(g.ref, results)))
 
@@ -391,7 +419,7 @@ def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int,
     matrix products, which threads do not speed up and which a loaded machine slows 12x when
     BLAS threads spin (measured: 0.58 s vs 0.05 s per semi-NMF iteration at 1024 x 128, load 18).
     """
-    unit = dataclasses.replace(ctx, source=source, unit=(ci, li))
+    unit = dataclasses.replace(ctx, unit=(ci, li))
     params = dict(ctx.params)
     with one_blas_thread():
         for stat in stats:
@@ -446,7 +474,10 @@ def partial_results(partials: dict, stats: Sequence[StatisticBase], ctx: Context
     out = empty_results([v for s in stats for v in s.variables(ctx)]) if out is None else out
     joined: dict[str, Any] = {}
     for s in stats:
-        if s.token_split and s.joins_tokens:
+        if s.token_split and s.joins_tokens and s.reads_twice(ctx):
+            put_results(out, _aggregate_twice(s, {s.name: first_partial(s, partials, ranges)}, seconds or {}, ctx),
+                        None)
+        elif s.token_split and s.joins_tokens:
             for r in ranges:
                 joined[s.name] = s.join_tokens(joined.get(s.name), partials[(s.name, r)])
             put_results(out, _aggregate_value(s, joined.pop(s.name), ctx), None)
@@ -493,8 +524,19 @@ def _sample_fold(stats: Sequence[StatisticBase], ctx: Context, source: UnitSourc
                              ranges)
 
 
-def _second_of(stat: StatisticBase, merged: dict, ctx: Context) -> Any:
-    return stat.second_pass(merged[(stat.name, None)], ctx)
+def first_partial(stat: StatisticBase, partials: dict, ranges: Sequence[tuple[int, int]]) -> Any:
+    """A statistic's partial of the whole first read, from partials keyed as ``fold_partials`` makes them
+    (a statistic that joins token ranges: its ranges joined in order)."""
+    if not (stat.token_split and stat.joins_tokens):
+        return partials[(stat.name, None)]
+    joined = None
+    for r in ranges:
+        joined = stat.join_tokens(joined, partials[(stat.name, r)])
+    return joined
+
+
+def _second_of(stat: StatisticBase, merged: dict, ranges: Sequence[tuple[int, int]], ctx: Context) -> Any:
+    return stat.second_pass(first_partial(stat, merged, ranges), ctx)
 
 
 def _sample_second(folds: Sequence[Any], needed: bool, ctx: Context, source: UnitSource, a: int, b: int,
@@ -552,7 +594,7 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
     def claims(nbytes: int = 0, n_threads: int = 0) -> dict[str, int]:
         return {threads: n_threads or cut.threads, **({memory: nbytes} if nbytes else {})}
 
-    unit_ctx: Any = dataclasses.replace(ctx, source=source)
+    unit_ctx: Any = ctx
     if any(s.unit_setup for s in stats):
         unit_ctx = g.ref(g.add("prepare", (), _prepare, list(stats), unit_ctx, source, *unit, claims=claims(n_threads=1)))
     per_token = [s for s in stats if s.name in cut.per_token]
@@ -567,13 +609,23 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
         merged = g.ref(combine_tree(g, level, _merge, group, (), cut.split_every,
                                     lambda k: claims((k + 1) * cut.merge_bytes, 1)))
         twice = [s for s in group if s.reads_twice(ctx)]
-        if twice:  # the second read, cut as the first
-            folds = [g.ref(g.add("second-pass", (s.name,), _second_of, s, merged, unit_ctx)) for s in twice]
-            needed = g.ref(g.add("second-needed", (), _any, *folds))
-            level = [g.add("second", (a, b), _sample_second, folds, needed, unit_ctx, source, a, b, cut.max_rows,
+        folds = {s.name: g.ref(g.add("second-pass", (s.name,), _second_of, s, merged, cut.ranges, unit_ctx))
+                 for s in twice}
+        reads: list[Any] = []  # each later read's merged partials
+        for read in range(2, max((s.reads(ctx) for s in twice), default=1) + 1):  # later reads, cut as the first
+            live = [s for s in twice if s.reads(ctx) >= read]
+            if read > 2:
+                folds.update({s.name: g.ref(g.add("next-pass", (read, s.name), _next_pass, s, folds[s.name], seconds,
+                                                  unit_ctx)) for s in live})
+            mine = [folds[s.name] for s in live]
+            needed = g.ref(g.add("read-needed", (read,), _any, *mine))
+            level = [g.add("second", (read, a, b), _sample_second, mine, needed, unit_ctx, source, a, b, cut.max_rows,
                            claims=claims(cut.sample_task_bytes, 1)) for a, b in cut.sample_tasks]
-            seconds = g.ref(combine_tree(g, level, _merge_second, folds, ("second",), cut.split_every,
+            seconds = g.ref(combine_tree(g, level, _merge_second, mine, ("second", read), cut.split_every,
                                          lambda k: claims((k + 1) * cut.merge_bytes, 1)))
+            reads.append(seconds)
+        if reads:  # each statistic's last read
+            seconds = g.ref(g.add("last-reads", (), _latest, *reads))
     return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), unit_ctx, cut, merged, seconds,
                            *map(g.ref, tokens), claims=claims(cut.merge_bytes)))
 
@@ -586,5 +638,4 @@ def reduce_array(stat: StatisticBase, x: np.ndarray, ctx: Context | None = None,
     n, t, d = x.shape
     ctx = ctx or Context(n, t, d, n_rank=d, itemsize=x.dtype.itemsize, metrics=stat.metrics)
     source = UnitSource(LazySlab(da.from_array(x, chunks=(block_rows, t, d))))
-    ctx = dataclasses.replace(ctx, source=source)
     return reduce_unit(source, [stat], ctx, plan or Plan(((0, t),), threads=2))

@@ -132,7 +132,7 @@ def item_context(ctx: Context, item: WorkItem, source: UnitSource) -> Context:
     """The context of one item: its slabs, and its statistics' ``prepare_unit`` at the anchor."""
     ctx = dataclasses.replace(ctx, slabs=item.slabs)
     if item.layer is None:
-        return dataclasses.replace(ctx, source=source)
+        return ctx
     return unit_context(ctx, item.stats, item.checkpoint, item.layer, source)
 
 

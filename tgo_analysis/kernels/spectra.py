@@ -1,7 +1,7 @@
 """Eigenvalues: per token from co-moments; for all tokens concatenated from the Gram matrix.
 
-The randomized SVD for an N too large to decompose runs over a whole dask array, so it lives
-in ``tgo_analysis.kernels_dask``, not here (kernels are pure numpy)."""
+The randomized SVD for an N too large to decompose is ``kernels/randomized.py``: one product per
+read of the unit, which the engine runs as the statistic's declared reads."""
 
 from __future__ import annotations
 

@@ -139,10 +139,8 @@ def write_report(
 
 def __getattr__(name: str) -> Any:
     """SECTIONS, LANGUAGE_SECTIONS, TANGENT_SECTIONS, SIMILARITY_SECTIONS: a registry group as a tuple."""
-    groups = {"SECTIONS": "core", "LANGUAGE_SECTIONS": "language", "TANGENT_SECTIONS": "tangent",
-              "SIMILARITY_SECTIONS": "similarity"}
-    if name in groups:
-        return registry.of_group(groups[name])
+    if name == "SECTIONS" or (name.endswith("_SECTIONS") and name.isupper()):  # <GROUP>_SECTIONS: that group
+        return registry.of_group(name.removesuffix("SECTIONS").removesuffix("_").lower() or "core")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -3,8 +3,10 @@
 Exact ("gram"): the un-centred N x N Gram X Xᵀ is a sum over tokens, so each token pass
 keeps its tokens' rows of every sample (store dtype) and adds their Gram when the pass ends
 (``join_tokens``); the memory budget plans that stash like any accumulator. Truncated
-("randomized", N large): dask's svd_compressed over the layer, with Σλ from per-(token,
-feature) variances folded in the same pass, so the tail the truncation misses still counts.
+("randomized", N large): the first read folds per-(token, feature) means and variances (Σλ, so the
+tail the truncation misses still counts); then the engine reads the unit 2q + 2 more times
+(``reads``, ``second_pass``, ``next_pass``: q power iterations of Halko et al.'s randomized SVD,
+``kernels/randomized.py``), each read one product with the centred rows.
 
 A sample is one point here, so padding cannot be left out position by position: padded
 positions are set to zero (in both methods; the attrs say so), so whatever a model wrote at
@@ -24,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tgo_analysis import names as N
+from tgo_analysis.kernels import randomized as R
 from tgo_analysis.kernels.metrics import (
     TRUNCATED_METRICS,
     spectral_metrics,
@@ -31,9 +34,16 @@ from tgo_analysis.kernels.metrics import (
 )
 from tgo_analysis.kernels.noise_floor import noise_floor
 from tgo_analysis.kernels.spectra import exact_trace, gram_spectrum
-from tgo_analysis.kernels_dask import randomized_eigenvalues
 from tgo_analysis.statistics import baselines as B
-from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import (
+    FIT_RANGE,
+    Block,
+    Context,
+    Option,
+    Result,
+    StatisticBase,
+    Variable,
+)
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_analysis.statistics.token_spectra import PER_TOKEN
 from tgo_store.errors import TgoError
@@ -75,6 +85,59 @@ class AllTokensPartial:
     m2: np.ndarray | None = None
     sumsq: float = 0.0  # Σ over finished passes of M2
     square: float = 0.0  # randomized: Σ over finished passes of the un-centred Σ‖x‖² (noise floor)
+    tokens: int = 0  # the first token of this partial's range
+    means: dict[int, np.ndarray] = field(default_factory=dict)  # randomized, joined: each range's mean by first token
+
+
+def centred_rows(block: Block, mean: np.ndarray) -> np.ndarray:
+    """The block's zero-padded samples as concatenated (token x feature) rows, float64, centred by ``mean``."""
+    x = zero_padding(block)
+    return np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1) - mean
+
+
+@dataclass(frozen=True)
+class SketchRows:
+    """A read that makes the rows of Y = A Z (A the centred concatenated samples): (samples, rows) per block."""
+
+    name: str
+    mean: np.ndarray
+    z: np.ndarray
+    power_left: int  # power iterations still to run after this read
+
+    def fold(self, acc: list | None, block: Block, ctx: Context) -> list:
+        return [*(acc or []), (block.samples, R.project_rows(centred_rows(block, self.mean), self.z))]
+
+    def combine(self, a: list, b: list) -> list:
+        return a + b
+
+    def then(self, partial: list) -> SketchBack:
+        samples = np.concatenate([s for s, _ in partial])
+        order = np.argsort(samples, kind="stable")
+        y = np.concatenate([rows for _, rows in partial])[order]
+        return SketchBack(self.name, self.mean, R.orthonormal(y), samples[order], self.power_left)
+
+
+@dataclass(frozen=True)
+class SketchBack:
+    """A read that sums Aᵀ Q over the blocks (Q orthonormal, one row per sample)."""
+
+    name: str
+    mean: np.ndarray
+    q: np.ndarray
+    samples: np.ndarray  # the sample index of each row of q, ascending
+    power_left: int
+
+    def fold(self, acc: np.ndarray | None, block: Block, ctx: Context) -> np.ndarray:
+        rows = np.searchsorted(self.samples, block.samples)
+        share = R.project_back(centred_rows(block, self.mean), self.q[rows])
+        return share if acc is None else acc + share
+
+    def combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    def then(self, partial: np.ndarray) -> SketchRows | None:
+        """The next power iteration's read, or None: ``partial`` (Aᵀ Q) is final."""
+        return SketchRows(self.name, self.mean, partial, self.power_left - 1) if self.power_left > 0 else None
 
 
 def zero_padding(block: Block) -> np.ndarray:
@@ -91,7 +154,7 @@ class AllTokens(StatisticBase):
     joins_tokens: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.all_tokens(m): N.ALL_TOKENS for m in (
         N.EIGENVALUES, *PER_TOKEN, N.ALPHA_R2, N.NOISE_FLOOR, N.RESOLVED_RANK)}
-    options = (METHOD, SVD_RANK, POWER_ITERS)
+    options = (METHOD, SVD_RANK, POWER_ITERS, FIT_RANGE)
 
     def _params(self, ctx: Context) -> AllTokensParams:
         given = ctx.params.get(self.name)
@@ -135,7 +198,7 @@ class AllTokens(StatisticBase):
             return AllTokensPartial(x.shape[0], rows=[np.array(x)])
         mean = x.mean(axis=0, dtype=np.float64)
         m2 = ((np.asarray(x, dtype=np.float64) - mean) ** 2).sum(axis=0)
-        return AllTokensPartial(block.x.shape[0], mean=mean, m2=m2)
+        return AllTokensPartial(block.x.shape[0], mean=mean, m2=m2, tokens=block.tokens[0])
 
     def combine(self, a: AllTokensPartial, b: AllTokensPartial) -> AllTokensPartial:
         if b.mean is not None:  # Chan's merge of per-value variances
@@ -158,6 +221,7 @@ class AllTokens(StatisticBase):
                 a.gram = x @ x.T if a.gram is None else a.gram + x @ x.T
             b.rows.clear()
         if b.m2 is not None:
+            a.means[b.tokens] = b.mean
             a.sumsq += float(b.m2.sum())
             a.square += float(b.m2.sum()) + b.count * float((b.mean**2).sum())
         return a
@@ -172,17 +236,38 @@ class AllTokens(StatisticBase):
             metrics = spectral_metrics(eigs, n_flat, ctx.fit_range, floor)
             names: tuple[str, ...] = (*PER_TOKEN, N.ALPHA_R2)
         else:
-            act = ctx.source.activations.array
-            mask = ctx.source.extras.get("attention_mask")
-            if mask is not None:
-                import dask.array as da
+            raise ValueError("the randomized all-tokens spectrum is aggregated after its reads (aggregate_twice)")
+        return self._arrays(eigs, metrics, names, floor, ctx)
 
-                act = da.where(mask.array.astype(bool)[..., None], act, 0).astype(act.dtype)
-            flat = act.reshape(ctx.n_samples, n_flat)
-            eigs = randomized_eigenvalues(flat, params.svd_rank, params.power_iters, ctx.seed)
-            metrics = truncated_spectrum_metrics(eigs, float(exact_trace(partial.sumsq, partial.count)), n_flat,
+    def reads(self, ctx: Context) -> int:
+        params = self._params(ctx)
+        return 1 if params.method == "gram" else 2 * params.power_iters + 3
+
+    def reads_twice(self, ctx: Context) -> bool:
+        return self.reads(ctx) > 1
+
+    def second_pass(self, partial: AllTokensPartial, ctx: Context) -> SketchRows:
+        """The first sketch read, Y = A Ω, centred by the first read's means."""
+        params = self._params(ctx)
+        mean = np.concatenate([partial.means[lo] for lo in sorted(partial.means)]).reshape(-1)
+        omega = R.gaussian_sketch(mean.size, R.sketch_width(params.svd_rank, ctx.n_samples, mean.size), ctx.seed)
+        return SketchRows(self.name, mean, omega, params.power_iters)
+
+    def next_pass(self, fold: SketchRows | SketchBack, partial: Any, ctx: Context) -> SketchRows | SketchBack | None:
+        return fold.then(partial)
+
+    def aggregate_twice(self, partial: AllTokensPartial, second: Any, ctx: Context) -> Result:
+        """The truncated spectrum from the last read's Aᵀ Q, with Σλ and the noise floor of the first read."""
+        params = self._params(ctx)
+        n_flat = ctx.n_tokens * ctx.n_features
+        floor = float(noise_floor(B.roundoff(ctx, params), partial.square / max(partial.count, 1), n_flat))
+        eigs = R.top_eigenvalues(second, int(min(params.svd_rank, partial.count, n_flat)), partial.count)
+        metrics = truncated_spectrum_metrics(eigs, float(exact_trace(partial.sumsq, partial.count)), n_flat,
                                                  ctx.fit_range, floor)
-            names = TRUNCATED_METRICS
+        return self._arrays(eigs, metrics, TRUNCATED_METRICS, floor, ctx)
+
+    def _arrays(self, eigs: np.ndarray, metrics: Mapping[str, Any], names: tuple[str, ...], floor: float,
+                ctx: Context) -> Result:
         padded = np.full(max(ctx.n_rank, eigs.size), np.nan)
         padded[:eigs.size] = eigs
         arrays = {N.all_tokens(m): np.asarray(metrics[m]) for m in names}

@@ -114,12 +114,10 @@ class Context:
     n_rank: int = 0  # length of the shared `rank` dim (eigenvalue arrays are NaN-padded to it)
     itemsize: int = 4  # bytes per stored activation value
     metrics: tuple[str, ...] = ()
-    fit_range: tuple[int, int] = DEFAULT_FIT_RANGE
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # the analysis device ("cpu", "cuda[:N]", "torch:cpu")
     options: Mapping[str, Any] = field(default_factory=dict)  # every declared Option's value
-    source: Any = None  # the unit's UnitSource (lazy slabs), set per unit by the engine
     backend: Any = None  # the engine's device backend (engine.device.TorchBackend); None on numpy
     slabs: tuple[tuple[int, int], ...] = ()  # multi-slab units: (checkpoint, layer) index of each slab, x first
     group: Mapping[str, Any] = field(default_factory=dict)  # multi-slab units: this pass's group per statistic
@@ -127,6 +125,11 @@ class Context:
     unit: tuple[int, int] = (0, 0)  # (checkpoint, layer) of the unit (a multi-slab unit's anchor)
     n_checkpoints: int = 0  # checkpoints in the store (multi-slab statistics name partner checkpoints)
     n_layers: int = 0
+
+    @property
+    def fit_range(self) -> tuple[int, int]:
+        """The power-law fit ranks every spectral statistic uses (the shared option ``FIT_RANGE``)."""
+        return FIT_RANGE.check(self.options.get(FIT_RANGE.name, FIT_RANGE.default))
 
     def slab_index(self, checkpoint: int, layer: int) -> int:
         """Where slab (checkpoint, layer) is in the unit's blocks (``Block.slab``)."""
@@ -165,6 +168,9 @@ class Option:
 
     ``kind`` is the Python type of its value (``int``, ``float``, ``str``, ``bool``);
     ``optional`` allows None (meaning "the statistic chooses"); ``choices`` restricts a string.
+    ``parse`` reads a value that is not simply ``kind(value)`` (``--fit-range 11:100`` or ``(11, 100)``
+    -> ``(11, 100)``; a ValueError names the flag); ``spelling`` is the flag when it is not
+    ``--name`` (``use_umap`` is ``--umap``); ``metavar`` the placeholder in ``--help``.
     Two statistics may declare the same option (e.g. which positions enter) if the
     declarations are equal: it is then one flag, read by both.
     """
@@ -175,15 +181,23 @@ class Option:
     kind: type = int
     optional: bool = False
     choices: tuple[str, ...] = ()
+    parse: Callable[[Any], Any] | None = None
+    spelling: str = ""
+    metavar: str = ""
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.spelling or "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> Any:
         """The value converted to ``kind``; TgoError naming the flag when it does not fit."""
         if value is None and (self.optional or self.default is None):
             return None
+        if self.parse is not None:
+            try:
+                return self.parse(value)
+            except (TypeError, ValueError):
+                raise TgoError(f"cannot read {self.flag} {value!r}; {self.help}") from None
         try:
             converted = value if self.kind is bool and isinstance(value, bool) else self.kind(value)
         except (TypeError, ValueError):
@@ -193,12 +207,22 @@ class Option:
         return converted
 
 
+def fit_ranks(value: Any) -> tuple[int, int]:
+    """``"11:100"`` (or ``"11-100"``, or a pair) -> ``(11, 100)``: power-law fit ranks, inclusive, from 1."""
+    first, last = (int(v) for v in (value.replace("-", ":").split(":") if isinstance(value, str) else value))
+    return first, last
+
+
+FIT_RANGE = Option("fit_range", "{}:{}".format(*DEFAULT_FIT_RANGE), "power-law fit ranks, inclusive, from 1, "
+                   "as FIRST:LAST, e.g. 11:100", str, parse=fit_ranks, metavar="FIRST:LAST")
+
+
 @dataclass(frozen=True)
 class Derived:
     """A result computed from the finished results, not from activations (``alpha_cluster`` from
     ``alpha``): ``name`` is selectable with ``--metrics`` and selects ``requires`` with it;
-    ``compute(result, settings)`` returns its DataArray (``settings``: the analysis' ``n_clusters``,
-    ``use_umap`` and ``seed``)."""
+    ``compute(result, settings)`` returns its DataArray (``settings``: every declared option's
+    value, as ``Context.options``, and the analysis' ``seed``)."""
 
     name: str
     requires: str
@@ -288,8 +312,18 @@ class StatisticBase:
         this unit needs no second read."""
         return None
 
+    def reads(self, ctx: Context) -> int:
+        """How many times the engine reads the unit for this statistic: 1, 2 when it ``reads_twice``, more
+        for one whose every read depends on the last (a randomized SVD's power iterations): read k > 2
+        folds with ``next_pass`` of read k - 1."""
+        return 2 if self.reads_twice(ctx) else 1
+
+    def next_pass(self, fold: Any, partial: Any, ctx: Context) -> Any:
+        """The fold of the next read, from the previous read's fold and its final partial (``reads`` > 2)."""
+        return None
+
     def aggregate_twice(self, partial: Any, second: Any, ctx: Context) -> Result:
-        """``aggregate`` with the second read's final partial (None when it was not needed)."""
+        """``aggregate`` with the last read's final partial (None when it was not needed)."""
         return self.aggregate(partial, ctx)
 
     def partners(self, checkpoint: int, ctx: Context) -> tuple[int, ...]:

@@ -49,7 +49,15 @@ from tgo_analysis.kernels.pooling import (
     position_keys,
     sample_points,
 )
-from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import (
+    FIT_RANGE,
+    Block,
+    Context,
+    Option,
+    Result,
+    StatisticBase,
+    Variable,
+)
 from tgo_analysis.statistics.pooled import block_valid
 from tgo_analysis.statistics.pooled import options as pooled_options
 from tgo_analysis.statistics.positions import POSITION_OPTIONS
@@ -111,7 +119,7 @@ class Frequency(StatisticBase):
     name: str = N.FREQUENCY
     metrics: tuple[str, ...] = (N.FREQUENCY, *NAMES)
     token_split: bool = False
-    options = (*POSITION_OPTIONS, BUCKETS, POINTS)
+    options = (*POSITION_OPTIONS, BUCKETS, POINTS, FIT_RANGE)
 
     def _params(self, ctx: Context) -> dict[str, Any]:
         params = ctx.params.get(self.name)

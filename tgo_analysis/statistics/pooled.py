@@ -29,7 +29,15 @@ from tgo_analysis.kernels.pooling import (
     sample_points,
 )
 from tgo_analysis.statistics import baselines as B
-from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import (
+    FIT_RANGE,
+    Block,
+    Context,
+    Option,
+    Result,
+    StatisticBase,
+    Variable,
+)
 from tgo_analysis.statistics.id_estimator import ID_ESTIMATOR, describe, estimate, estimator
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_store.store import schema as S
@@ -85,7 +93,7 @@ class Pooled(StatisticBase):
     name: str = N.POOLED
     metrics: tuple[str, ...] = (N.POOLED, *NAMES)
     token_split: bool = False
-    options = (*POSITION_OPTIONS, ID_POINTS, ID_ESTIMATOR, B.ISOTROPIC_DRAWS)
+    options = (*POSITION_OPTIONS, ID_POINTS, ID_ESTIMATOR, B.ISOTROPIC_DRAWS, FIT_RANGE)
 
     def _wants(self, ctx: Context, *names: str) -> bool:
         return ctx.wants(N.POOLED) or any(ctx.wants(n) for n in names)

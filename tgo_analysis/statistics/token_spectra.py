@@ -35,7 +35,16 @@ from tgo_analysis.kernels.moments import (
 from tgo_analysis.kernels.noise_floor import moments_mean_square_norm, noise_floor
 from tgo_analysis.kernels.spectra import covariance_eigenvalues
 from tgo_analysis.statistics import baselines as B
-from tgo_analysis.statistics.base import Block, Context, Derived, Result, StatisticBase, Variable
+from tgo_analysis.statistics.base import (
+    FIT_RANGE,
+    Block,
+    Context,
+    Derived,
+    Option,
+    Result,
+    StatisticBase,
+    Variable,
+)
 from tgo_analysis.statistics.masks import partial_mask
 from tgo_analysis.statistics.token_spectra_torch import covariance_eigenvalues as torch_eigenvalues
 from tgo_analysis.statistics.token_spectra_torch import fold_moments as torch_fold
@@ -47,11 +56,18 @@ PER_TOKEN = (N.ALPHA, N.EFFECTIVE_RANK, N.STABLE_RANK, N.PARTICIPATION_RATIO, N.
 FLOOR_ROWS = (N.NOISE_FLOOR, N.RESOLVED_RANK, N.N_SAMPLES)  # SPEC 8: with every per-token spectrum
 
 
+CLUSTERS = Option("n_clusters", 4, "k-means clusters of the per-token trajectories (alpha_cluster)", int,
+                  spelling="--clusters")
+UMAP = Option("use_umap", False, "embed the trajectories with UMAP before k-means (alpha_cluster)", bool,
+              spelling="--umap")
+
+
 def alpha_clusters(result: Any, settings: Mapping[str, Any]) -> Any:
     """alpha_cluster: k-means of each token's alpha across layers at the last checkpoint."""
     from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 
-    k, use_umap = int(settings["n_clusters"]), bool(settings["use_umap"])
+    k = int(settings.get(CLUSTERS.name, CLUSTERS.default))
+    use_umap = bool(settings.get(UMAP.name, UMAP.default))
     clusters = cluster_alpha_trajectories(result[N.ALPHA].isel({N.CHECKPOINT: -1}), k, use_umap=use_umap,
                                           seed=int(settings["seed"]))
     clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
@@ -66,7 +82,7 @@ class TokenSpectra(StatisticBase):
     metrics: tuple[str, ...] = (N.EIGENVALUES, *PER_TOKEN, *FLOOR_ROWS, *B.isotropic_names())
     token_split: bool = True
     aliases: ClassVar[Mapping[str, str]] = {N.ALPHA_R2: N.ALPHA}
-    options = (B.ISOTROPIC_DRAWS,)
+    options = (B.ISOTROPIC_DRAWS, FIT_RANGE, CLUSTERS, UMAP)
     derived: tuple[Derived, ...] = (Derived(N.ALPHA_CLUSTER, N.ALPHA, alpha_clusters),)
 
     def prepare(self, ds: object, ctx: Context) -> dict[str, float]:

@@ -20,7 +20,7 @@ from tgo_store.capture.losses import capture_gradient_block
 from tgo_store.capture.models import build_model, input_config
 from tgo_store.capture.transfer import BlockFiller, BufferPool
 from tgo_store.capturers import make_capturer
-from tgo_store.device import resolve_device
+from tgo_store.device_option import resolve_device
 from tgo_store.sources import DataSource, open_source
 from tgo_store.sources.base import Batch
 

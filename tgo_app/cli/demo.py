@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
+from tgo_app.cli.app import app, bool_flag
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class DemoKind:
 
 
 DEMOS = {
-    False: DemoKind("tgo_analysis.orchestration.demos.image", "run_demo", "HEADLINE_COLUMNS", "HEADLINE_LEGEND",
+    False: DemoKind("tgo_app.demos.image", "run_demo", "HEADLINE_COLUMNS", "HEADLINE_LEGEND",
                     "headline_rows", "accuracy", "tgo demo: headline numbers", "tgo-demo"),
-    True: DemoKind("tgo_analysis.orchestration.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS", "TEXT_HEADLINE_LEGEND",
+    True: DemoKind("tgo_app.demos.text", "run_text_demo", "TEXT_HEADLINE_COLUMNS", "TEXT_HEADLINE_LEGEND",
                    "text_headline_rows", "held_out_loss", "tgo demo --text: headline numbers", "tgo-demo-text"),
 }
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tgo_analysis.orchestration.training.vit import optimiser_step
+from tgo_app.training.vit import optimiser_step
 from tgo_store.progress import progress_bar
 
 TOKENIZER_VOCAB = 2048

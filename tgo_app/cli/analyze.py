@@ -13,21 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
 from tgo_analysis.statistics import declared_options, statistics
 from tgo_analysis.statistics.base import Option, StatisticBase
-from tgo_store.errors import TgoError
+from tgo_app.cli.app import app, bool_flag
 
-IO, RUN, FITS = "Input and output", "Where it runs", "Fits and clusters (every statistic)"
+IO, RUN = "Input and output", "Where it runs"
 METAVARS = {int: "N", float: "X", str: "TEXT"}
-
-
-def parse_fit_range(text: str) -> tuple[int, int]:
-    try:
-        first, last = (int(v) for v in text.replace("-", ":").split(":"))
-    except ValueError as exc:
-        raise TgoError(f"cannot read --fit-range '{text}'; use FIRST:LAST ranks, e.g. 11:100") from exc
-    return first, last
 
 
 def summary_of(stat: StatisticBase) -> str:
@@ -91,7 +82,7 @@ def _flag(option: Option, panel: str) -> inspect.Parameter:
     if option.kind is bool:
         info = bool_flag(option.flag, option.help, bool(option.default), panel)
     else:
-        metavar = "|".join(option.choices) if option.choices else METAVARS.get(option.kind, "VALUE")
+        metavar = option.metavar or ("|".join(option.choices) if option.choices else METAVARS.get(option.kind, "VALUE"))
         info = typer.Option(option.flag, help=option.help, metavar=metavar, rich_help_panel=panel,
                             show_default=option.default is not None)
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default,
@@ -126,12 +117,6 @@ def analyze(
     device: Annotated[str, typer.Option(metavar="DEVICE", rich_help_panel=RUN,
                                         help="cpu, or cuda[:N] for per-token spectra on a GPU (torch)")] = "cpu",
     seed: Annotated[int, typer.Option(metavar="N", rich_help_panel=RUN, help="seed of every subsample and draw")] = 0,
-    fit_range: Annotated[str, typer.Option(metavar="FIRST:LAST", rich_help_panel=FITS,
-                                           help="power-law fit ranks, inclusive, from 1")] = "11:100",
-    clusters: Annotated[int, typer.Option(metavar="N", rich_help_panel=FITS,
-                                          help="k-means clusters of the per-token trajectories")] = 4,
-    umap: Annotated[bool, bool_flag("--umap", "embed the trajectories with UMAP before k-means", False, FITS)]
-        = False,
     **options: Any,
 ) -> None:
     """Compute spectra and geometry metrics; an interrupted run resumes where it stopped."""
@@ -144,8 +129,7 @@ def analyze(
     parse_metrics(metrics)  # a misspelled name is refused before the store is opened
     refuse_same_store(store, out)
     dataset = complete_dataset(open_store(store), store, complete_only=complete_only)
-    result = run_analyze(dataset, metrics, out=out, overwrite=overwrite, fit_range=parse_fit_range(fit_range),
-                         n_clusters=clusters, use_umap=umap, seed=seed, scheduler=scheduler, workers=workers,
+    result = run_analyze(dataset, metrics, out=out, overwrite=overwrite, seed=seed, scheduler=scheduler, workers=workers,
                          memory_budget=memory_budget, memory_limit=memory_limit, progress=not quiet, device=device,
                          **options)
     if not quiet:

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
+from tgo_app.cli.app import app, bool_flag
 
 
 @app.command()
 def sweep(
-    config: Annotated[str, typer.Argument(metavar="SWEEP_TOML", help="sweep.toml (see the tgo_analysis.orchestration.sweep docstring or README)")],
+    config: Annotated[str, typer.Argument(metavar="SWEEP_TOML", help="sweep.toml (see the tgo_app.sweep docstring or README)")],
     scheduler: Annotated[str | None, typer.Option(metavar="ADDRESS", help="address of an existing cluster's scheduler",
                                                   show_default="a LocalCluster")] = None,
     workers: Annotated[int, typer.Option(min=1, metavar="N", help="LocalCluster worker processes (when no --scheduler)")] = 2,
@@ -27,7 +27,7 @@ def sweep(
     from rich.console import Console
     from rich.table import Table
 
-    from tgo_analysis.orchestration.sweep import load_config, sweep_on_cluster, sweep_status
+    from tgo_app.sweep import load_config, sweep_on_cluster, sweep_status
 
     cfg = load_config(config)
     if status:

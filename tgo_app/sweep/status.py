@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tgo_analysis.orchestration.sweep.config import SweepConfig
+from tgo_app.sweep.config import SweepConfig
 from tgo_store.store.record_keys import SWEEP_STATUS as STATUS_KEY
 from tgo_store.store.records import RecordStore
 

@@ -47,7 +47,7 @@ class DemoConfig:
         return cls(train_steps=40, n_checkpoints=3)
 
     def steps(self) -> list[int]:
-        from tgo_analysis.orchestration.training.vit import log_spaced_steps
+        from tgo_app.training.vit import log_spaced_steps
 
         return log_spaced_steps(self.train_steps, self.n_checkpoints)
 
@@ -69,7 +69,7 @@ class DemoSummary:
 
 def _train_if_needed(cfg: DemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
     """Train unless this config's checkpoints are all there (resume = skip); returns the log and files."""
-    from tgo_analysis.orchestration.training.vit import (
+    from tgo_app.training.vit import (
         checkpoint_path,
         finished_training,
         train,

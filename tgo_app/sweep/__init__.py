@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tgo_analysis.orchestration.sweep.config import SweepConfig, load_config
-from tgo_analysis.orchestration.sweep.run import (
+from tgo_app.sweep.config import SweepConfig, load_config
+from tgo_app.sweep.run import (
     SweepSummary,
     ingest_task,
     missing_resources,
@@ -12,7 +12,7 @@ from tgo_analysis.orchestration.sweep.run import (
     stop_requested,
     sweep_on_cluster,
 )
-from tgo_analysis.orchestration.sweep.status import (
+from tgo_app.sweep.status import (
     STATUS_KEY,
     SweepTable,
     read_status,

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tgo_analysis.orchestration.sweep.config import SweepConfig
-from tgo_analysis.orchestration.sweep.status import SweepTable, write_status
+from tgo_app.sweep.config import SweepConfig
+from tgo_app.sweep.status import SweepTable, write_status
 from tgo_store.errors import TgoError
 
 _WORKER_MODELS: dict = {}

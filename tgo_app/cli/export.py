@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
+from tgo_app.cli.app import app, bool_flag
 from tgo_store.errors import TgoError
 from tgo_store.options import parse_selection
 

@@ -9,14 +9,14 @@ import importlib
 import os
 from collections.abc import Sequence
 
-from tgo_analysis.orchestration.cli.app import app, run
+from tgo_app.cli.app import app, run
 
 VERB_MODULES = ("ingest", "info", "analyze", "report", "demo", "sweep", "export", "verify")
 
 
 def _register_verbs() -> None:
     for name in VERB_MODULES:
-        importlib.import_module(f"tgo_analysis.orchestration.cli.{name}")
+        importlib.import_module(f"tgo_app.cli.{name}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tgo_analysis import names as N
-from tgo_analysis.orchestration.demos.image import (
+from tgo_app.demos.image import (
     DemoSummary,
     format_value,
     ingest_analyse_report,
@@ -45,15 +45,15 @@ class TextDemoConfig:
         return cls(train_steps=20, n_checkpoints=3, record_samples=64)
 
     def steps(self) -> list[int]:
-        from tgo_analysis.orchestration.training.vit import log_spaced_steps
+        from tgo_app.training.vit import log_spaced_steps
 
         return log_spaced_steps(self.train_steps, self.n_checkpoints)
 
 
 def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
     """Train unless this config's checkpoints are all there (resume = skip)."""
-    from tgo_analysis.orchestration.training.decoder import checkpoint_dir, train_decoder
-    from tgo_analysis.orchestration.training.vit import finished_training, write_training_log
+    from tgo_app.training.decoder import checkpoint_dir, train_decoder
+    from tgo_app.training.vit import finished_training, write_training_log
     from tgo_store.sources.text import PYDOC, read_documents
 
     steps = cfg.steps()

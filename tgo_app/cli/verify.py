@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app
+from tgo_app.cli.app import app
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tgo_analysis.orchestration.cli.app import app, bool_flag
+from tgo_app.cli.app import app, bool_flag
 from tgo_store.options import Flag, IngestOptions, option_fields
 
 

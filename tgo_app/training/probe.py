@@ -7,7 +7,7 @@ the same probe trained on labels permuted across samples (seeded): it sees the s
 but no pairing of vector and label, so it must stay near chance; chance itself is the share
 of the most common held-out label.
 
-    python -m tgo_analysis.orchestration.training.probe STORE --out probe.png [--tokens 0] [--epochs 20]
+    python -m tgo_app.training.probe STORE --out probe.png [--tokens 0] [--epochs 20]
 """
 
 from __future__ import annotations
