@@ -85,7 +85,7 @@ def check_schema_version(attrs: dict, where: str) -> None:
         known = False
     if not known:
         raise TgoError(
-            f"{where} was written with tgo schema {str(version)[:40]}, this tgo reads schemas {SCHEMA_VERSIONS}; "
+            f"{where} was written with tgo schema {repr(version)[:40]}, this tgo reads schemas {SCHEMA_VERSIONS}; "
             "use the tgo version that wrote it or re-ingest into a new store"
         )
 
