@@ -118,7 +118,8 @@ def active_atoms(codes: np.ndarray, dictionary: np.ndarray, fraction: float = DE
     z = np.asarray(codes, dtype=np.float64)
     w = np.asarray(dictionary, dtype=np.float64)
     contribution = z * np.linalg.norm(w, axis=1)
-    reconstruction = np.linalg.norm(z @ w, axis=1, keepdims=True)
+    gram = w @ w.T  # ‖Wᵀz‖² = zᵀ(WWᵀ)z: r x r work per position, no (n, D) reconstruction in memory
+    reconstruction = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", z, gram, z), 0.0, None))[:, None]
     return (contribution > fraction * reconstruction) & (z > 0)
 
 

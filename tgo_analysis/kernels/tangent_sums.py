@@ -175,7 +175,9 @@ def block_sums(x: np.ndarray, gradients: np.ndarray, valid: np.ndarray, samples:
             per_sample[:, j] += np.bincount(owner, weights=columns[:, j], minlength=n)
         if boot_keys is not None:
             ids = np.column_stack([np.asarray(samples, np.uint64)[owner], keys])
-            _bottom_boot(out, boot_keys[rows][sel], np.hstack([g, a]).astype(np.float32), ids)
+            pair = np.empty((len(g), 2 * g.shape[1]), np.float32)
+            pair[:, :g.shape[1]], pair[:, g.shape[1]:] = g, a
+            _bottom_boot(out, boot_keys[rows][sel], pair, ids)
         if buckets is not None:
             bk = buckets[rows][sel]
             bkeys = bucket_keys[rows][sel]
