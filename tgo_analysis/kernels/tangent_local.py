@@ -124,20 +124,21 @@ def active_atoms(codes: np.ndarray, dictionary: np.ndarray, fraction: float = DE
 
 
 def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolver) -> np.ndarray:
-    """(n,) ‖P_{A_i} g_i‖² / ‖g_i‖² for gradients (n, D) and active sets (n, r); NaN where g = 0."""
+    """(n,) ‖P_{A_i} g_i‖² / ‖g_i‖² for gradients (n, D) and active sets (n, r); NaN where g = 0.
+
+    b_Aᵀ (H_AA)⁺ b_A for every position at once: H restricted to each position's atoms (identity
+    elsewhere, with b zero there) and pseudo-inverted as one stack, so no Python loop runs over the
+    distinct active sets (a rule that keeps several atoms makes thousands of them)."""
     g = np.asarray(gradients, dtype=np.float64)
     b = g @ solver.dictionary.T
     norm = np.einsum("ij,ij->i", g, g)
+    atoms = np.asarray(active, bool)
     inside = np.zeros(g.shape[0])
-    if g.shape[0]:
-        sets, which = np.unique(np.asarray(active, bool), axis=0, return_inverse=True)
-        for s, atoms in enumerate(sets):
-            if not atoms.any():
-                continue
-            rows = np.flatnonzero(which.reshape(-1) == s)
-            inverse = np.linalg.pinv(solver.gram[np.ix_(atoms, atoms)], hermitian=True)
-            part = b[np.ix_(rows, atoms)]
-            inside[rows] = np.einsum("ij,jk,ik->i", part, inverse, part)
+    if g.shape[0] and atoms.any():
+        both = atoms[:, :, None] & atoms[:, None, :]
+        system = np.where(both, solver.gram, 0.0) + np.eye(atoms.shape[1]) * ~atoms[:, :, None]
+        part = np.where(atoms, b, 0.0)
+        inside = np.einsum("ij,ijk,ik->i", part, np.linalg.pinv(system, hermitian=True), part)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm > 0, inside / np.where(norm > 0, norm, 1.0), np.nan)
 

@@ -79,9 +79,9 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
                               "of the position's reconstruction norm", float),
     "bootstrap": Option("tangent_bootstrap", 20, "tangent: bootstrap replicates over samples, each refitting "
                         "the basis on its resampled fit half (0: no intervals)"),
-    "bootstrap_iterations": Option("tangent_bootstrap_iterations", 50, "tangent: iteration cap of each "
+    "bootstrap_iterations": Option("tangent_bootstrap_iterations", 30, "tangent: iteration cap of each "
                                    "replicate's warm-started semi-NMF refit"),
-    "bootstrap_positions": Option("tangent_bootstrap_positions", 2048, "tangent: held-out positions (a seeded "
+    "bootstrap_positions": Option("tangent_bootstrap_positions", 1024, "tangent: held-out positions (a seeded "
                                   "subsample) each replicate's refitted basis is scored on"),
     "frequency_count": Option("tangent_frequency_count", 256, "tangent: held-out positions per frequency bucket "
                               "(equal count; a smaller bucket is NaN)"),

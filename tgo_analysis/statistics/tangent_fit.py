@@ -55,9 +55,9 @@ if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
 
 DEFAULT_RANK = 16
 DEFAULT_FREQUENCY_COUNT = 256
-DEFAULT_BOOTSTRAP_ITERATIONS = 50  # a warm-started refit moves little; the cap bounds the bootstrap's cost
+DEFAULT_BOOTSTRAP_ITERATIONS = 30  # a warm-started refit moves little; the cap bounds the bootstrap's cost
 REFIT_STREAM = 0x2EF1  # the generator of a replicate's start jitter: (stream, seed, replicate)
-DEFAULT_BOOTSTRAP_POSITIONS = 2048  # held-out positions a replicate's refit is scored on (bounded cost)
+DEFAULT_BOOTSTRAP_POSITIONS = 1024  # held-out positions a replicate's refit is scored on (bounded cost)
 WARM_JITTER = 0.1  # a replicate starts from the main codes times 1 + 0.1 * U(0, 1)
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
@@ -240,13 +240,19 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
     return np.asarray(fit.x)[at[pairs[:, 0]], pairs[:, 1]].astype(np.float64)
 
 
-def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True) -> Frame:
+def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
+               times: np.ndarray | None = None) -> Frame:
     """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
     (with ``directions``, the points' unit directions in float32 for the radial null: only the
-    direction enters a radial share, and half the bytes of a copy stay with the unit)."""
+    direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
+    (a bootstrap replicate's repeat counts of ``points``): each point's code is solved once."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
-    pool = active_atoms(nonnegative_codes(points, solver), solver.dictionary, fraction)
+    drawn = points if times is None else points[times > 0]
+    pool = active_atoms(nonnegative_codes(drawn, solver), solver.dictionary, fraction)
+    if times is not None:
+        pool = np.repeat(pool, times[times > 0], axis=0)
+        points = np.repeat(drawn, times[times > 0], axis=0)
     unit = None
     if directions:
         norm = np.linalg.norm(points, axis=1, keepdims=True)
@@ -271,7 +277,7 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
         start = (np.repeat(codes, times, axis=0) + floor) * jitter[:, None]
         fit = fit_seminmf(resampled, options.rank, iterations=options.bootstrap_iterations,
                           tolerance=options.tolerance, seed=options.seed, init=start)
-        out.append(make_frame(resampled, fit.dictionary, options.active_fraction, directions=False))
+        out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times))
     return tuple(out)
 
 
