@@ -33,17 +33,6 @@ def replicate_sums(per_sample: np.ndarray, samples: np.ndarray, replicates: int,
     return poisson_weights(samples, replicates, seed).T @ np.asarray(per_sample, dtype=np.float64)
 
 
-def ratio_interval(numerator: np.ndarray, denominator: np.ndarray,
-                   bounds: tuple[float, float] = BOUNDS) -> np.ndarray:
-    """(2,) percentile interval of the replicate ratios numerator / denominator (NaN-safe)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.asarray(numerator, np.float64) / np.asarray(denominator, np.float64)
-    ratio = ratio[np.isfinite(ratio)]
-    if ratio.size < 2:
-        return np.full(2, np.nan)
-    return np.quantile(ratio, bounds)
-
-
 def normal_interval(estimate: float, replicates: np.ndarray) -> np.ndarray:
     """(2,) the 5-95 % normal bootstrap interval estimate ± z · SD of the replicate values (NaN-safe).
 
