@@ -130,7 +130,7 @@ def reference(ds: xr.Dataset, setup, options: dict) -> dict:
         np.testing.assert_allclose(np.abs(frame.pca.T @ np.linalg.svd(resampled, full_matrices=False)[2][:k].T),
                                    np.eye(k), atol=1e-6)
         w_b = frame.solver.dictionary
-        pool_b = [active(p, w_b) for p in resampled]
+        pool_b = [active(p, w_b) for p in resampled[:setup.options.bootstrap_positions]]
         for s in np.flatnonzero(~setup.fit):
             weight = np.random.default_rng([0xB007, opts.get("seed", 0), s]).poisson(1.0, boot)[b]
             at = np.flatnonzero(held.reshape(-1)[s * g.shape[1]:(s + 1) * g.shape[1]])

@@ -112,7 +112,16 @@ def _bottom(keys: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, n
     return keys[order], values[order]
 
 
+def _boot_candidates(a: TangentSums, keys: np.ndarray) -> np.ndarray:
+    """(m,) bool: the keys that can still enter the bootstrap's bottom-k (all until it is full)."""
+    if len(a.boot_keys) < a.boot_count:
+        return np.ones(len(keys), bool)
+    return keys < a.boot_keys[-1]
+
+
 def _bottom_boot(a: TangentSums, keys: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+    if not len(keys):
+        return
     keys = np.concatenate([a.boot_keys, keys])
     order = np.argsort(keys, kind="stable")[:a.boot_count]
     a.boot_keys = keys[order]
@@ -174,10 +183,12 @@ def block_sums(x: np.ndarray, gradients: np.ndarray, valid: np.ndarray, samples:
         for j in range(N_SAMPLE_SUMS):
             per_sample[:, j] += np.bincount(owner, weights=columns[:, j], minlength=n)
         if boot_keys is not None:
-            ids = np.column_stack([np.asarray(samples, np.uint64)[owner], keys])
-            pair = np.empty((len(g), 2 * g.shape[1]), np.float32)
-            pair[:, :g.shape[1]], pair[:, g.shape[1]:] = g, a
-            _bottom_boot(out, boot_keys[rows][sel], pair, ids)
+            candidate_keys = boot_keys[rows][sel]
+            take = _boot_candidates(out, candidate_keys)  # copy only the rows that can enter
+            ids = np.column_stack([np.asarray(samples, np.uint64)[owner[take]], keys[take]])
+            pair = np.empty((int(take.sum()), 2 * g.shape[1]), np.float32)
+            pair[:, :g.shape[1]], pair[:, g.shape[1]:] = g[take], a[take]
+            _bottom_boot(out, candidate_keys[take], pair, ids)
         if buckets is not None:
             bk = buckets[rows][sel]
             bkeys = bucket_keys[rows][sel]
@@ -202,7 +213,8 @@ def merge_sums(a: TangentSums, b: TangentSums) -> TangentSums:
     a.local += b.local
     a.replicates += b.replicates
     if a.boot_count:
-        _bottom_boot(a, b.boot_keys, b.boot_rows, b.boot_ids)
+        take = _boot_candidates(a, b.boot_keys)
+        _bottom_boot(a, b.boot_keys[take], b.boot_rows[take], b.boot_ids[take])
     for k in range(len(a.bucket_keys)):
         a.bucket_keys[k], a.bucket_values[k] = _bottom(np.concatenate([a.bucket_keys[k], b.bucket_keys[k]]),
                                                        np.concatenate([a.bucket_values[k], b.bucket_values[k]]),

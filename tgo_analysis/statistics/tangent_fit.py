@@ -131,7 +131,7 @@ class TangentOptions:
                                          f"the main codes times 1 + {WARM_JITTER} * U(0, 1) of "
                                          f"default_rng([{REFIT_STREAM:#x}, seed, b]), at most "
                                          f"{options.bootstrap_iterations} iterations, with Q_P and the local "
-                                         "null's pool; each statistic with an interval is recomputed as its "
+                                         f"null's pool (its first {options.bootstrap_positions} resampled rows); each statistic with an interval is recomputed as its "
                                          "value on the weighted held-out half under the main fit plus the "
                                          "paired change the replicate's refit makes on the same weights over "
                                          f"the {options.bootstrap_positions} held-out positions with the "
@@ -241,18 +241,21 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
 
 
 def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
-               times: np.ndarray | None = None) -> Frame:
+               times: np.ndarray | None = None, pool_size: int | None = None) -> Frame:
     """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
     (with ``directions``, the points' unit directions in float32 for the radial null: only the
     direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
-    (a bootstrap replicate's repeat counts of ``points``): each point's code is solved once."""
+    (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first ``pool_size``
+    resampled rows, each distinct point's code solved once."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
-    drawn = points if times is None else points[times > 0]
-    pool = active_atoms(nonnegative_codes(drawn, solver), solver.dictionary, fraction)
-    if times is not None:
-        pool = np.repeat(pool, times[times > 0], axis=0)
-        points = np.repeat(drawn, times[times > 0], axis=0)
+    if times is None:
+        pool = active_atoms(nonnegative_codes(points, solver), solver.dictionary, fraction)
+    else:  # the first ``pool_size`` resampled rows (the subsample's order is seeded-random) are the pool
+        index = np.repeat(np.arange(len(points)), times)[:pool_size]
+        unique, inverse = np.unique(index, return_inverse=True)
+        pool = active_atoms(nonnegative_codes(points[unique], solver), solver.dictionary, fraction)[inverse]
+        points = np.repeat(points, times, axis=0)
     unit = None
     if directions:
         norm = np.linalg.norm(points, axis=1, keepdims=True)
@@ -277,7 +280,8 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
         start = (np.repeat(codes, times, axis=0) + floor) * jitter[:, None]
         fit = fit_seminmf(resampled, options.rank, iterations=options.bootstrap_iterations,
                           tolerance=options.tolerance, seed=options.seed, init=start)
-        out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times))
+        out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times,
+                              pool_size=options.bootstrap_positions))
     return tuple(out)
 
 
