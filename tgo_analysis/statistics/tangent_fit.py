@@ -58,7 +58,7 @@ DEFAULT_FREQUENCY_COUNT = 256
 DEFAULT_BOOTSTRAP_ITERATIONS = 30  # a warm-started refit moves little; the cap bounds the bootstrap's cost
 REFIT_STREAM = 0x2EF1  # the generator of a replicate's start jitter: (stream, seed, replicate)
 DEFAULT_BOOTSTRAP_POSITIONS = 1024  # held-out positions a replicate's refit is scored on (bounded cost)
-WARM_JITTER = 0.1  # a replicate starts from the main codes times 1 + 0.1 * U(0, 1)
+WARM_JITTER = 0.01  # a replicate starts from the main codes times 1 + 0.01 * U(0, 1)
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
 
