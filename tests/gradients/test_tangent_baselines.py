@@ -14,7 +14,7 @@ from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_local import active_atoms, nonnegative_codes
-from tgo_analysis.kernels.tangent_sums import NULL_STREAM
+from tgo_analysis.kernels.tangent_sums import BOOT_STREAM, NULL_STREAM
 from tgo_analysis.statistics.base import Context
 from tgo_analysis.statistics.tangent import (
     REASON_UNCONVERGED,
@@ -121,29 +121,47 @@ def reference(ds: xr.Dataset, setup, options: dict) -> dict:
     # its frames are the replicate's refit (checked against the resampled points below), and every
     # interval statistic is recomputed position by position on the weighted held-out half
     boot = opts["bootstrap"]
-    sums = {name: np.zeros(boot) for name in ("t", "p", "n", "l", "u", "c")}
+    seed = opts.get("seed", 0)
+    # the scoring subsample: the held-out positions with the smallest BOOT_STREAM keys
+    boot_keys = position_keys(np.arange(g.shape[0]), (0, g.shape[1]), seed + BOOT_STREAM)
+    limit = setup.options.bootstrap_positions
+    scored = held & (boot_keys <= np.sort(boot_keys[held])[min(limit, held.sum()) - 1])
     owners = rows[pairs[:, 0]]
+    main_pool = pool
+
+    def weighted(frame_t, frame_p, w_dict, frame_pool, where, b):
+        """[t, p, n, local, null, count] over positions in ``where``, weighted by replicate b."""
+        out = np.zeros(6)
+        for s in np.flatnonzero(where.any(axis=1)):
+            weight = np.random.default_rng([0xB007, seed, s]).poisson(1.0, boot)[b]
+            at = np.flatnonzero(where[s])
+            if not weight:
+                continue
+            gs, xs, ks = g[s][at], x[s][at], keys[s][at]
+            out += weight * np.array([
+                np.sum((gs @ frame_t) ** 2), np.sum((gs @ frame_p) ** 2), np.sum(gs * gs),
+                sum(local_share(gi, active(xi, w_dict), w_dict) for gi, xi in zip(gs, xs, strict=True)),
+                sum(local_share(gi, frame_pool[int(kk % np.uint64(len(frame_pool)))], w_dict)
+                    for gi, kk in zip(gs, ks, strict=True)), len(gs)])
+        return out
+
+    def ratios(v):
+        t, p, n, loc, nul, c = v
+        return np.array([t / n, t / p, loc / c, nul / c, (loc - nul) / c])
+
+    values = np.zeros((boot, 5))
     for b, frame in enumerate(basis.replicates):
-        times = np.array([np.random.default_rng([0xB007, opts.get("seed", 0), o]).poisson(1.0, boot)[b]
-                          for o in owners])
+        times = np.array([np.random.default_rng([0xB007, seed, o]).poisson(1.0, boot)[b] for o in owners])
         resampled = np.repeat(points, times, axis=0)
         np.testing.assert_allclose(np.abs(frame.pca.T @ np.linalg.svd(resampled, full_matrices=False)[2][:k].T),
                                    np.eye(k), atol=1e-6)
         w_b = frame.solver.dictionary
-        pool_b = [active(p, w_b) for p in resampled[:setup.options.bootstrap_positions]]
-        for s in np.flatnonzero(~setup.fit):
-            weight = np.random.default_rng([0xB007, opts.get("seed", 0), s]).poisson(1.0, boot)[b]
-            at = np.flatnonzero(held.reshape(-1)[s * g.shape[1]:(s + 1) * g.shape[1]])
-            if not (weight and len(at)):
-                continue
-            gs, xs, ks = g[s][at], x[s][at], keys[s][at]
-            sums["t"][b] += weight * np.sum((gs @ frame.tangent) ** 2)
-            sums["p"][b] += weight * np.sum((gs @ frame.pca) ** 2)
-            sums["n"][b] += weight * np.sum(gs * gs)
-            sums["l"][b] += weight * sum(local_share(gi, active(xi, w_b), w_b) for gi, xi in zip(gs, xs, strict=True))
-            sums["u"][b] += weight * sum(local_share(gi, pool_b[int(kk % np.uint64(len(pool_b)))], w_b)
-                                         for gi, kk in zip(gs, ks, strict=True))
-            sums["c"][b] += weight * len(gs)
+        pool_b = [active(p, w_b) for p in resampled[:limit]]
+        # the replicate's held-out half under the main fit, plus the paired change of its own refit
+        # on the scoring subsample (the whole held-out half when it is no larger)
+        values[b] = (ratios(weighted(basis.tangent, q_p, w, main_pool, held, b))
+                     + ratios(weighted(frame.tangent, frame.pca, w_b, pool_b, scored, b))
+                     - ratios(weighted(basis.tangent, q_p, w, main_pool, scored, b)))
 
     def interval(estimate, values):
         half = 1.6448536269514722 * np.std(values, ddof=1)
@@ -162,24 +180,26 @@ def reference(ds: xr.Dataset, setup, options: dict) -> dict:
         N.LOCAL_TANGENT_ENERGY: locals_.mean(), N.LOCAL_TANGENT_NULL: nulls.mean(),
         N.LOCAL_TANGENT_EXCESS: locals_.mean() - nulls.mean(), N.RADIAL_ENERGY: radial.mean(),
         N.RADIAL_NULL: radial_null.mean(), N.RADIAL_EXCESS: radial.mean() - radial_null.mean(),
-        N.TANGENT_ENERGY_CI: interval(e_t, sums["t"] / sums["n"]),
-        N.TANGENT_ENRICHMENT_VS_PCA_CI: interval(e_t / e_p, sums["t"] / sums["p"]),
-        N.LOCAL_TANGENT_ENERGY_CI: interval(locals_.mean(), sums["l"] / sums["c"]),
-        N.LOCAL_TANGENT_NULL_CI: interval(nulls.mean(), sums["u"] / sums["c"]),
-        N.LOCAL_TANGENT_EXCESS_CI: interval(locals_.mean() - nulls.mean(), (sums["l"] - sums["u"]) / sums["c"]),
+        N.TANGENT_ENERGY_CI: interval(e_t, values[:, 0]),
+        N.TANGENT_ENRICHMENT_VS_PCA_CI: interval(e_t / e_p, values[:, 1]),
+        N.LOCAL_TANGENT_ENERGY_CI: interval(locals_.mean(), values[:, 2]),
+        N.LOCAL_TANGENT_NULL_CI: interval(nulls.mean(), values[:, 3]),
+        N.LOCAL_TANGENT_EXCESS_CI: interval(locals_.mean() - nulls.mean(), values[:, 4]),
         "per_position": (locals_, nulls),
     }
 
 
-def test_every_new_name_matches_the_float64_reference():
+@pytest.mark.parametrize("scored", [None, 70])  # the whole held-out half, or a scoring subsample of it
+def test_every_new_name_matches_the_float64_reference(scored):
     rng = np.random.default_rng(0)
     acts, _, _ = sparse_layer(rng)
     mask = np.ones((N_SAMPLES, T), bool)
     mask[::4, -3:] = False
     grads = rng.standard_normal((N_SAMPLES, T, D)) * np.linspace(0.2, 2, D)
     ds = dataset(acts, grads, mask)
-    setup, out = run(ds)
-    want = reference(ds, setup, {})
+    options = {} if scored is None else {"bootstrap_positions": scored}
+    setup, out = run(ds, options)
+    want = reference(ds, setup, options)
     for name, value in want.items():
         if name != "per_position":
             np.testing.assert_allclose(out[name], value, rtol=1e-8, err_msg=name)
