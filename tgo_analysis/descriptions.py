@@ -113,9 +113,9 @@ for _name, _long, _text in (
      "tangent proxy, per seeded draw"),
     (N.TANGENT_ENRICHMENT, "tangent enrichment over normal controls", "E_T / mean over draws of E_N "
      "(gradients that share the activations' anisotropy also score >> 1)"),
-    (N.PCA_ENERGY, "PCA energy", "share of held-out gradient energy inside the top-r principal subspace "
-     "of the same activations"),
-    ("pca_energy_centred", "PCA energy (centred)", "pca_energy with the top-r eigenvectors of the centred "
+    (N.PCA_ENERGY, "PCA energy", "share of held-out gradient energy inside the top-r right singular "
+     "subspace of the same un-centred activations the semi-NMF is fitted to (matched centring)"),
+    (N.PCA_ENERGY_CENTRED, "PCA energy (centred)", "pca_energy with the top-r eigenvectors of the centred "
      "covariance"),
     (N.TANGENT_ENRICHMENT_VS_PCA, "tangent enrichment over PCA", "E_T / pca_energy: above 1 only when the "
      "tangent proxy holds gradient energy that variance does not explain"),
@@ -132,10 +132,10 @@ for _name, _long, _text in (
      "of the atoms active at its own position"),
     (N.LOCAL_TANGENT_NULL, "local tangent null", "local_tangent_energy with the atoms of another position "
      "(seeded permutation)"),
-    ("local_tangent_excess", "local tangent excess", "local_tangent_energy - local_tangent_null, paired"),
+    (N.LOCAL_TANGENT_EXCESS, "local tangent excess", "local_tangent_energy - local_tangent_null, paired"),
     (N.RADIAL_ENERGY, "radial energy", "mean share of each gradient along its own activation direction"),
-    ("radial_null", "radial null", "radial_energy with the activation of another position (permuted)"),
-    ("radial_excess", "radial excess", "radial_energy - radial_null, paired"),
+    (N.RADIAL_NULL, "radial null", "radial_energy with the activation of another position (permuted)"),
+    (N.RADIAL_EXCESS, "radial excess", "radial_energy - radial_null, paired"),
     (N.TANGENT_SUBSPACE_STABILITY, "tangent subspace stability", "mean cos^2 of the principal angles "
      "between the tangent proxies fitted from two seeds"),
     (N.TANGENT_ENRICHMENT_BY_FREQUENCY, "tangent enrichment by frequency bucket",
@@ -164,7 +164,7 @@ SUFFIXES: dict[str, tuple[str, str]] = {
     "_isotropic": ("{long} of isotropic noise", "mean {name} of seeded draws of N(0, I_D) with this unit's n "
                    "and D: the value the sample size alone produces; {text}"),
     "_ci": ("{long}, 5-95 % interval", "seeded bootstrap 5-95 % interval over samples (bound: low, high) of "
-            "{name}: {text}"),
+            "{name}, each replicate refitting the basis: {text}"),
     N.ALL_TOKENS_SUFFIX: ("{long} (all tokens)", "{text}; of all tokens concatenated into one vector per "
                           "sample"),
     N.POOLED_SUFFIX: ("{long} (pooled positions)", "{text}; of every valid token vector of the layer "

@@ -82,3 +82,27 @@ def test_cuda_fit_matches_cpu():
 
     gpu = kernels_torch.fit_seminmf(a, 4, iterations=60, tolerance=0.0, device="cuda")
     np.testing.assert_allclose(gpu.dictionary, cpu.dictionary, rtol=1e-6, atol=1e-8)
+
+
+def test_a_clean_problem_meets_the_default_convergence_criterion():
+    """Relative to the objective itself a clean fit never converges (it keeps shrinking towards the
+    noise floor by a fixed fraction); relative to the activations' centred energy it does, with the
+    planted row space recovered and the stopping rule the recorded one."""
+    a, _, w = planted()
+    result = fit_seminmf(a, 4, iterations=5000, seed=0)
+    assert result.converged and result.iterations < 5000
+    assert np.degrees(subspace_angles(result.dictionary.T, w.T).max()) < 1.0
+    last = result.objective[-2] - result.objective[-1]
+    assert last <= 1e-6 * ((a - a.mean(axis=0)) ** 2).sum()
+    before = result.objective[-3] - result.objective[-2]
+    assert before > 1e-6 * ((a - a.mean(axis=0)) ** 2).sum()  # it stopped at the first iteration that met it
+
+
+def test_a_warm_start_continues_from_the_given_codes():
+    a, _, _ = planted()
+    first = fit_seminmf(a, 4, iterations=5000, seed=0)
+    again = fit_seminmf(a, 4, iterations=5000, seed=7, init=first.codes + 1e-9)
+    assert again.iterations < 0.2 * first.iterations  # it starts at the optimum, not from a random start
+    assert again.options["init"] == "warm start"
+    with pytest.raises(ValueError, match="warm start"):
+        fit_seminmf(a, 4, init=np.zeros((a.shape[0], 4)))

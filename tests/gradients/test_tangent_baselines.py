@@ -14,7 +14,7 @@ from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
 from tgo_analysis.kernels.pooling import position_keys
 from tgo_analysis.kernels.tangent_local import active_atoms, nonnegative_codes
-from tgo_analysis.kernels.tangent_sums import NULL_STREAM
+from tgo_analysis.kernels.tangent_sums import BOOT_STREAM, NULL_STREAM
 from tgo_analysis.statistics.base import Context
 from tgo_analysis.statistics.tangent import (
     REASON_UNCONVERGED,
@@ -26,7 +26,7 @@ from tgo_store.store import schema as S
 
 N_SAMPLES, T, D, R = 48, 10, 24, 4
 OPTIONS = {"rank": R, "subsample": 240, "iterations": 400, "tolerance": 1e-6, "control_draws": 16,
-           "bootstrap": 100, "frequency_count": 4}
+           "bootstrap": 12, "frequency_count": 4}
 
 
 def dataset(acts: np.ndarray, grads: np.ndarray, mask: np.ndarray | None = None) -> xr.Dataset:
@@ -85,72 +85,121 @@ def reference(ds: xr.Dataset, setup, options: dict) -> dict:
     def share(rows, q):
         return np.sum((rows @ q) ** 2) / np.sum(rows * rows)
 
-    def active(point):
+    def active(point, w=w):
         z = nnls(w.T, point)[0]
-        return (z > frac * z.max()) & (z > 0)
+        return (z * np.linalg.norm(w, axis=1) > frac * np.linalg.norm(z @ w)) & (z > 0)
 
-    def local_share(grad, atoms):
+    def local_share(grad, atoms, w=w):
         if not atoms.any():
             return 0.0
         q = scipy.linalg.orth(w[atoms].T)
         return float(np.sum((q.T @ grad) ** 2) / (grad @ grad))
 
+    def radial_share(grad, point):
+        return (grad @ point) ** 2 / (grad @ grad) / (point @ point)
+
     # the null's pool: the fit subsample's own active sets (drawn as the definition says)
     rows, pairs = sample_positions(fit_positions(ds, setup.fit, setup.options.positions), opts["subsample"],
                                    opts.get("seed", 0))
-    pool = [active(x[rows[a], b]) for a, b in pairs]
+    points = np.array([x[rows[a], b] for a, b in pairs])
+    pool = [active(p) for p in points]
     keys = position_keys(np.arange(g.shape[0]), (0, g.shape[1]), opts.get("seed", 0) + NULL_STREAM)
     sel_g, sel_x = g[held], x[held]
+    partner = [int(k % np.uint64(len(pool))) for k in keys[held]]
     locals_ = np.array([local_share(gi, active(xi)) for gi, xi in zip(sel_g, sel_x, strict=True)])
-    nulls = np.array([local_share(gi, pool[int(k % np.uint64(len(pool)))])
-                      for gi, k in zip(sel_g, keys[held], strict=True)])
-    radial = np.array([(gi @ xi) ** 2 / (gi @ gi) / (xi @ xi) for gi, xi in zip(sel_g, sel_x, strict=True)])
+    nulls = np.array([local_share(gi, pool[j]) for gi, j in zip(sel_g, partner, strict=True)])
+    radial = np.array([radial_share(gi, xi) for gi, xi in zip(sel_g, sel_x, strict=True)])
+    radial_null = np.array([radial_share(gi, points[j]) for gi, j in zip(sel_g, partner, strict=True)])
     moment = sel_g.T @ sel_g
     mu, u = np.linalg.eigh(moment)
     mu, u = mu[::-1], u[:, ::-1]
     k = basis.tangent.shape[1]
-    # PCA of the same fit subsample
-    points = np.array([x[rows[a], b] for a, b in pairs])
-    centred = points - points.mean(axis=0)
-    q_p = np.linalg.svd(centred, full_matrices=False)[2][:k].T
-    # Poisson bootstrap over held-out samples, from the recorded rule
+    # PCA of the same fit subsample: un-centred (matched to the semi-NMF) and centred
+    q_p = np.linalg.svd(points, full_matrices=False)[2][:k].T
+    q_c = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)[2][:k].T
+    # the refitting bootstrap: replicate b weighs every sample by column b of its Poisson(1) draws,
+    # its frames are the replicate's refit (checked against the resampled points below), and every
+    # interval statistic is recomputed position by position on the weighted held-out half
     boot = opts["bootstrap"]
-    sums = {name: np.zeros(boot) for name in ("t", "p", "n", "l", "c")}
-    for s in np.flatnonzero(~setup.fit):
-        weight = np.random.default_rng([0xB007, opts.get("seed", 0), s]).poisson(1.0, boot)
-        gs, xs = g[s][mask[s]], x[s][mask[s]]
-        if not len(gs):
-            continue
-        sums["t"] += weight * np.sum((gs @ basis.tangent) ** 2)
-        sums["p"] += weight * np.sum((gs @ q_p) ** 2)
-        sums["n"] += weight * np.sum(gs * gs)
-        sums["l"] += weight * sum(local_share(gi, active(xi)) for gi, xi in zip(gs, xs, strict=True))
-        sums["c"] += weight * len(gs)
+    seed = opts.get("seed", 0)
+    # the scoring subsample: the held-out positions with the smallest BOOT_STREAM keys
+    boot_keys = position_keys(np.arange(g.shape[0]), (0, g.shape[1]), seed + BOOT_STREAM)
+    limit = setup.options.bootstrap_positions
+    scored = held & (boot_keys <= np.sort(boot_keys[held])[min(limit, held.sum()) - 1])
+    owners = rows[pairs[:, 0]]
+    main_pool = pool
+
+    def weighted(frame_t, frame_p, w_dict, frame_pool, where, b):
+        """[t, p, n, local, null, count] over positions in ``where``, weighted by replicate b."""
+        out = np.zeros(6)
+        for s in np.flatnonzero(where.any(axis=1)):
+            weight = np.random.default_rng([0xB007, seed, s]).poisson(1.0, boot)[b]
+            at = np.flatnonzero(where[s])
+            if not weight:
+                continue
+            gs, xs, ks = g[s][at], x[s][at], keys[s][at]
+            out += weight * np.array([
+                np.sum((gs @ frame_t) ** 2), np.sum((gs @ frame_p) ** 2), np.sum(gs * gs),
+                sum(local_share(gi, active(xi, w_dict), w_dict) for gi, xi in zip(gs, xs, strict=True)),
+                sum(local_share(gi, frame_pool[int(kk % np.uint64(len(frame_pool)))], w_dict)
+                    for gi, kk in zip(gs, ks, strict=True)), len(gs)])
+        return out
+
+    def ratios(v):
+        t, p, n, loc, nul, c = v
+        return np.array([t / n, t / p, loc / c, nul / c, (loc - nul) / c])
+
+    values = np.zeros((boot, 5))
+    for b, frame in enumerate(basis.replicates):
+        times = np.array([np.random.default_rng([0xB007, seed, o]).poisson(1.0, boot)[b] for o in owners])
+        resampled = np.repeat(points, times, axis=0)
+        np.testing.assert_allclose(np.abs(frame.pca.T @ np.linalg.svd(resampled, full_matrices=False)[2][:k].T),
+                                   np.eye(k), atol=1e-6)
+        w_b = frame.solver.dictionary
+        pool_b = [active(p, w_b) for p in resampled[:limit]]
+        # the replicate's held-out half under the main fit, plus the paired change of its own refit
+        # on the scoring subsample (the whole held-out half when it is no larger)
+        values[b] = (ratios(weighted(basis.tangent, q_p, w, main_pool, held, b))
+                     + ratios(weighted(frame.tangent, frame.pca, w_b, pool_b, scored, b))
+                     - ratios(weighted(basis.tangent, q_p, w, main_pool, scored, b)))
+
+    def interval(estimate, values):
+        half = 1.6448536269514722 * np.std(values, ddof=1)
+        return np.array([estimate - half, estimate + half])
+
+    e_t, e_p = share(sel_g, basis.tangent), share(sel_g, q_p)
     return {
-        N.TANGENT_ENERGY: share(sel_g, basis.tangent),
-        N.PCA_ENERGY: share(sel_g, q_p),
-        N.TANGENT_ENRICHMENT_VS_PCA: share(sel_g, basis.tangent) / share(sel_g, q_p),
+        N.TANGENT_ENERGY: e_t,
+        N.PCA_ENERGY: e_p,
+        N.PCA_ENERGY_CENTRED: share(sel_g, q_c),
+        N.TANGENT_ENRICHMENT_VS_PCA: e_t / e_p,
         N.OPTIMAL_ENERGY: mu[:k].sum() / mu.sum(),
         N.ACTIVATION_ENERGY: share(sel_x, basis.tangent),
         N.TANGENT_ALIGNMENT_WEIGHTED: sum(mu[i] * np.sum((basis.tangent.T @ u[:, i]) ** 2) for i in range(k))
         / mu[:k].sum(),
-        N.LOCAL_TANGENT_ENERGY: locals_.mean(), N.LOCAL_TANGENT_NULL: nulls.mean(), N.RADIAL_ENERGY: radial.mean(),
-        N.TANGENT_ENERGY_CI: np.quantile(sums["t"] / sums["n"], [0.05, 0.95]),
-        N.TANGENT_ENRICHMENT_VS_PCA_CI: np.quantile(sums["t"] / sums["p"], [0.05, 0.95]),
-        N.LOCAL_TANGENT_ENERGY_CI: np.quantile(sums["l"] / sums["c"], [0.05, 0.95]),
+        N.LOCAL_TANGENT_ENERGY: locals_.mean(), N.LOCAL_TANGENT_NULL: nulls.mean(),
+        N.LOCAL_TANGENT_EXCESS: locals_.mean() - nulls.mean(), N.RADIAL_ENERGY: radial.mean(),
+        N.RADIAL_NULL: radial_null.mean(), N.RADIAL_EXCESS: radial.mean() - radial_null.mean(),
+        N.TANGENT_ENERGY_CI: interval(e_t, values[:, 0]),
+        N.TANGENT_ENRICHMENT_VS_PCA_CI: interval(e_t / e_p, values[:, 1]),
+        N.LOCAL_TANGENT_ENERGY_CI: interval(locals_.mean(), values[:, 2]),
+        N.LOCAL_TANGENT_NULL_CI: interval(nulls.mean(), values[:, 3]),
+        N.LOCAL_TANGENT_EXCESS_CI: interval(locals_.mean() - nulls.mean(), values[:, 4]),
         "per_position": (locals_, nulls),
     }
 
 
-def test_every_new_name_matches_the_float64_reference():
+@pytest.mark.parametrize("scored", [None, 70])  # the whole held-out half, or a scoring subsample of it
+def test_every_new_name_matches_the_float64_reference(scored):
     rng = np.random.default_rng(0)
     acts, _, _ = sparse_layer(rng)
     mask = np.ones((N_SAMPLES, T), bool)
     mask[::4, -3:] = False
     grads = rng.standard_normal((N_SAMPLES, T, D)) * np.linspace(0.2, 2, D)
     ds = dataset(acts, grads, mask)
-    setup, out = run(ds)
-    want = reference(ds, setup, {})
+    options = {} if scored is None else {"bootstrap_positions": scored}
+    setup, out = run(ds, options)
+    want = reference(ds, setup, options)
     for name, value in want.items():
         if name != "per_position":
             np.testing.assert_allclose(out[name], value, rtol=1e-8, err_msg=name)
@@ -202,19 +251,22 @@ def test_gradients_in_the_face_of_each_positions_active_atoms_are_locally_tangen
     options = {"rank": 8}
     setup, _ = run(dataset(acts, rng.standard_normal(acts.shape)), options)
     solver = setup.basis.solver
-    faces = active_atoms(nonnegative_codes(acts.reshape(-1, D), solver), setup.options.active_fraction)
+    faces = active_atoms(nonnegative_codes(acts.reshape(-1, D), solver), solver.dictionary,
+                         setup.options.active_fraction)
     grads = ((rng.standard_normal(faces.shape) * faces) @ solver.dictionary).reshape(acts.shape)
     grads += 1e-4 * rng.standard_normal(acts.shape)
     _, out = run(dataset(acts, grads), options)
     assert out[N.LOCAL_TANGENT_ENERGY] > 0.99
-    assert out[N.LOCAL_TANGENT_NULL] < 0.6
-    assert out[N.LOCAL_TANGENT_ENERGY_CI][0] > out[N.LOCAL_TANGENT_NULL] + 0.3
+    assert out[N.LOCAL_TANGENT_NULL] < 0.85  # a fitted face holds more than the one planted atom
+    assert out[N.LOCAL_TANGENT_EXCESS] == pytest.approx(out[N.LOCAL_TANGENT_ENERGY] - out[N.LOCAL_TANGENT_NULL])
+    assert out[N.LOCAL_TANGENT_EXCESS_CI][0] > 0.1
     assert out[N.TANGENT_ENERGY] > 0.99  # inside span(W) too: the global test cannot tell these apart
 
 
-def test_a_planted_low_variance_global_subspace_beats_both_baselines():
+def test_the_mean_direction_beats_only_the_centred_pca_baseline():
     """Gradients along the activations' mean direction (inside Q_T, almost no variance): enrichment
-    over the normal controls and over the PCA subspace."""
+    over the normal controls and over the centred PCA subspace, which misses the mean, but not over
+    the matched (un-centred) PCA subspace, which holds it as the semi-NMF does (SPEC 8)."""
     rng = np.random.default_rng(4)
     w = rng.standard_normal((R, D))
     codes = rng.exponential(size=(N_SAMPLES, T, R))
@@ -223,8 +275,9 @@ def test_a_planted_low_variance_global_subspace_beats_both_baselines():
     grads = rng.standard_normal((N_SAMPLES, T, 1)) * w[0] + 1e-3 * rng.standard_normal((N_SAMPLES, T, D))
     _, out = run(dataset(acts, grads))
     assert out[N.TANGENT_ENRICHMENT] > 0.5 * D / R
-    assert out[N.TANGENT_ENRICHMENT_VS_PCA] > 3
-    assert out[N.TANGENT_ENRICHMENT_VS_PCA_CI][0] > 1
+    assert out[N.TANGENT_ENERGY] / out[N.PCA_ENERGY_CENTRED] > 3
+    assert out[N.TANGENT_ENRICHMENT_VS_PCA] == pytest.approx(1, abs=1e-3)
+    assert out[N.TANGENT_ENRICHMENT_VS_PCA_CI][0] <= 1 <= out[N.TANGENT_ENRICHMENT_VS_PCA_CI][1] + 1e-9
     assert out[N.OPTIMAL_ENERGY] >= out[N.TANGENT_ENERGY] - 1e-12
 
 
@@ -248,9 +301,17 @@ def test_bootstrap_interval_holds_the_estimate_is_seeded_and_ignores_chunking():
     _, a = run(ds, rows=16)
     _, b = run(ds, rows=5)
     _, c = run(ds, {"seed": 9}, rows=16)
+    # a scoring subsample smaller than the held-out half: the same bottom-k positions whatever the chunks
+    _, a_sub = run(ds, {"bootstrap_positions": 60}, rows=16)
+    _, b_sub = run(ds, {"bootstrap_positions": 60}, rows=5)
+    for name in (N.TANGENT_ENERGY_CI, N.LOCAL_TANGENT_EXCESS_CI):
+        np.testing.assert_allclose(b_sub[name], a_sub[name], rtol=1e-10)
+        assert not np.array_equal(a_sub[name], a[name])
     for point, interval in ((N.TANGENT_ENERGY, N.TANGENT_ENERGY_CI),
                             (N.TANGENT_ENRICHMENT_VS_PCA, N.TANGENT_ENRICHMENT_VS_PCA_CI),
-                            (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_ENERGY_CI)):
+                            (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_ENERGY_CI),
+                            (N.LOCAL_TANGENT_NULL, N.LOCAL_TANGENT_NULL_CI),
+                            (N.LOCAL_TANGENT_EXCESS, N.LOCAL_TANGENT_EXCESS_CI)):
         low, high = a[interval]
         assert low <= a[point] <= high and low < high, interval
         np.testing.assert_allclose(b[interval], a[interval], rtol=1e-10)

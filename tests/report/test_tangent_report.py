@@ -146,10 +146,14 @@ def fake_full_results(steps=(0, 10, 100), n_layers: int = 5) -> xr.Dataset:
                          (N.OPTIMAL_ENERGY, np.full((c, n_layers), 0.9)), (N.ACTIVATION_ENERGY, rng.uniform(0.5, 0.9, (c, n_layers))),
                          (N.TANGENT_ALIGNMENT_WEIGHTED, rng.uniform(0.2, 0.9, (c, n_layers))),
                          (N.LOCAL_TANGENT_ENERGY, local), (N.LOCAL_TANGENT_NULL, local - 0.1),
-                         (N.RADIAL_ENERGY, rng.uniform(0, 0.2, (c, n_layers)))):
+                         (N.LOCAL_TANGENT_EXCESS, np.full((c, n_layers), 0.1)),
+                         (N.RADIAL_ENERGY, rng.uniform(0, 0.2, (c, n_layers))),
+                         (N.RADIAL_NULL, rng.uniform(0, 0.2, (c, n_layers)))):
         res[name] = (cl, values)
     for name, point in ((N.TANGENT_ENERGY_CI, N.TANGENT_ENERGY), (N.TANGENT_ENRICHMENT_VS_PCA_CI, N.TANGENT_ENRICHMENT_VS_PCA),
-                        (N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_ENERGY)):
+                        (N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_ENERGY),
+                        (N.LOCAL_TANGENT_NULL_CI, N.LOCAL_TANGENT_NULL),
+                        (N.LOCAL_TANGENT_EXCESS_CI, N.LOCAL_TANGENT_EXCESS)):
         p = res[point].values
         res[name] = ((*cl, N.BOUND), np.stack([p - 0.05, p + 0.05], axis=-1))
     res[N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY] = ((*cl, N.FREQUENCY_BUCKET),
@@ -157,6 +161,7 @@ def fake_full_results(steps=(0, 10, 100), n_layers: int = 5) -> xr.Dataset:
     res[N.TANGENT_METRIC_REASON] = (cl, np.zeros((c, n_layers), np.int8))
     res = res.assign_coords({N.BOUND: ["low", "high"]})
     res.attrs["tangent_frequency_count"] = 64
+    res.attrs["tangent_pca"] = "Q_P = top-r right singular vectors of the same un-centred fit-split subsample"
     return res
 
 
@@ -176,10 +181,12 @@ def test_every_tangent_curve_is_drawn_beside_its_baselines_and_intervals() -> No
     assert _holds(_curves(energies), res[N.PCA_ENERGY].values) and _holds(_curves(energies), res[N.OPTIMAL_ENERGY].values)
     assert _holds(_curves(local), res[N.LOCAL_TANGENT_NULL].values)  # the null beside every local curve
     assert _holds(_curves(local), res[N.LOCAL_TANGENT_ENERGY].values)
+    assert _holds(_curves(local), res[N.RADIAL_NULL].values)  # the radial share beside its null
     assert _holds(_curves(alignment), res[N.TANGENT_ALIGNMENT_WEIGHTED].values)
-    # bands: per checkpoint, control spread and the E_T / E_PCA interval; E_T interval; local interval
+    # bands: per checkpoint, control spread and the E_T / E_PCA interval; E_T interval; local and null intervals
     assert len(enrichment.collections) == 2 * res.sizes[N.CHECKPOINT]
-    assert len(energies.collections) == len(local.collections) == res.sizes[N.CHECKPOINT]
+    assert len(energies.collections) == res.sizes[N.CHECKPOINT]
+    assert len(local.collections) == 2 * res.sizes[N.CHECKPOINT]  # the local and the null intervals
     band = local.collections[0].get_paths()[0].vertices[:, 1]
     ci = res[N.LOCAL_TANGENT_ENERGY_CI].isel(checkpoint=0).values
     assert np.isclose(band.min(), ci[:, 0].min()) and np.isclose(band.max(), ci[:, 1].max())
@@ -202,6 +209,15 @@ def test_the_sentence_under_each_figure_reads_the_numbers() -> None:
     assert "not evidence of tangency" in text
     res[N.TANGENT_METRIC_REASON] = ((N.CHECKPOINT, N.LAYER), np.array([[0, 0, 0, 1]] * 3, np.int8))
     assert "did not converge at layer 3" in T.reading_layers(res)
+    # "above its null" only where the paired excess interval excludes 0, whatever local and null read
+    excess = np.array([[0.2, 0.02, -0.1, 0.3]] * 3)
+    res[N.LOCAL_TANGENT_EXCESS_CI] = ((N.CHECKPOINT, N.LAYER, N.BOUND), np.stack([excess - 0.05, excess + 0.05], -1))
+    assert "above its null (interval of local − null above 0) at layers 0, 3 (2 of 4)" in T.reading_layers(res)
+    assert "no layer is called above its null" in T.reading_layers(res.drop_vars(N.LOCAL_TANGENT_EXCESS_CI))
+    assert "predate the matched-centring" not in T.reading_layers(res)
+    old = res.copy()
+    old.attrs["tangent_pca"] = "Q_P = top-r eigenvectors of the centred covariance of the same fit-split subsample"
+    assert "predate the matched-centring" in T.reading_layers(old)
     bare = res.drop_vars([N.TANGENT_ENRICHMENT_VS_PCA, N.TANGENT_ENRICHMENT_VS_PCA_CI])
     assert "no PCA baseline" in T.reading_layers(bare)
     assert "64" in T.reading_frequency(res) and "not evidence" in T.reading_frequency(res)
@@ -233,7 +249,9 @@ def test_text_headline_reads_the_baselines_beside_the_enrichment() -> None:
     pca = rows[0][column["E_T/E_PCA (CI>1)"]]
     assert pca == f"{vs[0].mean():.3f} (2/4)"
     local = rows[0][column["local/null (CI>null)"]]
-    # fake: null = local - 0.1 and the interval is local ± 0.05, so every layer's interval clears it
+    # fake: excess = 0.1 and its interval 0.1 ± 0.05 excludes 0 at every layer
     assert local.endswith("(4/4)")
+    res[N.LOCAL_TANGENT_EXCESS_CI] = res[N.LOCAL_TANGENT_EXCESS_CI] - 0.1  # now [-0.05, 0.05]: none above
+    assert text_headline_rows(res, {})[0][column["local/null (CI>null)"]].endswith("(0/4)")
     assert rows[2][column["E_T/E_N"]].endswith("*")
     assert not rows[0][column["E_T/E_N"]].endswith("*")

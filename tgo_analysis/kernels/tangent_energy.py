@@ -166,12 +166,16 @@ def weighted_alignment(basis: np.ndarray, second_moment: np.ndarray, k: int) -> 
         return np.where(top > 0, (mu[..., :k] * inside).sum(axis=-1) / np.where(top > 0, top, 1.0), np.nan)
 
 
-def pca_basis(points: np.ndarray, k: int) -> np.ndarray:
-    """Q_P (D, k): the top-k eigenvectors of the centred covariance of points (n, D), float64:
-    the "high variance" subspace at the tangent rank."""
+def pca_basis(points: np.ndarray, k: int, centred: bool = False) -> np.ndarray:
+    """Q_P (D, k): the top-k right singular vectors of points (n, D), float64: the "high variance"
+    subspace at the tangent rank. Un-centred by default, like the semi-NMF it is compared with (a
+    centred Q_P against an un-centred proxy credits the proxy with the mean direction, so gradients
+    that share only the activations' second moment would read "above PCA"); ``centred`` gives the
+    top-k eigenvectors of the centred covariance (``pca_energy_centred``)."""
     a = np.asarray(points, dtype=np.float64)
-    centred = a - a.mean(axis=0)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
+    if centred:
+        a = a - a.mean(axis=0)
+    _, vectors = np.linalg.eigh(a.T @ a)
     return vectors[:, ::-1][:, :k].copy()
 
 

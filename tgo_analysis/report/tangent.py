@@ -30,7 +30,7 @@ ALIGNMENT_LABEL = "alignment ‖QᵀU_r‖²_F / r (share of top-r)"
 ENERGY_LABEL = "share of held-out gradient energy at rank r"
 LOCAL_LABEL = "per-position share ‖P_i g_i‖² / ‖g_i‖²"
 BAND_LABEL = f"controls, {BAND[0]:.0%}–{BAND[1]:.0%} of draws"
-CI_LABEL = "5–95 % bootstrap interval over samples"
+CI_LABEL = "5–95 % bootstrap interval over samples (each replicate refits the basis)"
 STYLES = {  # quantity -> (line style, marker, legend key)
     N.TANGENT_ENRICHMENT: ("-", "o", "E_T / mean E_N (normal controls, band: draws)"),
     N.TANGENT_ENRICHMENT_VS_PCA: ("--", "^", "E_T / E_PCA (PCA at rank r)"),
@@ -41,12 +41,13 @@ STYLES = {  # quantity -> (line style, marker, legend key)
     N.LOCAL_TANGENT_ENERGY: ("-", "o", "local: atoms active at i"),
     N.LOCAL_TANGENT_NULL: ("--", "x", "null: atoms of another position"),
     N.RADIAL_ENERGY: (":", "", "radial: along x_i / ‖x_i‖"),
+    N.RADIAL_NULL: (":", "+", "radial null: along another position's x"),
     N.TANGENT_ALIGNMENT: ("-", "o", "tangent alignment"),
     N.TANGENT_ALIGNMENT_WEIGHTED: ("-.", "", "tangent alignment, μ-weighted"),
     N.CONTROL_ALIGNMENT: ("--", "s", "control alignment"),
 }
 INTERVAL_OF = {N.TANGENT_ENERGY: N.TANGENT_ENERGY_CI, N.TANGENT_ENRICHMENT_VS_PCA: N.TANGENT_ENRICHMENT_VS_PCA_CI,
-               N.LOCAL_TANGENT_ENERGY: N.LOCAL_TANGENT_ENERGY_CI}
+               N.LOCAL_TANGENT_ENERGY: N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_NULL: N.LOCAL_TANGENT_NULL_CI}
 PANELS = {  # panel key -> (title, y label, quantities drawn in it)
     N.TANGENT_ENRICHMENT: ("enrichment over two baselines", ENRICHMENT_LABEL,
                            (N.TANGENT_ENRICHMENT, N.TANGENT_ENRICHMENT_VS_PCA)),
@@ -55,7 +56,7 @@ PANELS = {  # panel key -> (title, y label, quantities drawn in it)
     N.TANGENT_ENERGY: ("energy: tangent vs PCA vs optimum", ENERGY_LABEL,
                        (N.TANGENT_ENERGY, N.PCA_ENERGY, N.OPTIMAL_ENERGY, N.ACTIVATION_ENERGY)),
     N.LOCAL_TANGENT_ENERGY: ("local tangency vs its null", LOCAL_LABEL,
-                             (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY)),
+                             (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY, N.RADIAL_NULL)),
 }
 INTRO = (
     "Tangent proxies (Bernas et al., \"Revisiting Anisotropy in Language Transformers\"): Q_T is an "
@@ -63,10 +64,13 @@ INTRO = (
     "half of the samples, and the gradients ∂L/∂h of the recorded loss on the other half are projected "
     "onto it. Each tangent number is drawn beside the baseline that could explain it away: the normal "
     "controls (random r-dim subspaces orthogonal to Q_T; enrichment over them is > 1 for any gradient "
-    "that merely shares the activations' anisotropy), the top-r principal subspace of the activations "
-    "(E_T / E_PCA > 1 only when the proxy captures gradient energy variance does not explain), the most "
+    "that merely shares the activations' anisotropy), the top-r singular subspace of the same un-centred "
+    "activations the semi-NMF is fitted to (E_T / E_PCA > 1 only when the proxy captures gradient energy "
+    "that the activations' second moment does not explain), the most "
     "any rank-r subspace can capture, and, per position, the atoms active at that position against "
-    "those of another position (the null). Alignment is the share of the gradient second moment's "
+    "those of another position (the null; the radial share likewise against another position's "
+    "direction). Intervals come from bootstrap replicates that resample both halves and refit the basis, "
+    "so they carry the fit's own variability. Alignment is the share of the gradient second moment's "
     "top-r eigenvectors inside the subspace; the isotropic value r/D is dotted."
 )
 def training_caption(res: xr.Dataset) -> str:
@@ -310,11 +314,17 @@ def reading_layers(res: xr.Dataset) -> str | None:
     below = ci[..., 1] < 1 if ci is not None else vs_pca < 1
     parts.append(f"at the last checkpoint E_T exceeds the matched-rank PCA energy (interval above 1) at "
                  f"{_layers_where(above, res)} and falls below it at {_layers_where(below, res)}")
-    local, null, lci = (_last(res, n) for n in (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL,
-                                                 N.LOCAL_TANGENT_ENERGY_CI))
-    if local is not None and null is not None:
-        beats = lci[..., 0] > null if lci is not None else local > null
-        parts.append(f"the per-position test beats its null (interval above it) at {_layers_where(beats, res)}")
+    if "un-centred" not in str(res.attrs.get("tangent_pca", "")):
+        parts.append("these results predate the matched-centring PCA baseline (their Q_P is centred, the "
+                     "semi-NMF is not), so E_T / E_PCA > 1 may only be the activations' mean direction")
+    local, excess_ci = _last(res, N.LOCAL_TANGENT_ENERGY), _last(res, N.LOCAL_TANGENT_EXCESS_CI)
+    if excess_ci is not None:
+        above_null = excess_ci[..., 0] > 0
+        parts.append(f"the per-position test is above its null (interval of local − null above 0) at "
+                     f"{_layers_where(above_null, res)}")
+    elif local is not None:
+        parts.append("no layer is called above its null: these results have no interval of the paired excess "
+                     "(local_tangent_excess_ci); re-run `tgo analyze --metrics tangent`")
     reason = _last(res, N.TANGENT_METRIC_REASON)
     if reason is not None and (reason == 1).any():
         parts.append(f"the semi-NMF fit did not converge at {_layers_where(reason == 1, res)}, so those points "

@@ -5,10 +5,12 @@ that could refute them.
 buckets; ``prepare_unit`` fits the unit's bases on the fit split (``tangent_fit``); the fold
 streams the held-out positions of every block (``tgo_analysis.kernels.tangent_sums``): the
 gradient second moment G, the activation energy, the per-position local / null / radial shares,
-Poisson-bootstrap replicates over samples and an equal-count subsample per frequency bucket.
-``aggregate`` turns them into every tangent row: E_T against the normal controls (the paper's),
-against the PCA subspace at matched rank and against the optimum; the concept-local test
-against its null; intervals, the stability of the fit, and a reason code for an unconverged fit.
+the bootstrap replicates (each with its own refitted basis, ``tangent_fit.refit_replicates``) and
+an equal-count subsample per frequency bucket. ``aggregate`` turns them into every tangent row
+(SPEC 5, revised by SPEC 8): E_T against the normal controls (the paper's), against the PCA
+subspace at matched rank and centring and against the optimum; the concept-local and radial
+tests against their nulls with the paired excesses; intervals, the stability of the fit, and a
+reason code for an unconverged fit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tgo_analysis import names as N
-from tgo_analysis.kernels.bootstrap import BOUND_NAMES, ratio_interval
+from tgo_analysis.kernels.bootstrap import BOUND_NAMES, normal_interval
 from tgo_analysis.kernels.buckets import DEFAULT_BUCKETS, frequency_edges, position_buckets
 from tgo_analysis.kernels.tangent_energy import (
     energy,
@@ -32,15 +34,16 @@ from tgo_analysis.kernels.tangent_sums import (
     F_NORM,
     F_P,
     F_T,
-    LOCAL,
-    LOCAL_COUNT,
-    NORM,
-    P_IN,
-    T_IN,
+    S_ENERGY,
+    S_EXCESS,
+    S_LOCAL,
+    S_NULL,
+    S_VS_PCA,
     SumPlan,
     TangentSums,
     block_sums,
     merge_sums,
+    replicate_values,
 )
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
@@ -64,16 +67,22 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "rank": Option("tangent_rank", None, "tangent: semi-NMF rank r (default min(16, D/4))", int, optional=True),
     "subsample": Option("tangent_subsample", 4096, "tangent: valid positions in the semi-NMF fit"),
     "iterations": Option("tangent_iterations", 500, "tangent: semi-NMF iteration cap"),
-    "tolerance": Option("tangent_tolerance", 1e-6, "tangent: stop at this relative objective decrease", float),
+    "tolerance": Option("tangent_tolerance", 1e-6, "tangent: stop when one iteration lowers the objective by "
+                        "less than this fraction of the activations' centred energy", float),
     "control_draws": Option("tangent_draws", 32, "tangent: seeded control subspaces per (checkpoint, layer)"),
     "seed": Option("tangent_seed", 0, "tangent: seed of the split, the subsample, the semi-NMF start, the "
                    "bootstrap and the local null"),
     "fit_fraction": Option("tangent_fit_fraction", 0.5, "tangent: share of the samples the bases are fitted "
                            "on; gradients are scored on the rest", float),
-    "active_fraction": Option("tangent_active_fraction", 0.5, "tangent: an atom is active at a position when "
-                              "its code exceeds this fraction of the position's largest code", float),
-    "bootstrap": Option("tangent_bootstrap", 200, "tangent: Poisson bootstrap replicates over samples (0: no "
-                        "intervals)"),
+    "active_fraction": Option("tangent_active_fraction", 0.25, "tangent: an atom is active at a position when "
+                              "it is in the NNLS support and its contribution z_j |w_j| exceeds this fraction "
+                              "of the position's reconstruction norm", float),
+    "bootstrap": Option("tangent_bootstrap", 20, "tangent: bootstrap replicates over samples, each refitting "
+                        "the basis on its resampled fit half (0: no intervals)"),
+    "bootstrap_iterations": Option("tangent_bootstrap_iterations", 30, "tangent: iteration cap of each "
+                                   "replicate's warm-started semi-NMF refit"),
+    "bootstrap_positions": Option("tangent_bootstrap_positions", 1024, "tangent: held-out positions (a seeded "
+                                  "subsample) each replicate's refitted basis is scored on"),
     "frequency_count": Option("tangent_frequency_count", 256, "tangent: held-out positions per frequency bucket "
                               "(equal count; a smaller bucket is NaN)"),
     "stability": Option("tangent_stability", True, "tangent: fit a second time from seed + 1 for "
@@ -90,10 +99,13 @@ REASON_CODES = {
 }
 
 SCALARS = (N.TANGENT_ENERGY, N.TANGENT_ENRICHMENT, N.TANGENT_ALIGNMENT, N.CONTROL_ALIGNMENT, N.PCA_ENERGY,
-           N.TANGENT_ENRICHMENT_VS_PCA, N.OPTIMAL_ENERGY, N.ACTIVATION_ENERGY, N.TANGENT_ALIGNMENT_WEIGHTED,
-           N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY, N.TANGENT_SUBSPACE_STABILITY)
-INTERVALS = (N.TANGENT_ENERGY_CI, N.TANGENT_ENRICHMENT_VS_PCA_CI, N.LOCAL_TANGENT_ENERGY_CI)
-LOCAL_NAMES = (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.RADIAL_ENERGY, N.LOCAL_TANGENT_ENERGY_CI)
+           N.PCA_ENERGY_CENTRED, N.TANGENT_ENRICHMENT_VS_PCA, N.OPTIMAL_ENERGY, N.ACTIVATION_ENERGY,
+           N.TANGENT_ALIGNMENT_WEIGHTED, N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.LOCAL_TANGENT_EXCESS,
+           N.RADIAL_ENERGY, N.RADIAL_NULL, N.RADIAL_EXCESS, N.TANGENT_SUBSPACE_STABILITY)
+INTERVALS = (N.TANGENT_ENERGY_CI, N.TANGENT_ENRICHMENT_VS_PCA_CI, N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_NULL_CI,
+             N.LOCAL_TANGENT_EXCESS_CI)
+LOCAL_NAMES = (N.LOCAL_TANGENT_ENERGY, N.LOCAL_TANGENT_NULL, N.LOCAL_TANGENT_EXCESS, N.RADIAL_ENERGY, N.RADIAL_NULL,
+               N.RADIAL_EXCESS, N.LOCAL_TANGENT_ENERGY_CI, N.LOCAL_TANGENT_NULL_CI, N.LOCAL_TANGENT_EXCESS_CI)
 BY_FREQUENCY = (N.TANGENT_ENRICHMENT_BY_FREQUENCY, N.TANGENT_ENRICHMENT_VS_PCA_BY_FREQUENCY)
 
 
@@ -235,11 +247,11 @@ class TangentEnrichment(StatisticBase):
         if basis is None:
             raise TgoError("tangent metrics need the unit's semi-NMF basis; the engine must call prepare_unit")
         local = any(self._want(ctx, name) for name in LOCAL_NAMES)
-        replicates = setup.options.bootstrap if any(self._want(ctx, n) for n in INTERVALS) else 0
+        replicates = len(basis.replicates) if any(self._want(ctx, n) for n in INTERVALS) else 0
         buckets = setup.n_buckets if any(self._want(ctx, n) for n in BY_FREQUENCY) else 0
-        return SumPlan(basis.tangent, basis.pca, basis.controls, basis.solver if local else None, basis.fit_active,
-                       setup.options.active_fraction, replicates, buckets, setup.options.frequency_count,
-                       setup.options.seed)
+        return SumPlan(basis.frame, basis.controls, local, setup.options.active_fraction, replicates,
+                       setup.options.bootstrap_positions if replicates else 0, buckets,
+                       setup.options.frequency_count, setup.options.seed)
 
     def chunk(self, block: Block, ctx: Context) -> TangentSums:
         if block.gradients is None:
@@ -275,22 +287,28 @@ class TangentEnrichment(StatisticBase):
         e_p = energy(g, basis.pca)
         with np.errstate(invalid="ignore", divide="ignore"):
             local = partial.local
+            local_energy, local_null = local[0] / local[3], local[1] / local[3]
+            radial, radial_null = local[2] / local[4], local[5] / local[6]
             arrays: dict[str, Any] = {
                 N.TANGENT_ENERGY: stats.tangent_energy, N.CONTROL_ENERGY: stats.control_energy,
                 N.TANGENT_ENRICHMENT: stats.tangent_enrichment, N.TANGENT_ALIGNMENT: stats.tangent_alignment,
                 N.CONTROL_ALIGNMENT: stats.control_alignment, N.PCA_ENERGY: e_p,
+                N.PCA_ENERGY_CENTRED: energy(g, basis.pca_centred),
                 N.TANGENT_ENRICHMENT_VS_PCA: stats.tangent_energy / e_p,
                 N.OPTIMAL_ENERGY: optimal_energy(g, k),
                 N.ACTIVATION_ENERGY: partial.activation[0] / partial.activation[1],
                 N.TANGENT_ALIGNMENT_WEIGHTED: weighted_alignment(basis.tangent, g, k),
-                N.LOCAL_TANGENT_ENERGY: local[0] / local[3], N.LOCAL_TANGENT_NULL: local[1] / local[3],
-                N.RADIAL_ENERGY: local[2] / local[4], N.TANGENT_SUBSPACE_STABILITY: basis.stability,
+                N.LOCAL_TANGENT_ENERGY: local_energy, N.LOCAL_TANGENT_NULL: local_null,
+                N.LOCAL_TANGENT_EXCESS: local_energy - local_null, N.RADIAL_ENERGY: radial,
+                N.RADIAL_NULL: radial_null, N.RADIAL_EXCESS: radial - radial_null,
+                N.TANGENT_SUBSPACE_STABILITY: basis.stability,
             }
-        r = partial.replicates
-        if r.shape[0]:
-            arrays[N.TANGENT_ENERGY_CI] = ratio_interval(r[:, T_IN], r[:, NORM])
-            arrays[N.TANGENT_ENRICHMENT_VS_PCA_CI] = ratio_interval(r[:, T_IN], r[:, P_IN])
-            arrays[N.LOCAL_TANGENT_ENERGY_CI] = ratio_interval(r[:, LOCAL], r[:, LOCAL_COUNT])
+        if partial.replicates.shape[0]:
+            values = replicate_values(partial, self._plan(ctx, setup), basis.replicates)
+            for name, column in ((N.TANGENT_ENERGY, S_ENERGY), (N.TANGENT_ENRICHMENT_VS_PCA, S_VS_PCA),
+                                 (N.LOCAL_TANGENT_ENERGY, S_LOCAL), (N.LOCAL_TANGENT_NULL, S_NULL),
+                                 (N.LOCAL_TANGENT_EXCESS, S_EXCESS)):
+                arrays[f"{name}_ci"] = normal_interval(float(arrays[name]), values[:, column])
         if partial.bucket_values:
             arrays.update(self._by_frequency(partial, setup.options.frequency_count))
         arrays[N.TANGENT_METRIC_REASON] = self._reason(basis, g)
@@ -322,7 +340,8 @@ class TangentEnrichment(StatisticBase):
     def partial_bytes(self, ctx: Context, n_tokens: int) -> int:
         o = self._setup(ctx).options
         frequency = self._setup(ctx).n_buckets * o.frequency_count * (3 + o.control_draws) * 16
-        return 8 * ctx.n_features**2 + 8 * 5 * o.bootstrap + frequency
+        boot = o.bootstrap_positions * (8 * ctx.n_features + 32) if o.bootstrap else 0  # float32 g, x; keys
+        return 8 * ctx.n_features**2 + 8 * 6 * o.bootstrap + frequency + boot
 
     def temp_bytes(self, ctx: Context, rows: int) -> int:
         return 5 * rows * ctx.n_tokens * ctx.n_features * 8  # cast x and g, their projections, the codes

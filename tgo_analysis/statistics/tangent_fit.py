@@ -11,7 +11,11 @@ The subsample is read from the store without loading the layer: samples are take
 random order until they hold enough valid positions (the attention mask is a small coordinate),
 only those samples are read, and the positions are then drawn without replacement among their
 valid ones. A second fit from another seed (another subsample and another start) gives
-``tangent_subspace_stability``. Control frames are drawn with a seed derived from (control seed,
+``tangent_subspace_stability``. Each bootstrap replicate (``refit_replicates``) resamples the
+fit split's samples with the same Poisson weights the held-out half gets, and refits the semi-NMF
+(warm-started from the main fit's codes, jittered by the replicate's own seed, at most
+``--tangent-bootstrap-iterations``) and Q_P on the resampled points, so the intervals carry the
+fit's own variability. Control frames are drawn with a seed derived from (control seed,
 checkpoint, layer), so every unit has its own reproducible draws.
 """
 
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tgo_analysis import names as N
-from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES
+from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES, poisson_weights
 from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE
 from tgo_analysis.kernels.tangent_energy import isotropic_expectation, pca_basis, subspace_stability
 from tgo_analysis.kernels.tangent_local import (
@@ -34,6 +38,7 @@ from tgo_analysis.kernels.tangent_local import (
     code_solver,
     nonnegative_codes,
 )
+from tgo_analysis.kernels.tangent_sums import Frame
 from tgo_analysis.statistics.base import Block
 from tgo_analysis.statistics.tangent_kernels import (
     check_rank,
@@ -50,6 +55,10 @@ if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
 
 DEFAULT_RANK = 16
 DEFAULT_FREQUENCY_COUNT = 256
+DEFAULT_BOOTSTRAP_ITERATIONS = 30  # a warm-started refit moves little; the cap bounds the bootstrap's cost
+REFIT_STREAM = 0x2EF1  # the generator of a replicate's start jitter: (stream, seed, replicate)
+DEFAULT_BOOTSTRAP_POSITIONS = 1024  # held-out positions a replicate's refit is scored on (bounded cost)
+WARM_JITTER = 0.01  # a replicate starts from the main codes times 1 + 0.01 * U(0, 1)
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
 
@@ -67,6 +76,8 @@ class TangentOptions:
     fit_fraction: float = 0.5  # share of the samples the bases are fitted on
     active_fraction: float = DEFAULT_ACTIVE_FRACTION
     bootstrap: int = DEFAULT_REPLICATES
+    bootstrap_iterations: int = DEFAULT_BOOTSTRAP_ITERATIONS
+    bootstrap_positions: int = DEFAULT_BOOTSTRAP_POSITIONS
     frequency_count: int = DEFAULT_FREQUENCY_COUNT  # positions per frequency bucket (equal count)
     stability: bool = True
     exclude_special: bool = False
@@ -98,8 +109,10 @@ class TangentOptions:
         out["tangent_fit"] = ("semi-NMF (Ding, Li & Jordan 2010) A ≈ ZW, Z ≥ 0, of the un-centred "
                               "activations of a seeded subsample of valid positions of the fit split; "
                               "Q_T = orthonormal basis of the row space of W")
-        out["tangent_pca"] = ("Q_P = top-r eigenvectors of the centred covariance of the same fit-split "
-                              "subsample (the 'high variance' subspace at matched rank)")
+        out["tangent_pca"] = ("Q_P = top-r right singular vectors of the same un-centred fit-split subsample "
+                              "the semi-NMF is fitted to (the 'high variance' subspace at matched rank and "
+                              "matched centring); pca_energy_centred uses the top-r eigenvectors of its "
+                              "centred covariance")
         out["tangent_controls"] = "Haar-uniform orthonormal frames in the orthogonal complement of Q_T"
         out["tangent_positions"] = options.positions.describe() + "; gradient statistics on held-out samples only"
         out["tangent_split"] = (f"fit split = the first round({options.fit_fraction} * n_samples) sample indices "
@@ -107,11 +120,24 @@ class TangentOptions:
                                 "other sample is held out")
         out["tangent_activity_rule"] = ACTIVITY_RULE.format(fraction=options.active_fraction)
         out["tangent_local_null"] = ("P_pi(i): the active atoms of a fit-split subsample position chosen by a "
-                                     "seeded hash of held-out position i (no pairing of gradient and position)")
-        out["tangent_bootstrap_rule"] = (f"Poisson(1) weights per sample from default_rng([0xB007, seed, sample]), "
-                                         f"{options.bootstrap} replicates, {BOUNDS[0]:.0%}-{BOUNDS[1]:.0%} "
-                                         "percentile interval; the fitted bases held fixed (their variability "
-                                         "is tangent_subspace_stability)")
+                                     "seeded hash of held-out position i (no pairing of gradient and position); "
+                                     "radial_null: the activation x_pi(i) of that same position; the excesses "
+                                     "are local - null and radial - radial_null")
+        out["tangent_bootstrap_replicates"] = options.bootstrap
+        out["tangent_bootstrap_rule"] = (f"{options.bootstrap} replicates; replicate b gives every sample (fit "
+                                         "and held-out halves alike) the Poisson(1) weight column b of "
+                                         "default_rng([0xB007, seed, sample]); the semi-NMF is refitted on the "
+                                         "resampled fit subsample (rows repeated by weight), warm-started from "
+                                         f"the main codes times 1 + {WARM_JITTER} * U(0, 1) of "
+                                         f"default_rng([{REFIT_STREAM:#x}, seed, b]), at most "
+                                         f"{options.bootstrap_iterations} iterations, with Q_P and the local "
+                                         f"null's pool (its first {options.bootstrap_positions} resampled rows); each statistic with an interval is recomputed as its "
+                                         "value on the weighted held-out half under the main fit plus the "
+                                         "paired change the replicate's refit makes on the same weights over "
+                                         f"the {options.bootstrap_positions} held-out positions with the "
+                                         "smallest seeded position keys (exact when the held-out half is "
+                                         "no larger); interval = estimate +- 1.645 SD of the replicates "
+                                         f"({BOUNDS[0]:.0%}-{BOUNDS[1]:.0%} normal interval)")
         out["tangent_stability_rule"] = ("mean cos^2 of the principal angles between Q_T of this fit and of a "
                                          "fit with seed + 1 (another subsample of the fit split, another start)")
         out["tangent_frequency_rule"] = (f"per bucket, the {options.frequency_count} held-out positions with the "
@@ -134,19 +160,35 @@ def fit_split(n_samples: int, fraction: float, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TangentBasis:
-    """One unit's frames Q_T (D, k), controls (draws, D, k), Q_P (D, k), the code solver of its
-    dictionary, the active atoms of its fit points (the local null's pool) and the fits' record."""
+    """One unit's frames (``Frame``: Q_T (D, k), Q_P (D, k), the code solver of its dictionary, the
+    active atoms and activations of its fit points: the local and radial nulls' pool), controls
+    (draws, D, k), the centred Q_P, the fits' record and the bootstrap's refitted frames."""
 
-    tangent: np.ndarray
+    frame: Frame  # Q_T, Q_P (un-centred), the code solver and the null's pool of the main fit
     controls: np.ndarray
-    pca: np.ndarray
-    solver: CodeSolver
-    fit_active: np.ndarray
+    pca_centred: np.ndarray
     fit_iterations: int
     fit_converged: bool
     positions: int
     stability: float = float("nan")
     stability_converged: bool = True
+    replicates: tuple[Frame | None, ...] = ()  # one refitted frame per bootstrap replicate (None: too few drawn)
+
+    @property
+    def tangent(self) -> np.ndarray:
+        return self.frame.tangent
+
+    @property
+    def pca(self) -> np.ndarray:
+        return self.frame.pca
+
+    @property
+    def solver(self) -> CodeSolver | None:
+        return self.frame.solver
+
+    @property
+    def fit_active(self) -> np.ndarray | None:
+        return self.frame.pool_active
 
 
 def sample_positions(mask: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,8 +240,53 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
     return np.asarray(fit.x)[at[pairs[:, 0]], pairs[:, 1]].astype(np.float64)
 
 
+def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
+               times: np.ndarray | None = None, pool_size: int | None = None) -> Frame:
+    """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
+    (with ``directions``, the points' unit directions in float32 for the radial null: only the
+    direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
+    (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first ``pool_size``
+    resampled rows, each distinct point's code solved once."""
+    q_tangent = tangent_basis(dictionary)
+    solver = code_solver(dictionary)
+    if times is None:
+        pool = active_atoms(nonnegative_codes(points, solver), solver.dictionary, fraction)
+    else:  # the first ``pool_size`` resampled rows (the subsample's order is seeded-random) are the pool
+        index = np.repeat(np.arange(len(points)), times)[:pool_size]
+        unique, inverse = np.unique(index, return_inverse=True)
+        pool = active_atoms(nonnegative_codes(points[unique], solver), solver.dictionary, fraction)[inverse]
+        points = np.repeat(points, times, axis=0)
+    unit = None
+    if directions:
+        norm = np.linalg.norm(points, axis=1, keepdims=True)
+        unit = (points / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    return Frame(q_tangent, pca_basis(points, q_tangent.shape[1]), solver, pool, unit)
+
+
+def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
+                     options: TangentOptions) -> tuple[Frame | None, ...]:
+    """One frame per bootstrap replicate: the fit subsample ``points`` (n, D) resampled by the Poisson
+    weights of their samples ``owners`` (n,), refitted from the main ``codes`` (n, r), jittered."""
+    weights = poisson_weights(owners, options.bootstrap, options.seed)
+    out: list[Frame | None] = []
+    floor = max(float(codes.mean()), np.finfo(np.float64).tiny) * 1e-3  # a dead code can come back
+    for b in range(options.bootstrap):
+        times = weights[:, b].astype(np.int64)
+        resampled = np.repeat(points, times, axis=0)
+        if resampled.shape[0] < 2 * options.rank:  # too few samples drawn to fit: this replicate is left out
+            out.append(None)
+            continue
+        jitter = 1 + WARM_JITTER * np.random.default_rng([REFIT_STREAM, options.seed, b]).random(resampled.shape[0])
+        start = (np.repeat(codes, times, axis=0) + floor) * jitter[:, None]
+        fit = fit_seminmf(resampled, options.rank, iterations=options.bootstrap_iterations,
+                          tolerance=options.tolerance, seed=options.seed, init=start)
+        out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times,
+                              pool_size=options.bootstrap_positions))
+    return tuple(out)
+
+
 def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: TangentOptions) -> TangentBasis:
-    """Fit semi-NMF (and its seed + 1 twin) on the fit split of one unit; every frame it needs.
+    """Fit semi-NMF (and its seed + 1 twin, and the bootstrap's refits) on the fit split of one unit.
 
     ``fit`` is the block of the unit's ``draws.rows`` that the engine read (``fit_rows``)."""
     n_features = fit.x.shape[-1]
@@ -208,15 +295,15 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
     check_rank(options.rank, n_features, points.shape[0])
     result = fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
                          seed=options.seed, device=options.device)
-    q_tangent = tangent_basis(result.dictionary)
-    controls = control_bases(q_tangent, options.control_draws, (options.control_seed, checkpoint, layer))
-    solver = code_solver(result.dictionary)
-    fit_active = active_atoms(nonnegative_codes(points, solver), options.active_fraction)
-    basis = TangentBasis(q_tangent, controls, pca_basis(points, q_tangent.shape[1]), solver, fit_active,
-                         result.iterations, result.converged, int(points.shape[0]))
+    frame = make_frame(points, result.dictionary, options.active_fraction)
+    controls = control_bases(frame.tangent, options.control_draws, (options.control_seed, checkpoint, layer))
+    rows, pairs = draws.draws[0]
+    replicates = refit_replicates(points, rows[pairs[:, 0]], result.codes, options) if options.bootstrap else ()
+    basis = TangentBasis(frame, controls, pca_basis(points, frame.tangent.shape[1], centred=True),
+                         result.iterations, result.converged, int(points.shape[0]), replicates=replicates)
     if not options.stability:
         return basis
     twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
                        tolerance=options.tolerance, seed=options.seed + 1, device=options.device)
-    return replace(basis, stability=subspace_stability(q_tangent, tangent_basis(twin.dictionary)),
+    return replace(basis, stability=subspace_stability(frame.tangent, tangent_basis(twin.dictionary)),
                    stability_converged=twin.converged)

@@ -25,11 +25,13 @@ def check_rank(rank: int, n_features: int, n_rows: int | None = None) -> None:
 
 
 def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = NMF.DEFAULT_ITERATIONS,
-                tolerance: float = NMF.DEFAULT_TOLERANCE, seed: int = 0, device: str = "cpu") -> NMF.SemiNMFResult:
-    """The semi-NMF fit: numpy on ``cpu``, the same update with torch on a torch device (``kernels_torch``)."""
+                tolerance: float = NMF.DEFAULT_TOLERANCE, seed: int = 0, device: str = "cpu",
+                init: np.ndarray | None = None) -> NMF.SemiNMFResult:
+    """The semi-NMF fit: numpy on ``cpu``, the same update with torch on a torch device (``kernels_torch``).
+    A warm start (``init``, the bootstrap's refits) runs with numpy."""
     with user_error(RANK_FIX):
-        if device == "cpu":
-            return NMF.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed)
+        if device == "cpu" or init is not None:
+            return NMF.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, init=init)
         from tgo_analysis import kernels_torch
 
         return kernels_torch.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed,

@@ -100,7 +100,7 @@ TEXT_HEADLINE_LEGEND = ("loss: held-out loss (nats). top-1 (L): peak pooled top-
                         "controls, mean over layers (never read alone: gradients that only share the activations' "
                         "anisotropy score > 1 there). E_T/E_PCA (CI>1): against the top-r PCA subspace, mean, and "
                         "the layers whose interval clears 1. local/null (CI>null): per-position tangency over its "
-                        "permuted null, mean, and the layers whose interval clears it. align T/C: tangent / control "
+                        "permuted null, mean, and the layers whose interval of local - null excludes 0. align T/C: tangent / control "
                         "alignment, mean over layers. ρ freq: Spearman rho of log frequency vs distance to the "
                         "pooled mean, middle layer. *: a semi-NMF fit did not converge.")
 
@@ -133,7 +133,7 @@ def text_headline_rows(results: Any, held_out_loss: dict[int, float]) -> list[tu
         vs_pca = metric_at(results, N.TANGENT_ENRICHMENT_VS_PCA, ci)
         vs_pca_ci = metric_at(results, N.TANGENT_ENRICHMENT_VS_PCA_CI, ci)
         local = metric_at(results, N.LOCAL_TANGENT_ENERGY, ci)
-        local_ci = metric_at(results, N.LOCAL_TANGENT_ENERGY_CI, ci)
+        excess_ci = metric_at(results, N.LOCAL_TANGENT_EXCESS_CI, ci)
         null = metric_at(results, N.LOCAL_TANGENT_NULL, ci)
         reason = metric_at(results, N.TANGENT_METRIC_REASON, ci)
         tangent = metric_at(results, N.TANGENT_ALIGNMENT, ci)
@@ -150,7 +150,7 @@ def text_headline_rows(results: Any, held_out_loss: dict[int, float]) -> list[tu
         pca = _mean_and_count(vs_pca, None if vs_pca_ci is None else vs_pca_ci[:, 0] > 1, len(layers))
         local_text = "n/a"
         if local is not None and null is not None and np.isfinite(local).any():
-            beats = None if local_ci is None else local_ci[:, 0] > null
+            beats = None if excess_ci is None else excess_ci[:, 0] > 0  # above the null: excess interval > 0
             local_text = (f"{format_value(np.nanmean(local))} / {format_value(np.nanmean(null))}"
                           + ("" if beats is None else f" ({int(np.sum(beats))}/{len(layers)})"))
         rows.append((
