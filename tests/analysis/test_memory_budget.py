@@ -91,11 +91,15 @@ def test_vit_b_layer_within_a_memory_limit_that_one_pass_would_break(tmp_path) -
 
 @pytest.mark.slow
 def test_peak_memory_is_flat_in_n_under_a_budget(tmp_path) -> None:
-    """The same (narrower) layer shape at N = 1k and 4k: peak memory grows by far less than the data."""
-    small = write_store(tmp_path / "n1k.zarr", 1024, 48, 384, chunk=128)
-    big = write_store(tmp_path / "n4k.zarr", 4096, 48, 384, chunk=128)
+    """The same (narrower) layer shape at N = 4k and 8k: peak memory grows by far less than the data.
+
+    Below about 4k samples (32 chunks) the peak still rises as the graph's read-ahead and the
+    allocator reach their steady state (measured 2026-12-07: 1k 276-290 MB, 2k 286-292, 4k 299-301,
+    8k 300-309), so the two sizes compared are both past it: doubling N there adds 113 MB of data."""
+    small = write_store(tmp_path / "n4k.zarr", 4096, 48, 384, chunk=128)
+    big = write_store(tmp_path / "n8k.zarr", 8192, 48, 384, chunk=128)
     peaks = []
-    for name in ("n1k.zarr", "n4k.zarr"):
+    for name in ("n4k.zarr", "n8k.zarr"):
         done = run_probe(tmp_path / name, 0, "400MB")
         assert done.returncode == 0, done.stderr[-2000:]
         peaks.append(json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"])

@@ -98,7 +98,7 @@ def test_metrics_over_training_has_one_line_per_layer(fake_results) -> None:
     er = axes[0]
     # CLS at layer 0 has no value (one vector for every image): no line, a note naming it instead
     assert [ln.get_label() for ln in er.lines] == [f"layer {i}" for i in range(1, fake_results.sizes["layer"])]
-    assert "layer 0: no value" in " ".join(t.get_text() for t in er.texts)
+    assert "layer 0: no value" in " ".join(t.get_text().replace("\n", " ") for t in er.texts)
     np.testing.assert_array_equal(er.lines[1].get_xdata(), fake_results.checkpoint.values)
     np.testing.assert_array_equal(er.lines[1].get_ydata(), fake_results.effective_rank.values[:, 2, 0])
     assert er.get_xlabel() and er.get_ylabel()

@@ -96,7 +96,7 @@ def note_missing_first_layer(ax: Any, res: xr.Dataset, data: xr.DataArray) -> No
                 transform=ax.transAxes, fontsize=7, color="#555")
 
 
-NO_VALUE_WHY = "all NaN: e.g. one vector for every sample, zero variance"
+NO_VALUE_WHY = "all NaN: zero variance"
 
 
 def note(ax: Any, text: str, where: str = "bottom") -> None:
@@ -117,7 +117,7 @@ def plot_series(ax: Any, x: Any, series: list[tuple[str, Any, Any]], style: str 
             continue
         ax.plot(x, values, style, ms=kwargs.pop("ms", 3), color=color, label=label, **kwargs)
     if left:
-        note(ax, f"{', '.join(left)}: no value ({why})")
+        note(ax, f"{', '.join(left)}:\nno value ({why})")  # two short lines: a narrow panel's note stays inside it
     return left
 
 
