@@ -15,6 +15,9 @@ from collections.abc import Iterator
 
 from tgo_store.errors import TgoError
 
+# zarrs (zarr's Rust codec pipeline) reports a full disk as a RuntimeError carrying the OS message
+RUST_FULL_DISK = (f"(os error {errno.ENOSPC})", f"(os error {errno.EDQUOT})")
+
 
 def _full_disk(exc: BaseException | None) -> OSError | None:
     """The ENOSPC (or EDQUOT) OSError in ``exc``'s chain of causes, if any."""
@@ -23,6 +26,9 @@ def _full_disk(exc: BaseException | None) -> OSError | None:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return exc
+        if isinstance(exc, RuntimeError) and any(tail in str(exc) for tail in RUST_FULL_DISK):
+            code = errno.EDQUOT if f"(os error {errno.EDQUOT})" in str(exc) else errno.ENOSPC
+            return OSError(code, str(exc))
         exc = exc.__cause__ or exc.__context__
     return None
 

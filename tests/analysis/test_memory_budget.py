@@ -103,4 +103,8 @@ def test_peak_memory_is_flat_in_n_under_a_budget(tmp_path) -> None:
         done = run_probe(tmp_path / name, 0, "400MB")
         assert done.returncode == 0, done.stderr[-2000:]
         peaks.append(json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"])
-    assert peaks[1] - peaks[0] < 0.05 * (big - small) / 2**20, peaks
+    # the threaded scheduler may hold one more sample chunk in flight at one size than at the other,
+    # depending on timing (its float64 copy: 128 x 48 x 384 x 8 bytes = 18 MB; seen under a loaded
+    # suite: +8.4 MB): that much is allowed on top, far below the 113 MB (float16) of added data
+    in_flight = 128 * 48 * 384 * 8 / 2**20
+    assert peaks[1] - peaks[0] < 0.05 * (big - small) / 2**20 + in_flight, peaks

@@ -103,3 +103,8 @@ def test_disk_full_message_names_the_store(tmp_path) -> None:
     exc = OSError(errno.ENOSPC, "No space left on device")
     assert no_space_error(OSError(errno.EACCES, "denied"), "s.zarr") is None
     assert str(no_space_error(exc, str(tmp_path / "s.zarr"))).startswith(f"no space left on {tmp_path / 's.zarr'}")
+    # zarrs (the Rust codec pipeline) raises a RuntimeError with the OS message: a full disk too
+    # (seen in a fresh-clone suite: "unexpected RuntimeError: No space left on device (os error 28) ... bug")
+    rust = RuntimeError("No space left on device (os error 28)")
+    assert str(no_space_error(rust, str(tmp_path / "r.zarr"))).startswith(f"no space left on {tmp_path / 'r.zarr'}")
+    assert no_space_error(RuntimeError("chunk decode failed"), "r.zarr") is None
