@@ -9,6 +9,7 @@ import scipy.linalg
 import xarray as xr
 from scipy.optimize import nnls
 
+from tests.gradients.tangent_stores import sparse_activations
 from tgo_analysis import names as N
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.graph import Plan, reduce_unit, unit_context
@@ -60,13 +61,8 @@ def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: 
 
 
 def sparse_layer(rng, n=N_SAMPLES, active=2, atoms=R, d=D, noise=1e-3):
-    """Activations x = Σ_{j∈S_i} z_j w_j with |S_i| = ``active`` of ``atoms`` planted atoms."""
-    w = rng.standard_normal((atoms, d))
-    codes = np.zeros((n, T, atoms))
-    for i in range(n):
-        for t in range(T):
-            codes[i, t, rng.choice(atoms, active, replace=False)] = rng.uniform(1.0, 3.0, active)
-    return codes @ w + noise * rng.standard_normal((n, T, d)), codes, w
+    """Activations x = Σ_{j∈S_i} z_j w_j with |S_i| = ``active`` of ``atoms`` planted atoms (this file's shape)."""
+    return sparse_activations(rng, n, T, d, atoms, active, noise)
 
 
 # ---- the independent float64 reference ---------------------------------------------------------

@@ -298,11 +298,9 @@ def check_report(results: xr.Dataset, options: dict | None = None) -> list[Probl
     """Draw every section the results switch on, check each figure and sentence, close the figures."""
     import matplotlib.pyplot as plt
 
-    from tgo_analysis.report import draw_sections
-    from tgo_store.store.json_attrs import decode_attrs
+    from tgo_analysis.report import _open, draw_sections
 
-    results = results.copy(deep=False)  # opened by plain xarray, perhaps: nested attrs are JSON text
-    results.attrs = decode_attrs(results.attrs)
+    results = _open(results)  # as write_report reads them: opened by plain xarray, nested attrs are JSON text
     problems: list[Problem] = []
     for section, fig in draw_sections(results, options or {}):
         if fig is None:  # the section's metrics are absent: the page lists it as not shown
