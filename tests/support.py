@@ -58,6 +58,15 @@ def ingest_kwargs(ckpts: Any, **overrides: Any) -> dict:
     return {**base, **overrides}
 
 
+def ingested_store(root: Path, steps: list[int] = (0, 10)) -> str:
+    """A small store of the tiny ViT at ``steps`` (checkpoints saved under ``root/ckpt``): its path."""
+    from tgo_store import ingest
+
+    path = str(Path(root) / "s.zarr")
+    ingest(path, **ingest_kwargs(save_checkpoints(Path(root) / "ckpt", list(steps))))
+    return path
+
+
 def cli_args(ckpt_glob: str, store: str, *extra: str) -> list[str]:
     """The `tgo ingest` arguments equivalent to `ingest_kwargs`."""
     args = ["ingest", "--model", TINY_VIT_SPEC, "--checkpoints", ckpt_glob, "--data", DATA, "--store", store,

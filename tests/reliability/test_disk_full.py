@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.support import ingest_kwargs, run_cli, save_checkpoints
+from tests.support import ingested_store, run_cli
 from tgo_analysis.analyze import analyze
 from tgo_analysis.report import write_report
-from tgo_store import ingest
 from tgo_store.loader import export as export_module
 from tgo_store.store.open import open_store
 
@@ -35,10 +34,7 @@ EXPORT = ["--layer", "1", "--checkpoints", "all", "--shard-size", "2000", "--qui
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("full")
-    path = str(root / "s.zarr")
-    ingest(path, **ingest_kwargs(save_checkpoints(root / "ckpt", [0, 10])))
-    return path
+    return ingested_store(tmp_path_factory.mktemp("full"))
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.support import ingest_kwargs, run_cli, save_checkpoints
+from tests.support import ingested_store, run_cli
 from tgo_analysis.analyze import analyze
 from tgo_analysis.report import write_report
 from tgo_analysis.report.build import OLD_SUFFIX, PARTIAL_SUFFIX
-from tgo_store import ingest
 from tgo_store.errors import TgoError
 from tgo_store.store.open import open_store
 
@@ -32,10 +31,7 @@ FIT = (2, 6)
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("incomplete")
-    path = str(root / "s.zarr")
-    ingest(path, **ingest_kwargs(save_checkpoints(root / "ckpt", [0, 10])))
-    return path
+    return ingested_store(tmp_path_factory.mktemp("incomplete"))
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import ingest_kwargs, run_cli, save_checkpoints
+from tests.support import ingested_store, run_cli
 from tgo_analysis.analyze import analyze
 from tgo_analysis.results.store import open_results
-from tgo_store import ingest
 from tgo_store.loader import export as export_module
 from tgo_store.store.open import open_store
 from tgo_store.store.writer_lock import lock_path
@@ -35,10 +34,7 @@ FIT = ["--fit-range", "2:6"]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("lock")
-    path = str(root / "s.zarr")
-    ingest(path, **ingest_kwargs(save_checkpoints(root / "ckpt", [0, 10])))
-    return path
+    return ingested_store(tmp_path_factory.mktemp("lock"))
 
 
 def held_in_a_thread(monkeypatch, module, name: str, run) -> tuple[threading.Thread, threading.Event, list]:
