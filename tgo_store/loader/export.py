@@ -112,20 +112,17 @@ def step_indices(store: Any, steps: Sequence[int], storage_options: dict | None 
 
 
 def export_hf_datasets(store: Any, layer: int, out: Any, *, checkpoint: int = -1,
-                       checkpoints: Sequence[int] | None = None, steps: Sequence[int] | None = None,
+                       checkpoints: Sequence[int] | None = None,
                        tokens: Any = None, exclude_special: bool = False,
                        exclude_first: bool = False, samples: Any = None, shard_size: int | str = DEFAULT_SHARD_SIZE,
                        storage_options: dict | None = None, progress: bool = False) -> ExportSummary:
     """Write the chosen positions of one layer to ``out`` as a ``datasets`` Arrow folder (see module doc).
 
-    ``steps``: the checkpoints by training step (-1: the last), as the command line names them.
     The selection is the loader's (``checkpoint`` index or ``checkpoints`` indices, ``tokens``,
     ``exclude_special`` / ``exclude_first``, ``samples``); ``shard_size`` (bytes like "500MB" or
     rows as an int) sets the rows per Arrow file. Re-running an interrupted export resumes it;
     re-running a finished one changes nothing.
     """
-    if steps is not None:
-        checkpoints = step_indices(store, steps, storage_options)
     source = LayerSource(store, layer, checkpoint if checkpoints is None else checkpoints, tokens,
                          PositionChoice(bool(exclude_special), bool(exclude_first)), storage_options, samples)
     total = int(source.counts.sum())
@@ -153,7 +150,9 @@ EXPORTERS: dict[str, Callable[..., ExportSummary]] = {"hf-datasets": export_hf_d
 
 def export(fmt: str, store: Any, layer: int, out: Any, **kwargs: Any) -> ExportSummary:
     """Export with the exporter registered as ``fmt`` (``EXPORTERS``), as the one writer of ``out``
-    (a second export into it is refused naming the first) and with a full disk named."""
+    (a second export into it is refused naming the first) and with a full disk named. ``steps``
+    (training steps, -1 the last, as the command line names checkpoints) become ``checkpoints``
+    indices here, once, for every format."""
     import inspect
 
     if fmt not in EXPORTERS:
