@@ -27,7 +27,8 @@ def draw_sections(res: xr.Dataset, options: dict) -> Iterator[tuple[Section, Any
     """(section, its Figure or None when its metrics are absent), for every section these results switch
     on, in page order; the figures are not saved (``checks.check_report`` inspects them)."""
     for section in _section_groups(res)[0]:
-        yield section, section.draw(res, options)
+        if section.applies_to(res, options):
+            yield section, section.draw(res, options)
 
 
 def _png(fig: Any) -> bytes:
@@ -119,7 +120,8 @@ def write_report(
     title = title or "tgo report"
     parts = [P.header(title, P.summary(res) + " Definitions and parameters are in the provenance tables."), banner]
     missing = []
-    for section in _section_groups(res)[1]:  # a switched-off group leaves no stale figure from a past run
+    shown, hidden = _section_groups(res)
+    for section in [*hidden, *(s for s in shown if not s.applies_to(res, options))]:  # no stale figure from a past run
         (out / f"{section.key}.png").unlink(missing_ok=True)
     for section, fig in draw_sections(res, options):
         if fig is None:
@@ -128,7 +130,7 @@ def write_report(
             continue
         png = _png(fig)
         (out / f"{section.key}.png").write_bytes(png)
-        reading = section.reading(res) if section.reading is not None else None
+        reading = section.read(res, options)
         parts.append(P.figure(section.key, section.heading, section.caption_for(res), png, reading))
     parts.append(P.skipped(missing))
     parts.append(P.provenance(res, training))

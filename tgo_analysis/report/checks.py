@@ -301,13 +301,16 @@ def check_report(results: xr.Dataset, options: dict | None = None) -> list[Probl
     from tgo_analysis.report import _open, draw_sections
 
     results = _open(results)  # as write_report reads them: opened by plain xarray, nested attrs are JSON text
+    options = dict(options or {})
+    options["compare"] = {label: _open(other) for label, other in (options.get("compare") or {}).items()}
     problems: list[Problem] = []
     for section, fig in draw_sections(results, options or {}):
         if fig is None:  # the section's metrics are absent: the page lists it as not shown
             continue
         try:
             problems += check_figure(section.key, fig, section.caption_for(results), results)
-            problems += check_sentences(section.key, section.caption, section.reading, results)
+            reading = None if section.reading is None else (lambda r, s=section: s.read(r, options or {}))
+            problems += check_sentences(section.key, section.caption, reading, results)
         finally:
             plt.close(fig)
     return problems

@@ -466,6 +466,8 @@ def training_curve(training: dict | None) -> Any:
 
     Image runs log ``accuracy``; language runs log ``held_out_loss``; both log ``loss`` (the
     last training batch). Accuracy takes the left axis when present, losses the right one.
+    ``beside``: {label: log} of other models trained alongside (the text demo's encoder), drawn
+    with their held-out loss and, when logged, the unigram cross-entropy it must fall below.
     """
     if not training or not training.get("steps"):
         return None
@@ -488,6 +490,15 @@ def training_curve(training: dict | None) -> Any:
             loss_ax.plot(steps, values, style, color=colour, label=label)
             loss_ax.set_ylabel("cross-entropy loss (nats)")
             unlogged += [int(s) for s, v in zip(steps, values, strict=False) if not np.isfinite(v)]
+    for i, (label, log) in enumerate(sorted((training.get("beside") or {}).items())):  # another model's run
+        colour = plt.get_cmap("tab10")(i + 4)
+        values = np.asarray(log.get("held_out_loss") or [], dtype=float)
+        if values.size and np.isfinite(values).any():
+            loss_ax.plot(log["steps"], values, "D-.", color=colour, label=f"held-out loss, {label}")
+            loss_ax.set_ylabel("cross-entropy loss (nats)")
+        if log.get("unigram_loss") is not None:  # what that model scores by ignoring context
+            loss_ax.axhline(float(log["unigram_loss"]), color=colour, ls=":", lw=1,
+                            label=f"unigram cross-entropy, {label}")
     if unlogged:
         note(ax, f"train loss: no point at step {', '.join(map(str, sorted(set(unlogged))))} "
                  "(no batch trained before it)")

@@ -16,7 +16,7 @@ from typing import Any
 
 import xarray as xr
 
-BUILT_IN = ("figures", "language", "tangent", "similarity")  # report modules that register sections
+BUILT_IN = ("figures", "language", "tangent", "similarity", "encoder_decoder")  # report modules that register sections
 ENTRY_POINTS = "tgo.report_sections"
 
 
@@ -26,12 +26,23 @@ class Section:
     heading: str
     caption: str | Callable[[xr.Dataset], str]  # what is drawn: text, or written from the coords (counts, kinds)
     draw: Callable[[xr.Dataset, dict], Any]  # (results, options) -> Figure | None
-    reading: Callable[[xr.Dataset], str | None] | None = None  # the sentence under the figure, from the numbers
+    reading: Callable[..., str | None] | None = None  # the sentence under the figure, from the numbers: (results)
     group: str = "core"  # sections of one group are switched on together
     needs: tuple[str, ...] | None = None  # the group is shown when the results hold any of these (None: always)
+    reads_options: bool = False  # the reading takes (results, report options): it reads the compared results too
+    applies: Callable[[xr.Dataset, dict], bool] | None = None  # drawn only when true (e.g. another model is compared)
 
     def caption_for(self, res: xr.Dataset) -> str:
         return self.caption(res) if callable(self.caption) else self.caption
+
+    def read(self, res: xr.Dataset, options: dict) -> str | None:
+        """The reading of these results (and of the report's options, for a section that compares)."""
+        if self.reading is None:
+            return None
+        return self.reading(res, options) if self.reads_options else self.reading(res)
+
+    def applies_to(self, res: xr.Dataset, options: dict) -> bool:
+        return self.applies is None or self.applies(res, options)
 
     def switched_on(self, res: xr.Dataset) -> bool:
         return self.needs is None or any(name in res for name in self.needs)

@@ -45,33 +45,45 @@ def demo(
                                  show_default="tgo-demo, or tgo-demo-text with --text")
     ] = None,
     text: Annotated[
-        bool, bool_flag("--text", "the language demo: a small LLaMA decoder trained from scratch on Python's "
-                        "bundled documentation, recorded with its gradients")
+        bool, bool_flag("--text", "the language demo: a small LLaMA decoder and a BERT encoder of the same size "
+                        "trained from scratch on Python's bundled documentation, recorded with their gradients")
     ] = False,
     quick: Annotated[bool, bool_flag("--quick", "a one-minute smoke run (a few training steps, 3 checkpoints)")] = False,
     quiet: Annotated[bool, bool_flag("--quiet", "no progress bars")] = False,
 ) -> None:
     """Train a small transformer, record every checkpoint, layer and token, measure and report; re-running resumes.
 
-    A ViT on scikit-learn's digits, or with --text a decoder on Python's documentation."""
+    A ViT on scikit-learn's digits, or with --text a decoder and an encoder on Python's documentation."""
     import xarray as xr
     from rich.console import Console
-    from rich.table import Table
 
     kind = DEMOS[text]
     summary = kind.load("run")(out or kind.default_out, quick=quick, progress=not quiet)
     results = xr.open_zarr(summary.results, zarr_format=3)
-    table = Table(*kind.load("columns"), title=kind.title)
-    for row in kind.load("rows")(results, summary.per_step(kind.series)):
-        table.add_row(*row)
+    tables = [_table(kind, kind.title, results, summary.per_step(kind.series))]
+    for label, log in (summary.training.get("beside") or {}).items():  # a model trained alongside (the encoder)
+        tables.append(_table(kind, f"{kind.title}, {label}", xr.open_zarr(summary.others[label], zarr_format=3),
+                             dict(zip(log["steps"], log[kind.series], strict=True))))
     console = Console()
-    if not console.is_terminal:  # a log: as wide as the table needs, never cut at 80 columns
+    if not console.is_terminal:  # a log: as wide as the tables need, never cut at 80 columns
         wide = console.options.update(max_width=1000)
-        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
-    console.print(table)
+        needed = max(console.measure(t, options=wide).maximum for t in tables)
+        console = Console(width=max(console.width, needed))
+    for table in tables:
+        console.print(table)
     console.print(kind.load("legend"))
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
     console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
     for label, path in summary.others.items():  # every folder the demo wrote is named
         console.print(f"compared: {path} ({label}; drawn beside the results in the report)", soft_wrap=True)
     console.print(f"[bold]report: {summary.report.resolve()}[/bold]  (open it in a browser)", soft_wrap=True)
+
+
+def _table(kind: DemoKind, title: str, results: Any, per_step: dict[int, float]) -> Any:
+    """The demo's headline table of one results store."""
+    from rich.table import Table
+
+    table = Table(*kind.load("columns"), title=title)
+    for row in kind.load("rows")(results, per_step):
+        table.add_row(*row)
+    return table

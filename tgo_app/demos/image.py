@@ -144,37 +144,45 @@ def demo_metrics(ds: Any) -> list[str]:
     return [*chosen, *(m for m in kept if m not in chosen)]
 
 
-def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], *, title: str, progress: bool,
-                          compare: dict[str, tuple[str, dict]] | None = None, analysis_options: dict | None = None,
-                          **ingest_options: Any) -> DemoSummary:
-    """The stages every demo shares after training: ingest (resumes), analyze ``all``, report.
+def ingest_and_analyse(out: Path, seconds: dict[str, float], *, progress: bool, metrics: Any = None,
+                       compare: dict[str, tuple[str, dict]] | None = None, analysis_options: dict | None = None,
+                       stage: str = "", **ingest_options: Any) -> tuple[str, str, dict[str, str]]:
+    """Ingest (resumes) into ``out/activations.zarr``, analyze into ``out/metrics.zarr``; returns (store,
+    results, {label: compared results}) and adds the stages' seconds (``ingest<stage>``, ``analyze<stage>``).
 
-    ``analysis_options``: keyword options of the main analysis (statistics' declared options).
+    ``metrics``: a function of the store giving the metric list (default ``demo_metrics``).
     ``compare``: {label: (metrics, analyze keyword options)} analysed again into a results store named by
     its options (``metrics-exclude-first.zarr``) and drawn beside the main results (the text demo: pooled
     metrics without the first position); the summary lists it, so no file in the folder goes unexplained.
     """
-    from tgo_analysis.analyze import analyze
-    from tgo_analysis.report import stamp, write_report
+    from tgo_analysis.analyze import analyze, summary_line
     from tgo_store.ingestion import ingest
     from tgo_store.store.open import open_store
 
+    out.mkdir(parents=True, exist_ok=True)
     store, results = str(out / "activations.zarr"), str(out / "metrics.zarr")
     t0 = time.perf_counter()
     ingest(store, progress=progress, **ingest_options)
-    seconds["ingest"] = time.perf_counter() - t0
+    seconds["ingest" + stage] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    from tgo_analysis.analyze import summary_line
-
     dataset = open_store(store)
-    said = analyze(dataset, demo_metrics(dataset), out=results, progress=progress, **(analysis_options or {}))
+    said = analyze(dataset, (metrics or demo_metrics)(dataset), out=results, progress=progress,
+                   **(analysis_options or {}))
     if progress:  # analyze() no longer prints: the demo says what it computed and reused, as the verb does
         print(summary_line(said), file=sys.stderr)
     others = {}
-    for label, (metrics, options) in (compare or {}).items():
+    for label, (chosen, options) in (compare or {}).items():
         others[label] = str(out / compare_name(options))
-        analyze(open_store(store), metrics, out=others[label], progress=progress, **options)
-    seconds["analyze"] = time.perf_counter() - t0
+        analyze(open_store(store), chosen, out=others[label], progress=progress, **options)
+    seconds["analyze" + stage] = time.perf_counter() - t0
+    return store, results, others
+
+
+def report_stage(out: Path, results: str, others: dict[str, str], training: dict, seconds: dict[str, float], *,
+                 title: str, progress: bool) -> Path:
+    """Write ``out/report`` (reused when its inputs are unchanged); adds the stage's seconds."""
+    from tgo_analysis.report import stamp, write_report
+
     t0 = time.perf_counter()
     report_dir = out / "report"
     digest = stamp.inputs_digest([results, *others.values()], {"title": title, "training": training,
@@ -187,6 +195,16 @@ def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], 
         report = write_report(results, report_dir, title=title, training=training, compare=others)
         stamp.mark(report_dir, digest)
     seconds["report"] = time.perf_counter() - t0
+    return report
+
+
+def ingest_analyse_report(out: Path, training: dict, seconds: dict[str, float], *, title: str, progress: bool,
+                          compare: dict[str, tuple[str, dict]] | None = None, analysis_options: dict | None = None,
+                          **ingest_options: Any) -> DemoSummary:
+    """The stages every demo shares after training: ingest (resumes), analyze ``all``, report."""
+    store, results, others = ingest_and_analyse(out, seconds, progress=progress, compare=compare,
+                                                analysis_options=analysis_options, **ingest_options)
+    report = report_stage(out, results, others, training, seconds, title=title, progress=progress)
     return DemoSummary(out, store, results, report, training, seconds, others)
 
 

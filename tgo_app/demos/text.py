@@ -1,10 +1,13 @@
-"""The language demo, end to end and offline: train a decoder -> checkpoints -> ingest -> analyze -> report.
+"""The language demo, end to end and offline: train a decoder and an encoder -> checkpoints -> ingest ->
+analyze -> one report with both.
 
-A 4-block LLaMA decoder learns the topics of Python's own documentation (``pydoc_data``,
-bundled with every Python) from scratch; ``checkpoint-<step>/`` folders at log-spaced steps
-(0 = initialisation) are recorded with their gradients (causal LM loss) on the same corpus
-through the same ingest code as ``tgo ingest --model hf:... --gradients``, analysed (pooled,
-frequency and tangent metrics among the rest) and reported. Every stage resumes.
+A 4-block LLaMA decoder (causal LM) and a 4-block BERT encoder of the same width (masked LM) learn the
+topics of Python's own documentation (``pydoc_data``, bundled with every Python) from scratch, on the
+same tokenizer, rows and batches; ``checkpoint-<step>/`` folders at the same log-spaced steps
+(0 = initialisation) are recorded with their gradients (causal-LM loss; masked-LM loss with a seeded
+mask) through the same ingest code as ``tgo ingest --model hf:... --gradients``. The decoder is analysed
+with every metric, the encoder with the groups the encoder/decoder comparison reads (pooled,
+frequency, tangent, similarity, updates); the report draws them side by side. Every stage resumes.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from tgo_analysis import names as N
 from tgo_app.demos.image import (
     DemoSummary,
     format_value,
-    ingest_analyse_report,
+    ingest_and_analyse,
     metric_at,
     prepare_out_dir,
+    report_stage,
 )
 
 TEXT_DATA = "text:pydoc"
+ENCODER_LABEL = "encoder (masked LM)"  # the encoder's results in the report and the summary
+ENCODER_DIR = "encoder"  # its checkpoints, store and results, inside the demo folder
+ENCODER_GROUPS = "pooled,frequency,tangent,similarity,updates"  # what the encoder/decoder comparison reads
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class TextDemoConfig:
     lr: float = 3e-3
     seed: int = 0
     record_samples: int = 256  # sequences recorded per checkpoint (a seeded subset of the corpus)
+    encoder_lr: float = 1e-3  # post-LN BERT: the decoder's 3e-3 is past its stable range here
     analysis_options: dict = field(default_factory=dict)  # statistics' options for the analysis (tests: fewer fit iterations)
 
     @classmethod
@@ -50,9 +58,9 @@ class TextDemoConfig:
         return log_spaced_steps(self.train_steps, self.n_checkpoints)
 
 
-def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool) -> tuple[dict, list[Path]]:
-    """Train unless this config's checkpoints are all there (resume = skip)."""
-    from tgo_app.training.decoder import checkpoint_dir, train_decoder
+def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool, train: Any) -> tuple[dict, list[Path]]:
+    """Train (``train(documents, ckpt_dir, steps)``) unless this config's checkpoints are all there (resume = skip)."""
+    from tgo_app.training.language import checkpoint_dir
     from tgo_app.training.vit import finished_training, write_training_log
     from tgo_store.sources.text import PYDOC, read_documents
 
@@ -61,27 +69,54 @@ def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool) -> tup
     log = finished_training(ckpt_dir, cfg, steps, [f / "config.json" for f in folders])
     if log is not None:
         return log, folders
-    log = train_decoder(read_documents(PYDOC), ckpt_dir, steps, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                        lr=cfg.lr, seed=cfg.seed, progress=progress).to_json()
+    log = train(read_documents(PYDOC), ckpt_dir, steps).to_json()
     write_training_log(ckpt_dir, log, cfg)
     return log, folders
+
+
+def encoder_metrics(ds: Any) -> list[str]:
+    """ENCODER_GROUPS less the tangent share of representation updates (as ``demo_metrics``)."""
+    from tgo_analysis.results.selection import parse_metrics
+
+    return [m for m in parse_metrics(ENCODER_GROUPS, ds) if m != N.UPDATE_TANGENT_ENERGY]
 
 
 def run_text_demo(out_dir: str | Path = "tgo-demo-text", *, quick: bool = False, progress: bool = True,
                   config: TextDemoConfig | None = None) -> DemoSummary:
     """Run (or resume) the language demo into out_dir; returns where everything is."""
+    from functools import partial
+
+    from tgo_app.training.decoder import train_decoder
+    from tgo_app.training.encoder import train_encoder
+
     cfg = config or (TextDemoConfig.quick() if quick else TextDemoConfig())
     out = prepare_out_dir(out_dir)
+    shared = {"seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "seed": cfg.seed, "progress": progress}
     t0 = time.perf_counter()
-    training, folders = _train_if_needed(cfg, out / "checkpoints", progress)
+    training, folders = _train_if_needed(cfg, out / "checkpoints", progress,
+                                         partial(train_decoder, lr=cfg.lr, **shared))
     seconds = {"train": time.perf_counter() - t0}
-    title = f"tgo demo --text: a LLaMA decoder learning Python's documentation ({'quick' if quick else 'full'} run)"
+    t0 = time.perf_counter()
+    encoder_training, encoder_folders = _train_if_needed(
+        cfg, out / ENCODER_DIR / "checkpoints", progress,
+        partial(train_encoder, lr=cfg.encoder_lr, decoder_tokenizer=out / "checkpoints" / "tokenizer", **shared))
+    seconds["train encoder"] = time.perf_counter() - t0
+    recording = {"data_spec": TEXT_DATA, "batch_size": cfg.batch_size, "dtype": "float32", "device": "cpu",
+                 "gradients": True, "analysis_options": cfg.analysis_options,
+                 "data_options": {"seq_len": cfg.seq_len, "samples": cfg.record_samples, "seed": cfg.seed}}
     without_first = {"the same store": ("pooled,frequency", {"exclude_first": True})}
-    return ingest_analyse_report(
-        out, training, seconds, title=title, progress=progress, compare=without_first, model_spec=f"hf:{folders[0]}",
-        checkpoints=[str(f) for f in folders], data_spec=TEXT_DATA,
-        data_options={"seq_len": cfg.seq_len, "samples": cfg.record_samples, "seed": cfg.seed},
-        batch_size=cfg.batch_size, dtype="float32", device="cpu", gradients=True, analysis_options=cfg.analysis_options)
+    store, results, others = ingest_and_analyse(
+        out, seconds, progress=progress, compare=without_first, model_spec=f"hf:{folders[0]}",
+        checkpoints=[str(f) for f in folders], **recording)
+    _, others[ENCODER_LABEL], _ = ingest_and_analyse(
+        out / ENCODER_DIR, seconds, progress=progress, metrics=encoder_metrics, stage=" encoder",
+        model_spec=f"hf:{encoder_folders[0]}", checkpoints=[str(f) for f in encoder_folders], mask_seed=cfg.seed,
+        **recording)
+    training = {**training, "beside": {ENCODER_LABEL: encoder_training}}
+    title = (f"tgo demo --text: a LLaMA decoder and a BERT encoder learning Python's documentation "
+             f"({'quick' if quick else 'full'} run)")
+    report = report_stage(out, results, others, training, seconds, title=title, progress=progress)
+    return DemoSummary(out, store, results, report, training, seconds, others)
 
 
 TEXT_HEADLINE_COLUMNS = (  # short, so the table fits 80 columns; TEXT_HEADLINE_LEGEND explains them

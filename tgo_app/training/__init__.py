@@ -1,1 +1,1 @@
-"""The seeded training runs: a ViT on digits (``vit``, with the shared training.json log), a LLaMA decoder on pydoc (``decoder``), and linear probes on a store through ActivationLoader (``probe``)."""
+"""The seeded training runs: a ViT on digits (``vit``, with the shared training.json log), a LLaMA decoder and a ModernBERT encoder on pydoc (``decoder``, ``encoder``, sharing ``language``), and linear probes on a store through ActivationLoader (``probe``)."""

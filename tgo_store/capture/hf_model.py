@@ -12,7 +12,7 @@ from typing import Any
 from tgo_store.errors import TgoError
 from tgo_store.store.schema import AFTER_FINAL_NORM  # the store's layer_name convention
 
-FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
 
 
 def backbone(model: Any) -> Any:
