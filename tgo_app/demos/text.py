@@ -44,7 +44,6 @@ class TextDemoConfig:
     lr: float = 3e-3
     seed: int = 0
     record_samples: int = 256  # sequences recorded per checkpoint (a seeded subset of the corpus)
-    encoder_lr: float = 1e-3  # post-LN BERT: the decoder's 3e-3 is past its stable range here
     analysis_options: dict = field(default_factory=dict)  # statistics' options for the analysis (tests: fewer fit iterations)
 
     @classmethod
@@ -99,7 +98,7 @@ def run_text_demo(out_dir: str | Path = "tgo-demo-text", *, quick: bool = False,
     t0 = time.perf_counter()
     encoder_training, encoder_folders = _train_if_needed(
         cfg, out / ENCODER_DIR / "checkpoints", progress,
-        partial(train_encoder, lr=cfg.encoder_lr, decoder_tokenizer=out / "checkpoints" / "tokenizer", **shared))
+        partial(train_encoder, lr=cfg.lr, decoder_tokenizer=out / "checkpoints" / "tokenizer", **shared))
     seconds["train encoder"] = time.perf_counter() - t0
     recording = {"data_spec": TEXT_DATA, "batch_size": cfg.batch_size, "dtype": "float32", "device": "cpu",
                  "gradients": True, "analysis_options": cfg.analysis_options,

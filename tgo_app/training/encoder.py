@@ -2,8 +2,15 @@
 
 ModernBERT is BERT's masked-LM encoder rebuilt like the LLaMA decoder: pre-norm blocks with a final
 norm, rotary positions, no dropout here. So the two demo models differ in what matters for the
-comparison, the direction of attention and the objective, not in their plumbing. (A post-LN BERT
-with learned positions stayed at the unigram cross-entropy within the demo's 300 steps.)
+comparison, the direction of attention and the objective, not in their plumbing.
+
+Half of each row's positions are predicted, not BERT's 15 % (Wettig et al. 2023, "Should You Mask
+15% in Masked Language Modeling?", train well at 40-50 %): masked LM learns from the chosen
+positions only, and at 15 % the encoder sees a sixth of the decoder's targets. Measured on the demo's
+300 steps (held-out loss vs the unigram cross-entropy of the same targets, nats): a post-LN BERT and
+this ModernBERT at 15 % stayed on the unigram plateau (6.27 vs 6.26), 40 % barely left it (6.23 vs
+6.32), 50 % fell well below it (5.73 vs 6.31). The recorded gradients use ingest's own masked-LM
+loss (``--mask-rate``, 15 % by default), a seeded mask whose seed the store records.
 
 Same corpus, tokenizer (plus a ``<mask>`` token appended, so every other id is the decoder's),
 rows, batches, steps and optimiser as the decoder (``training.language``); only the objective
@@ -30,7 +37,7 @@ from tgo_app.training.language import (
 )
 
 MASK_TOKEN = "<mask>"
-MASK_RATE = float(__import__("os").environ.get("TGO_MR", 0.15))  # BERT's share of positions predicted per sequence
+MASK_RATE = 0.5  # share of positions predicted per row (BERT: 0.15; measured below, why 0.5 here)
 SHOWN_AS_MASK, SHOWN_AS_RANDOM = 0.8, 0.1  # of the chosen positions; the rest are shown unchanged
 UNIGRAM_LOSS = "unigram_loss"  # key of the training log: the baseline the held-out loss must beat
 
