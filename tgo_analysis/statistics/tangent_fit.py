@@ -13,8 +13,9 @@ only those samples are read, and the positions are then drawn without replacemen
 valid ones. A second fit from another seed (another subsample and another start) gives
 ``tangent_subspace_stability``. Each bootstrap replicate (``refit_replicates``) resamples the
 fit split's samples with the same Poisson weights the held-out half gets, and refits the semi-NMF
-(warm-started from the main fit's codes, jittered by the replicate's own seed, at most
-``--tangent-bootstrap-iterations``) and Q_P on the resampled points, so the intervals carry the
+(each drawn point once with its draw count as weight, warm-started from the main fit's codes,
+jittered by the replicate's own seed, at most ``--tangent-bootstrap-iterations``) and Q_P on the
+resampled points, so the intervals carry the
 fit's own variability. Control frames are drawn with a seed derived from (control seed,
 checkpoint, layer), so every unit has its own reproducible draws.
 """
@@ -127,7 +128,8 @@ class TangentOptions:
         out["tangent_bootstrap_rule"] = (f"{options.bootstrap} replicates; replicate b gives every sample (fit "
                                          "and held-out halves alike) the Poisson(1) weight column b of "
                                          "default_rng([0xB007, seed, sample]); the semi-NMF is refitted on the "
-                                         "resampled fit subsample (rows repeated by weight), warm-started from "
+                                         "resampled fit subsample (each drawn row once, weighted by its draw count: the "
+                                         "repeated rows sharing one code), warm-started from "
                                          f"the main codes times 1 + {WARM_JITTER} * U(0, 1) of "
                                          f"default_rng([{REFIT_STREAM:#x}, seed, b]), at most "
                                          f"{options.bootstrap_iterations} iterations, with Q_P and the local "
