@@ -81,7 +81,9 @@ def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict)
 
 def verdicts(row: dict[str, Any]) -> dict[str, Any]:
     """What a layer's row supports (SPEC 8): "above its null" only where the excess interval excludes 0,
-    "above PCA" only where the vs-PCA interval excludes 1 (below: it lies under 1); the fit's convergence."""
+    "above PCA" only where the vs-PCA interval excludes 1 (below: it lies under 1); the fit's convergence;
+    and E_T against the *centred* PCA baseline (the pre-SPEC 8 reading, which credits the proxy with the
+    activations' mean direction), for comparison with earlier tables."""
     from tgo_analysis.statistics import tangent as T
 
     short = {T.REASON_OK: "converged", T.REASON_UNCONVERGED: "unconverged",
@@ -95,7 +97,12 @@ def verdicts(row: dict[str, Any]) -> dict[str, Any]:
     reason = row.get("metric_reason_tangent")
     return {"local_vs_null": side(row.get("local_tangent_excess_ci"), 0.0),
             "vs_pca": side(row.get("tangent_enrichment_vs_pca_ci"), 1.0),
-            "convergence": None if reason is None else short.get(int(reason), str(reason))}
+            "convergence": None if reason is None else short.get(int(reason), str(reason)),
+            "tangent_enrichment_vs_centred_pca": _ratio(row.get("tangent_energy"), row.get("pca_energy_centred"))}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not b else a / b
 
 
 def _jsonable(value: Any) -> Any:

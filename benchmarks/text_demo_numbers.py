@@ -4,8 +4,8 @@
 results store (default /tmp/bench/text-base/metrics.zarr) and writes, per (checkpoint, layer), the
 tangent rows with their intervals and what survives SPEC 8 (``tangent_models.verdicts``), and the
 layer-by-layer CKA matrices of the last checkpoint, biased beside debiased, per representation, to
-``benchmarks/results/text-demo-tangent-cpu-<date>.json``. Nothing is computed here: every number is
-the results store's.
+``benchmarks/results/text-demo-tangent-cpu-<date>.json``. Every number is the results store's, except
+the verdicts and E_T against the centred PCA baseline that ``verdicts`` derives from them.
 """
 
 from __future__ import annotations
