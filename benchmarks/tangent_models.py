@@ -5,11 +5,13 @@ all-MiniLM-L6-v2 (``--models minilm``, masked LM) is refused by ingest: its whee
 encoder without an MLM head, so there is no loss, and the tied-embedding readout that could stand in
 for one is at chance on masked positions (``benchmarks/minilm_readout.py``), so it is not run.
 
-`python -m benchmarks.tangent_models [--sequences N] [--seq-len T] [--out DIR]`: ingests each
-model with gradients (float32 storage, so no float16 underflow), runs `analyze(..., "tangent")`
-and writes benchmarks/results/tangent-models-<date>.json with one row per layer: E_T, its CI,
-the PCA energy and E_T / E_PCA with its CI, the optimum, the activation energy, the normal-control
-enrichment, local vs null with the local CI, radial energy, stability and the reason code.
+`python -m benchmarks.tangent_models [--sequences N] [--seq-len T] [--subsample M] [--iterations I]
+[--bootstrap B]`: ingests each model with gradients (float32 storage, so no float16 underflow), runs
+`analyze(..., "tangent")` and writes benchmarks/results/tangent-models-cpu-<date>.json with one row per
+layer: E_T, its CI, the PCA energies (matched and centred) and E_T / E_PCA with its CI, the optimum,
+the activation energy, the normal-control enrichment, local, null and their excess with intervals,
+radial energy with its null and excess, stability, the reason code, and what survives SPEC 8
+(``verdicts``: excess interval vs 0, vs-PCA interval vs 1, convergence).
 Both stores resume (ingest skips blocks on disk).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,12 @@ import numpy as np
 from benchmarks.common import RESULTS
 
 MODELS = {"smollm2": "causal_lm", "minilm": "masked_lm"}  # hf:smollm2 loads with its tied LM head
-SCALARS = ("tangent_energy", "pca_energy", "tangent_enrichment_vs_pca", "optimal_energy", "activation_energy",
-           "tangent_enrichment", "tangent_alignment", "tangent_alignment_weighted", "control_alignment",
-           "local_tangent_energy", "local_tangent_null", "radial_energy", "tangent_subspace_stability",
-           "metric_reason_tangent")
-INTERVALS = ("tangent_energy_ci", "tangent_enrichment_vs_pca_ci", "local_tangent_energy_ci")
+SCALARS = ("tangent_energy", "pca_energy", "pca_energy_centred", "tangent_enrichment_vs_pca", "optimal_energy",
+           "activation_energy", "tangent_enrichment", "tangent_alignment", "tangent_alignment_weighted",
+           "control_alignment", "local_tangent_energy", "local_tangent_null", "local_tangent_excess", "radial_energy",
+           "radial_null", "radial_excess", "tangent_subspace_stability", "metric_reason_tangent")
+INTERVALS = ("tangent_energy_ci", "tangent_enrichment_vs_pca_ci", "local_tangent_energy_ci", "local_tangent_null_ci",
+             "local_tangent_excess_ci")
 BY_FREQUENCY = ("tangent_enrichment_by_frequency", "tangent_enrichment_vs_pca_by_frequency")
 
 
@@ -66,12 +70,39 @@ def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict)
         for key in (*SCALARS, *INTERVALS, *BY_FREQUENCY):
             if key in res:
                 row[key] = _value(res[key].isel(checkpoint=0, layer=li).values)
+        row.update(verdicts(row))
         layers.append(row)
     attrs = {k: v for k, v in res.attrs.items() if k.startswith("tangent_")}
     frequency = {k: _value(res[k].values) for k in ("frequency_low", "frequency_high") if k in res.coords}
     return {"model": name, "loss": dict(ds.attrs.get("loss", {})), "sequences": sequences, "seq_len": seq_len,
             "n_features": int(ds.sizes["feature"]), "ingest_seconds": ingest_s, "analyze_seconds": analyze_s,
             "layers": layers, "frequency_buckets": frequency, "attrs": _jsonable(attrs)}
+
+
+def verdicts(row: dict[str, Any]) -> dict[str, Any]:
+    """What a layer's row supports (SPEC 8): "above its null" only where the excess interval excludes 0,
+    "above PCA" only where the vs-PCA interval excludes 1 (below: it lies under 1); the fit's convergence;
+    and E_T against the *centred* PCA baseline (the pre-SPEC 8 reading, which credits the proxy with the
+    activations' mean direction), for comparison with earlier tables."""
+    from tgo_analysis.statistics import tangent as T
+
+    short = {T.REASON_OK: "converged", T.REASON_UNCONVERGED: "unconverged",
+             T.REASON_TWIN_UNCONVERGED: "stability fit unconverged", T.REASON_NO_GRADIENT: "no gradient"}
+
+    def side(interval: Any, value: float) -> str | None:
+        if not interval or None in interval:
+            return None
+        return "above" if interval[0] > value else "below" if interval[1] < value else "contains"
+
+    reason = row.get("metric_reason_tangent")
+    return {"local_vs_null": side(row.get("local_tangent_excess_ci"), 0.0),
+            "vs_pca": side(row.get("tangent_enrichment_vs_pca_ci"), 1.0),
+            "convergence": None if reason is None else short.get(int(reason), str(reason)),
+            "tangent_enrichment_vs_centred_pca": _ratio(row.get("tangent_energy"), row.get("pca_energy_centred"))}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not b else a / b
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,16 +115,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seq-len", type=int, default=48)
     parser.add_argument("--models", default="smollm2")
     parser.add_argument("--subsample", type=int, default=2048)
+    parser.add_argument("--iterations", type=int, default=300, help="semi-NMF iteration cap of the main fits")
+    parser.add_argument("--bootstrap", type=int, default=20, help="refitting bootstrap replicates (SPEC 8)")
     parser.add_argument("--root", default="/tmp/tgo-tangent-models")
+    parser.add_argument("--machine", default="2 shared CPU cores", help="what the machine was (load, sharing)")
     args = parser.parse_args(argv)
-    params = {"subsample": args.subsample, "iterations": 300, "bootstrap": 200, "frequency_count": 128}
+    params = {"subsample": args.subsample, "iterations": args.iterations, "bootstrap": args.bootstrap,
+              "frequency_count": 128}
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": "2 shared CPU cores, heavily loaded (load ~18)",
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": args.machine, "load_before": os.getloadavg(),
            "params": params, "models": []}
     path = RESULTS / f"tangent-models-cpu-{out['date']}.json"
     for name in args.models.split(","):
         out["models"].append(run_model(name, root, args.sequences, args.seq_len, params))
+        out["load_after"] = os.getloadavg()
         path.write_text(json.dumps(out, indent=1))  # each model as soon as it is done
         print(f"{name}: written {path}", flush=True)
     return out

@@ -45,3 +45,33 @@ def test_rows_not_certified_are_returned_for_the_exact_solver() -> None:
     chol = np.linalg.cholesky(gram)  # ‖Lᵀz − L⁻¹c‖² has the same minimiser
     reference = np.array([nnls(chol.T, np.linalg.solve(chol, row))[0] for row in c[done]])
     np.testing.assert_allclose(codes[done], reference, atol=1e-8)
+
+
+def test_the_default_rounds_certify_an_ill_conditioned_dictionary_without_scipy() -> None:
+    """Correlated atoms (a fitted dictionary's usual shape) need more than a few sweeps to find each
+    support; the defaults certify every row, and the codes are scipy's."""
+    rng = np.random.default_rng(2)
+    atoms = rng.standard_normal((16, 64)) + 3 * rng.standard_normal(64)  # atoms share one direction
+    points = np.abs(rng.standard_normal((400, 16))) @ atoms + 0.5 * rng.standard_normal((400, 64))
+    solver = code_solver(atoms)
+    a = solver.reduced
+    _, left = batched_nnls(a.T @ a, (points @ solver.project.T) @ a)
+    assert left.size == 0
+    reference = np.array([nnls(atoms.T, p)[0] for p in points])
+    np.testing.assert_allclose(nonnegative_codes(points, solver), reference, atol=1e-8 * np.abs(reference).max())
+
+
+def test_the_batched_solve_equals_the_pseudo_inverse_and_falls_back_on_a_singular_set() -> None:
+    from tgo_analysis.kernels.tangent_local import projected_shares
+
+    rng = np.random.default_rng(3)
+    atoms = rng.standard_normal((8, 32))
+    g = rng.standard_normal((300, 32))
+    active = rng.random((300, 8)) < 0.4
+    solver = code_solver(atoms)
+    np.testing.assert_allclose(projected_shares(g, active, solver, solve=True), projected_shares(g, active, solver),
+                               rtol=1e-10)
+    twin = code_solver(np.vstack([atoms[:7], atoms[:1]]))  # atoms 0 and 7 equal: H_AA singular where both are active
+    both = active.copy()
+    both[0, [0, 7]] = True
+    np.testing.assert_allclose(projected_shares(g, both, twin, solve=True), projected_shares(g, both, twin), rtol=1e-10)

@@ -106,3 +106,20 @@ def test_a_warm_start_continues_from_the_given_codes():
     assert again.options["init"] == "warm start"
     with pytest.raises(ValueError, match="warm start"):
         fit_seminmf(a, 4, init=np.zeros((a.shape[0], 4)))
+
+
+def test_a_weighted_fit_is_the_fit_of_the_repeated_rows_with_shared_codes():
+    """Row weights t (a bootstrap replicate's draw counts) = A with row i repeated t_i times, the
+    copies starting from (and so keeping) one code: the same objective path and dictionary."""
+    a, _, _ = planted(n=120, noise=0.2)
+    rng = np.random.default_rng(4)
+    times = rng.integers(1, 4, size=a.shape[0])
+    start = np.abs(rng.standard_normal((a.shape[0], 4))) + 0.2
+    weighted = fit_seminmf(a, 4, iterations=40, tolerance=0.0, init=start, weights=times)
+    repeated = fit_seminmf(np.repeat(a, times, axis=0), 4, iterations=40, tolerance=0.0,
+                           init=np.repeat(start, times, axis=0))
+    np.testing.assert_allclose(weighted.objective, repeated.objective, rtol=1e-10)
+    np.testing.assert_allclose(weighted.dictionary, repeated.dictionary, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.repeat(weighted.codes, times, axis=0), repeated.codes, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        fit_seminmf(a, 4, init=start, weights=np.zeros(a.shape[0]))

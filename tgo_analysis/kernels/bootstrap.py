@@ -19,11 +19,13 @@ WEIGHT_STREAM = 0xB007  # separates the bootstrap generator from every other (se
 
 
 def poisson_weights(samples: np.ndarray, replicates: int, seed: int) -> np.ndarray:
-    """(n, replicates) float64 Poisson(1) weights of the sample indices ``samples`` (n,)."""
-    out = np.zeros((len(samples), replicates))
-    for i, s in enumerate(np.asarray(samples)):
+    """(n, replicates) float64 Poisson(1) weights of the sample indices ``samples`` (n,); one draw per
+    distinct sample (a fit subsample repeats its samples once per position)."""
+    distinct, inverse = np.unique(np.asarray(samples), return_inverse=True)
+    out = np.zeros((len(distinct), replicates))
+    for i, s in enumerate(distinct):
         out[i] = np.random.default_rng([WEIGHT_STREAM, int(seed), int(s)]).poisson(1.0, replicates)
-    return out
+    return out[inverse.reshape(-1)]
 
 
 def replicate_sums(per_sample: np.ndarray, samples: np.ndarray, replicates: int, seed: int) -> np.ndarray:

@@ -72,40 +72,59 @@ def start(a: np.ndarray, rank: int, *, iterations: int, tolerance: float, seed: 
 
 
 def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = DEFAULT_ITERATIONS,
-                tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, init: np.ndarray | None = None) -> SemiNMFResult:
+                tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, init: np.ndarray | None = None,
+                weights: np.ndarray | None = None) -> SemiNMFResult:
     """Fit A (n, D) ≈ Z·W, Z ≥ 0 (n, r), in float64 with numpy (``kernels_torch``: on a torch device).
 
-    ``init`` (n, r) > 0 warm-starts the codes (a bootstrap refit from the main fit's codes)."""
+    ``init`` (n, r) > 0 warm-starts the codes (a bootstrap refit from the main fit's codes).
+    ``weights`` (n,) > 0 minimise Σ_i t_i ‖a_i − z_i W‖²: with integer t the fit of A with row i
+    repeated t_i times whose copies share one code (a bootstrap replicate, without the copies)."""
     a, z0, options = start(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, device="cpu")
     if init is not None:
         z0 = np.asarray(init, dtype=np.float64)
         if z0.shape != (a.shape[0], rank) or not (z0 > 0).all():
             raise ValueError(f"a warm start needs positive codes of shape {(a.shape[0], rank)}, got {z0.shape}")
         options["init"] = "warm start"
-    z, w, history, converged = fit_codes(a, z0, np, iterations, tolerance)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (a.shape[0],) or not (weights > 0).all():
+            raise ValueError(f"row weights must be positive, one per row ({a.shape[0]}), got shape {weights.shape}")
+        options["weighted"] = True
+    z, w, history, converged = fit_codes(a, z0, np, iterations, tolerance, weights)
     return SemiNMFResult(z, w, np.asarray(history), len(history) - 1, converged, options)
 
 
-def fit_codes(a: Any, z: Any, xp: Any, iterations: int, tolerance: float) -> tuple[Any, Any, list[float], bool]:
+def fit_codes(a: Any, z: Any, xp: Any, iterations: int, tolerance: float,
+              weights: Any = None) -> tuple[Any, Any, list[float], bool]:
     """The alternating loop on numpy arrays or torch tensors (``xp`` is numpy or torch):
-    codes, dictionary, the objective after each iteration, and whether it converged."""
-    aa = float((a * a).sum())
-    scale = float(((a - a.mean(0)) ** 2).sum()) or aa  # the centred energy the tolerance is relative to
-    w, za, zz = _dictionary(a, z, xp)
+    codes, dictionary, the objective after each iteration, and whether it converged.
+    ``weights`` (n,) weigh the rows (the objective, ZᵀA, ZᵀZ and the centred energy; a row's own
+    code update does not depend on its weight)."""
+    if weights is None:
+        t = 1.0
+        aa = float((a * a).sum())
+        scale = float(((a - a.mean(0)) ** 2).sum()) or aa  # the centred energy the tolerance is relative to
+    else:
+        t = weights[:, None]
+        aa = float((t * a * a).sum())
+        scale = float((t * (a - (t * a).sum(0) / float(weights.sum())) ** 2).sum()) or aa
+    w, za, zz = _dictionary(a, z, xp, t)
     history = [_objective(aa, za, zz, w)]
     converged = history[0] == 0.0
     while not converged and len(history) <= iterations:
         z = _codes(a, z, w, xp)
-        w, za, zz = _dictionary(a, z, xp)
+        w, za, zz = _dictionary(a, z, xp, t)
         history.append(_objective(aa, za, zz, w))
         previous, current = history[-2], history[-1]
         converged = current == 0.0 or (previous - current) <= tolerance * scale
     return z, w, history, converged
 
 
-def _dictionary(a: Any, z: Any, xp: Any) -> tuple[Any, Any, Any]:
-    """W = (ZᵀZ)⁺ ZᵀA: least squares for fixed codes; also ZᵀA and ZᵀZ, which the objective reuses."""
-    za, zz = z.T @ a, z.T @ z
+def _dictionary(a: Any, z: Any, xp: Any, t: Any = 1.0) -> tuple[Any, Any, Any]:
+    """W = (ZᵀTZ)⁺ ZᵀTA: least squares for fixed codes (T the row weights, or none); also ZᵀTA and
+    ZᵀTZ, which the objective reuses."""
+    zt = z if isinstance(t, float) else z * t
+    za, zz = zt.T @ a, zt.T @ z
     return xp.linalg.pinv(zz, hermitian=True) @ za, za, zz
 
 

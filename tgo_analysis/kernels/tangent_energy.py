@@ -166,16 +166,18 @@ def weighted_alignment(basis: np.ndarray, second_moment: np.ndarray, k: int) -> 
         return np.where(top > 0, (mu[..., :k] * inside).sum(axis=-1) / np.where(top > 0, top, 1.0), np.nan)
 
 
-def pca_basis(points: np.ndarray, k: int, centred: bool = False) -> np.ndarray:
+def pca_basis(points: np.ndarray, k: int, centred: bool = False, weights: np.ndarray | None = None) -> np.ndarray:
     """Q_P (D, k): the top-k right singular vectors of points (n, D), float64: the "high variance"
     subspace at the tangent rank. Un-centred by default, like the semi-NMF it is compared with (a
     centred Q_P against an un-centred proxy credits the proxy with the mean direction, so gradients
     that share only the activations' second moment would read "above PCA"); ``centred`` gives the
-    top-k eigenvectors of the centred covariance (``pca_energy_centred``)."""
+    top-k eigenvectors of the centred covariance (``pca_energy_centred``). ``weights`` (n,): row i counted
+    that many times (un-centred only: a bootstrap replicate's resampled points, never repeated in memory)."""
     a = np.asarray(points, dtype=np.float64)
     if centred:
         a = a - a.mean(axis=0)
-    _, vectors = np.linalg.eigh(a.T @ a)
+    weighted = a if weights is None else a * np.asarray(weights, dtype=np.float64)[:, None]
+    _, vectors = np.linalg.eigh(weighted.T @ a)
     return vectors[:, ::-1][:, :k].copy()
 
 

@@ -80,13 +80,15 @@ def _restricted_solutions(gram: np.ndarray, c: np.ndarray, passive: np.ndarray) 
     return np.linalg.solve(system, np.where(passive, c, 0.0)[..., None])[..., 0]
 
 
-def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 8, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """argmin_{z ≥ 0} ½zᵀHz − cᵀz for every row of c (m, r), H = AᵀA positive definite (r, r).
 
     Cyclic coordinate descent on all rows together finds each row's support; the least-squares
     solution on that support is then certified optimal by the KKT conditions (positive on the
     support, dual c − Hz ≤ 0 off it), which make it the exact minimiser of this strictly convex
-    problem. Rows are certified after every ``sweeps`` sweeps and leave the descent; returns the
+    problem. Rows are certified after every ``sweeps`` sweeps and leave the descent; the others
+    resume it from their restricted solution clipped at 0 (a jump towards the support: a fitted,
+    correlated dictionary's rows then certify in about 4 rounds instead of about 11). Returns the
     codes and the rows still uncertified after ``rounds`` rounds, which the caller solves one by one.
     """
     m, r = c.shape
@@ -107,7 +109,8 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 8, sweeps: int =
         tolerance = 1e-10 * np.maximum(np.abs(rows).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         certified = np.all(~passive | (solution > 0), axis=1) & np.all(passive | (dual <= tolerance), axis=1)
         out[todo[certified]] = solution[certified]
-        todo, z, target = todo[~certified], z[:, ~certified], target[:, ~certified]
+        z = np.maximum(solution[~certified], 0.0).T.copy()
+        todo, target = todo[~certified], target[:, ~certified]
         if not todo.size:
             break
     return out, todo
@@ -123,12 +126,14 @@ def active_atoms(codes: np.ndarray, dictionary: np.ndarray, fraction: float = DE
     return (contribution > fraction * reconstruction) & (z > 0)
 
 
-def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolver) -> np.ndarray:
+def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolver, solve: bool = False) -> np.ndarray:
     """(n,) ‖P_{A_i} g_i‖² / ‖g_i‖² for gradients (n, D) and active sets (n, r); NaN where g = 0.
 
     b_Aᵀ (H_AA)⁺ b_A for every position at once: H restricted to each position's atoms (identity
     elsewhere, with b zero there) and pseudo-inverted as one stack, so no Python loop runs over the
-    distinct active sets (a rule that keeps several atoms makes thousands of them)."""
+    distinct active sets (a rule that keeps several atoms makes thousands of them). ``solve``: one
+    batched LU solve instead (8x faster, equal up to rounding where every H_AA is invertible; the
+    pseudo-inverse when one is singular), for the bootstrap's replicate frames, scored 20 times a unit."""
     g = np.asarray(gradients, dtype=np.float64)
     b = g @ solver.dictionary.T
     norm = np.einsum("ij,ij->i", g, g)
@@ -138,9 +143,20 @@ def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolv
         both = atoms[:, :, None] & atoms[:, None, :]
         system = np.where(both, solver.gram, 0.0) + np.eye(atoms.shape[1]) * ~atoms[:, :, None]
         part = np.where(atoms, b, 0.0)
-        inside = np.einsum("ij,ijk,ik->i", part, np.linalg.pinv(system, hermitian=True), part)
+        inside = _quadratic_solve(system, part) if solve else None
+        if inside is None:
+            inside = np.einsum("ij,ijk,ik->i", part, np.linalg.pinv(system, hermitian=True), part)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm > 0, inside / np.where(norm > 0, norm, 1.0), np.nan)
+
+
+def _quadratic_solve(system: np.ndarray, part: np.ndarray) -> np.ndarray | None:
+    """b_iᵀ S_i⁻¹ b_i for a stack of systems S (n, r, r); None when one of them is singular."""
+    try:
+        out = np.einsum("ij,ij->i", part, np.linalg.solve(system, part[..., None])[..., 0])
+    except np.linalg.LinAlgError:
+        return None
+    return out if np.isfinite(out).all() else None
 
 
 def radial_shares(gradients: np.ndarray, points: np.ndarray) -> np.ndarray:

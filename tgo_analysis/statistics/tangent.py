@@ -48,6 +48,7 @@ from tgo_analysis.kernels.tangent_sums import (
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_analysis.statistics.tangent_fit import (
+    DEFAULT_BOOTSTRAP_ITERATIONS,
     FitDraws,
     TangentBasis,
     TangentOptions,
@@ -79,8 +80,8 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
                               "of the position's reconstruction norm", float),
     "bootstrap": Option("tangent_bootstrap", 20, "tangent: bootstrap replicates over samples, each refitting "
                         "the basis on its resampled fit half (0: no intervals)"),
-    "bootstrap_iterations": Option("tangent_bootstrap_iterations", 30, "tangent: iteration cap of each "
-                                   "replicate's warm-started semi-NMF refit"),
+    "bootstrap_iterations": Option("tangent_bootstrap_iterations", DEFAULT_BOOTSTRAP_ITERATIONS, "tangent: "
+                                   "iteration cap of each replicate's warm-started semi-NMF refit"),
     "bootstrap_positions": Option("tangent_bootstrap_positions", 1024, "tangent: held-out positions (a seeded "
                                   "subsample) each replicate's refitted basis is scored on"),
     "frequency_count": Option("tangent_frequency_count", 256, "tangent: held-out positions per frequency bucket "

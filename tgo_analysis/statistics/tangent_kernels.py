@@ -26,12 +26,13 @@ def check_rank(rank: int, n_features: int, n_rows: int | None = None) -> None:
 
 def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = NMF.DEFAULT_ITERATIONS,
                 tolerance: float = NMF.DEFAULT_TOLERANCE, seed: int = 0, device: str = "cpu",
-                init: np.ndarray | None = None) -> NMF.SemiNMFResult:
+                init: np.ndarray | None = None, weights: np.ndarray | None = None) -> NMF.SemiNMFResult:
     """The semi-NMF fit: numpy on ``cpu``, the same update with torch on a torch device (``kernels_torch``).
-    A warm start (``init``, the bootstrap's refits) runs with numpy."""
+    A warm start (``init``, the bootstrap's weighted refits) runs with numpy."""
     with user_error(RANK_FIX):
         if device == "cpu" or init is not None:
-            return NMF.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, init=init)
+            return NMF.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, init=init,
+                                   weights=weights)
         from tgo_analysis import kernels_torch
 
         return kernels_torch.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed,
