@@ -127,8 +127,8 @@ def _clearing(ds: xr.Dataset, name: str, null: float) -> np.ndarray | None:
     return np.array([np.mean(row[np.isfinite(row)] > null) if np.isfinite(row).any() else np.nan for row in low])
 
 
-TANGENT_TESTS = ((N.TANGENT_ENRICHMENT_VS_PCA_CI, 1.0, "E_T / E_PCA interval above 1"),
-                 (N.LOCAL_TANGENT_EXCESS_CI, 0.0, "local − null interval above 0"))
+TANGENT_TESTS = ((N.TANGENT_ENRICHMENT_VS_PCA_CI, 1.0, "E_T / E_PCA"),
+                 (N.LOCAL_TANGENT_EXCESS_CI, 0.0, "local − null"))
 
 
 def tangent_over_training(res: xr.Dataset, options: dict) -> Any:
@@ -136,7 +136,8 @@ def tangent_over_training(res: xr.Dataset, options: dict) -> Any:
     models = pair(res, options)
     if models is None or not all(any(t[0] in ds for t in TANGENT_TESTS) for ds in models.values()):
         return None
-    fig, axes = _two_panels([t[2] for t in TANGENT_TESTS], ["share of layers"] * 2, sharey=True)
+    fig, axes = _two_panels([f"{t[2]}: interval above {t[1]:g}" for t in TANGENT_TESTS], ["share of layers"] * 2,
+                            sharey=True)
     for ax, (name, null, _) in zip(axes, TANGENT_TESTS, strict=True):
         for model, ds in sorted(models.items()):
             share = _clearing(ds, name, null)
@@ -182,7 +183,7 @@ def tangent_verdicts(models: dict[str, xr.Dataset]) -> dict[str, C.Verdict]:
 
 
 def _say(verdicts: dict[str, C.Verdict]) -> str:
-    return " ".join(f"{name.capitalize()}: {v.sentence} ({v.word})." for name, v in verdicts.items())
+    return " ".join(f"{name[:1].upper() + name[1:]}: {v.sentence} ({v.word})." for name, v in verdicts.items())
 
 
 def anisotropy_reading(res: xr.Dataset, options: dict) -> str | None:

@@ -116,14 +116,14 @@ def early_and_persistent(low: np.ndarray, null: float, steps: np.ndarray, what: 
     counts = ", ".join(f"{int(s)}: {k}/{n}" for s, (k, n) in zip(steps, clearing, strict=True))
     numbers = {"layers_clearing_by_step": {int(s): float(v) for s, v in zip(steps, share, strict=True)}}
     if first is None:
-        return Verdict(False, f"{what} clears its null at a majority of layers at no trained checkpoint "
+        return Verdict(False, f"{what}: the interval clears {null:g} at a majority of layers at no trained checkpoint "
                               f"(layers clearing, by step: {counts})", numbers)
     early = steps[first] <= EARLY * steps.max()
     persists = bool(above[first:].all())
     holds = bool(early and persists)
-    sentence = (f"{what} first clears its null at a majority of layers at step {int(steps[first])} "
+    sentence = (f"{what}: the interval first clears {null:g} at a majority of layers at step {int(steps[first])} "
                 f"({'early' if early else 'not early'}: ≤ {EARLY:.0%} of {int(steps.max())} steps is early) and "
-                f"{'stays above it' if persists else 'does not stay above it'} (layers clearing, by step: {counts})")
+                f"{'stays clear' if persists else 'does not stay clear'} (layers clearing, by step: {counts})")
     return Verdict(holds, sentence, {**numbers, "first_step": int(steps[first]), "persists": persists})
 
 
