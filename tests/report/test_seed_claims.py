@@ -16,6 +16,7 @@ STEPS = np.array([0, 1, 4, 17, 72, 300])
 
 def test_profile_shapes_follow_the_named_thresholds() -> None:
     shape, contrast, spread, peak = C.profile_shape(BELL)
+    assert spread == pytest.approx(0.70 - 0.15)
     assert (shape, peak) == ("bell", 2) and contrast == pytest.approx(0.70 - 0.20)
     assert C.profile_shape(FLAT)[0] == "flat" and C.profile_shape(FLAT)[2] == pytest.approx(0.04)
     rising = np.linspace(0.1, 0.9, 5)  # monotone: its peak is an end, so no bell, and not flat either

@@ -48,7 +48,7 @@ def demo(
         bool, bool_flag("--text", "the language demo: a small LLaMA decoder and a BERT encoder of the same size "
                         "trained from scratch on Python's bundled documentation, recorded with their gradients")
     ] = False,
-    quick: Annotated[bool, bool_flag("--quick", "a one-minute smoke run (a few training steps, 3 checkpoints)")] = False,
+    quick: Annotated[bool, bool_flag("--quick", "a smoke run of a few minutes (a few training steps, 3 checkpoints)")] = False,
     quiet: Annotated[bool, bool_flag("--quiet", "no progress bars")] = False,
 ) -> None:
     """Train a small transformer, record every checkpoint, layer and token, measure and report; re-running resumes.
