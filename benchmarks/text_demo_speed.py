@@ -48,11 +48,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep both demo folders here (KEEP/old, KEEP/new), e.g. for "
+                                                  "`python -m benchmarks.encoder_decoder KEEP/new`")
     args = parser.parse_args(argv)
     runs = {}
     with tempfile.TemporaryDirectory(prefix="tgo-text-speed-") as tmp:
+        where = args.keep or Path(tmp)
         for tag, root in (("old", args.old), ("new", args.new)):
-            runs[tag] = run_tree(root.resolve(), Path(tmp) / tag, args.quick)
+            if (where / tag).exists():
+                raise SystemExit(f"{where / tag} exists: each demo must start from scratch; remove it or choose "
+                                 "another --keep")
+            runs[tag] = run_tree(root.resolve(), where / tag, args.quick)
             print(tag, runs[tag], flush=True)
     date = time.strftime("%Y-%m-%d")
     result = {"date": date, "what": f"`tgo demo --text{' --quick' if args.quick else ''}` of two trees, one after "
