@@ -141,9 +141,11 @@ def compare_stores(old: Path, new: Path) -> dict[str, Any]:
     a, b = arrays(old), arrays(new)
     common = sorted(set(a) & set(b))
     variables = {name: compare_array(a[name], b[name]) for name in common}
-    return {"variables": variables,
-            "different": sorted(n for n, v in variables.items() if not v["equal"]),
-            "only_old": sorted(set(a) - set(b)), "only_new": sorted(set(b) - set(a))}
+    different = sorted(n for n, v in variables.items() if not v["equal"])
+    only_old, only_new = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    return {"variables": variables, "different": different, "only_old": only_old, "only_new": only_new,
+            "counts": {"in_both": len(common), "different": len(different), "only_old": len(only_old),
+                       "only_new": len(only_new)}}
 
 
 def ingest_arguments(store: Path, out: Path) -> list[str]:
