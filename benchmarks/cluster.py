@@ -48,7 +48,9 @@ with Client(sys.argv[2]) as client, get_task_stream(client) as stream:
     total = time.perf_counter() - t0
 # the first task of a unit's reduction (today: unit_task; now: tgo-*), not the reads the client's own
 # fits send to the cluster through the default client
-first = min(s["start"] for task in stream.data if task["key"].startswith(("unit_task", "tgo-"))
+def name(key):  # the graph builder's keys are tuples (its unique name first), older keys strings
+    return key[0] if isinstance(key, tuple) else key
+first = min(s["start"] for task in stream.data if str(name(task["key"])).startswith(("unit_task", "tgo-"))
             for s in task["startstops"] if s["action"] == "compute")
 print(json.dumps({"first_task_seconds": first - start, "seconds": total}))
 """

@@ -20,10 +20,14 @@ from pathlib import Path
 
 
 def run_tree(root: Path, only: str, size: str, device: str, out: Path) -> dict:
+    """One tree's rows, with the machine's load averages (1, 5, 15 min) before and after (a shared machine)."""
     env = {**os.environ, "PYTHONPATH": str(root)}
+    load_before = os.getloadavg()
     subprocess.run([sys.executable, "-m", "benchmarks", "--only", only, "--size", size, "--device", device,
                     "--out", str(out)], cwd=root, env=env, check=True)
-    return json.loads(out.read_text())["rows"]
+    rows = json.loads(out.read_text())["rows"]
+    rows["load"] = {"before_1min": load_before[0], "after_1min": os.getloadavg()[0]}
+    return rows
 
 
 def side_by_side(old: dict, new: dict) -> list[str]:
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file: every round's rows of both trees, the table")
     args = parser.parse_args(argv)
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory(prefix="tgo-trees-") as tmp:
@@ -55,7 +60,13 @@ def main(argv: list[str] | None = None) -> None:
                                           Path(tmp) / f"{tag}-{i}.json"))
     best = {tag: {row: {k: min(r[row].get(k, float("inf")) for r in rs) if "seconds" in k else rs[-1][row].get(k)
                         for k in rs[-1][row]} for row in rs[-1]} for tag, rs in runs.items()}
-    print("\n".join(side_by_side(best["old"], best["new"])))
+    lines = side_by_side(best["old"], best["new"])
+    print("\n".join(lines))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"old": str(args.old), "new": str(args.new), "only": args.only, "size": args.size,
+                                        "rounds": runs, "best": best, "table": lines}, indent=1))
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

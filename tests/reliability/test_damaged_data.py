@@ -175,3 +175,18 @@ def test_the_nan_inf_check_agrees_with_numpy(dtype) -> None:
         for view in (x, x[:, ::2], x[1:, :, 1::3]):
             assert non_finite(view) == (not np.isfinite(view).all()), (trial, view)
     assert not non_finite(np.arange(5)) and not non_finite(np.zeros(0, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_the_nan_inf_check_reaches_every_slice(dtype) -> None:
+    """A block longer than the check's slice: a NaN or Inf in any slice (the last, partial one too) is found."""
+    from tgo_store.store.integrity import CHECK_SLICE, non_finite
+
+    x = np.random.default_rng(2).standard_normal(3 * CHECK_SLICE + 17).astype(dtype)
+    assert not non_finite(x)
+    for at in (0, CHECK_SLICE - 1, CHECK_SLICE, 2 * CHECK_SLICE + 5, x.size - 1):
+        for bad in (np.nan, -np.inf):
+            y = x.copy()
+            y[at] = bad
+            assert non_finite(y) == (not np.isfinite(y).all()) is True, (at, bad)
+            assert non_finite(y.reshape(-1, 1)[::1]) and not non_finite(np.delete(y, at))

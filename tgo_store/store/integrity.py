@@ -49,18 +49,32 @@ def has_checksums(array: Any) -> bool:
 
 
 EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
+CHECK_SLICE = 1 << 16  # values per slice of the NaN/Inf check (its buffer stays in cache)
 
 
 def non_finite(values: np.ndarray) -> bool:
     """Whether a floating block holds NaN or Inf: an exponent with every bit set, tested on the raw
-    bits (3.7 GB/s for float16 here, against 0.2-0.3 GB/s for numpy's float16 isfinite or a float32 sum)."""
+    bits (3.7 GB/s for float16 here, against 0.2-0.3 GB/s for numpy's float16 isfinite or a float32 sum).
+
+    With the sign bit cleared, exactly the NaN/Inf bit patterns are at or above the exponent mask.
+    The bits are cleared a slice at a time into one small buffer: a block-sized temporary costs a
+    fresh allocation and its page faults on every read, which made the check slower than the read."""
     if values.dtype.kind != "f" or values.size == 0:
         return False
     bits = EXPONENT_BITS.get(values.dtype.itemsize)
     if bits is None:
         return not bool(np.isfinite(values).all())
     kind, mask = bits
-    return bool(((values.view(kind) & kind(mask)) == kind(mask)).any())
+    flat = np.ascontiguousarray(values).reshape(-1).view(kind)
+    buffer = np.empty(min(CHECK_SLICE, flat.size), dtype=kind)
+    sign_cleared = kind(np.iinfo(kind).max >> 1)
+    for start in range(0, flat.size, CHECK_SLICE):
+        part = flat[start:start + CHECK_SLICE]
+        out = buffer[:part.size]
+        np.bitwise_and(part, sign_cleared, out=out)
+        if out.max() >= mask:
+            return True
+    return False
 
 
 def checked_read(read: Callable[[], Any], where: Callable[[], str | tuple[str, str | None]],
