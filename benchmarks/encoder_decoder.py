@@ -80,10 +80,13 @@ def pretrained_cells() -> tuple[dict, dict]:
         models = json.loads(tangent_file.read_text())["models"]
         smol_rows = next((m["layers"] for m in models if m["model"] == "smollm2"), None)
     if smol_rows:
-        lows = np.array([[row["tangent_enrichment_vs_pca_ci"][0] for row in smol_rows]])
-        clearing = int(np.sum(lows > 1))
-        cells["tangent_pca"] = {"holds_at_end": f"{clearing}/{lows.size} layers' intervals above 1 at the final model",
-                                "layers_clearing": clearing, "layers": int(lows.size)}
+        for key, interval, null in (("tangent_pca", "tangent_enrichment_vs_pca_ci", 1.0),
+                                    ("tangent_local", "local_tangent_excess_ci", 0.0)):
+            lows = np.array([row[interval][0] for row in smol_rows if row.get(interval) is not None], dtype=float)
+            if lows.size:
+                clearing = int(np.sum(lows > null))
+                cells[key] = {"holds_at_end": f"at the final model only: {clearing}/{lows.size} layers' intervals "
+                                              f"above {null:g}", "layers_clearing": clearing, "layers": int(lows.size)}
         by_frequency = np.array([row["tangent_enrichment_vs_pca_by_frequency"] for row in smol_rows], dtype=float)
         order = np.arange(by_frequency.shape[1], dtype=float)  # buckets in increasing corpus count (ranks suffice)
         cells["frequency"] = _cell(C.frequent_strongest(by_frequency, order))
@@ -104,9 +107,7 @@ def table(result: dict) -> list[str]:
         if key == "anisotropy":
             cells = [word(demo[key].get("pair"))] * 2 + [word(pre[key]["pair"])] * 2
         else:
-            smol = word(pre.get(key)) if key in ("tangent_pca", "frequency") else NO_TRAINING
-            if key == "dimension":
-                smol = NO_TRAINING
+            smol = NO_TRAINING if key == "dimension" else word(pre.get(key))
             minilm = NO_TRAINING if key == "dimension" else NO_MLM_HEAD
             cells = [word(demo[key].get("decoder")), word(demo[key].get("encoder")), smol, minilm]
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")
