@@ -45,9 +45,11 @@ def numbers(results: str) -> dict[str, Any]:
             for r, representation in enumerate(res["representation"].values):
                 cka[f"{name}_{representation}_last"] = _value(res[name].isel(checkpoint=-1, representation=r).values)
     attrs = {k: _value(v) if not isinstance(v, str | dict | list) else v for k, v in res.attrs.items()
-             if k.startswith(("tangent_bootstrap", "cka")) or k in ("tangent_rank", "tangent_iterations")}
+             if k.startswith(("tangent_bootstrap", "cka")) or k in ("tangent_rank", "tangent_iterations",
+                                                                       "tangent_fit_samples", "tangent_held_out_samples")}
     last = [row for row in rows if row["step"] == rows[-1]["step"]]
-    return {"results": results, "tangent": rows, "summary": summary(rows), "summary_last_checkpoint": summary(last),
+    shape = json.loads(res.attrs.get("tgo_config", "{}")).get("shape")  # the analysed store's (C, L, N, T, D)
+    return {"results": results, "store_shape": shape, "tangent": rows, "summary": summary(rows), "summary_last_checkpoint": summary(last),
             "cka": cka, "attrs": attrs}
 
 
