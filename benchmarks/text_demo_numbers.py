@@ -44,6 +44,9 @@ def numbers(results: str) -> dict[str, Any]:
         if name in res:
             for r, representation in enumerate(res["representation"].values):
                 cka[f"{name}_{representation}_last"] = _value(res[name].isel(checkpoint=-1, representation=r).values)
+    for r, representation in enumerate(res["representation"].values if set(CKA) <= set(res) else ()):
+        bias = res[CKA[0]] - res[CKA[1]]  # biased minus debiased: what the bias adds
+        cka[f"cka_bias_{representation}_last"] = _value(bias.isel(checkpoint=-1, representation=r).values)
     attrs = {k: _value(v) if not isinstance(v, str | dict | list) else v for k, v in res.attrs.items()
              if k.startswith(("tangent_bootstrap", "cka")) or k in ("tangent_rank", "tangent_iterations",
                                                                        "tangent_fit_samples", "tangent_held_out_samples")}
