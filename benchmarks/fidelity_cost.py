@@ -90,6 +90,14 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def commit() -> str:
+    """The checkout measured (its HEAD; '+dirty' with uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", "..", "../../tgo_analysis") else "")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=DEFAULT_STORES["image"], help="the image demo's activations.zarr ('' skips)")
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     date = time.strftime("%Y-%m-%d")
     out: dict[str, Any] = {"what": __doc__.splitlines()[0], "date": date, "cpu_count": os.cpu_count(),
                            "configs": CONFIGS, "text_compare": [list(c) for c in TEXT_COMPARE],
-                           "uptime_before": uptime(), "demos": {}}
+                           "commit": commit(), "uptime_before": uptime(), "demos": {}}
     path = Path(args.out) if args.out else RESULTS / f"fidelity-cost-cpu-{os.cpu_count()}core-{date}.json"
     for kind, store in (("image", args.image), ("text", args.text)):
         if not store:

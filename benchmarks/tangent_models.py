@@ -76,7 +76,7 @@ def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict)
     frequency = {k: _value(res[k].values) for k in ("frequency_low", "frequency_high") if k in res.coords}
     return {"model": name, "loss": dict(ds.attrs.get("loss", {})), "sequences": sequences, "seq_len": seq_len,
             "n_features": int(ds.sizes["feature"]), "ingest_seconds": ingest_s, "analyze_seconds": analyze_s,
-            "layers": layers, "frequency_buckets": frequency, "attrs": _jsonable(attrs)}
+            "layers": layers, "summary": summary(layers), "frequency_buckets": frequency, "attrs": _jsonable(attrs)}
 
 
 def verdicts(row: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +99,16 @@ def verdicts(row: dict[str, Any]) -> dict[str, Any]:
             "vs_pca": side(row.get("tangent_enrichment_vs_pca_ci"), 1.0),
             "convergence": None if reason is None else short.get(int(reason), str(reason)),
             "tangent_enrichment_vs_centred_pca": _ratio(row.get("tangent_energy"), row.get("pca_energy_centred"))}
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows each verdict holds (the counts the documents quote)."""
+    out = {"rows": len(rows)}
+    for key in ("local_vs_null", "vs_pca", "convergence"):
+        for row in rows:
+            name = f"{key}_{row.get(key)}".replace(" ", "_")
+            out[name] = out.get(name, 0) + 1
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS
-from benchmarks.tangent_models import INTERVALS, SCALARS, _value, verdicts
+from benchmarks.tangent_models import INTERVALS, SCALARS, _value, summary, verdicts
 
 DEFAULT_RESULTS = "/tmp/bench/text-base/metrics.zarr"
 CKA = ("cka_layers", "cka_layers_debiased")
@@ -44,9 +44,16 @@ def numbers(results: str) -> dict[str, Any]:
         if name in res:
             for r, representation in enumerate(res["representation"].values):
                 cka[f"{name}_{representation}_last"] = _value(res[name].isel(checkpoint=-1, representation=r).values)
+    for r, representation in enumerate(res["representation"].values if set(CKA) <= set(res) else ()):
+        bias = res[CKA[0]] - res[CKA[1]]  # biased minus debiased: what the bias adds
+        cka[f"cka_bias_{representation}_last"] = _value(bias.isel(checkpoint=-1, representation=r).values)
     attrs = {k: _value(v) if not isinstance(v, str | dict | list) else v for k, v in res.attrs.items()
-             if k.startswith(("tangent_bootstrap", "cka")) or k in ("tangent_rank", "tangent_iterations")}
-    return {"results": results, "tangent": rows, "cka": cka, "attrs": attrs}
+             if k.startswith(("tangent_bootstrap", "cka")) or k in ("tangent_rank", "tangent_iterations",
+                                                                       "tangent_fit_samples", "tangent_held_out_samples")}
+    last = [row for row in rows if row["step"] == rows[-1]["step"]]
+    shape = json.loads(res.attrs.get("tgo_config", "{}")).get("shape")  # the analysed store's (C, L, N, T, D)
+    return {"results": results, "store_shape": shape, "tangent": rows, "summary": summary(rows), "summary_last_checkpoint": summary(last),
+            "cka": cka, "attrs": attrs}
 
 
 def main(argv: list[str] | None = None) -> dict:
