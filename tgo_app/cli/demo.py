@@ -72,7 +72,7 @@ def demo(
     for table in tables:
         console.print(table)
     console.print(kind.load("legend"))
-    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
+    console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()), soft_wrap=True)
     console.print(f"store:   {summary.store}\nresults: {summary.results}", soft_wrap=True)
     for label, path in summary.others.items():  # every folder the demo wrote is named
         console.print(f"compared: {path} ({label}; drawn beside the results in the report)", soft_wrap=True)

@@ -129,8 +129,8 @@ def run_demo(
                                  data_spec=TEST_DATA, batch_size=cfg.batch_size, device="cpu")
 
 
-def demo_metrics(ds: Any) -> list[str]:
-    """``all`` less the tangent share of representation updates.
+def demo_metrics(ds: Any, groups: str = "all") -> list[str]:
+    """``groups`` (``--metrics`` syntax) less the tangent share of representation updates.
 
     That share fits one semi-NMF per (checkpoint, layer) beside the tangent statistic's own fits,
     which would dominate a demo's run time; the update norm and its PCA share stay.
@@ -138,7 +138,7 @@ def demo_metrics(ds: Any) -> list[str]:
     from tgo_analysis import names as N
     from tgo_analysis.results.selection import parse_metrics
 
-    everything = parse_metrics("all", ds)
+    everything = parse_metrics(groups, ds)
     chosen = [m for m in everything if m not in (N.UPDATES, N.UPDATE_TANGENT_ENERGY)]
     kept = (N.UPDATE_NORM, N.UPDATE_PCA_ENERGY) if N.UPDATES in everything else ()
     return [*chosen, *(m for m in kept if m not in chosen)]

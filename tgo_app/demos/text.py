@@ -20,6 +20,7 @@ from typing import Any
 from tgo_analysis import names as N
 from tgo_app.demos.image import (
     DemoSummary,
+    demo_metrics,
     format_value,
     ingest_and_analyse,
     metric_at,
@@ -74,10 +75,8 @@ def _train_if_needed(cfg: TextDemoConfig, ckpt_dir: Path, progress: bool, train:
 
 
 def encoder_metrics(ds: Any) -> list[str]:
-    """ENCODER_GROUPS less the tangent share of representation updates (as ``demo_metrics``)."""
-    from tgo_analysis.results.selection import parse_metrics
-
-    return [m for m in parse_metrics(ENCODER_GROUPS, ds) if m != N.UPDATE_TANGENT_ENERGY]
+    """ENCODER_GROUPS less the tangent share of representation updates (``demo_metrics``' rule)."""
+    return demo_metrics(ds, ENCODER_GROUPS)
 
 
 def run_text_demo(out_dir: str | Path = "tgo-demo-text", *, quick: bool = False, progress: bool = True,
