@@ -9,7 +9,6 @@ dimension over training, and tangent enrichment over PCA and over the per-positi
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
@@ -21,7 +20,9 @@ from tgo_analysis import names as N
 from tgo_analysis.report import figures as F
 from tgo_analysis.report import seed_claims as C
 from tgo_analysis.report.language import POOLED_LABELS, without_final_norm
+from tgo_analysis.report.page import as_mapping
 from tgo_analysis.report.sections import Section, register
+from tgo_store.facts import CAUSAL_LM, MASKED_LM
 
 DECODER, ENCODER = "decoder", "encoder"
 COLOURS = {DECODER: "tab:blue", ENCODER: "tab:orange"}
@@ -29,22 +30,10 @@ COLOURS = {DECODER: "tab:blue", ENCODER: "tab:orange"}
 
 def direction(res: xr.Dataset) -> str | None:
     """'decoder' or 'encoder', from the store's model description (or its loss) in the results' attrs."""
-    inputs = res.attrs.get("input_attrs")
-    if isinstance(inputs, str):
-        try:
-            inputs = json.loads(inputs)
-        except ValueError:
-            return None
-    if not isinstance(inputs, dict):
-        return None
-    facts = inputs.get("model")
-    facts = json.loads(facts) if isinstance(facts, str) else facts
-    is_decoder = ((facts or {}).get("transformers") or {}).get("is_decoder") if isinstance(facts, dict) else None
+    inputs = as_mapping(res.attrs.get("input_attrs"))
+    is_decoder = as_mapping(as_mapping(inputs.get("model")).get("transformers")).get("is_decoder")
     if is_decoder is None:
-        loss = inputs.get("loss")
-        loss = json.loads(loss) if isinstance(loss, str) else loss
-        kind = (loss or {}).get("kind") if isinstance(loss, dict) else None
-        is_decoder = {"causal_lm": True, "masked_lm": False}.get(kind)
+        is_decoder = {CAUSAL_LM: True, MASKED_LM: False}.get(as_mapping(inputs.get("loss")).get("kind"))
     return None if is_decoder is None else (DECODER if is_decoder else ENCODER)
 
 
@@ -120,11 +109,11 @@ def dimension_over_training(res: xr.Dataset, options: dict) -> Any:
 
 
 def _clearing(ds: xr.Dataset, name: str, null: float) -> np.ndarray | None:
-    """Share of layers whose interval's lower bound clears ``null``, per checkpoint."""
+    """Share of layers whose interval's lower bound clears ``null``, per checkpoint (NaN without a value)."""
     if name not in ds:
         return None
-    low = ds[name].isel({N.BOUND: 0}).values
-    return np.array([np.mean(row[np.isfinite(row)] > null) if np.isfinite(row).any() else np.nan for row in low])
+    counts = C.layers_clearing(ds[name].isel({N.BOUND: 0}).values, null)
+    return np.array([k / n if n else np.nan for k, n in counts])
 
 
 TANGENT_TESTS = ((N.TANGENT_ENRICHMENT_VS_PCA_CI, 1.0, "E_T / E_PCA"),

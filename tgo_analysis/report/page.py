@@ -48,12 +48,12 @@ def summary(res: xr.Dataset) -> str:
         patches = kinds.count("patch")
         what = f" (CLS and {patches} patches)" if patches and "cls" in kinds else ""
         parts.append(f"{res.sizes[S.TOKEN]} {'tokens' if patches else 'positions'} per sample{what}")
-    shape = _mapping(res.attrs.get("tgo_config", {})).get("shape")
+    shape = as_mapping(res.attrs.get("tgo_config", {})).get("shape")
     if isinstance(shape, list) and len(shape) == 5:
         parts.append(f"{shape[2]} samples of {shape[4]} features")
-    inputs = _mapping(res.attrs.get("input_attrs", {}))
+    inputs = as_mapping(res.attrs.get("input_attrs", {}))
     model = model_label(inputs)
-    dataset = _mapping(inputs.get("dataset", {})).get("name")
+    dataset = as_mapping(inputs.get("dataset", {})).get("name")
     where = f" Model {model} on {dataset}." if model and dataset else ""
     return "These results: " + ", ".join(parts) + "." + where
 
@@ -93,7 +93,8 @@ def _text(value: Any) -> str:
     return json.dumps(value, indent=1, default=str)
 
 
-def _mapping(value: Any) -> dict:
+def as_mapping(value: Any) -> dict:
+    """A nested attr as a dict: JSON text decoded (results written by plain xarray keep it as text); {} otherwise."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -108,7 +109,7 @@ SHORT = 160  # a value this long or shorter reads inline; a longer one is folded
 def readable(value: Any) -> str:
     """A value as a reader wants it in a table cell: text as is, a short list or mapping inline."""
     if isinstance(value, str) and value.lstrip().startswith("{"):  # JSON kept as a string attr
-        value = _mapping(value) or value
+        value = as_mapping(value) or value
     if isinstance(value, dict):
         return "; ".join(f"{k}: {readable(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -144,7 +145,7 @@ def folded(title: str, value: Any) -> str:
 
 def model_label(inputs: dict) -> str | None:
     """The model in a few words: a name, or for local weights (hf:/path/checkpoint-0) the class and folder."""
-    model = _mapping(inputs.get("model", {}))
+    model = as_mapping(inputs.get("model", {}))
     name = str(model.get("name") or "")
     if not name:
         return None
@@ -168,9 +169,9 @@ def checkpoint_rows(res: xr.Dataset) -> list[tuple[int, str, str]]:
 def provenance(res: xr.Dataset, training: dict | None = None) -> str:
     """Model, dataset, checkpoints, metric definitions and parameters, package versions: readable tables,
     each with its raw JSON folded away (<details>) for whoever wants it verbatim."""
-    inputs = _mapping(res.attrs.get("input_attrs", {}))
+    inputs = as_mapping(res.attrs.get("input_attrs", {}))
     parts = ["<h2 id='provenance'>Provenance</h2>"]
-    source = {k: _mapping(inputs[k]) or inputs[k] for k in ("model", "dataset", "created_by", "tgo_schema")
+    source = {k: as_mapping(inputs[k]) or inputs[k] for k in ("model", "dataset", "created_by", "tgo_schema")
               if k in inputs}
     if source:
         parts.append("<h3>Model and dataset (from the activation store)</h3>")
@@ -188,7 +189,7 @@ def provenance(res: xr.Dataset, training: dict | None = None) -> str:
     parts.append("<h3>Metric definitions and parameters</h3>")
     parts.append(table(("name", "value"), [(k, cell(v)) for k, v in definitions.items()]))
     parts.append(folded("raw JSON of the results' attributes", definitions))
-    versions = _mapping(res.attrs.get("package_versions", {}))
+    versions = as_mapping(res.attrs.get("package_versions", {}))
     run = [(k, cell(res.attrs[k])) for k in RUN_ATTRS if k in res.attrs]
     parts.append("<h3>Analysis run and package versions</h3>")
     parts.append(table(("item", "value"), run + sorted(versions.items())))

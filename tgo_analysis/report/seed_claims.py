@@ -101,6 +101,12 @@ def rise_then_fall(series: np.ndarray, steps: np.ndarray) -> Verdict:
                                      "peak": float(mean[top]), "peak_step": int(steps[top]), "last": float(mean[-1])})
 
 
+def layers_clearing(lows: np.ndarray, null: float) -> list[tuple[int, int]]:
+    """(layers whose interval's lower bound exceeds ``null``, layers with a bound) per checkpoint row."""
+    return [(int(np.sum(row[np.isfinite(row)] > null)), int(np.isfinite(row).sum()))
+            for row in np.asarray(lows, dtype=np.float64)]
+
+
 def early_and_persistent(low: np.ndarray, null: float, steps: np.ndarray, what: str) -> Verdict:
     """A tangent effect whose interval clears ``null`` (``low``: (checkpoint, layer) lower bounds) at a
     majority of layers from an early checkpoint (≤ EARLY of training) through the last."""
@@ -108,7 +114,7 @@ def early_and_persistent(low: np.ndarray, null: float, steps: np.ndarray, what: 
     steps = np.asarray(steps)
     if lows.ndim != 2 or lows.shape[0] < 2 or not np.isfinite(lows).any():
         return Verdict(None, f"{what}: no intervals over training to read", {})
-    clearing = [(int(np.sum(row[np.isfinite(row)] > null)), int(np.isfinite(row).sum())) for row in lows]
+    clearing = layers_clearing(lows, null)
     share = np.array([k / n if n else 0.0 for k, n in clearing])
     above = share > MAJORITY
     trained = steps > 0
