@@ -13,13 +13,19 @@ SAMPLES, TOKENS, FEATURES, ATOMS, ACTIVE = 40, 8, 16, 4, 2
 
 
 def sparse_activations(rng: np.random.Generator, n: int = SAMPLES, t: int = TOKENS, d: int = FEATURES,
-                       atoms: int = ATOMS, active: int = ACTIVE, noise: float = 0.05):
-    """x = Σ_{j∈S_i} z_j w_j + noise, |S_i| = ``active`` of ``atoms`` planted atoms; (x, codes, atoms)."""
+                       atoms: int = ATOMS, active: int = ACTIVE, noise: float = 0.05, probability: float | None = None):
+    """x = Σ_{j∈S_i} z_j w_j + noise, |S_i| = ``active`` of ``atoms`` planted atoms (with ``probability``:
+    each atom active with that probability, at least one); (x, codes, atoms)."""
     w = rng.standard_normal((atoms, d))
     codes = np.zeros((n, t, atoms))
     for i in range(n):
         for k in range(t):
-            codes[i, k, rng.choice(atoms, active, replace=False)] = rng.uniform(1.0, 3.0, active)
+            if probability is None:
+                on = rng.choice(atoms, active, replace=False)
+            else:
+                on = np.flatnonzero(rng.random(atoms) < probability)
+                on = on if on.size else rng.choice(atoms, 1)
+            codes[i, k, on] = rng.uniform(1.0, 3.0, on.size)
     return codes @ w + noise * rng.standard_normal((n, t, d)), codes, w
 
 
@@ -43,10 +49,11 @@ def null_store(seed: int, noise: float = 0.05, offset: float = 0.0) -> xr.Datase
     return tangent_store(acts, grads)
 
 
-def planted_store(seed: int, noise: float = 0.05) -> xr.Dataset:
-    """Each gradient a random combination of the planted atoms active at its own position (+ noise)."""
+def planted_store(seed: int, noise: float = 0.05, **shape) -> xr.Dataset:
+    """Each gradient a random combination of the planted atoms active at its own position (+ noise);
+    ``shape``: ``sparse_activations``' d, atoms, active, probability."""
     rng = np.random.default_rng(seed)
-    acts, codes, w = sparse_activations(rng)
+    acts, codes, w = sparse_activations(rng, **shape)
     mix = rng.standard_normal(codes.shape) * (codes > 0)
     grads = mix @ w + noise * rng.standard_normal(acts.shape)
     return tangent_store(acts, grads)

@@ -197,8 +197,9 @@ def test_every_new_name_matches_the_float64_reference(scored):
     setup, out = run(ds, options)
     want = reference(ds, setup, options)
     for name, value in want.items():
-        if name != "per_position":
-            np.testing.assert_allclose(out[name], value, rtol=1e-8, err_msg=name)
+        if name != "per_position":  # the radial null pairs float32 unit directions (tangent_sums): ~1e-10 off
+            atol = 1e-9 if name in (N.RADIAL_NULL, N.RADIAL_EXCESS) else 0.0
+            np.testing.assert_allclose(out[name], value, rtol=1e-8, atol=atol, err_msg=name)
     q_p = setup.basis.pca
     assert out[N.TANGENT_METRIC_REASON] == (0 if setup.basis.fit_converged else REASON_UNCONVERGED)
     assert set(out) == {v.name for v in TangentEnrichment().variables(Context(

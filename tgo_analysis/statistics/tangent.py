@@ -24,6 +24,7 @@ import numpy as np
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUND_NAMES, normal_interval
 from tgo_analysis.kernels.buckets import DEFAULT_BUCKETS, frequency_edges, position_buckets
+from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 from tgo_analysis.kernels.tangent_energy import (
     energy,
     optimal_energy,
@@ -70,6 +71,9 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "iterations": Option("tangent_iterations", 500, "tangent: semi-NMF iteration cap"),
     "tolerance": Option("tangent_tolerance", 1e-6, "tangent: stop when one iteration lowers the objective by "
                         "less than this fraction of the activations' centred energy", float),
+    "sparsity": Option("tangent_sparsity", DEFAULT_SPARSITY, "tangent: L1 price on the semi-NMF codes, as a "
+                       "fraction of the activations' RMS norm; it picks unmixed atoms for the local test (0: "
+                       "Ding's plain semi-NMF)", float),
     "control_draws": Option("tangent_draws", 32, "tangent: seeded control subspaces per (checkpoint, layer)"),
     "seed": Option("tangent_seed", 0, "tangent: seed of the split, the subsample, the semi-NMF start, the "
                    "bootstrap and the local null"),

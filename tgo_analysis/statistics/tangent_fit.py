@@ -30,6 +30,7 @@ import numpy as np
 from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES, poisson_weights
 from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE
+from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 from tgo_analysis.kernels.tangent_energy import isotropic_expectation, pca_basis, subspace_stability
 from tgo_analysis.kernels.tangent_local import (
     ACTIVITY_RULE,
@@ -63,6 +64,14 @@ WARM_JITTER = 0.01  # a replicate starts from the main codes times 1 + 0.01 * U(
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
 
+_FIT_PLAIN = ("semi-NMF (Ding, Li & Jordan 2010) A ≈ ZW, Z ≥ 0, of the un-centred activations of a seeded "
+              "subsample of valid positions of the fit split; Q_T = orthonormal basis of the row space of W")
+_FIT_SPARSE = ("sparse semi-NMF A ≈ ZW, Z ≥ 0, unit-norm rows of W, minimising ||A - ZW||^2 + 2 lambda sum(Z) with "
+               "lambda = {sparsity} * RMS ||a_i|| by exact block coordinate descent (HALS), of the un-centred "
+               "activations of a seeded subsample of valid positions of the fit split (the L1 price picks the "
+               "unmixed atoms among semi-NMF's equally good fits); Q_T = orthonormal basis of the row space of W")
+
+
 @dataclass(frozen=True)
 class TangentOptions:
     """Everything that fixes the tangent numbers; recorded in the result attrs."""
@@ -70,6 +79,7 @@ class TangentOptions:
     rank: int | None = None  # None: min(16, D // 4), so small models get a subspace with room for controls
     iterations: int = DEFAULT_ITERATIONS
     tolerance: float = DEFAULT_TOLERANCE
+    sparsity: float = DEFAULT_SPARSITY  # L1 price on the codes / RMS‖a‖ (0: Ding's plain semi-NMF)
     subsample: int = 4096
     seed: int = 0  # split, subsample and semi-NMF start; the stability fit uses seed + 1
     control_draws: int = 32
@@ -99,6 +109,8 @@ class TangentOptions:
         if not 0 < self.fit_fraction < 1:
             raise TgoError(f"--tangent-fit-fraction must be in (0, 1), got {self.fit_fraction}; the bases are "
                            "fitted on that share of the samples and the gradients scored on the rest")
+        if self.sparsity < 0:
+            raise TgoError(f"--tangent-sparsity must be at least 0, got {self.sparsity}; 0 fits the plain semi-NMF")
         if not 0 <= self.active_fraction < 1:
             raise TgoError(f"--tangent-active-fraction must be in [0, 1), got {self.active_fraction}")
         return replace(self, rank=rank)
@@ -107,9 +119,7 @@ class TangentOptions:
         options = self.resolved(n_features)
         out: dict[str, object] = {f"tangent_{k}": v for k, v in asdict(options).items() if k != "device"}
         out[N.TANGENT_ISOTROPIC] = isotropic_expectation(options.rank, n_features)
-        out["tangent_fit"] = ("semi-NMF (Ding, Li & Jordan 2010) A ≈ ZW, Z ≥ 0, of the un-centred "
-                              "activations of a seeded subsample of valid positions of the fit split; "
-                              "Q_T = orthonormal basis of the row space of W")
+        out["tangent_fit"] = (_FIT_SPARSE.format(sparsity=options.sparsity) if options.sparsity > 0 else _FIT_PLAIN)
         out["tangent_pca"] = ("Q_P = top-r right singular vectors of the same un-centred fit-split subsample "
                               "the semi-NMF is fitted to (the 'high variance' subspace at matched rank and "
                               "matched centring); pca_energy_centred uses the top-r eigenvectors of its "
@@ -285,7 +295,7 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
         jitter = 1 + WARM_JITTER * np.random.default_rng([REFIT_STREAM, options.seed, b]).random(drawn.size)
         fit = fit_seminmf(points[drawn], options.rank, iterations=options.bootstrap_iterations,
                           tolerance=options.tolerance, seed=options.seed, init=(codes[drawn] + floor) * jitter[:, None],
-                          weights=times[drawn, b])
+                          weights=times[drawn, b], sparsity=options.sparsity)
         out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times[:, b],
                               pool_size=options.bootstrap_positions))
     return tuple(out)
@@ -300,7 +310,7 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
     points = draw_points(fit, draws, 0)
     check_rank(options.rank, n_features, points.shape[0])
     result = fit_seminmf(points, options.rank, iterations=options.iterations, tolerance=options.tolerance,
-                         seed=options.seed, device=options.device)
+                         seed=options.seed, device=options.device, sparsity=options.sparsity)
     frame = make_frame(points, result.dictionary, options.active_fraction)
     controls = control_bases(frame.tangent, options.control_draws, (options.control_seed, checkpoint, layer))
     rows, pairs = draws.draws[0]
@@ -310,6 +320,7 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
     if not options.stability:
         return basis
     twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
-                       tolerance=options.tolerance, seed=options.seed + 1, device=options.device)
+                       tolerance=options.tolerance, seed=options.seed + 1, device=options.device,
+                       sparsity=options.sparsity)
     return replace(basis, stability=subspace_stability(frame.tangent, tangent_basis(twin.dictionary)),
                    stability_converged=twin.converged)
