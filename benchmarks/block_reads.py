@@ -1,12 +1,14 @@
-"""`python -m benchmarks.block_reads OLD NEW [--store PATH] [--rounds 3]`: the engine's block reads
+"""`python -m benchmarks.block_reads OLD NEW [--store PATH] [--rounds 2]`: the engine's block reads
 against zarr reading the same slabs alone, in two tgo trees side by side (issue 28: block reads at
 least 0.8x zarr's read rate).
 
 One float16 store in tgo's layout (the ``small`` ViT of benchmarks.common on synthetic images,
 ingested by the tree this module is in unless ``--store`` names one). Each tree, in a child process
 with ``PYTHONPATH`` set to it, reads every sample block of every (checkpoint, layer) unit twice,
-alternating: with ``zarr.open_array(...)[c, layer, a:b]`` alone and with the engine's
-``tgo_analysis.engine.blocks.read_block`` (the same slabs: the store's sample blocks); best of
+alternating: with ``zarr.open_array(...)[c, layer, a:b]`` alone and through the tree's own read path
+as production runs it: ``read_chunk`` on the ``fed`` ``unit_source`` the engine builds (what the
+graph's read tasks call), or, in trees before the one graph builder (no ``read_chunk``), iterating
+``read_blocks`` over the ``unit_source`` (their fold's read loop, with its prefetch thread). Best of
 ``--repeats`` each. The trees alternate ``--rounds`` times so that load drifts hit both.
 """
 
@@ -28,24 +30,35 @@ CHILD = """
 import json, sys, time
 import zarr
 import tgo_store
-from tgo_analysis.engine.blocks import read_block
+from tgo_analysis.engine import blocks
+from tgo_analysis.engine.units import unit_source
 url, repeats = sys.argv[1], int(sys.argv[2])
-act = tgo_store.open_store(url).activations.data
+ds = tgo_store.open_store(url)
+act = ds.activations
 raw = zarr.open_array(url, path="activations", mode="r")
 bounds = [0]
-for size in act.chunks[2]:
+for size in act.data.chunks[2]:
     bounds.append(bounds[-1] + size)
 def zarr_alone():
     for c in range(act.shape[0]):
         for layer in range(act.shape[1]):
             for a, b in zip(bounds[:-1], bounds[1:]):
                 raw[c, layer, a:b]
-def engine():
-    for c in range(act.shape[0]):
-        for layer in range(act.shape[1]):
-            unit = act[c, layer]
-            for i in range(unit.numblocks[0]):
-                read_block(unit, i)
+if hasattr(blocks, "read_chunk"):  # the graph's read tasks: engine.graph._read -> blocks.read_chunk
+    path = "read_chunk"
+    def engine():
+        for c in range(act.shape[0]):
+            for layer in range(act.shape[1]):
+                source = blocks.fed(unit_source(ds, act, c, layer, []))
+                for i in range(blocks.chunk_count(source)):
+                    blocks.read_chunk(source, i)
+else:  # before the one graph builder: the fold's read loop
+    path = "read_blocks"
+    def engine():
+        for c in range(act.shape[0]):
+            for layer in range(act.shape[1]):
+                for _ in blocks.read_blocks(unit_source(ds, act, c, layer, [])):
+                    pass
 times = {"zarr_alone": [], "engine": []}
 for r in range(repeats):
     for name, fn in ((("zarr_alone", zarr_alone), ("engine", engine)) if r % 2 == 0
@@ -53,7 +66,8 @@ for r in range(repeats):
         start = time.perf_counter()
         fn()
         times[name].append(time.perf_counter() - start)
-print(json.dumps({"times": times, "nbytes": int(act.nbytes), "blocks_per_unit": len(bounds) - 1}))
+print(json.dumps({"times": times, "nbytes": int(act.nbytes), "blocks_per_unit": len(bounds) - 1,
+                  "engine_path": path}))
 """
 
 

@@ -190,3 +190,26 @@ def test_the_nan_inf_check_reaches_every_slice(dtype) -> None:
             y[at] = bad
             assert non_finite(y) == (not np.isfinite(y).all()) is True, (at, bad)
             assert non_finite(y.reshape(-1, 1)[::1]) and not non_finite(np.delete(y, at))
+
+
+def test_the_nan_inf_check_knows_every_float16_and_the_float32_edges() -> None:
+    """Every float16 bit pattern, alone and in a finite block (NaNs of either sign and any payload,
+    both infinities, negative zero, subnormals), and the float32/float64 patterns at the exponent's edges."""
+    from tgo_store.store.integrity import non_finite
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = np.isfinite(every)
+    assert non_finite(every) and not non_finite(every[finite])
+    patterns = np.flatnonzero(~finite)[::3].tolist() + list(range(0, 1 << 16, 97)) + [0x7BFF, 0xFBFF, 0x8000]
+    for bits in patterns:
+        block = np.ones(37, np.float16)
+        block.view(np.uint16)[11] = bits
+        assert non_finite(block) == (not np.isfinite(block).all()), hex(bits)
+    for kind, float_type, edges in ((np.uint32, np.float32, (0x7F7FFFFF, 0x7F800000, 0x7F800001, 0xFF7FFFFF, 0xFF800000,
+                                                            0xFFFFFFFF, 0x80000000, 0x00000001)),
+                                    (np.uint64, np.float64, (0x7FEFFFFFFFFFFFFF, 0x7FF0000000000000,
+                                                             0xFFF0000000000001, 0xFFEFFFFFFFFFFFFF))):
+        for bits in edges:
+            block = np.ones(9, float_type)
+            block.view(kind)[4] = bits
+            assert non_finite(block) == (not np.isfinite(block).all()), hex(bits)

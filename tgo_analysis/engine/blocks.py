@@ -8,6 +8,9 @@ store has them, the per-(sample, token) arrays and gradients, unevaluated (dask 
 collections passed as task arguments; ``LazySlab`` stops that). ``fed`` rechunks it to one
 chunk per sample block with every token; ``read_chunk`` reads one chunk as a ``Block`` (the
 engine's read tasks, ``engine.graph``) and ``read_rows`` a fit's sample rows (``fit_rows``).
+``read_block`` reads a slab's block with one zarr read of its region when the slab is a plain
+slice of a store variable (``engine.direct``: no dask graph built and run per block), and
+through dask otherwise (``compute_block``).
 Nothing here runs tasks: when and where a chunk is read is the graph's business.
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tgo_analysis.engine.direct import zarr_region
 from tgo_analysis.statistics.base import Block
 
 
@@ -74,12 +78,26 @@ class UnitSource:
 
 
 def read_block(array: Any, i: int) -> np.ndarray:
-    """Sample block ``i`` of a dask array, computed synchronously (no client lookup)."""
+    """Sample block ``i`` of a dask array: one zarr read of its region when it is a plain slice of a
+    store variable (``engine.direct``), else computed through dask, synchronously (no client lookup).
+    Damaged data (checksum, NaN/Inf) raises one line naming its block either way."""
+    from tgo_store.store.integrity import checked_read, dask_block_origin
+
+    region = zarr_region(array, i)
+    if region is not None:
+        zarray, selection = region
+        return checked_read(lambda: zarray[selection], lambda: dask_block_origin(array.blocks[i]))
+    return compute_block(array, i)
+
+
+def compute_block(array: Any, i: int) -> np.ndarray:
+    """Sample block ``i`` of a dask array computed through dask (any array: the reads ``zarr_region``
+    does not cover, and the reference its direct reads are tested against)."""
     from dask.local import get_sync  # a function, so dask does not go looking for a client
 
     from tgo_store.store.integrity import checked_read, dask_block_origin
 
-    block = array.blocks[i]  # damaged data (checksum, NaN/Inf) raises one line naming its block
+    block = array.blocks[i]
     return checked_read(lambda: block.compute(scheduler=get_sync), lambda: dask_block_origin(block))
 
 

@@ -48,31 +48,33 @@ def has_checksums(array: Any) -> bool:
     return False
 
 
-EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
-CHECK_SLICE = 1 << 16  # values per slice of the NaN/Inf check (its buffer stays in cache)
+EXPONENT_BITS = {2: (np.int16, np.uint16, 0x7C00), 4: (np.int32, np.uint32, 0x7F800000),
+                 8: (np.int64, np.uint64, 0x7FF0000000000000)}  # by item size: the exponent mask
+CHECK_SLICE = 1 << 18  # values per slice of the NaN/Inf check (its second look stays in the L2 cache)
 
 
 def non_finite(values: np.ndarray) -> bool:
-    """Whether a floating block holds NaN or Inf: an exponent with every bit set, tested on the raw
-    bits (3.7 GB/s for float16 here, against 0.2-0.3 GB/s for numpy's float16 isfinite or a float32 sum).
+    """Whether a floating block holds NaN or Inf: an exponent with every bit set, tested on the raw bits.
 
-    With the sign bit cleared, exactly the NaN/Inf bit patterns are at or above the exponent mask.
-    The bits are cleared a slice at a time into one small buffer: a block-sized temporary costs a
-    fresh allocation and its page faults on every read, which made the check slower than the read."""
+    Two maxima per slice, no temporaries: read as signed integers, only +NaN/+Inf reach the exponent
+    mask (every negative value is below zero); read as unsigned, only -NaN/-Inf reach the sign bit
+    with the mask. On a freshly read 8.5 MB float16 block (2 cores): 0.47 ms, against 0.33 ms for
+    one plain max over it, 0.63 ms for clearing the sign bits a slice at a time into a buffer, and
+    far more for numpy's float16 isfinite (0.2-0.3 GB/s) or a block-sized temporary (a fresh
+    allocation and its page faults on every read, which made the check slower than the read)."""
     if values.dtype.kind != "f" or values.size == 0:
         return False
     bits = EXPONENT_BITS.get(values.dtype.itemsize)
     if bits is None:
         return not bool(np.isfinite(values).all())
-    kind, mask = bits
-    flat = np.ascontiguousarray(values).reshape(-1).view(kind)
-    buffer = np.empty(min(CHECK_SLICE, flat.size), dtype=kind)
-    sign_cleared = kind(np.iinfo(kind).max >> 1)
+    signed, unsigned, mask = bits
+    flat = np.ascontiguousarray(values).reshape(-1)
+    as_signed, as_unsigned = flat.view(signed), flat.view(unsigned)
+    positive = signed(mask)
+    negative = unsigned(mask | (1 << (8 * values.dtype.itemsize - 1)))
     for start in range(0, flat.size, CHECK_SLICE):
-        part = flat[start:start + CHECK_SLICE]
-        out = buffer[:part.size]
-        np.bitwise_and(part, sign_cleared, out=out)
-        if out.max() >= mask:
+        stop = start + CHECK_SLICE
+        if as_signed[start:stop].max() >= positive or as_unsigned[start:stop].max() >= negative:
             return True
     return False
 
