@@ -2,8 +2,9 @@
 
 `python -m benchmarks.fidelity_cost [--image STORE] [--text STORE] [--repeats 2] [--root DIR]`: on a
 finished image demo's store and text demo's store (``tgo demo --out DIR``, ``tgo demo --text --out DIR``:
-their ``activations.zarr``), runs the demo's analysis (``demo_metrics``, and for the text demo its
-compared ``pooled,frequency`` analysis without the first position) in a fresh process per run,
+their ``activations.zarr``), runs the demo's analysis (``demo_metrics`` with the demo's own analysis
+options, and for the text demo its compared ``pooled,frequency`` analysis without the first position)
+in a fresh process per run,
 alternating (a) the default options and (b) ``isotropic_draws=0`` with ``tangent_bootstrap=0`` (no
 ``<metric>_isotropic`` baselines, no refitted bootstrap replicates). Each run writes its own results
 store under ``--root`` (never beside the demo's). Wall and CPU seconds per run, the medians, the ratio
@@ -41,6 +42,15 @@ print(json.dumps(analyse_demo(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(
 """
 
 
+def demo_options(kind: str) -> dict[str, Any]:
+    """The analysis options the demo itself passes (the text demo caps its semi-NMF iterations)."""
+    if kind != "text":
+        return {}
+    from tgo_app.demos.text import TextDemoConfig
+
+    return dict(TextDemoConfig().analysis_options)
+
+
 def analyse_demo(kind: str, store: str, out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """The demo's analysis of ``store`` into ``out_dir`` (fresh) with ``options``: wall and CPU seconds."""
     from tgo_analysis.analyze import analyze
@@ -53,7 +63,7 @@ def analyse_demo(kind: str, store: str, out_dir: str, options: dict[str, Any]) -
     load_before = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
     ds = open_store(store)
-    analyze(ds, demo_metrics(ds), out=str(out / "metrics.zarr"), progress=False, **options)
+    analyze(ds, demo_metrics(ds), out=str(out / "metrics.zarr"), progress=False, **demo_options(kind), **options)
     main_wall = time.perf_counter() - wall
     for i, (compared, extra) in enumerate(TEXT_COMPARE if kind == "text" else ()):
         analyze(open_store(store), compared, out=str(out / f"compare-{i}.zarr"), progress=False, **extra, **options)

@@ -83,6 +83,9 @@ def _context(ds: xr.Dataset, act: xr.DataArray, metrics: tuple[str, ...], seed: 
     return dataclasses.replace(ctx, n_rank=n_rank), stats
 
 
+IN_MEMORY_SAMPLE_BLOCK = 256  # samples per block when ``analyze`` is given a numpy-backed dataset
+
+
 @results_writer
 def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | None = None,
             overwrite: bool = False, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
@@ -111,6 +114,9 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
 
     chosen_metrics = parse_metrics(metrics, ds)
     act = S.validate_activations(ds)
+    if act.chunks is None:  # an in-memory dataset (numpy-backed): the engine reads dask blocks of samples
+        ds = ds.chunk({S.SAMPLE: IN_MEMORY_SAMPLE_BLOCK})
+        act = ds[S.ACTIVATIONS]
     option_values = analysis_options(options)
     ctx, stats = _context(ds, act, chosen_metrics, int(seed), resolve_device(device, numpy_cpu=True), option_values,
                           dict(params or {}), memory_budget)

@@ -216,3 +216,12 @@ def test_cli_refuses_existing_output_and_reports_one_line(plain_store, threaded,
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--overwrite" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_in_memory_dataset_gives_the_numbers_of_its_store(plain_store) -> None:
+    """``analyze`` takes a numpy-backed xarray Dataset as it is (a notebook's data), not only a store."""
+    url, _ = plain_store
+    stored = analyze(xr.open_zarr(url), "alpha", fit_range=FIT, progress=False)
+    in_memory = analyze(xr.open_zarr(url).load(), "alpha", fit_range=FIT, progress=False)
+    assert "alpha" in stored
+    xr.testing.assert_allclose(stored.compute(), in_memory.compute(), rtol=1e-12)
