@@ -59,8 +59,9 @@ def run_model(name: str, root: Path, sequences: int, seq_len: int, params: dict)
     ingest_s = time.perf_counter() - start
     ds = open_store(str(store))
     start = time.perf_counter()
+    tag = "" if "sparsity" not in params else f"_sparsity{params['sparsity']:g}"
     res = tgo_analysis.analyze(ds, "tangent", progress=False, params={"tangent": params},
-                               out=str(root / f"{name}_tangent.zarr"))  # resumable: units on disk as done
+                               out=str(root / f"{name}_tangent{tag}.zarr"))  # resumable: units on disk as done
     analyze_s = time.perf_counter() - start
     layers = []
     for li in range(res.sizes["layer"]):
@@ -128,15 +129,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=300, help="semi-NMF iteration cap of the main fits")
     parser.add_argument("--bootstrap", type=int, default=20, help="refitting bootstrap replicates (SPEC 8)")
     parser.add_argument("--root", default="/tmp/tgo-tangent-models")
+    parser.add_argument("--sparsity", type=float, default=None,
+                        help="the semi-NMF's L1 price (default: tgo's); the results file is named after it")
     parser.add_argument("--machine", default="2 shared CPU cores", help="what the machine was (load, sharing)")
     args = parser.parse_args(argv)
     params = {"subsample": args.subsample, "iterations": args.iterations, "bootstrap": args.bootstrap,
               "frequency_count": 128}
+    if args.sparsity is not None:
+        params["sparsity"] = args.sparsity
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     out = {"date": time.strftime("%Y-%m-%d"), "machine": args.machine, "load_before": os.getloadavg(),
            "params": params, "models": []}
-    path = RESULTS / f"tangent-models-cpu-{out['date']}.json"
+    tag = "" if args.sparsity is None else f"-sparsity{args.sparsity:g}"
+    path = RESULTS / f"tangent-models{tag}-cpu-{out['date']}.json"
     for name in args.models.split(","):
         out["models"].append(run_model(name, root, args.sequences, args.seq_len, params))
         out["load_after"] = os.getloadavg()

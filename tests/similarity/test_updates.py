@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import tgo_analysis
@@ -49,14 +50,17 @@ def planted(update: str, seed: int = 0) -> np.ndarray:
     return np.stack([h, h + step, h + 2 * step])[:, None].astype(np.float32)
 
 
-def test_updates_match_the_formula_and_the_isotropic_null_comes_out_r_over_d() -> None:
+@pytest.mark.parametrize("sparsity", [None, 0.0])  # the default sparse fit, and Ding's plain one by its flag
+def test_updates_match_the_formula_and_the_isotropic_null_comes_out_r_over_d(sparsity) -> None:
     x = planted("isotropic")
     mask = np.random.default_rng(1).random(x.shape[2:4]) > 0.2
     ds = store(x, mask)
-    res = tgo_analysis.analyze(ds, "updates", progress=False, tangent_rank=4)
+    flags = {} if sparsity is None else {"tangent_sparsity": sparsity}
+    res = tgo_analysis.analyze(ds, "updates", progress=False, tangent_rank=4, **flags)
     assert res.attrs["update_isotropic_expectation"] == 4 / 16
     for k in range(2):
-        options = TangentOptions(rank=4, control_draws=1).resolved(x.shape[-1])
+        fields = {} if sparsity is None else {"sparsity": sparsity}
+        options = TangentOptions(rank=4, control_draws=1, **fields).resolved(x.shape[-1])
         draws = fit_draws(fit_positions(ds, fit_split(x.shape[2], options.fit_fraction, options.seed),
                                         options.positions), options)
         fit = Block(x[k, 0][draws.rows], (0, x.shape[3]), draws.rows)  # the rows the engine reads for the fit

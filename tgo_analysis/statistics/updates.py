@@ -44,7 +44,7 @@ from tgo_store.store import schema as S
 if TYPE_CHECKING:  # annotations only: `tgo --help` must not import xarray
     import xarray as xr
 
-FIT_OPTIONS = ("rank", "subsample", "iterations", "tolerance", "seed")  # what fixes Q_T (controls are not used)
+FIT_OPTIONS = ("rank", "sparsity", "subsample", "iterations", "tolerance", "seed")  # what fixes Q_T (controls are not used)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class RepresentationUpdates(StatisticBase):
                 "update_isotropic_expectation": isotropic_expectation(options.rank, ctx.n_features),
                 "update_definition": ("u = h_{k+1} - h_k at every valid position, same inputs; update_norm = mean "
                                       "‖u‖; update_*_energy = Σ‖Qᵀu‖² / Σ‖u‖² with Q_T the semi-NMF tangent proxy "
-                                      "of checkpoint k (tangent_rank, tangent_seed, tangent_subsample) and Q_P the "
+                                      "of checkpoint k (tangent_rank, tangent_sparsity, tangent_seed, tangent_subsample) and Q_P the "
                                       "top-r principal directions of checkpoint k's pooled positions (same r); a "
                                       "random r-dim subspace gives update_isotropic_expectation = r/D; NaN at the "
                                       "last checkpoint")}
