@@ -68,12 +68,13 @@ def fit_sparse_seminmf(a: np.ndarray, rank: int, *, sparsity: float = DEFAULT_SP
         ta = t[:, None] * a
     zt = np.ascontiguousarray(z.T)  # code-major: a coordinate update reads and writes one contiguous row
     w = _first_atoms(zt, ta, t, seed)
-    history = [_objective(aa, zt, ta, t, w, price)]
+    history = [_objective(aa, *_moments(zt, ta, t), w, zt, t, price)]
     converged = history[0] == 0.0
     while not converged and len(history) <= iterations:
         _update_codes(zt, a, w, price)
-        w = _update_atoms(zt, ta, t, w)
-        history.append(_objective(aa, zt, ta, t, w, price))
+        za, zz = _moments(zt, ta, t)  # the atoms' update and the objective share them (half the n-sized work)
+        w = _update_atoms(za, zz, w)
+        history.append(_objective(aa, za, zz, w, zt, t, price))
         converged = history[-1] == 0.0 or (history[-2] - history[-1]) <= tolerance * scale
     return SemiNMFResult(np.ascontiguousarray(zt.T), w, np.asarray(history), len(history) - 1, converged, options)
 
@@ -100,9 +101,13 @@ def _update_codes(zt: np.ndarray, a: np.ndarray, w: np.ndarray, price: float) ->
         zt[j] = np.maximum(0.0, zt[j] + (target[j] - gram[j] @ zt) / gram[j, j])
 
 
-def _update_atoms(zt: np.ndarray, ta: np.ndarray, t: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """One HALS sweep over the atoms on the unit sphere (weighted by the rows' weights)."""
-    za, zz = zt @ ta, (zt * t) @ zt.T
+def _moments(zt: np.ndarray, ta: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ZᵀTA (r, D) and ZᵀTZ (r, r): all the atoms' update and the objective need of the n rows."""
+    return zt @ ta, (zt * t) @ zt.T
+
+
+def _update_atoms(za: np.ndarray, zz: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """One HALS sweep over the atoms on the unit sphere, from the codes' moments (rows weighted)."""
     w = w.copy()
     for j in range(w.shape[0]):
         r = za[j] - zz[j] @ w + zz[j, j] * w[j]
@@ -112,8 +117,8 @@ def _update_atoms(zt: np.ndarray, ta: np.ndarray, t: np.ndarray, w: np.ndarray) 
     return w
 
 
-def _objective(aa: float, zt: np.ndarray, ta: np.ndarray, t: np.ndarray, w: np.ndarray, price: float) -> float:
+def _objective(aa: float, za: np.ndarray, zz: np.ndarray, w: np.ndarray, zt: np.ndarray, t: np.ndarray,
+               price: float) -> float:
     """F = ‖T^½(A − ZW)‖² + 2λ Σ t_i z_ij, from r × D moments (no n × D residual), clipped at 0."""
-    za, zz = zt @ ta, (zt * t) @ zt.T
     fit = max(aa - 2 * float((za * w).sum()) + float((zz * (w @ w.T)).sum()), 0.0)
-    return fit + 2 * price * float((zt * t).sum())
+    return fit + 2 * price * float(t @ zt.sum(axis=0))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_ACTIVE_FRACTION = 0.25
+JUMP_ROUNDS = 4  # active-set jumps from a support guess before coordinate descent takes over
 ACTIVITY_RULE = ("atom j is active at position i when it is in the support of the non-negative least-squares "
                  "code z_i = argmin_{{z >= 0}} ||W^T z - x_i||^2 (the fitted W fixed) and its contribution to the "
                  "reconstruction z_ij * ||w_j|| exceeds {fraction} * ||W^T z_i||; a position with an all-zero code "
@@ -51,14 +52,16 @@ def code_solver(dictionary: np.ndarray) -> CodeSolver:
     return CodeSolver(s[keep, None] * vt[keep], u[:, keep].T.copy(), w, w @ w.T)
 
 
-def nonnegative_codes(points: np.ndarray, solver: CodeSolver) -> np.ndarray:
-    """(n, r) codes z_i ≥ 0 of points (n, D) for the solver's dictionary (exact NNLS per point)."""
+def nonnegative_codes(points: np.ndarray, solver: CodeSolver, support: np.ndarray | None = None) -> np.ndarray:
+    """(n, r) codes z_i ≥ 0 of points (n, D) for the solver's dictionary (exact NNLS per point).
+    ``support`` (n, r) bool: a guess of each point's support (its codes under a nearby dictionary,
+    as a bootstrap replicate has); it only saves rounds, the codes are the same."""
     b = np.asarray(points, dtype=np.float64) @ solver.project.T
     a = solver.reduced
     if a.shape[0] < a.shape[1]:  # rank-deficient dictionary: several minimisers, take scipy's
         return _scipy_codes(a, b, np.arange(b.shape[0]))
     gram, c = a.T @ a, b @ a
-    codes, unfinished = batched_nnls(gram, c)
+    codes, unfinished = batched_nnls(gram, c, support=support)
     codes[unfinished] = _scipy_codes(a, b, unfinished)
     return codes
 
@@ -80,7 +83,8 @@ def _restricted_solutions(gram: np.ndarray, c: np.ndarray, passive: np.ndarray) 
     return np.linalg.solve(system, np.where(passive, c, 0.0)[..., None])[..., 0]
 
 
-def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4,
+                 support: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """argmin_{z ≥ 0} ½zᵀHz − cᵀz for every row of c (m, r), H = AᵀA positive definite (r, r).
 
     Cyclic coordinate descent on all rows together finds each row's support; the least-squares
@@ -88,7 +92,12 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int 
     support, dual c − Hz ≤ 0 off it), which make it the exact minimiser of this strictly convex
     problem. Rows are certified after every ``sweeps`` sweeps and leave the descent; the others
     resume it from their restricted solution clipped at 0 (a jump towards the support: a fitted,
-    correlated dictionary's rows then certify in about 4 rounds instead of about 11). Returns the
+    correlated dictionary's rows then certify in about 4 rounds instead of about 11). After the
+    first round (or from a ``support`` guess (m, r) bool, with no descent: a bootstrap replicate's
+    dictionary is close to the main fit's), ``JUMP_ROUNDS`` rounds move each uncertified row's
+    support by the KKT conditions instead (drop the atoms its restricted solution puts at or below 0,
+    add those with a positive dual): rows near their support certify in one or two of them, where
+    descent took several rounds or left a row to scipy. Returns the
     codes and the rows still uncertified after ``rounds`` rounds, which the caller solves one by one.
     """
     m, r = c.shape
@@ -99,16 +108,23 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int 
     z = np.zeros((r, m))  # feature-major: each coordinate update reads and writes one contiguous row
     target = np.ascontiguousarray(c.T)
     todo = np.arange(m)
-    for _ in range(rounds):
-        for _ in range(sweeps):
-            for j in range(r):
-                z[j] = np.maximum(0.0, z[j] + (target[j] - gram[j] @ z) / diagonal[j])
-        passive, rows = (z > 0).T, c[todo]
+    first = 0 if support is not None else 1  # a cold start descends once, then jumps
+    passive = None if support is None else np.asarray(support, bool)
+    for round_ in range(rounds + JUMP_ROUNDS):
+        if not first <= round_ < first + JUMP_ROUNDS:
+            for _ in range(sweeps):
+                for j in range(r):
+                    z[j] = np.maximum(0.0, z[j] + (target[j] - gram[j] @ z) / diagonal[j])
+            passive = (z > 0).T
+        rows = c[todo]
         solution = np.where(passive, _restricted_solutions(gram, rows, passive), 0.0)
         dual = rows - solution @ gram
         tolerance = 1e-10 * np.maximum(np.abs(rows).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         certified = np.all(~passive | (solution > 0), axis=1) & np.all(passive | (dual <= tolerance), axis=1)
         out[todo[certified]] = solution[certified]
+        # the next support: a jump (drop the atoms the solution left at or below 0, add those whose dual
+        # is positive) while jumping, else descent from the clipped solution
+        passive = ((passive & (solution > 0)) | (~passive & (dual > tolerance)))[~certified]
         z = np.maximum(solution[~certified], 0.0).T.copy()
         todo, target = todo[~certified], target[:, ~certified]
         if not todo.size:

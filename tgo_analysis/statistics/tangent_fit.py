@@ -253,12 +253,14 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
 
 
 def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
-               times: np.ndarray | None = None, pool_size: int | None = None) -> Frame:
+               times: np.ndarray | None = None, pool_size: int | None = None,
+               support: np.ndarray | None = None) -> Frame:
     """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
     (with ``directions``, the points' unit directions in float32 for the radial null: only the
     direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
     (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first ``pool_size``
-    resampled rows, each distinct point's code solved once."""
+    resampled rows, each distinct point's code solved once, from the ``support`` guess (n, r) bool
+    (the main fit's active atoms of the same points: the same codes in fewer NNLS rounds)."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
     if times is None:
@@ -266,7 +268,8 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
     else:  # the first ``pool_size`` resampled rows (the subsample's order is seeded-random) are the pool
         index = np.repeat(np.arange(len(points)), times)[:pool_size]
         unique, inverse = np.unique(index, return_inverse=True)
-        pool = active_atoms(nonnegative_codes(points[unique], solver), solver.dictionary, fraction)[inverse]
+        guess = None if support is None else support[unique]
+        pool = active_atoms(nonnegative_codes(points[unique], solver, guess), solver.dictionary, fraction)[inverse]
     unit = None
     if directions:
         repeated = points if times is None else np.repeat(points, times, axis=0)
@@ -277,8 +280,8 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
     return Frame(q_tangent, pca, solver, pool, unit)
 
 
-def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
-                     options: TangentOptions) -> tuple[Frame | None, ...]:
+def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray, options: TangentOptions,
+                     support: np.ndarray | None = None) -> tuple[Frame | None, ...]:
     """One frame per bootstrap replicate: the fit subsample ``points`` (n, D) resampled by the Poisson
     weights of their samples ``owners`` (n,), refitted from the main ``codes`` (n, r), jittered.
 
@@ -297,7 +300,7 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
                           tolerance=options.tolerance, seed=options.seed, init=(codes[drawn] + floor) * jitter[:, None],
                           weights=times[drawn, b], sparsity=options.sparsity)
         out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times[:, b],
-                              pool_size=options.bootstrap_positions))
+                              pool_size=options.bootstrap_positions, support=support))
     return tuple(out)
 
 
@@ -314,7 +317,8 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
     frame = make_frame(points, result.dictionary, options.active_fraction)
     controls = control_bases(frame.tangent, options.control_draws, (options.control_seed, checkpoint, layer))
     rows, pairs = draws.draws[0]
-    replicates = refit_replicates(points, rows[pairs[:, 0]], result.codes, options) if options.bootstrap else ()
+    replicates = (refit_replicates(points, rows[pairs[:, 0]], result.codes, options, frame.pool_active)
+                  if options.bootstrap else ())
     basis = TangentBasis(frame, controls, pca_basis(points, frame.tangent.shape[1], centred=True),
                          result.iterations, result.converged, int(points.shape[0]), replicates=replicates)
     if not options.stability:

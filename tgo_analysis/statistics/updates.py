@@ -82,7 +82,8 @@ class RepresentationUpdates(StatisticBase):
 
     def prepare(self, ds: xr.Dataset, ctx: Context) -> UpdateSetup:
         options = TangentOptions(**{k: ctx.option(TANGENT_OPTIONS[k]) for k in FIT_OPTIONS},
-                                 control_draws=1, device=str(ctx.device))
+                                 control_draws=1, bootstrap=0, stability=False,  # only Q_T is used
+                                 device=str(ctx.device))
         options = options.resolved(ctx.n_features)  # a bad rank is refused before any work
         fit = fit_split(ds.sizes[S.SAMPLE], options.fit_fraction, options.seed)
         return UpdateSetup(options, draws=fit_draws(fit_positions(ds, fit, options.positions), options))
