@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_ACTIVE_FRACTION = 0.25
-JUMP_ROUNDS = 4  # active-set jumps from a support guess before coordinate descent takes over
+JUMP_ROUNDS = 4  # KKT active-set jumps (after a first descent, or from a support guess) before descent resumes
 ACTIVITY_RULE = ("atom j is active at position i when it is in the support of the non-negative least-squares "
                  "code z_i = argmin_{{z >= 0}} ||W^T z - x_i||^2 (the fitted W fixed) and its contribution to the "
                  "reconstruction z_ij * ||w_j|| exceeds {fraction} * ||W^T z_i||; a position with an all-zero code "
