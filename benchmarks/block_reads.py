@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SIZES
+from benchmarks.common import SIZES, write_json
 
 CHILD = """
 import json, sys, time
@@ -124,8 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out[f"{tag}_engine_mb_per_s"] = max(r["engine_mb_per_s"] for r in rounds)
         out[f"{tag}_zarr_alone_mb_per_s"] = max(r["zarr_alone_mb_per_s"] for r in rounds)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
+        write_json(args.out, out)
     print(json.dumps({k: v for k, v in out.items() if k != "rounds"}, indent=1))
     return out
 

@@ -27,6 +27,12 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def write_json(path: Path, data: Any) -> None:
+    """A benchmark's ``--out`` results file (its folder made), one indent per level as every results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def best_of(func: Callable[[], Any], repeat: int = 3) -> float:
     """Fastest of a few runs: the machine is noisy, the minimum is the least disturbed."""
     times = []

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
 from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 from tgo_analysis.kernels.tangent_local import (
     active_atoms,
@@ -83,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["stores"][name] = summary
         print(name, json.dumps(summary), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.out, out)
     return out
 
 

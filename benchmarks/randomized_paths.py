@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
 from benchmarks.tree_equality import run_tgo
 
 TOP = (10, 50)
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["gram_old_vs_new"] = compare(paths["old"]["gram"], paths["new"]["gram"])
     print(json.dumps(out, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.out, out)
     return out
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
+
 SAME = 1e-12  # a relative difference at or below this is float noise, not a change
 # SPEC 8 (alpha's fit range and spectral_flatness use resolved eigenvalues only), checked with the OLD
 # tree's own kernels: its spectral_metrics on the NEW results' eigenvalues, each cut at the new
@@ -265,8 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             outcome["comparisons"][f"{label} ingest"] = compare_ingest(old, new, store, args.work)
             print("\n".join(summary(f"{label} ingest", outcome["comparisons"][f"{label} ingest"])), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(outcome, indent=1))
+        write_json(args.out, outcome)
         print(f"written: {args.out}")
     return outcome
 

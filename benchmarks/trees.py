@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.common import write_json
+
 
 def run_tree(root: Path, only: str, size: str, device: str, out: Path) -> dict:
     """One tree's rows, with the machine's load averages (1, 5, 15 min) before and after (a shared machine)."""
@@ -63,9 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = side_by_side(best["old"], best["new"])
     print("\n".join(lines))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"old": str(args.old), "new": str(args.new), "only": args.only, "size": args.size,
-                                        "rounds": runs, "best": best, "table": lines}, indent=1))
+        write_json(args.out, {"old": str(args.old), "new": str(args.new), "only": args.only, "size": args.size,
+                              "rounds": runs, "best": best, "table": lines})
         args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
