@@ -99,3 +99,45 @@ def test_the_same_graph_runs_on_a_distributed_client() -> None:
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
         got = client.compute(unit_graph(source, [stat], ctx, Plan(((0, x.shape[1]),), 2))).result()
     np.testing.assert_allclose(got["eigenvalues_pooled"][:x.shape[-1]], _pooled_reference(x), rtol=1e-10, atol=1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refitted(type(statistic("mean_norm"))):
+    """mean_norm with a unit setup whose aggregate needs what ``finish_unit`` adds (as the tangent
+    statistic's bootstrap refits are)."""
+
+    name: str = "refitted"
+    unit_setup: bool = True
+
+    def fit_rows(self, ctx: Context) -> np.ndarray:
+        return np.arange(4)
+
+    def prepare_unit(self, fit, ctx: Context):
+        return {"rows": fit.samples.tolist()}
+
+    def finish_unit(self, fit, ctx: Context):
+        return {**ctx.params[self.name], "finished": float(np.asarray(fit.x, np.float64).sum())}
+
+    def aggregate(self, partial, ctx: Context):
+        result = super().aggregate(partial, ctx)
+        assert ctx.params[self.name]["finished"] is not None  # a KeyError when the engine skipped finish_unit
+        return result
+
+
+def test_finish_unit_runs_beside_the_fold_and_only_aggregate_waits_for_it() -> None:
+    stat = _Refitted()
+    x, source = _unit()
+    ctx = _ctx(x, stat)
+    prepared = graph.unit_context(ctx, [stat], 0, 0, source)
+    assert prepared.fits[stat.name].samples.tolist() == [0, 1, 2, 3]
+    g = unit_graph(source, [stat], prepared.ctx, Plan(((0, x.shape[1]),), 2), fits=prepared.fits)
+    tasks = dict(g.dask)
+    finish = [k for k in tasks if k[1] == "finish"]
+    assert len(finish) == 1 and not tasks[finish[0]].dependencies  # nothing read or folded before it
+    waiting = {k[1] for k, task in tasks.items() if any(d[1] == "finished" for d in task.dependencies)}
+    assert waiting == {"aggregate"}  # the folds never wait for it
+    got = graph.reduce_unit(source, [stat], prepared, Plan(((0, x.shape[1]),), 2))
+    plain = graph.reduce_unit(source, [statistic("mean_norm")], ctx, Plan(((0, x.shape[1]),), 2))
+    assert set(got) == set(plain) and all(np.array_equal(got[k], plain[k], equal_nan=True) for k in got)
+    with pytest.raises(KeyError):  # a context without the finish value: the aggregate sees it missing
+        graph.reduce_unit(source, [stat], prepared.ctx, Plan(((0, x.shape[1]),), 2))

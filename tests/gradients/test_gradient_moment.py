@@ -62,7 +62,7 @@ def run(ds: xr.Dataset, params: dict | None = None, metrics=(N.TANGENT,), rows: 
     extras = {k: lazy(k) for k in (S.GRADIENTS, S.ATTENTION_MASK, S.TOKEN_ID) if k in ds}
     source = UnitSource(lazy(S.ACTIVATIONS), extras)
     unit = unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
-    return stat, unit, reduce_unit(source, [stat], unit, Plan(((0, T),), threads=2))
+    return stat, unit.ctx, reduce_unit(source, [stat], unit, Plan(((0, T),), threads=2))
 
 
 OPTIONS = {"rank": R, "subsample": 300, "iterations": 800, "tolerance": 1e-10, "control_draws": 50}

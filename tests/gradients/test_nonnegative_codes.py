@@ -75,20 +75,3 @@ def test_the_batched_solve_equals_the_pseudo_inverse_and_falls_back_on_a_singula
     both = active.copy()
     both[0, [0, 7]] = True
     np.testing.assert_allclose(projected_shares(g, both, twin, solve=True), projected_shares(g, both, twin), rtol=1e-10)
-
-
-@pytest.mark.parametrize("guess", ["exact", "nearby", "random", "empty"])
-def test_a_support_guess_gives_the_same_codes(guess: str) -> None:
-    """A bootstrap replicate seeds its codes with the main fit's supports: whatever the guess (its own
-    support, a nearby dictionary's, a random or an empty one), the codes are scipy's NNLS."""
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal((12, 40))
-    points = np.abs(rng.standard_normal((300, 12))) * (rng.random((300, 12)) < 0.3) @ w
-    points += 0.05 * rng.standard_normal(points.shape)
-    solver = code_solver(w)
-    reference = np.array([nnls(solver.reduced, p @ solver.project.T)[0] for p in points])
-    support = {"exact": reference > 0,
-               "nearby": nonnegative_codes(points, code_solver(w + 0.05 * rng.standard_normal(w.shape))) > 0,
-               "random": rng.random(reference.shape) < 0.3,
-               "empty": np.zeros(reference.shape, bool)}[guess]
-    np.testing.assert_allclose(nonnegative_codes(points, solver, support), reference, atol=1e-9)

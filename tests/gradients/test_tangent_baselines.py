@@ -39,7 +39,8 @@ def dataset(acts: np.ndarray, grads: np.ndarray, mask: np.ndarray | None = None)
 
 
 def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: dict | None = None):
-    """prepare, prepare_unit and the production fold; returns (setup of the unit, result arrays)."""
+    """prepare, prepare_unit and the production fold; returns (the unit's setup as aggregate saw it, after
+    finish_unit's refits, and the result arrays)."""
     import dask.array as da
 
     stat = TangentEnrichment()
@@ -57,7 +58,7 @@ def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: 
     source = UnitSource(lazy(S.ACTIVATIONS), extras)
     unit = unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
     out = reduce_unit(source, [stat], unit, Plan(((0, t),), threads=2))
-    return unit.params[stat.name], out
+    return stat.finish_unit(unit.fits[stat.name], unit.ctx), out  # deterministic: the engine's own refits
 
 
 def sparse_layer(rng, n=N_SAMPLES, active=2, atoms=R, d=D, noise=1e-3):
@@ -222,6 +223,27 @@ def test_subspace_stability_is_the_mean_cos2_of_the_principal_angles():
     angles = scipy.linalg.subspace_angles(setup.basis.tangent, twin)
     assert out[N.TANGENT_SUBSPACE_STABILITY] == pytest.approx(np.mean(np.cos(angles) ** 2), rel=1e-8)
     assert out[N.TANGENT_SUBSPACE_STABILITY] > 0.99  # a planted, well-fitted layer is stable
+
+
+def test_an_aggregate_without_the_refits_is_refused():
+    """The bootstrap's refits and the stability twin are ``finish_unit``'s, which the engine runs beside
+    the fold: a unit reduced from the prepared context alone says so instead of giving fixed-basis intervals."""
+    import dask.array as da
+
+    from tgo_store.errors import TgoError
+
+    rng = np.random.default_rng(2)
+    acts, _, _ = sparse_layer(rng)
+    ds = dataset(acts, rng.standard_normal((N_SAMPLES, T, D)))
+    stat = TangentEnrichment()
+    ctx = Context(N_SAMPLES, T, D, metrics=(N.TANGENT,), params={stat.name: OPTIONS})
+    ctx = Context(N_SAMPLES, T, D, metrics=(N.TANGENT,), params={stat.name: stat.prepare(ds, ctx)})
+    source = UnitSource(LazySlab(da.from_array(ds[S.ACTIVATIONS].values[0, 0], chunks=(16, T, D))),
+                        {S.GRADIENTS: LazySlab(da.from_array(ds[S.GRADIENTS].values[0, 0], chunks=(16, T, D)))})
+    unit = unit_context(ctx, [stat], 0, 0, source)
+    assert not unit.ctx.params[stat.name].basis.replicates  # prepare_unit fits only what the fold needs
+    with pytest.raises(TgoError, match="finish_unit"):
+        reduce_unit(source, [stat], unit.ctx, Plan(((0, T),), threads=2))
 
 
 def test_gradients_sharing_only_the_activation_covariance_are_not_tangent():

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +201,23 @@ def _after(*_: Any) -> None:
     return None
 
 
+def _finish(stat: StatisticBase, fits: Mapping[str, Block | None], ctx: Context) -> Any:
+    return stat.finish_unit(fits.get(stat.name), ctx)
+
+
+def _finished(ctx: Context, names: Sequence[str], *values: Any) -> Context:
+    """``ctx`` with the ``finish_unit`` values of ``names`` as their parameters (what ``aggregate`` reads)."""
+    return dataclasses.replace(ctx, params={**ctx.params, **dict(zip(names, values, strict=True))})
+
+
+def _ctx_of(prepared: Prepared) -> Context:
+    return prepared.ctx
+
+
+def _fits_of(prepared: Prepared) -> Mapping[str, Block | None]:
+    return prepared.fits
+
+
 # --- the builder ---------------------------------------------------------------------------------------
 
 
@@ -298,14 +315,26 @@ def combine_tree(g: GraphBuilder, level: Sequence[Any], fn: Callable, stats: Seq
     return level[0]
 
 
+def finish_context(g: GraphBuilder, stats: Sequence[StatisticBase], ctx: Any, fits: Any,
+                   claims: dict[str, int] | None = None) -> Any:
+    """The context ``aggregate`` reads (a ref): ``ctx`` with each ``unit_setup`` statistic's ``finish_unit``
+    value, each a task beside the fold (``ctx``, ``fits``: values or refs; ``claims``: what each finish
+    task holds of a worker); ``ctx`` when no statistic has one."""
+    late = [s for s in stats if s.unit_setup]
+    if not late or fits is None:
+        return ctx
+    values = [g.ref(g.add("finish", (s.name,), _finish, s, fits, ctx, claims=claims)) for s in late]
+    return g.ref(g.add("finished", (), _finished, ctx, [s.name for s in late], *values))
+
+
 def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[StatisticBase, Any]], ctx: Context,
-                index: int,
-                threads: int, max_rows: int | None, after: Sequence[Any] = ()) -> list[Any]:
+                index: int, threads: int, max_rows: int | None, after: Sequence[Any] = (),
+                late: Any = None) -> list[Any]:
     """The later reads of the statistics that declare them (``reads``): each turns its first partial
     into the fold of the second read (``second_pass``; None: not needed here, and when no statistic
     needs a read nothing is read), each later read's fold from the last (``next_pass``), then
-    aggregates the first and the last (``aggregate_twice``). Keys of their result arrays, in
-    ``firsts`` order."""
+    aggregates the first and the last (``aggregate_twice``, with ``late``: the ``finish_context`` of
+    ``unit_setup`` statistics). Keys of their result arrays, in ``firsts`` order."""
     stats = [s for s, _ in firsts]
     folds = {s.name: g.ref(g.add("second-pass", (s.name,), _second_pass, s, g.ref(key), ctx)) for s, key in firsts}
     lasts: dict[str, Any] = {}
@@ -320,8 +349,8 @@ def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[Stat
                            threads, max_rows, after)
         lasts.update({s.name: finals[(s.name, None)] for s in live})
         after = [g.add("read-done", (read,), _after, *(g.ref(lasts[s.name]) for s in live))]
-    return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(lasts[s.name]), ctx)
-            for s, key in firsts]
+    return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(lasts[s.name]),
+                  late if s.unit_setup and late is not None else ctx) for s, key in firsts]
 
 
 def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> list[Pass]:
@@ -334,11 +363,18 @@ def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> lis
 
 
 def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
-               on_pass: Callable[[int, int], None] | None = None) -> Any:
-    """One (checkpoint, layer) reduction as one graph (a ``Delayed`` of the unit's result arrays)."""
+               on_pass: Callable[[int, int], None] | None = None,
+               fits: Mapping[str, Block | None] | None = None) -> Any:
+    """One (checkpoint, layer) reduction as one graph (a ``Delayed`` of the unit's result arrays);
+    ``fits``: the rows ``unit_context`` read, from which ``finish_unit`` tasks run beside the fold."""
     g = GraphBuilder("unit")
     source = blocks.fed(source)
     passes = unit_passes(stats, ctx, plan)
+    late = finish_context(g, stats, ctx, fits)
+
+    def ctx_of(stat: StatisticBase) -> Any:  # what its aggregate reads
+        return late if stat.unit_setup else ctx
+
     placed: list[tuple[int, int] | None] = []
     results: list[Any] = []
     joined: dict[str, Any] = {}
@@ -357,14 +393,14 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
                     done.append(joined[s.name])
                 else:
                     results.append(g.add("aggregate", (index, s.name, r[0]), _aggregate, s,
-                                         g.ref(finals[("split", r)]), step.ctx))
+                                         g.ref(finals[("split", r)]), ctx_of(s)))
                     placed.append(r)
                     done.append(results[-1])
         for s in step.whole:
             if s.reads_twice(step.ctx):  # aggregated after its second read
                 twice.append((s, finals[(s.name, None)]))
                 continue
-            results.append(g.add("aggregate", (index, s.name), _aggregate, s, g.ref(finals[(s.name, None)]), step.ctx))
+            results.append(g.add("aggregate", (index, s.name), _aggregate, s, g.ref(finals[(s.name, None)]), ctx_of(s)))
             placed.append(None)
             done.append(results[-1])
         after = [g.add("pass-done", (index,), _after, *map(g.ref, done))]
@@ -373,17 +409,17 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
         if stat.reads_twice(ctx):  # the joined token ranges are its first read
             twice.append((stat, g.add("joined", (name,), _named, stat, g.ref(key))))
             continue
-        results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx))
+        results.append(g.add("aggregate", ("joined", name), _aggregate_value, stat, g.ref(key), ctx_of(stat)))
         placed.append(None)
     if twice:
-        results += second_read(g, source, twice, ctx, len(passes), plan.threads, plan.max_rows, after)
+        results += second_read(g, source, twice, ctx, len(passes), plan.threads, plan.max_rows, after, late)
         placed += [None] * len(twice)
     variables = [v for s in stats for v in s.variables(ctx)]
     return g.delayed(g.add("assemble", (), _assemble, variables, placed, *map(g.ref, results)))
 
 
 def group_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
-                groups: dict[str, tuple], max_rows: int | None) -> Any:
+                groups: dict[str, tuple], max_rows: int | None, fits: Mapping[str, Block | None] | None = None) -> Any:
     """A multi-slab unit as one graph: pass ``i`` folds each statistic with its ``i``-th group
     (``ctx.group``), ``join_groups`` folds each finished pass into the statistic's running value."""
     g = GraphBuilder("slabs")
@@ -400,7 +436,9 @@ def group_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context
             joined[s.name] = g.add("join", (index, s.name), _join_group, s, None if prev is None else g.ref(prev),
                                    g.ref(finals[(s.name, None)]), pass_ctx)
         after = [g.add("pass-done", (index,), _after, *(g.ref(joined[s.name]) for s in active))]
-    results = [g.add("aggregate", ("joined", s.name), _aggregate_value, s, g.ref(joined[s.name]), ctx) for s in stats]
+    late = finish_context(g, stats, ctx, fits)
+    results = [g.add("aggregate", ("joined", s.name), _aggregate_value, s, g.ref(joined[s.name]),
+                     late if s.unit_setup else ctx) for s in stats]
     variables = [v for s in stats for v in s.variables(ctx)]
     return g.delayed(g.add("assemble", (), _assemble, variables, [None] * len(results), *map(g.ref, results)))
 
@@ -411,9 +449,18 @@ def _announce(on_pass: Callable[[int, int], None], index: int, total: int) -> Ca
     return tell
 
 
-def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int, source: UnitSource) -> Context:
+@dataclass(frozen=True)
+class Prepared:
+    """A unit's context after its ``prepare_unit`` hooks, and the rows each read (``fits``, by statistic
+    name), which its ``finish_unit`` tasks take beside the fold."""
+
+    ctx: Context
+    fits: Mapping[str, Block | None]
+
+
+def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int, source: UnitSource) -> Prepared:
     """The analysis context for this unit: its source, and the ``prepare_unit`` hooks' parameters,
-    each from the rows of the unit it asks for (``fit_rows``), read here.
+    each from the rows of the unit it asks for (``fit_rows``), read here (and kept for ``finish_unit``).
 
     The hooks run with one BLAS thread, as the fold does: their fits (semi-NMF) iterate small
     matrix products, which threads do not speed up and which a loaded machine slows 12x when
@@ -421,14 +468,15 @@ def unit_context(ctx: Context, stats: Sequence[StatisticBase], ci: int, li: int,
     """
     unit = dataclasses.replace(ctx, unit=(ci, li))
     params = dict(ctx.params)
+    fits: dict[str, Block | None] = {}
     with one_blas_thread():
         for stat in stats:
             if stat.unit_setup:
                 here = dataclasses.replace(unit, params=params)
                 rows = stat.fit_rows(here)
-                fit = None if rows is None else blocks.read_rows(source, rows)
-                params[stat.name] = stat.prepare_unit(fit, here)
-    return dataclasses.replace(unit, params=params)
+                fits[stat.name] = None if rows is None else blocks.read_rows(source, rows)
+                params[stat.name] = stat.prepare_unit(fits[stat.name], here)
+    return Prepared(dataclasses.replace(unit, params=params), fits)
 
 
 def compute_local(graph: Any, threads: int) -> Any:
@@ -439,10 +487,13 @@ def compute_local(graph: Any, threads: int) -> Any:
         return graph.compute(scheduler=dask.threaded.get, num_workers=max(1, threads))
 
 
-def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
+def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context | Prepared, plan: Plan,
                 on_pass: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """Every statistic's result arrays for one (checkpoint, layer), named as its variables."""
-    return compute_local(unit_graph(source, stats, ctx, plan, on_pass), plan.threads)
+    """Every statistic's result arrays for one (checkpoint, layer), named as its variables (``ctx``: a
+    ``Prepared`` unit for statistics with ``unit_setup``, whose ``finish_unit`` then runs beside the fold)."""
+    fits = ctx.fits if isinstance(ctx, Prepared) else None
+    ctx = ctx.ctx if isinstance(ctx, Prepared) else ctx
+    return compute_local(unit_graph(source, stats, ctx, plan, on_pass, fits), plan.threads)
 
 
 def fold_partials(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
@@ -502,7 +553,7 @@ def _no_client() -> Any:
     return dask.config.set(scheduler=get_sync)
 
 
-def _prepare(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, ci: int, li: int) -> Context:
+def _prepare(stats: Sequence[StatisticBase], ctx: Context, source: UnitSource, ci: int, li: int) -> Prepared:
     """The unit's context with its ``prepare_unit`` parameters (semi-NMF fits), on a worker."""
     with _no_client():
         return unit_context(ctx, stats, ci, li, source)
@@ -595,10 +646,14 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
         return {threads: n_threads or cut.threads, **({memory: nbytes} if nbytes else {})}
 
     unit_ctx: Any = ctx
+    late: Any = ctx
     if any(s.unit_setup for s in stats):
-        unit_ctx = g.ref(g.add("prepare", (), _prepare, list(stats), unit_ctx, source, *unit, claims=claims(n_threads=1)))
+        prepared = g.ref(g.add("prepare", (), _prepare, list(stats), unit_ctx, source, *unit, claims=claims(n_threads=1)))
+        unit_ctx = g.ref(g.add("context", (), _ctx_of, prepared))
+        late = finish_context(g, stats, unit_ctx, g.ref(g.add("fits", (), _fits_of, prepared)), claims(n_threads=1))
     per_token = [s for s in stats if s.name in cut.per_token]
-    tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, unit_ctx, tokens_source, lo, hi, cut.threads,
+    token_ctx = late if any(s.unit_setup for s in per_token) else unit_ctx  # they aggregate in their task
+    tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, token_ctx, tokens_source, lo, hi, cut.threads,
                     cut.max_rows, claims=claims(cut.token_task_bytes)) for lo, hi in cut.token_tasks]
     merged = seconds = None
     if cut.sample_tasks:
@@ -626,7 +681,7 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
             reads.append(seconds)
         if reads:  # each statistic's last read
             seconds = g.ref(g.add("last-reads", (), _latest, *reads))
-    return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), unit_ctx, cut, merged, seconds,
+    return g.delayed(g.add("assemble", (), _assemble_cut, list(stats), late, cut, merged, seconds,
                            *map(g.ref, tokens), claims=claims(cut.merge_bytes)))
 
 

@@ -26,7 +26,7 @@ import xarray as xr
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
-from tgo_analysis.engine.graph import Plan, group_graph, reduce_unit, unit_context
+from tgo_analysis.engine.graph import Plan, Prepared, group_graph, reduce_unit, unit_context
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
     LAYER_CHECKPOINTS,
@@ -61,11 +61,12 @@ def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, 
     return plan_unit(stats, ctx, budget, source.block_rows(), threads)
 
 
-def unit_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
+def unit_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context | Prepared, budget: int,
               threads: int | None = None,
               on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """The unit's result arrays and the number of passes made over its blocks."""
-    plan = unit_plan(source, stats, ctx, budget, threads)
+    """The unit's result arrays and the number of passes made over its blocks (``ctx``: a ``Prepared``
+    unit when a statistic has ``unit_setup``)."""
+    plan = unit_plan(source, stats, ctx.ctx if isinstance(ctx, Prepared) else ctx, budget, threads)
     return reduce_unit(source, stats, ctx, plan, on_pass), len(plan.passes)
 
 
@@ -128,24 +129,24 @@ def item_source(ds: xr.Dataset, act: xr.DataArray, item: WorkItem) -> UnitSource
     return dataclasses.replace(source, others=tuple(LazySlab(act.data[c, lo]) for c, lo in item.slabs[1:]))
 
 
-def item_context(ctx: Context, item: WorkItem, source: UnitSource) -> Context:
+def item_context(ctx: Context, item: WorkItem, source: UnitSource) -> Prepared:
     """The context of one item: its slabs, and its statistics' ``prepare_unit`` at the anchor."""
     ctx = dataclasses.replace(ctx, slabs=item.slabs)
     if item.layer is None:
-        return ctx
+        return Prepared(ctx, {})
     return unit_context(ctx, item.stats, item.checkpoint, item.layer, source)
 
 
-def item_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
+def item_graph(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, budget: int,
                threads: int | None = None) -> tuple[Any, int]:
     """One item's graph (``engine.graph.group_graph``) within ``budget`` bytes, and its number of passes."""
-    n_slabs = 1 + len(source.others)
+    ctx, n_slabs = prepared.ctx, 1 + len(source.others)
     rows, groups = plan_groups(stats, ctx, budget, source.block_rows(), n_slabs, threads)
-    graph = group_graph(source, stats, ctx, groups, rows if rows < source.block_rows() else None)
+    graph = group_graph(source, stats, ctx, groups, rows if rows < source.block_rows() else None, prepared.fits)
     return graph, max(len(g) for g in groups.values())
 
 
-def item_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, budget: int,
+def item_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Prepared, budget: int,
               threads: int | None = None) -> tuple[dict[str, np.ndarray], int]:
     """One item's result arrays and the number of passes made over its blocks, on this process's
     threads: one fold chain per statistic at once, the CPUs' BLAS threads shared among them."""

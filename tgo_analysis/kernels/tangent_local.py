@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_ACTIVE_FRACTION = 0.25
-JUMP_ROUNDS = 4  # KKT active-set jumps (after a first descent, or from a support guess) before descent resumes
+JUMP_ROUNDS = 4  # KKT active-set jumps after the first descent, before descent resumes
 ACTIVITY_RULE = ("atom j is active at position i when it is in the support of the non-negative least-squares "
                  "code z_i = argmin_{{z >= 0}} ||W^T z - x_i||^2 (the fitted W fixed) and its contribution to the "
                  "reconstruction z_ij * ||w_j|| exceeds {fraction} * ||W^T z_i||; a position with an all-zero code "
@@ -52,16 +52,14 @@ def code_solver(dictionary: np.ndarray) -> CodeSolver:
     return CodeSolver(s[keep, None] * vt[keep], u[:, keep].T.copy(), w, w @ w.T)
 
 
-def nonnegative_codes(points: np.ndarray, solver: CodeSolver, support: np.ndarray | None = None) -> np.ndarray:
-    """(n, r) codes z_i ≥ 0 of points (n, D) for the solver's dictionary (exact NNLS per point).
-    ``support`` (n, r) bool: a guess of each point's support (its codes under a nearby dictionary,
-    as a bootstrap replicate has); it only saves rounds, the codes are the same."""
+def nonnegative_codes(points: np.ndarray, solver: CodeSolver) -> np.ndarray:
+    """(n, r) codes z_i ≥ 0 of points (n, D) for the solver's dictionary (exact NNLS per point)."""
     b = np.asarray(points, dtype=np.float64) @ solver.project.T
     a = solver.reduced
     if a.shape[0] < a.shape[1]:  # rank-deficient dictionary: several minimisers, take scipy's
         return _scipy_codes(a, b, np.arange(b.shape[0]))
     gram, c = a.T @ a, b @ a
-    codes, unfinished = batched_nnls(gram, c, support=support)
+    codes, unfinished = batched_nnls(gram, c)
     codes[unfinished] = _scipy_codes(a, b, unfinished)
     return codes
 
@@ -76,15 +74,26 @@ def _scipy_codes(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def restricted_systems(gram: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """(m, r, r) H restricted to each row's ``chosen`` atoms (m, r) bool, the identity elsewhere.
+    Built by products with the rows' 0/1 masks: the same array as ``np.where`` on
+    the (m, r, r) outer mask makes, in half its time."""
+    m, r = chosen.shape
+    ones = chosen.astype(np.float64)
+    system = np.multiply(ones[:, :, None], gram, out=np.empty((m, r, r)))  # C order: the diagonal view below
+    system *= ones[:, None, :]
+    system += 0.0  # -0.0 (a negative entry times 0) becomes 0.0: LAPACK's sign choices then match np.where's
+    system.reshape(m, r * r)[:, ::r + 1] += 1.0 - ones
+    return system
+
+
 def _restricted_solutions(gram: np.ndarray, c: np.ndarray, passive: np.ndarray) -> np.ndarray:
     """(m, r): each row's least-squares solution on its passive atoms (zero elsewhere)."""
-    both = passive[:, :, None] & passive[:, None, :]
-    system = np.where(both, gram, 0.0) + np.eye(gram.shape[0]) * ~passive[:, :, None]
+    system = restricted_systems(gram, passive)
     return np.linalg.solve(system, np.where(passive, c, 0.0)[..., None])[..., 0]
 
 
-def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4,
-                 support: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """argmin_{z ≥ 0} ½zᵀHz − cᵀz for every row of c (m, r), H = AᵀA positive definite (r, r).
 
     Cyclic coordinate descent on all rows together finds each row's support; the least-squares
@@ -93,8 +102,7 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int 
     problem. Rows are certified after every ``sweeps`` sweeps and leave the descent; the others
     resume it from their restricted solution clipped at 0 (a jump towards the support: a fitted,
     correlated dictionary's rows then certify in about 4 rounds instead of about 11). After the
-    first round (or from a ``support`` guess (m, r) bool, with no descent: a bootstrap replicate's
-    dictionary is close to the main fit's), ``JUMP_ROUNDS`` rounds move each uncertified row's
+    first round, ``JUMP_ROUNDS`` rounds move each uncertified row's
     support by the KKT conditions instead (drop the atoms its restricted solution puts at or below 0,
     add those with a positive dual): rows near their support certify in one or two of them, where
     descent took several rounds or left a row to scipy. Returns the
@@ -108,10 +116,9 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int 
     z = np.zeros((r, m))  # feature-major: each coordinate update reads and writes one contiguous row
     target = np.ascontiguousarray(c.T)
     todo = np.arange(m)
-    first = 0 if support is not None else 1  # a cold start descends once, then jumps
-    passive = None if support is None else np.asarray(support, bool)
+    passive = np.zeros((m, r), bool)
     for round_ in range(rounds + JUMP_ROUNDS):
-        if not first <= round_ < first + JUMP_ROUNDS:
+        if not 1 <= round_ < 1 + JUMP_ROUNDS:  # descend once, then jump, then descend again
             for _ in range(sweeps):
                 for j in range(r):
                     z[j] = np.maximum(0.0, z[j] + (target[j] - gram[j] @ z) / diagonal[j])
@@ -156,8 +163,7 @@ def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolv
     atoms = np.asarray(active, bool)
     inside = np.zeros(g.shape[0])
     if g.shape[0] and atoms.any():
-        both = atoms[:, :, None] & atoms[:, None, :]
-        system = np.where(both, solver.gram, 0.0) + np.eye(atoms.shape[1]) * ~atoms[:, :, None]
+        system = restricted_systems(solver.gram, atoms)
         part = np.where(atoms, b, 0.0)
         inside = _quadratic_solve(system, part) if solve else None
         if inside is None:

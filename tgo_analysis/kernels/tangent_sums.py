@@ -130,24 +130,23 @@ def _bottom_boot(a: TangentSums, keys: np.ndarray, rows: np.ndarray, ids: np.nda
 
 
 def local_shares(g: np.ndarray, a: np.ndarray, keys: np.ndarray, frame: Frame, fraction: float,
-                 solve: bool = False, support: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 solve: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per position: its local share, the null share (the active atoms of the pool position its key
-    picks) and that pool position's index; NaN where g = 0 (``solve``: see ``projected_shares``;
-    ``support``: a guess of the codes' supports, see ``nonnegative_codes``)."""
+    picks) and that pool position's index; NaN where g = 0 (``solve``: see ``projected_shares``)."""
     solver = frame.solver
-    active = active_atoms(nonnegative_codes(a, solver, support), solver.dictionary, fraction)
+    active = active_atoms(nonnegative_codes(a, solver), solver.dictionary, fraction)
     local = projected_shares(g, active, solver, solve)
     pairing = (keys % np.uint64(len(frame.pool_active))).astype(np.int64)
     return local, projected_shares(g, frame.pool_active[pairing], solver, solve), pairing
 
 
 def frame_columns(g: np.ndarray, a: np.ndarray, keys: np.ndarray | None, frame: Frame, local: bool,
-                  fraction: float, solve: bool = False, support: np.ndarray | None = None) -> np.ndarray:
+                  fraction: float, solve: bool = False) -> np.ndarray:
     """(n, N_SAMPLE_SUMS) per-position [‖Q_Tᵀg‖², ‖Q_Pᵀg‖², ‖g‖², local, null, counted] for one frame."""
     out = np.zeros((len(g), N_SAMPLE_SUMS))
     out[:, T_IN], out[:, P_IN], out[:, NORM] = _squares(g, frame.tangent), _squares(g, frame.pca), (g * g).sum(axis=1)
     if local:
-        shares, null, _ = local_shares(g, a, keys, frame, fraction, solve, support)
+        shares, null, _ = local_shares(g, a, keys, frame, fraction, solve)
         out[:, LOCAL], out[:, NULL], out[:, LOCAL_COUNT] = np.nan_to_num(shares), np.nan_to_num(null), np.isfinite(shares)
     return out
 
@@ -252,9 +251,7 @@ def replicate_values(partial: TangentSums, plan: SumPlan, frames: tuple[Frame | 
     weights = poisson_weights(samples, len(frames), plan.seed)
     # both sides of each paired change with the batched solve (equal to the estimate's pseudo-inverse
     # up to rounding), so the difference carries no change of method
-    # the main fit's code supports seed each replicate's codes of the same positions (same codes, fewer rounds)
-    support = nonnegative_codes(a, plan.frame.solver) > 0 if plan.local else None
-    main = frame_columns(g, a, keys, plan.frame, plan.local, plan.active_fraction, solve=True, support=support)
+    main = frame_columns(g, a, keys, plan.frame, plan.local, plan.active_fraction, solve=True)
     for b, frame in enumerate(frames):
         if frame is None:
             out[b] = np.nan
@@ -263,7 +260,6 @@ def replicate_values(partial: TangentSums, plan: SumPlan, frames: tuple[Frame | 
         drawn = w > 0
         if not drawn.any():
             continue
-        own = frame_columns(g[drawn], a[drawn], keys[drawn], frame, plan.local, plan.active_fraction, solve=True,
-                            support=None if support is None else support[drawn])
+        own = frame_columns(g[drawn], a[drawn], keys[drawn], frame, plan.local, plan.active_fraction, solve=True)
         out[b] += sum_ratios(w[drawn] @ own) - sum_ratios(w[drawn] @ main[drawn])
     return out

@@ -24,8 +24,9 @@ engine calls it without probing: ``fold`` (chunk and combine fused, to keep one 
 stitching results), ``supports(ds)`` (whether ``--metrics all`` includes it for this store),
 ``enabled(ctx)`` (whether its options switch it off), ``validate(ds, ctx)`` (refuse bad input
 before anything is written), ``prepare(ds, ctx)`` (once per analysis: its return is
-``ctx.params[name]``), ``unit_setup`` + ``prepare_unit(ds, checkpoint, layer, ctx)`` (once per
-unit; its return replaces ``ctx.params[name]`` for that unit), ``needs_gradients`` (fill
+``ctx.params[name]``), ``unit_setup`` + ``prepare_unit(fit, ctx)`` (once per unit, from the rows
+``fit_rows`` names; its return replaces ``ctx.params[name]`` for that unit's fold) and
+``finish_unit(fit, ctx)`` (what only ``aggregate`` needs, computed beside the fold), ``needs_gradients`` (fill
 ``Block.gradients``), ``rank_length(ctx)`` (the length it needs of the shared ``rank`` dim),
 ``coords(ctx)``, ``attrs(ctx)`` (result attrs) and ``temp_bytes(ctx, rows)`` (temporaries of one
 fed block of ``rows`` samples, for the budget; default three float64 copies of the block).
@@ -288,6 +289,13 @@ class StatisticBase:
 
     def prepare_unit(self, fit: Block | None, ctx: Context) -> Any:
         """``unit_setup``: this unit's parameters from the rows the engine read for it (``fit_rows``)."""
+        return ctx.params.get(self.name)
+
+    def finish_unit(self, fit: Block | None, ctx: Context) -> Any:
+        """``unit_setup``: the rest of this unit's parameters, which only ``aggregate`` needs (a bootstrap's
+        refitted bases), from the same rows and ``ctx.params[name]`` as ``prepare_unit`` made it. The engine
+        runs it as a task of the unit's graph beside the fold, and ``aggregate`` sees its return as
+        ``ctx.params[name]``; the default adds nothing."""
         return ctx.params.get(self.name)
 
     def rank_length(self, ctx: Context) -> int:

@@ -2,7 +2,9 @@
 that could refute them.
 
 ``prepare`` fixes the options, the seeded fit/held-out split of the samples and the frequency
-buckets; ``prepare_unit`` fits the unit's bases on the fit split (``tangent_fit``); the fold
+buckets; ``prepare_unit`` fits the unit's bases on the fit split (``tangent_fit.fit_unit``), and
+``finish_unit`` the bootstrap's refits and the stability twin (``tangent_fit.finish_fit``), which
+the engine runs beside the fold because only ``aggregate`` reads them; the fold
 streams the held-out positions of every block (``tgo_analysis.kernels.tangent_sums``): the
 gradient second moment G, the activation energy, the per-position local / null / radial shares,
 the bootstrap replicates (each with its own refitted basis, ``tangent_fit.refit_replicates``) and
@@ -53,6 +55,7 @@ from tgo_analysis.statistics.tangent_fit import (
     FitDraws,
     TangentBasis,
     TangentOptions,
+    finish_fit,
     fit_draws,
     fit_positions,
     fit_split,
@@ -208,6 +211,13 @@ class TangentEnrichment(StatisticBase):
             raise TgoError("tangent metrics fit their bases on the rows prepare() drew; run prepare first")
         return dataclasses.replace(setup, basis=fit_unit(fit, setup.draws, *ctx.unit, setup.options))
 
+    def finish_unit(self, fit: Block | None, ctx: Context) -> TangentSetup:
+        """The bootstrap's refitted bases and the stability twin: only ``aggregate`` reads them."""
+        setup = self._setup(ctx)
+        if fit is None or setup.draws is None or setup.basis is None:
+            raise TgoError("tangent metrics finish the fit prepare_unit made; the engine must call prepare_unit")
+        return dataclasses.replace(setup, basis=finish_fit(fit, setup.draws, setup.basis, setup.options))
+
     def _setup(self, ctx: Context) -> TangentSetup:
         value = ctx.params.get(self.name)
         return value if isinstance(value, TangentSetup) else TangentSetup(_options(value))
@@ -252,7 +262,7 @@ class TangentEnrichment(StatisticBase):
         if basis is None:
             raise TgoError("tangent metrics need the unit's semi-NMF basis; the engine must call prepare_unit")
         local = any(self._want(ctx, name) for name in LOCAL_NAMES)
-        replicates = len(basis.replicates) if any(self._want(ctx, n) for n in INTERVALS) else 0
+        replicates = setup.options.bootstrap if any(self._want(ctx, n) for n in INTERVALS) else 0
         buckets = setup.n_buckets if any(self._want(ctx, n) for n in BY_FREQUENCY) else 0
         return SumPlan(basis.frame, basis.controls, local, setup.options.active_fraction, replicates,
                        setup.options.bootstrap_positions if replicates else 0, buckets,
@@ -284,8 +294,9 @@ class TangentEnrichment(StatisticBase):
     def aggregate(self, partial: TangentSums, ctx: Context) -> Result:
         setup = self._setup(ctx)
         basis = setup.basis
-        if basis is None:
-            raise TgoError("tangent metrics need the unit's semi-NMF basis; the engine must call prepare_unit")
+        if basis is None or not basis.finished:
+            raise TgoError("tangent metrics need the unit's semi-NMF basis and its refits; the engine must call "
+                           "prepare_unit and finish_unit")
         g = partial.moment
         k = basis.tangent.shape[1]
         stats = tangent_statistics(g, basis.tangent, basis.controls)

@@ -185,6 +185,8 @@ class TangentBasis:
     stability: float = float("nan")
     stability_converged: bool = True
     replicates: tuple[Frame | None, ...] = ()  # one refitted frame per bootstrap replicate (None: too few drawn)
+    codes: np.ndarray | None = None  # the main fit's codes of its points: the replicates' warm start
+    finished: bool = False  # the replicates and the stability twin are fitted (``finish_fit``)
 
     @property
     def tangent(self) -> np.ndarray:
@@ -253,14 +255,12 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
 
 
 def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
-               times: np.ndarray | None = None, pool_size: int | None = None,
-               support: np.ndarray | None = None) -> Frame:
+               times: np.ndarray | None = None, pool_size: int | None = None) -> Frame:
     """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
     (with ``directions``, the points' unit directions in float32 for the radial null: only the
     direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
     (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first ``pool_size``
-    resampled rows, each distinct point's code solved once, from the ``support`` guess (n, r) bool
-    (the main fit's active atoms of the same points: the same codes in fewer NNLS rounds)."""
+    resampled rows, each distinct point's code solved once)."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
     if times is None:
@@ -268,8 +268,7 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
     else:  # the first ``pool_size`` resampled rows (the subsample's order is seeded-random) are the pool
         index = np.repeat(np.arange(len(points)), times)[:pool_size]
         unique, inverse = np.unique(index, return_inverse=True)
-        guess = None if support is None else support[unique]
-        pool = active_atoms(nonnegative_codes(points[unique], solver, guess), solver.dictionary, fraction)[inverse]
+        pool = active_atoms(nonnegative_codes(points[unique], solver), solver.dictionary, fraction)[inverse]
     unit = None
     if directions:
         repeated = points if times is None else np.repeat(points, times, axis=0)
@@ -280,8 +279,8 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
     return Frame(q_tangent, pca, solver, pool, unit)
 
 
-def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray, options: TangentOptions,
-                     support: np.ndarray | None = None) -> tuple[Frame | None, ...]:
+def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
+                     options: TangentOptions) -> tuple[Frame | None, ...]:
     """One frame per bootstrap replicate: the fit subsample ``points`` (n, D) resampled by the Poisson
     weights of their samples ``owners`` (n,), refitted from the main ``codes`` (n, r), jittered.
 
@@ -300,14 +299,15 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray, 
                           tolerance=options.tolerance, seed=options.seed, init=(codes[drawn] + floor) * jitter[:, None],
                           weights=times[drawn, b], sparsity=options.sparsity)
         out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times[:, b],
-                              pool_size=options.bootstrap_positions, support=support))
+                              pool_size=options.bootstrap_positions))
     return tuple(out)
 
 
 def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: TangentOptions) -> TangentBasis:
-    """Fit semi-NMF (and its seed + 1 twin, and the bootstrap's refits) on the fit split of one unit.
+    """Fit semi-NMF on the fit split of one unit: the frames and controls the fold scores with.
 
-    ``fit`` is the block of the unit's ``draws.rows`` that the engine read (``fit_rows``)."""
+    ``fit`` is the block of the unit's ``draws.rows`` that the engine read (``fit_rows``); the
+    bootstrap's refits and the seed + 1 twin, which only the aggregate needs, are ``finish_fit``."""
     n_features = fit.x.shape[-1]
     options = options.resolved(n_features)
     points = draw_points(fit, draws, 0)
@@ -316,15 +316,22 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
                          seed=options.seed, device=options.device, sparsity=options.sparsity)
     frame = make_frame(points, result.dictionary, options.active_fraction)
     controls = control_bases(frame.tangent, options.control_draws, (options.control_seed, checkpoint, layer))
+    return TangentBasis(frame, controls, pca_basis(points, frame.tangent.shape[1], centred=True),
+                        result.iterations, result.converged, int(points.shape[0]), codes=result.codes)
+
+
+def finish_fit(fit: Block, draws: FitDraws, basis: TangentBasis, options: TangentOptions) -> TangentBasis:
+    """``basis`` with the bootstrap's refitted frames (``refit_replicates``) and the seed + 1 twin's
+    ``tangent_subspace_stability``, from the same rows ``fit_unit`` read (the engine runs it beside the fold)."""
+    options = options.resolved(fit.x.shape[-1])
+    points = draw_points(fit, draws, 0)
     rows, pairs = draws.draws[0]
-    replicates = (refit_replicates(points, rows[pairs[:, 0]], result.codes, options, frame.pool_active)
-                  if options.bootstrap else ())
-    basis = TangentBasis(frame, controls, pca_basis(points, frame.tangent.shape[1], centred=True),
-                         result.iterations, result.converged, int(points.shape[0]), replicates=replicates)
+    replicates = refit_replicates(points, rows[pairs[:, 0]], basis.codes, options) if options.bootstrap else ()
+    basis = replace(basis, replicates=replicates, finished=True)
     if not options.stability:
         return basis
     twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
                        tolerance=options.tolerance, seed=options.seed + 1, device=options.device,
                        sparsity=options.sparsity)
-    return replace(basis, stability=subspace_stability(frame.tangent, tangent_basis(twin.dictionary)),
+    return replace(basis, stability=subspace_stability(basis.tangent, tangent_basis(twin.dictionary)),
                    stability_converged=twin.converged)
