@@ -225,3 +225,17 @@ def test_an_in_memory_dataset_gives_the_numbers_of_its_store(plain_store) -> Non
     in_memory = analyze(xr.open_zarr(url).load(), "alpha", fit_range=FIT, progress=False)
     assert "alpha" in stored
     xr.testing.assert_allclose(stored.compute(), in_memory.compute(), rtol=1e-12)
+
+
+def test_alpha_clusters_of_an_analysis_of_earlier_checkpoints_only(plain_store) -> None:
+    """analyze(checkpoints=[0]) of a longer store clusters checkpoint 0 (the last with any alpha), not the
+    empty last checkpoint (whose all-NaN trajectories once reached k-means as a (tokens, 0) array)."""
+    from tgo_analysis.kernels.clustering import cluster_trajectories
+
+    url, _ = plain_store
+    res = analyze(xr.open_zarr(url), "alpha,alpha_cluster", checkpoints=[0], fit_range=FIT, progress=False)
+    whole = analyze(xr.open_zarr(url).isel(checkpoint=[0]), "alpha,alpha_cluster", fit_range=FIT, progress=False)
+    assert res.sizes["checkpoint"] > 1 and res.alpha_cluster.attrs["checkpoint_index"] == 0
+    np.testing.assert_array_equal(res.alpha_cluster.values, whole.alpha_cluster.values)
+    assert (res.alpha_cluster.values >= 0).any()
+    assert (cluster_trajectories(np.full((5, 3), np.nan), 2) == -1).all()  # nothing resolved: no cluster

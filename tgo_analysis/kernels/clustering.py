@@ -20,7 +20,7 @@ def cluster_trajectories(trajectories: np.ndarray, n_clusters: int, *, use_umap:
 
     traj = np.asarray(trajectories, dtype=np.float64)
     traj = traj[:, np.isfinite(traj).any(axis=0)]  # a layer no token resolves (alpha NaN everywhere) says nothing
-    valid = np.isfinite(traj).all(axis=1)
+    valid = np.isfinite(traj).all(axis=1) & (traj.shape[1] > 0)  # no layer left: no trajectory to cluster
     labels = np.full(traj.shape[0], -1, dtype=np.int64)
     k = min(int(n_clusters), int(valid.sum()))
     if k >= 1:

@@ -63,16 +63,21 @@ UMAP = Option("use_umap", False, "embed the trajectories with UMAP before k-mean
 
 
 def alpha_clusters(result: Any, settings: Mapping[str, Any]) -> Any:
-    """alpha_cluster: k-means of each token's alpha across layers at the last checkpoint."""
+    """alpha_cluster: k-means of each token's alpha across layers at the last analysed checkpoint (the
+    last with any alpha: ``analyze(checkpoints=[1])`` of a longer store clusters checkpoint 1)."""
     from tgo_analysis.statistics.clusters import cluster_alpha_trajectories
 
     k = int(settings.get(CLUSTERS.name, CLUSTERS.default))
     use_umap = bool(settings.get(UMAP.name, UMAP.default))
-    clusters = cluster_alpha_trajectories(result[N.ALPHA].isel({N.CHECKPOINT: -1}), k, use_umap=use_umap,
+    alpha = result[N.ALPHA]
+    analysed = np.flatnonzero(np.isfinite(alpha.values).reshape(alpha.sizes[N.CHECKPOINT], -1).any(axis=1))
+    at = int(analysed[-1]) if analysed.size else alpha.sizes[N.CHECKPOINT] - 1
+    clusters = cluster_alpha_trajectories(alpha.isel({N.CHECKPOINT: at}), k, use_umap=use_umap,
                                           seed=int(settings["seed"]))
-    clusters.attrs["description"] = ("k-means of each token's alpha across layers at the last checkpoint, "
-                                     f"standardised per layer, k={k}, umap={use_umap}, "
+    clusters.attrs["description"] = (f"k-means of each token's alpha across layers at checkpoint index {at} (the "
+                                     f"last with any alpha), standardised per layer, k={k}, umap={use_umap}, "
                                      "ids ordered by mean alpha; -1 = trajectory with NaN")
+    clusters.attrs["checkpoint_index"] = at
     return clusters
 
 
