@@ -335,7 +335,7 @@ def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[Stat
     needs a read nothing is read), each later read's fold from the last (``next_pass``), then
     aggregates the first and the last (``aggregate_twice``, with ``late``: the ``finish_context`` of
     ``unit_setup`` statistics). Keys of their result arrays, in ``firsts`` order."""
-    stats = [s for s, _ in firsts]
+    stats, late = [s for s, _ in firsts], ctx if late is None else late
     folds = {s.name: g.ref(g.add("second-pass", (s.name,), _second_pass, s, g.ref(key), ctx)) for s, key in firsts}
     lasts: dict[str, Any] = {}
     for read in range(2, max(s.reads(ctx) for s in stats) + 1):
@@ -350,7 +350,7 @@ def second_read(g: GraphBuilder, source: UnitSource, firsts: Sequence[tuple[Stat
         lasts.update({s.name: finals[(s.name, None)] for s in live})
         after = [g.add("read-done", (read,), _after, *(g.ref(lasts[s.name]) for s in live))]
     return [g.add("aggregate", (index, s.name), _aggregate_twice, s, g.ref(key), g.ref(lasts[s.name]),
-                  late if s.unit_setup and late is not None else ctx) for s, key in firsts]
+                  late if s.unit_setup else ctx) for s, key in firsts]
 
 
 def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> list[Pass]:

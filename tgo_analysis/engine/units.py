@@ -61,13 +61,12 @@ def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, 
     return plan_unit(stats, ctx, budget, source.block_rows(), threads)
 
 
-def unit_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context | Prepared, budget: int,
+def unit_task(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, budget: int,
               threads: int | None = None,
               on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """The unit's result arrays and the number of passes made over its blocks (``ctx``: a ``Prepared``
-    unit when a statistic has ``unit_setup``)."""
-    plan = unit_plan(source, stats, ctx.ctx if isinstance(ctx, Prepared) else ctx, budget, threads)
-    return reduce_unit(source, stats, ctx, plan, on_pass), len(plan.passes)
+    """The unit's result arrays (``prepared``: its ``unit_context``) and the number of passes made over its blocks."""
+    plan = unit_plan(source, stats, prepared.ctx, budget, threads)
+    return reduce_unit(source, stats, prepared, plan, on_pass), len(plan.passes)
 
 
 @dataclass(frozen=True)
@@ -146,14 +145,14 @@ def item_graph(source: UnitSource, stats: Sequence[StatisticBase], prepared: Pre
     return graph, max(len(g) for g in groups.values())
 
 
-def item_task(source: UnitSource, stats: Sequence[StatisticBase], ctx: Prepared, budget: int,
+def item_task(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, budget: int,
               threads: int | None = None) -> tuple[dict[str, np.ndarray], int]:
     """One item's result arrays and the number of passes made over its blocks, on this process's
     threads: one fold chain per statistic at once, the CPUs' BLAS threads shared among them."""
     import dask.threaded
     from threadpoolctl import threadpool_limits
 
-    graph, n_passes = item_graph(source, stats, ctx, budget, threads)
+    graph, n_passes = item_graph(source, stats, prepared, budget, threads)
     blas = max(1, (threads or default_threads()) // len(stats))
     with threadpool_limits(limits=blas, user_api="blas"):
         return graph.compute(scheduler=dask.threaded.get, num_workers=len(stats)), n_passes

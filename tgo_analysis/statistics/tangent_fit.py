@@ -185,7 +185,7 @@ class TangentBasis:
     stability: float = float("nan")
     stability_converged: bool = True
     replicates: tuple[Frame | None, ...] = ()  # one refitted frame per bootstrap replicate (None: too few drawn)
-    codes: np.ndarray | None = None  # the main fit's codes of its points: the replicates' warm start
+    codes: np.ndarray | None = None  # the main fit's codes of its points: the replicates' warm start (until finished)
     finished: bool = False  # the replicates and the stability twin are fitted (``finish_fit``)
 
     @property
@@ -327,7 +327,7 @@ def finish_fit(fit: Block, draws: FitDraws, basis: TangentBasis, options: Tangen
     points = draw_points(fit, draws, 0)
     rows, pairs = draws.draws[0]
     replicates = refit_replicates(points, rows[pairs[:, 0]], basis.codes, options) if options.bootstrap else ()
-    basis = replace(basis, replicates=replicates, finished=True)
+    basis = replace(basis, replicates=replicates, codes=None, finished=True)  # the warm start is spent
     if not options.stability:
         return basis
     twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
