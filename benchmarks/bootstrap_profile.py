@@ -5,7 +5,7 @@ analysis (``demo_metrics`` with the demo's analysis options) of one checkpoint o
 with the defaults, and adds up the CPU seconds of the threads (``time.thread_time``, so the engine's
 worker threads count) spent in each part of the bootstrap: the replicates' semi-NMF refits, their
 frames (non-negative codes of the null pools, Q_P), the stability twin, and the replicates' scoring
-in the aggregate. Parts nest as named (``frames`` inside ``refits``, ``frame_codes`` and ``frame_pca``
+(the aggregate's parts). Parts nest as named (``frames`` inside ``refits``, ``frame_codes`` and ``frame_pca``
 inside ``frames``); the process's CPU seconds are the total. Writes
 ``benchmarks/results/bootstrap-profile-<host>-<date>.json``.
 """
@@ -67,7 +67,8 @@ def profile(store: str, checkpoint: int) -> dict[str, Any]:
     options = dict(TextDemoConfig().analysis_options) if "gradients" in ds.data_vars else {}
     parts = [(tangent_fit, "refit_replicates", "refits"), (tangent_fit, "make_frame", "frames"),
              (tangent_fit, "nonnegative_codes", "frame_codes"), (tangent_fit, "pca_basis", "frame_pca"),
-             (tangent, "finish_fit", "finish_unit"), (tangent, "replicate_values", "scoring")]
+             (tangent_fit, "pca_bases", "replicate_pca"),
+             (tangent, "finish_fit", "finish_unit"), (tangent, "scored_frames", "scoring")]
     _TOTALS.clear()
     _CALLS.clear()
     with contextlib.ExitStack() as stack:
@@ -80,8 +81,9 @@ def profile(store: str, checkpoint: int) -> dict[str, Any]:
     return {"checkpoint": at, "units": units, "options": options, "process_cpu_s": round(cpu, 3),
             "wall_s": round(wall, 3), "cpu_s": {k: round(v, 3) for k, v in _TOTALS.items()},
             "calls": dict(_CALLS),
-            "note": "frames and frame_codes/frame_pca also count the main fit's frame (one call per unit); "
-                    "finish_unit = refits + the stability twin"}
+            "note": "frames and frame_codes/frame_pca also count the main fit's frame (one call per unit); replicate_pca: "
+                    "every replicate's Q_P of a finish task at once; "
+                    "finish_unit = refits + the stability twin (its tasks); scoring = the aggregate's parts"}
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 `python -m benchmarks.fidelity_cost [--image STORE] [--text STORE] [--repeats 2] [--root DIR]`: on a
 finished image demo's store and text demo's store (``tgo demo --out DIR``, ``tgo demo --text --out DIR``:
 their ``activations.zarr``), runs the demo's analysis (``demo_metrics`` with the demo's own analysis
-options, and for the text demo its compared ``pooled,frequency`` analysis without the first position)
-in a fresh process per run,
+options; for the text demo also its compared ``pooled,frequency`` analysis without the first position
+and its encoder's analysis, ``encoder/activations.zarr`` beside the decoder's) in a fresh process per run,
 alternating (a) the default options and (b) ``isotropic_draws=0`` with ``tangent_bootstrap=0`` (no
 ``<metric>_isotropic`` baselines, no refitted bootstrap replicates). Each run writes its own results
 store under ``--root`` (never beside the demo's). Wall and CPU seconds per run, the medians, the ratio
@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS
 
-DEFAULT_STORES = {"image": "/tmp/bench/image/activations.zarr", "text": "/tmp/bench/text-base/activations.zarr"}
+DEFAULT_STORES = {"image": "/tmp/bench/image/activations.zarr", "text": "/tmp/bench/text/activations.zarr"}
 # What the text demo analyses besides demo_metrics (tgo_app/demos/text.py, run_text_demo's ``without_first``).
 TEXT_COMPARE = (("pooled,frequency", {"exclude_first": True}),)
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -67,10 +67,25 @@ def analyse_demo(kind: str, store: str, out_dir: str, options: dict[str, Any]) -
     main_wall = time.perf_counter() - wall
     for i, (compared, extra) in enumerate(TEXT_COMPARE if kind == "text" else ()):
         analyze(open_store(store), compared, out=str(out / f"compare-{i}.zarr"), progress=False, **extra, **options)
+    encoder = encoder_store(store) if kind == "text" else None
+    encoder_wall = time.perf_counter()
+    if encoder is not None:  # the text demo's second model, analysed as the demo does (tgo_app.demos.text)
+        from tgo_app.demos.text import encoder_metrics
+
+        ds = open_store(encoder)
+        analyze(ds, encoder_metrics(ds), out=str(out / "encoder.zarr"), progress=False, **demo_options(kind),
+                **options)
     result = {"wall_s": time.perf_counter() - wall, "main_analysis_wall_s": main_wall, "cpu_s": time.process_time() - cpu,
+              "encoder_wall_s": time.perf_counter() - encoder_wall if encoder is not None else None,
               "load_before": load_before, "load_after": os.getloadavg()[0]}
     shutil.rmtree(out, ignore_errors=True)
     return result
+
+
+def encoder_store(store: str) -> str | None:
+    """The text demo's encoder store beside its decoder's (``<demo>/encoder/activations.zarr``), if there."""
+    path = Path(store).parent / "encoder" / "activations.zarr"
+    return str(path) if path.exists() else None
 
 
 def run_once(kind: str, store: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import xarray as xr
 
 from tgo_analysis.engine.budget import parse_budget
 from tgo_analysis.engine.device import device_backend
-from tgo_analysis.engine.graph import unit_context
 from tgo_analysis.engine.units import (
     item_context,
     item_source,
@@ -27,7 +26,7 @@ from tgo_analysis.engine.units import (
     per_unit,
     unit_plan,
     unit_source,
-    unit_task,
+    unit_tasks,
     work_items,
 )
 from tgo_analysis.kernels.metrics import metric_attrs
@@ -177,10 +176,7 @@ def analyze(ds: xr.Dataset, metrics: Sequence[str] | str = "all", *, out: str | 
             return on_pass
 
         if where == "threaded":
-            for ci, li in units:
-                source = unit_source(ds, act, ci, li, unit_stats)
-                arrays, k = unit_task(source, unit_stats, unit_context(ctx, unit_stats, ci, li, source),
-                                      ctx.memory_budget, on_pass=said(ci, li))
+            for ci, li, arrays, k in unit_tasks(ds, act, unit_stats, ctx, units, ctx.memory_budget, said):
                 keep(ci, li, arrays, k)
             for item in items:
                 source = item_source(ds, act, item)

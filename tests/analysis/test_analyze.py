@@ -181,8 +181,10 @@ def test_interrupted_analysis_resumes_with_written_layers(plain_store, tmp_path,
     assert len(done_units(out)) == 2
     monkeypatch.setattr(engine, "write_unit", original)
     graphs = []
-    original_graph = engine.unit_task
-    monkeypatch.setattr(engine, "unit_task", lambda *a, **k: graphs.append(1) or original_graph(*a, **k))
+    original_units = engine.unit_tasks
+    monkeypatch.setattr(engine, "unit_tasks",
+                        lambda ds, act, stats, ctx, units, *a: graphs.extend(units) or original_units(ds, act, stats,
+                                                                                                    ctx, units, *a))
     res = analyze(xr.open_zarr(url), "alpha", out=out, fit_range=FIT, progress=False)
     assert len(graphs) == 6 - 2  # 2 checkpoints x 3 layers, 2 reused
     full = analyze(xr.open_zarr(url), "alpha", fit_range=FIT, progress=False)

@@ -115,8 +115,14 @@ class _Refitted(type(statistic("mean_norm"))):
     def prepare_unit(self, fit, ctx: Context):
         return {"rows": fit.samples.tolist()}
 
-    def finish_unit(self, fit, ctx: Context):
-        return {**ctx.params[self.name], "finished": float(np.asarray(fit.x, np.float64).sum())}
+    def finish_parts(self, ctx: Context) -> int:
+        return 3
+
+    def finish_unit(self, fit, ctx: Context, part: int = 0):
+        return float(np.asarray(fit.x, np.float64)[part].sum())
+
+    def finish_join(self, parts, ctx: Context):
+        return {**ctx.params[self.name], "finished": sum(parts)}
 
     def aggregate(self, partial, ctx: Context):
         result = super().aggregate(partial, ctx)
@@ -133,7 +139,9 @@ def test_finish_unit_runs_beside_the_fold_and_only_aggregate_waits_for_it() -> N
     g = unit_graph(source, [stat], prepared.ctx, Plan(((0, x.shape[1]),), 2), fits=prepared.fits)
     tasks = dict(g.dask)
     finish = [k for k in tasks if k[1] == "finish"]
-    assert len(finish) == 1 and not tasks[finish[0]].dependencies  # nothing read or folded before it
+    assert len(finish) == 3 and not any(tasks[k].dependencies for k in finish)  # nothing read or folded before them
+    joins = [k for k, task in tasks.items() if task.dependencies & set(finish)]
+    assert [k[1] for k in joins] == ["finish-join"] and tasks[joins[0]].dependencies == set(finish)
     waiting = {k[1] for k, task in tasks.items() if any(d[1] == "finished" for d in task.dependencies)}
     assert waiting == {"aggregate"}  # the folds never wait for it
     got = graph.reduce_unit(source, [stat], prepared, Plan(((0, x.shape[1]),), 2))
@@ -141,3 +149,37 @@ def test_finish_unit_runs_beside_the_fold_and_only_aggregate_waits_for_it() -> N
     assert set(got) == set(plain) and all(np.array_equal(got[k], plain[k], equal_nan=True) for k in got)
     with pytest.raises(KeyError):  # a context without the finish value: the aggregate sees it missing
         graph.reduce_unit(source, [stat], prepared.ctx, Plan(((0, x.shape[1]),), 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parted(type(statistic("mean_norm"))):
+    """mean_norm whose aggregate takes three parts computed at once from the folded partial."""
+
+    name: str = "parted"
+
+    def aggregate_parts(self, ctx: Context) -> int:
+        return 3
+
+    def aggregate_part(self, partial, ctx: Context, part: int):
+        return part
+
+    def with_parts(self, partial, parts, ctx: Context):
+        assert list(parts) == [0, 1, 2]  # every part, in order
+        return partial
+
+
+def test_aggregate_parts_run_at_once_from_the_folded_partial() -> None:
+    stat = _Parted()
+    x, source = _unit()
+    ctx = _ctx(x, stat)
+    g = unit_graph(source, [stat], ctx, Plan(((0, x.shape[1]),), 2))
+    tasks = dict(g.dask)
+    aggregates = [k for k in tasks if k[1] == "aggregate"]
+    assert len(aggregates) == 2  # one per token sub-range of the 2 threads
+    for aggregate in aggregates:
+        parts = [k for k in tasks[aggregate].dependencies if k[1] == "aggregate-part"]
+        final = tasks[aggregate].dependencies - set(parts)
+        assert len(parts) == 3 and all(tasks[k].dependencies == final for k in parts)  # the same folded partial
+    got = graph.reduce_unit(source, [stat], ctx, Plan(((0, x.shape[1]),), 2))
+    plain = graph.reduce_unit(source, [statistic("mean_norm")], ctx, Plan(((0, x.shape[1]),), 2))
+    assert all(np.array_equal(got[k], plain[k], equal_nan=True) for k in plain)

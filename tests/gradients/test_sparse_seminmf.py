@@ -69,6 +69,20 @@ def test_integer_weights_equal_repeated_rows():
     assert np.allclose(weighted.objective, repeated.objective, rtol=1e-9)
 
 
+def test_float32_products_move_a_weighted_refit_by_rounding_only():
+    """A bootstrap refit's products in float32: the same fit to float32 rounding, recorded in its options."""
+    x, _ = planted(5, n=400, d=32, atoms=4)
+    times = np.random.default_rng(0).poisson(1.0, len(x)) + 1.0
+    start = np.random.default_rng(1).random((len(x), 4)) + 0.1
+    exact = fit_sparse_seminmf(x, 4, iterations=8, tolerance=0, init=start, weights=times)
+    fast = fit_sparse_seminmf(x, 4, iterations=8, tolerance=0, init=start, weights=times, precision=np.float32)
+    assert fast.options["products"] == "float32" and "products" not in exact.options
+    assert fast.dictionary.dtype == np.float64 and fast.codes.dtype == np.float64
+    difference = np.abs(fast.dictionary - exact.dictionary).max()
+    assert 0 < difference < 1e-4  # float32 rounding moved it, and only that
+    assert np.allclose(fast.objective, exact.objective, rtol=1e-5)
+
+
 def test_bad_input_is_a_value_error():
     x, _ = planted(0, n=20, d=8, atoms=2)
     with pytest.raises(ValueError, match="sparsity"):

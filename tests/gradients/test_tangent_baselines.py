@@ -41,6 +41,14 @@ def dataset(acts: np.ndarray, grads: np.ndarray, mask: np.ndarray | None = None)
 def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: dict | None = None):
     """prepare, prepare_unit and the production fold; returns (the unit's setup as aggregate saw it, after
     finish_unit's refits, and the result arrays)."""
+    stat, source, unit = prepared_unit(ds, options, rows, positions)
+    out = reduce_unit(source, [stat], unit, Plan(((0, ds.sizes[S.TOKEN]),), threads=2))
+    fit, parts = unit.fits[stat.name], range(stat.finish_parts(unit.ctx))  # deterministic: the engine's own refits
+    return stat.finish_join([stat.finish_unit(fit, unit.ctx, p) for p in parts], unit.ctx), out
+
+
+def prepared_unit(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: dict | None = None):
+    """(the statistic, the unit's source, its ``unit_context``) after ``prepare``."""
     import dask.array as da
 
     stat = TangentEnrichment()
@@ -56,9 +64,7 @@ def run(ds: xr.Dataset, options: dict | None = None, rows: int = 16, positions: 
 
     extras = {k: lazy(k) for k in (S.GRADIENTS, S.ATTENTION_MASK, S.TOKEN_ID, S.TOKEN_SPECIAL) if k in ds}
     source = UnitSource(lazy(S.ACTIVATIONS), extras)
-    unit = unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
-    out = reduce_unit(source, [stat], unit, Plan(((0, t),), threads=2))
-    return stat.finish_unit(unit.fits[stat.name], unit.ctx), out  # deterministic: the engine's own refits
+    return stat, source, unit_context(ctx, [stat], 0, 0, source)  # the engine reads the fit rows prepare_unit asks for
 
 
 def sparse_layer(rng, n=N_SAMPLES, active=2, atoms=R, d=D, noise=1e-3):
@@ -244,6 +250,30 @@ def test_an_aggregate_without_the_refits_is_refused():
     assert not unit.ctx.params[stat.name].basis.replicates  # prepare_unit fits only what the fold needs
     with pytest.raises(TgoError, match="finish_unit"):
         reduce_unit(source, [stat], unit.ctx, Plan(((0, T),), threads=2))
+
+
+def test_the_scoring_in_parts_equals_the_aggregate_s_own():
+    """The engine scores the bootstrap's replicates in parts at once (``aggregate_parts``); an aggregate
+    given none (a cluster's merged partial, ``partial_results``) scores them itself, to the same numbers."""
+    import dataclasses
+
+    from tgo_analysis.engine.graph import fold_partials, partial_results
+
+    rng = np.random.default_rng(4)
+    acts, _, _ = sparse_layer(rng)
+    ds = dataset(acts, rng.standard_normal((N_SAMPLES, T, D)) * np.linspace(0.2, 2, D))
+    stat, source, unit = prepared_unit(ds)
+    assert stat.aggregate_parts(unit.ctx) == 1 + -(-OPTIONS["bootstrap"] // 5)  # the main side, then each group
+    fit = unit.fits[stat.name]
+    finished = stat.finish_join([stat.finish_unit(fit, unit.ctx, p) for p in range(stat.finish_parts(unit.ctx))],
+                                unit.ctx)
+    ctx = dataclasses.replace(unit.ctx, params={**unit.ctx.params, stat.name: finished})
+    plan = Plan(((0, T),), threads=2)
+    parted = reduce_unit(source, [stat], unit, plan)
+    alone = partial_results(fold_partials(source, [stat], ctx, plan, [(0, T)]), [stat], ctx, [(0, T)], 2)
+    assert np.isfinite(parted[N.LOCAL_TANGENT_EXCESS_CI]).all()
+    for name, value in parted.items():
+        np.testing.assert_array_equal(value, alone[name], err_msg=name)
 
 
 def test_gradients_sharing_only_the_activation_covariance_are_not_tangent():

@@ -177,6 +177,14 @@ def _aggregate(stat: StatisticBase, partials: dict, ctx: Context) -> dict[str, n
     return dict(stat.aggregate(partials[stat.name], ctx).arrays)
 
 
+def _aggregate_part(stat: StatisticBase, partials: dict, ctx: Context, part: int) -> Any:
+    return stat.aggregate_part(partials[stat.name], ctx, part)
+
+
+def _aggregate_parts(stat: StatisticBase, partials: dict, ctx: Context, *parts: Any) -> dict[str, np.ndarray]:
+    return dict(stat.aggregate(stat.with_parts(partials[stat.name], parts, ctx), ctx).arrays)
+
+
 def _join(stat: StatisticBase, acc: Any, partials: dict) -> Any:
     return stat.join_tokens(acc, partials[stat.name])
 
@@ -201,8 +209,12 @@ def _after(*_: Any) -> None:
     return None
 
 
-def _finish(stat: StatisticBase, fits: Mapping[str, Block | None], ctx: Context) -> Any:
-    return stat.finish_unit(fits.get(stat.name), ctx)
+def _finish(stat: StatisticBase, fits: Mapping[str, Block | None], ctx: Context, part: int) -> Any:
+    return stat.finish_unit(fits.get(stat.name), ctx, part)
+
+
+def _finish_join(stat: StatisticBase, ctx: Context, *parts: Any) -> Any:
+    return stat.finish_join(parts, ctx)
 
 
 def _finished(ctx: Context, names: Sequence[str], *values: Any) -> Context:
@@ -315,15 +327,33 @@ def combine_tree(g: GraphBuilder, level: Sequence[Any], fn: Callable, stats: Seq
     return level[0]
 
 
+def aggregate_task(g: GraphBuilder, stat: StatisticBase, final: Any, ctx: Any, index: tuple, planned: Context) -> Any:
+    """The key ("aggregate", *index) of ``stat``'s aggregate of the fold ``final`` (a key): one task, or its
+    ``aggregate_parts`` tasks at once and the aggregate of their values (``planned``: the context that
+    fixes their number)."""
+    n_parts = stat.aggregate_parts(planned)
+    if not n_parts:
+        return g.add("aggregate", index, _aggregate, stat, g.ref(final), ctx)
+    parts = [g.ref(g.add("aggregate-part", (*index, p), _aggregate_part, stat, g.ref(final), ctx, p))
+             for p in range(n_parts)]
+    return g.add("aggregate", index, _aggregate_parts, stat, g.ref(final), ctx, *parts)
+
+
 def finish_context(g: GraphBuilder, stats: Sequence[StatisticBase], ctx: Any, fits: Any,
-                   claims: dict[str, int] | None = None) -> Any:
-    """The context ``aggregate`` reads (a ref): ``ctx`` with each ``unit_setup`` statistic's ``finish_unit``
-    value, each a task beside the fold (``ctx``, ``fits``: values or refs; ``claims``: what each finish
-    task holds of a worker); ``ctx`` when no statistic has one."""
+                   claims: dict[str, int] | None = None, planned: Context | None = None) -> Any:
+    """The context ``aggregate`` reads (a ref): ``ctx`` with each ``unit_setup`` statistic's ``finish_join``
+    of its ``finish_unit`` parts, each part a task beside the fold (``ctx``, ``fits``: values or refs;
+    ``claims``: what each finish task holds of a worker; ``planned``: the analysis context that fixes the
+    number of parts, when ``ctx`` is a ref); ``ctx`` when no statistic has one. The parts of a long
+    finish (a bootstrap's refits) share the threads the fold leaves, not one of them."""
     late = [s for s in stats if s.unit_setup]
     if not late or fits is None:
         return ctx
-    values = [g.ref(g.add("finish", (s.name,), _finish, s, fits, ctx, claims=claims)) for s in late]
+    values = []
+    for s in late:
+        parts = [g.ref(g.add("finish", (s.name, p), _finish, s, fits, ctx, p, claims=claims))
+                 for p in range(s.finish_parts(ctx if planned is None else planned))]
+        values.append(g.ref(g.add("finish-join", (s.name,), _finish_join, s, ctx, *parts)))
     return g.ref(g.add("finished", (), _finished, ctx, [s.name for s in late], *values))
 
 
@@ -364,9 +394,11 @@ def unit_passes(stats: Sequence[StatisticBase], ctx: Context, plan: Plan) -> lis
 
 def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
                on_pass: Callable[[int, int], None] | None = None,
-               fits: Mapping[str, Block | None] | None = None) -> Any:
+               fits: Mapping[str, Block | None] | None = None, then: Callable[[], Any] | None = None) -> Any:
     """One (checkpoint, layer) reduction as one graph (a ``Delayed`` of the unit's result arrays);
-    ``fits``: the rows ``unit_context`` read, from which ``finish_unit`` tasks run beside the fold."""
+    ``fits``: the rows ``unit_context`` read, from which ``finish_unit`` tasks run beside the fold.
+    ``then`` (the next unit's ``unit_context``): a task that starts once every block is folded, beside
+    this unit's tail (its ``finish_unit`` and aggregates); the value is then (arrays, its value)."""
     g = GraphBuilder("unit")
     source = blocks.fed(source)
     passes = unit_passes(stats, ctx, plan)
@@ -380,9 +412,11 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
     joined: dict[str, Any] = {}
     twice: list[tuple[StatisticBase, Any]] = []  # statistics that read the unit twice, their first partials
     after: list[Any] = []
+    folded: list[Any] = []  # every pass's final partials: ``then`` waits for them, not for the aggregates
     for index, step in enumerate(passes):
         tell = None if on_pass is None else _announce(on_pass, index, len(passes))
         finals = fold_pass(g, source, step, index, plan.threads, plan.max_rows, after, tell)
+        folded += finals.values()
         done = []
         for r in step.ranges:
             for s in step.split:
@@ -392,17 +426,18 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
                                            None if prev is None else g.ref(prev), g.ref(finals[("split", r)]))
                     done.append(joined[s.name])
                 else:
-                    results.append(g.add("aggregate", (index, s.name, r[0]), _aggregate, s,
-                                         g.ref(finals[("split", r)]), ctx_of(s)))
+                    results.append(aggregate_task(g, s, finals[("split", r)], ctx_of(s), (index, s.name, r[0]), ctx))
                     placed.append(r)
                     done.append(results[-1])
         for s in step.whole:
             if s.reads_twice(step.ctx):  # aggregated after its second read
                 twice.append((s, finals[(s.name, None)]))
                 continue
-            results.append(g.add("aggregate", (index, s.name), _aggregate, s, g.ref(finals[(s.name, None)]), ctx_of(s)))
+            results.append(aggregate_task(g, s, finals[(s.name, None)], ctx_of(s), (index, s.name), ctx))
             placed.append(None)
-            done.append(results[-1])
+            # a unit_setup aggregate waits for finish_unit; the next pass need not: its partial, budgeted
+            # in every pass (``engine.budget``'s whole-token partials), is complete when folded
+            done.append(finals[(s.name, None)] if s.unit_setup else results[-1])
         after = [g.add("pass-done", (index,), _after, *map(g.ref, done))]
     for name, key in joined.items():
         stat = next(s for s in stats if s.name == name)
@@ -414,8 +449,21 @@ def unit_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
     if twice:
         results += second_read(g, source, twice, ctx, len(passes), plan.threads, plan.max_rows, after, late)
         placed += [None] * len(twice)
+        folded += results[-len(twice):]  # their last reads end in these aggregates
     variables = [v for s in stats for v in s.variables(ctx)]
-    return g.delayed(g.add("assemble", (), _assemble, variables, placed, *map(g.ref, results)))
+    arrays = g.add("assemble", (), _assemble, variables, placed, *map(g.ref, results))
+    if then is None:
+        return g.delayed(arrays)
+    following = g.add("then", (), _then, then, *map(g.ref, folded))
+    return g.delayed(g.add("unit-then", (), _pair, g.ref(arrays), g.ref(following)))
+
+
+def _then(then: Callable[[], Any], *_: Any) -> Any:
+    return then()
+
+
+def _pair(first: Any, second: Any) -> tuple[Any, Any]:
+    return first, second
 
 
 def group_graph(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context,
@@ -494,6 +542,14 @@ def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context
     fits = ctx.fits if isinstance(ctx, Prepared) else None
     ctx = ctx.ctx if isinstance(ctx, Prepared) else ctx
     return compute_local(unit_graph(source, stats, ctx, plan, on_pass, fits), plan.threads)
+
+
+def reduce_unit_then(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, plan: Plan,
+                     then: Callable[[], Any], on_pass: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
+    """``reduce_unit`` of a ``Prepared`` unit and ``then()`` (the next unit's ``unit_context``), which runs
+    once this unit's blocks are folded: its fit fills the core this unit's tail leaves free."""
+    graph = unit_graph(source, stats, prepared.ctx, plan, on_pass, prepared.fits, then)
+    return compute_local(graph, plan.threads)
 
 
 def fold_partials(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
@@ -650,7 +706,8 @@ def cut_graph(source: UnitSource, tokens_source: UnitSource, stats: Sequence[Sta
     if any(s.unit_setup for s in stats):
         prepared = g.ref(g.add("prepare", (), _prepare, list(stats), unit_ctx, source, *unit, claims=claims(n_threads=1)))
         unit_ctx = g.ref(g.add("context", (), _ctx_of, prepared))
-        late = finish_context(g, stats, unit_ctx, g.ref(g.add("fits", (), _fits_of, prepared)), claims(n_threads=1))
+        late = finish_context(g, stats, unit_ctx, g.ref(g.add("fits", (), _fits_of, prepared)), claims(n_threads=1),
+                              ctx)
     per_token = [s for s in stats if s.name in cut.per_token]
     token_ctx = late if any(s.unit_setup for s in per_token) else unit_ctx  # they aggregate in their task
     tokens = [g.add("tokens", (lo, hi), _token_fold, per_token, token_ctx, tokens_source, lo, hi, cut.threads,

@@ -1,7 +1,8 @@
 """The units of an analysis: their sources, their contexts, their budgeted reductions.
 
-A (checkpoint, layer) is a unit; ``unit_task`` plans its passes (``engine.budget.plan_unit``)
-and computes its graph (``engine.graph.unit_graph``) on this process's threads.
+A (checkpoint, layer) is a unit; ``unit_tasks`` plans each unit's passes (``engine.budget.plan_unit``)
+and computes its graph (``engine.graph.unit_graph``) on this process's threads, with the next unit's
+``unit_context`` in it.
 
 Units over several (checkpoint, layer) slabs are read in lockstep over the same sample blocks.
 A statistic with ``unit_kind = "checkpoint_layers"`` gets one unit per checkpoint (its layers,
@@ -17,7 +18,7 @@ key names the slabs it read, so the done record of a resumed analysis matches on
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,14 @@ import xarray as xr
 
 from tgo_analysis.engine.blocks import LazySlab, UnitSource
 from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
-from tgo_analysis.engine.graph import Plan, Prepared, group_graph, reduce_unit, unit_context
+from tgo_analysis.engine.graph import (
+    Plan,
+    Prepared,
+    group_graph,
+    reduce_unit,
+    reduce_unit_then,
+    unit_context,
+)
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
     LAYER_CHECKPOINTS,
@@ -61,12 +69,39 @@ def unit_plan(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, 
     return plan_unit(stats, ctx, budget, source.block_rows(), threads)
 
 
-def unit_task(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, budget: int,
-              threads: int | None = None,
-              on_pass: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """The unit's result arrays (``prepared``: its ``unit_context``) and the number of passes made over its blocks."""
-    plan = unit_plan(source, stats, prepared.ctx, budget, threads)
-    return reduce_unit(source, stats, prepared, plan, on_pass), len(plan.passes)
+def unit_tasks(ds: xr.Dataset, act: xr.DataArray, stats: Sequence[StatisticBase], ctx: Context,
+               units: Sequence[tuple[int, int]], budget: int,
+               on_pass: Callable[[int, int], Callable[[int, int], None]] | None = None,
+               ) -> Iterator[tuple[int, int, dict[str, np.ndarray], int]]:
+    """(checkpoint, layer, result arrays, passes) of each unit in turn, on this process's threads.
+
+    Each unit's graph also runs the next unit's ``unit_context`` (its ``prepare_unit`` fits) once its
+    blocks are folded, beside its tail (``finish_unit``, aggregates), so a fit no longer leaves a
+    core idle. A next context that fails is made again in its own turn, so the error comes after
+    every earlier unit's results were yielded."""
+    prepared: Prepared | None = None
+    for i, (ci, li) in enumerate(units):
+        source = unit_source(ds, act, ci, li, stats)
+        if prepared is None:
+            prepared = unit_context(ctx, stats, ci, li, source)
+        plan = unit_plan(source, stats, prepared.ctx, budget)
+        tell = None if on_pass is None else on_pass(ci, li)
+        if i + 1 == len(units):
+            yield ci, li, reduce_unit(source, stats, prepared, plan, tell), len(plan.passes)
+            return
+        arrays, prepared = reduce_unit_then(source, stats, prepared, plan, _next_context(ds, act, stats, ctx,
+                                                                                       *units[i + 1]), tell)
+        yield ci, li, arrays, len(plan.passes)
+
+
+def _next_context(ds: xr.Dataset, act: xr.DataArray, stats: Sequence[StatisticBase], ctx: Context,
+                  ci: int, li: int) -> Callable[[], Prepared | None]:
+    def prepare() -> Prepared | None:
+        try:
+            return unit_context(ctx, stats, ci, li, unit_source(ds, act, ci, li, stats))
+        except Exception:  # made again in the unit's own turn, where its error belongs
+            return None
+    return prepare
 
 
 @dataclass(frozen=True)

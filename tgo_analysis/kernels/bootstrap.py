@@ -9,6 +9,8 @@ replicate's sums are the same however the samples were chunked, and combining is
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 DEFAULT_REPLICATES = 20  # each replicate refits the tangent basis: see statistics.tangent_fit
@@ -24,8 +26,17 @@ def poisson_weights(samples: np.ndarray, replicates: int, seed: int) -> np.ndarr
     distinct, inverse = np.unique(np.asarray(samples), return_inverse=True)
     out = np.zeros((len(distinct), replicates))
     for i, s in enumerate(distinct):
-        out[i] = np.random.default_rng([WEIGHT_STREAM, int(seed), int(s)]).poisson(1.0, replicates)
+        out[i] = _sample_weights(int(seed), int(s), int(replicates))
     return out[inverse.reshape(-1)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _sample_weights(seed: int, sample: int, replicates: int) -> np.ndarray:
+    """One sample's weights (read-only): the fold, the refits and the scoring of every unit ask for the
+    same samples', and seeding a generator costs more than the draws."""
+    out = np.random.default_rng([WEIGHT_STREAM, seed, sample]).poisson(1.0, replicates).astype(np.float64)
+    out.flags.writeable = False
+    return out
 
 
 def replicate_sums(per_sample: np.ndarray, samples: np.ndarray, replicates: int, seed: int) -> np.ndarray:

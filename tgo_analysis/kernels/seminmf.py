@@ -56,18 +56,26 @@ def check_rank(rank: int, n_features: int, n_rows: int | None = None) -> None:
 
 
 def start(a: np.ndarray, rank: int, *, iterations: int, tolerance: float, seed: int,
-          device: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A checked as float64, the seeded starting codes Z₀ and the options recorded with the fit."""
+          device: str, init: np.ndarray | None = None, zeros: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A checked as float64, the starting codes Z₀ and the options recorded with the fit: the seeded
+    |N(0,1)| + offset, or ``init`` checked (positive; with ``zeros``, non-negative and not all zero),
+    a warm start (a bootstrap refit from the main fit's codes) that draws nothing."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"semi-NMF takes an (n, D) matrix, got shape {a.shape}; flatten positions first")
     if not np.isfinite(a).all():
         raise ValueError("semi-NMF input holds NaN/Inf; drop those positions before fitting")
     check_rank(rank, a.shape[1], a.shape[0])
-    rng = np.random.default_rng(seed)
-    z0 = np.abs(rng.standard_normal((a.shape[0], rank))) + INIT_OFFSET
     options = {"rank": int(rank), "iterations": int(iterations), "tolerance": float(tolerance),
                "seed": int(seed), "init": f"|N(0,1)| + {INIT_OFFSET}", "device": device}
+    if init is None:
+        return a, np.abs(np.random.default_rng(seed).standard_normal((a.shape[0], rank))) + INIT_OFFSET, options
+    z0 = np.array(init, dtype=np.float64)
+    usable = ((z0 >= 0).all() and z0.any()) if zeros else (z0 > 0).all()
+    if z0.shape != (a.shape[0], rank) or not usable:
+        kind = "non-negative, not all-zero" if zeros else "positive"
+        raise ValueError(f"a warm start needs {kind} codes of shape {(a.shape[0], rank)}, got {z0.shape}")
+    options["init"] = "warm start"
     return a, z0, options
 
 
@@ -79,12 +87,7 @@ def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = DEFAULT_ITERATION
     ``init`` (n, r) > 0 warm-starts the codes (a bootstrap refit from the main fit's codes).
     ``weights`` (n,) > 0 minimise Σ_i t_i ‖a_i − z_i W‖²: with integer t the fit of A with row i
     repeated t_i times whose copies share one code (a bootstrap replicate, without the copies)."""
-    a, z0, options = start(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, device="cpu")
-    if init is not None:
-        z0 = np.asarray(init, dtype=np.float64)
-        if z0.shape != (a.shape[0], rank) or not (z0 > 0).all():
-            raise ValueError(f"a warm start needs positive codes of shape {(a.shape[0], rank)}, got {z0.shape}")
-        options["init"] = "warm start"
+    a, z0, options = start(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, device="cpu", init=init)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (a.shape[0],) or not (weights > 0).all():

@@ -181,6 +181,34 @@ def pca_basis(points: np.ndarray, k: int, centred: bool = False, weights: np.nda
     return vectors[:, ::-1][:, :k].copy()
 
 
+GROUP_MOMENT_BYTES = 64 << 20  # per-group second moments held at once by ``pca_bases`` (else one pass per column)
+
+
+def pca_bases(points: np.ndarray, groups: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """(B, D, k): ``pca_basis`` of ``points`` (n, D) weighted by each column of ``weights`` (m, B), where
+    row i takes the weight of its group ``groups[i]`` in [0, m) (a bootstrap replicate weighs samples).
+
+    The weighted moments Σ_i w_g(i)b a_i a_iᵀ are equal sums of the groups' own moments: with a few
+    groups (samples of many positions) one pass over the points and one (B, m) x (m, D²) product give
+    every column's moment, where a pass per column would cost B passes; otherwise one pass per column."""
+    a = np.asarray(points, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    ids = np.asarray(groups, dtype=np.int64)
+    (m, columns), d = w.shape, a.shape[1]
+    if m < a.shape[0] and m * d * d * 8 <= GROUP_MOMENT_BYTES:
+        order = np.argsort(ids, kind="stable")
+        bounds = np.searchsorted(ids[order], np.arange(m + 1))
+        moments = np.zeros((m, d, d))
+        for j in np.flatnonzero(np.diff(bounds)):
+            rows = a[order[bounds[j]:bounds[j + 1]]]
+            moments[j] = rows.T @ rows
+        stack = (w.T @ moments.reshape(m, d * d)).reshape(columns, d, d)
+    else:
+        stack = np.stack([(a * w[ids, b][:, None]).T @ a for b in range(columns)])
+    _, vectors = np.linalg.eigh(stack)
+    return vectors[..., ::-1][..., :k].copy()
+
+
 def subspace_stability(first: np.ndarray, second: np.ndarray) -> float:
     """Mean cos² of the principal angles between two orthonormal frames (D, k1), (D, k2):
     1 for the same subspace, about max(k1, k2) / D for unrelated ones."""

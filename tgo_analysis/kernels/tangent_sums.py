@@ -91,6 +91,7 @@ class TangentSums:
     bucket_keys: list = field(default_factory=list)  # per bucket (m,) uint64 ascending
     bucket_values: list = field(default_factory=list)  # per bucket (m, 3 + draws)
     keep: int = 0  # positions each bucket's subsample keeps
+    scored: tuple[np.ndarray, np.ndarray] | None = None  # (own, main) ``scored_frames``, when the engine made them
 
 
 def empty_sums(plan: SumPlan) -> TangentSums:
@@ -236,30 +237,54 @@ def sum_ratios(sums: np.ndarray) -> np.ndarray:
                         axis=-1)
 
 
-def replicate_values(partial: TangentSums, plan: SumPlan, frames: tuple[Frame | None, ...]) -> np.ndarray:
-    """(replicates, 5) each replicate's statistics (``sum_ratios``): the Poisson-weighted held-out half
-    under the main frames, plus the paired change its own refitted frame makes under the same weights
-    on the scoring subsample (own − main there). With the whole held-out half in the subsample this
-    is exactly the replicate's weighted statistic under its own frame; NaN for a replicate with no refit."""
-    out = sum_ratios(partial.replicates)
-    if not len(partial.boot_keys) or not len(frames):
-        return out
+def _scoring_rows(partial: TangentSums, plan: SumPlan, replicates: int) -> tuple[np.ndarray, ...]:
+    """The scoring subsample as float64 g, a, its null keys and each position's Poisson weights (m, replicates)."""
     d = plan.tangent.shape[0]
     rows = partial.boot_rows.astype(np.float64)
-    g, a = rows[:, :d], rows[:, d:]
     samples, keys = partial.boot_ids[:, 0].astype(np.int64), partial.boot_ids[:, 1]
-    weights = poisson_weights(samples, len(frames), plan.seed)
-    # both sides of each paired change with the batched solve (equal to the estimate's pseudo-inverse
-    # up to rounding), so the difference carries no change of method
-    main = frame_columns(g, a, keys, plan.frame, plan.local, plan.active_fraction, solve=True)
-    for b, frame in enumerate(frames):
+    return rows[:, :d], rows[:, d:], keys, poisson_weights(samples, replicates, plan.seed)
+
+
+def scored_frames(partial: TangentSums, plan: SumPlan, frames: tuple[Frame | None, ...],
+                  replicates: range | None = None) -> np.ndarray:
+    """(len(replicates), 5) ``sum_ratios`` of each replicate's weighted scoring subsample under its own
+    refitted frame (``frames[b]``; NaN without one, 0 where the replicate draws no position of it). With
+    ``frames`` None: under the main frame, for every replicate (the other side of each paired change).
+    Both sides with the batched solve (equal to the estimate's pseudo-inverse up to rounding), so the
+    difference carries no change of method."""
+    n = plan.replicates if frames is None else len(frames)
+    chosen = range(n) if replicates is None else replicates
+    out = np.zeros((len(chosen), 5))
+    if not len(partial.boot_keys):
+        return out
+    g, a, keys, weights = _scoring_rows(partial, plan, n)
+    main = frame_columns(g, a, keys, plan.frame, plan.local, plan.active_fraction, solve=True) if frames is None \
+        else None
+    for i, b in enumerate(chosen):
+        frame = plan.frame if frames is None else frames[b]
         if frame is None:
-            out[b] = np.nan
+            out[i] = np.nan
             continue
         w = weights[:, b]
         drawn = w > 0
         if not drawn.any():
             continue
-        own = frame_columns(g[drawn], a[drawn], keys[drawn], frame, plan.local, plan.active_fraction, solve=True)
-        out[b] += sum_ratios(w[drawn] @ own) - sum_ratios(w[drawn] @ main[drawn])
+        columns = main[drawn] if main is not None else frame_columns(g[drawn], a[drawn], keys[drawn], frame,
+                                                                     plan.local, plan.active_fraction, solve=True)
+        out[i] = sum_ratios(w[drawn] @ columns)
     return out
+
+
+def replicate_values(partial: TangentSums, plan: SumPlan, frames: tuple[Frame | None, ...],
+                     scored: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(replicates, 5) each replicate's statistics (``sum_ratios``): the Poisson-weighted held-out half
+    under the main frames, plus the paired change its own refitted frame makes under the same weights
+    on the scoring subsample (own − main there, ``scored_frames``; ``scored``: (own, main) already
+    computed). With the whole held-out half in the subsample this is exactly the replicate's weighted
+    statistic under its own frame; NaN for a replicate with no refit."""
+    out = sum_ratios(partial.replicates)
+    if not len(partial.boot_keys) or not len(frames):
+        return out
+    own, main = scored if scored is not None else (scored_frames(partial, plan, frames),
+                                                   scored_frames(partial, plan, None))
+    return out + own - main

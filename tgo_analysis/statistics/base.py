@@ -26,7 +26,8 @@ stitching results), ``supports(ds)`` (whether ``--metrics all`` includes it for 
 before anything is written), ``prepare(ds, ctx)`` (once per analysis: its return is
 ``ctx.params[name]``), ``unit_setup`` + ``prepare_unit(fit, ctx)`` (once per unit, from the rows
 ``fit_rows`` names; its return replaces ``ctx.params[name]`` for that unit's fold) and
-``finish_unit(fit, ctx)`` (what only ``aggregate`` needs, computed beside the fold), ``needs_gradients`` (fill
+``finish_unit(fit, ctx, part)`` (what only ``aggregate`` needs, computed beside the fold in ``finish_parts(ctx)``
+tasks that ``finish_join`` puts together), ``needs_gradients`` (fill
 ``Block.gradients``), ``rank_length(ctx)`` (the length it needs of the shared ``rank`` dim),
 ``coords(ctx)``, ``attrs(ctx)`` (result attrs) and ``temp_bytes(ctx, rows)`` (temporaries of one
 fed block of ``rows`` samples, for the budget; default three float64 copies of the block).
@@ -44,7 +45,7 @@ folds a finished pass into the running result, and ``aggregate`` sees the joined
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -291,12 +292,34 @@ class StatisticBase:
         """``unit_setup``: this unit's parameters from the rows the engine read for it (``fit_rows``)."""
         return ctx.params.get(self.name)
 
-    def finish_unit(self, fit: Block | None, ctx: Context) -> Any:
-        """``unit_setup``: the rest of this unit's parameters, which only ``aggregate`` needs (a bootstrap's
-        refitted bases), from the same rows and ``ctx.params[name]`` as ``prepare_unit`` made it. The engine
-        runs it as a task of the unit's graph beside the fold, and ``aggregate`` sees its return as
-        ``ctx.params[name]``; the default adds nothing."""
+    def finish_parts(self, ctx: Context) -> int:
+        """``unit_setup``: how many independent tasks ``finish_unit`` is cut into (the engine runs them at once)."""
+        return 1
+
+    def finish_unit(self, fit: Block | None, ctx: Context, part: int = 0) -> Any:
+        """``unit_setup``: part ``part`` of the rest of this unit's parameters, which only ``aggregate`` needs
+        (a bootstrap's refitted bases), from the same rows and ``ctx.params[name]`` as ``prepare_unit`` made
+        it. The engine runs each part as a task of the unit's graph beside the fold; the default adds nothing."""
         return ctx.params.get(self.name)
+
+    def aggregate_parts(self, ctx: Context) -> int:
+        """How many independent tasks precede ``aggregate`` (``aggregate_part``), run at once once the partial
+        is folded and the unit finished; 0 (the default): ``aggregate`` alone."""
+        return 0
+
+    def aggregate_part(self, partial: Any, ctx: Context, part: int) -> Any:
+        """Part ``part`` of the work ``aggregate`` would do (a bootstrap's scoring of some replicates);
+        ``aggregate`` gets them in order through ``with_parts``."""
+        return None
+
+    def with_parts(self, partial: Any, parts: Sequence[Any], ctx: Context) -> Any:
+        """The partial ``aggregate`` takes, given the ``aggregate_part`` values in order (the default: unchanged)."""
+        return partial
+
+    def finish_join(self, parts: Sequence[Any], ctx: Context) -> Any:
+        """``unit_setup``: what ``aggregate`` sees as ``ctx.params[name]``, from the ``finish_unit`` parts in
+        order (the default: the only part)."""
+        return parts[0]
 
     def rank_length(self, ctx: Context) -> int:
         return 0

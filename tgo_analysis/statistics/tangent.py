@@ -18,6 +18,7 @@ reason code for an unconverged fit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,19 +48,25 @@ from tgo_analysis.kernels.tangent_sums import (
     block_sums,
     merge_sums,
     replicate_values,
+    scored_frames,
 )
 from tgo_analysis.statistics.base import Block, Context, Option, Result, StatisticBase, Variable
 from tgo_analysis.statistics.positions import POSITION_OPTIONS, position_choice
 from tgo_analysis.statistics.tangent_fit import (
     DEFAULT_BOOTSTRAP_ITERATIONS,
+    FinishPart,
     FitDraws,
     TangentBasis,
     TangentOptions,
     finish_fit,
+    finish_tasks,
+    finished_basis,
     fit_draws,
     fit_positions,
     fit_split,
     fit_unit,
+    replicate_group,
+    replicate_groups,
 )
 from tgo_store.errors import TgoError
 from tgo_store.store import schema as S
@@ -211,12 +218,22 @@ class TangentEnrichment(StatisticBase):
             raise TgoError("tangent metrics fit their bases on the rows prepare() drew; run prepare first")
         return dataclasses.replace(setup, basis=fit_unit(fit, setup.draws, *ctx.unit, setup.options))
 
-    def finish_unit(self, fit: Block | None, ctx: Context) -> TangentSetup:
-        """The bootstrap's refitted bases and the stability twin: only ``aggregate`` reads them."""
+    def finish_parts(self, ctx: Context) -> int:
+        return finish_tasks(self._setup(ctx).options)
+
+    def finish_unit(self, fit: Block | None, ctx: Context, part: int = 0) -> FinishPart:
+        """The bootstrap's refitted bases (a group of replicates per part) and the stability twin (the
+        last part): only ``aggregate`` reads them."""
         setup = self._setup(ctx)
         if fit is None or setup.draws is None or setup.basis is None:
             raise TgoError("tangent metrics finish the fit prepare_unit made; the engine must call prepare_unit")
-        return dataclasses.replace(setup, basis=finish_fit(fit, setup.draws, setup.basis, setup.options))
+        return finish_fit(fit, setup.draws, setup.basis, setup.options, part)
+
+    def finish_join(self, parts: Sequence[FinishPart], ctx: Context) -> TangentSetup:
+        setup = self._setup(ctx)
+        if setup.basis is None:
+            raise TgoError("tangent metrics finish the fit prepare_unit made; the engine must call prepare_unit")
+        return dataclasses.replace(setup, basis=finished_basis(setup.basis, parts))
 
     def _setup(self, ctx: Context) -> TangentSetup:
         value = ctx.params.get(self.name)
@@ -291,12 +308,16 @@ class TangentEnrichment(StatisticBase):
     def combine(self, a: TangentSums, b: TangentSums) -> TangentSums:
         return merge_sums(a, b)
 
-    def aggregate(self, partial: TangentSums, ctx: Context) -> Result:
-        setup = self._setup(ctx)
-        basis = setup.basis
-        if basis is None or not basis.finished:
+    @staticmethod
+    def _finished(setup: TangentSetup) -> TangentBasis:
+        if setup.basis is None or not setup.basis.finished:
             raise TgoError("tangent metrics need the unit's semi-NMF basis and its refits; the engine must call "
                            "prepare_unit and finish_unit")
+        return setup.basis
+
+    def aggregate(self, partial: TangentSums, ctx: Context) -> Result:
+        setup = self._setup(ctx)
+        basis = self._finished(setup)
         g = partial.moment
         k = basis.tangent.shape[1]
         stats = tangent_statistics(g, basis.tangent, basis.controls)
@@ -320,7 +341,7 @@ class TangentEnrichment(StatisticBase):
                 N.TANGENT_SUBSPACE_STABILITY: basis.stability,
             }
         if partial.replicates.shape[0]:
-            values = replicate_values(partial, self._plan(ctx, setup), basis.replicates)
+            values = replicate_values(partial, self._plan(ctx, setup), basis.replicates, partial.scored)
             for name, column in ((N.TANGENT_ENERGY, S_ENERGY), (N.TANGENT_ENRICHMENT_VS_PCA, S_VS_PCA),
                                  (N.LOCAL_TANGENT_ENERGY, S_LOCAL), (N.LOCAL_TANGENT_NULL, S_NULL),
                                  (N.LOCAL_TANGENT_EXCESS, S_EXCESS)):
@@ -330,6 +351,23 @@ class TangentEnrichment(StatisticBase):
         arrays[N.TANGENT_METRIC_REASON] = self._reason(basis, g)
         wanted = {v.name for v in self.variables(ctx)}
         return Result({key: np.asarray(v) for key, v in arrays.items() if key in wanted})
+
+    def aggregate_parts(self, ctx: Context) -> int:
+        """The bootstrap's scoring at once: the main frame's side, then each group of refitted replicates."""
+        setup = self._setup(ctx)
+        if not setup.options.bootstrap or not any(self._want(ctx, n) for n in INTERVALS):
+            return 0
+        return 1 + replicate_groups(setup.options)
+
+    def aggregate_part(self, partial: TangentSums, ctx: Context, part: int) -> np.ndarray:
+        setup = self._setup(ctx)
+        basis, plan = self._finished(setup), self._plan(ctx, setup)
+        if part == 0:
+            return scored_frames(partial, plan, None)
+        return scored_frames(partial, plan, basis.replicates, replicate_group(setup.options, part - 1))
+
+    def with_parts(self, partial: TangentSums, parts: Sequence[np.ndarray], ctx: Context) -> TangentSums:
+        return dataclasses.replace(partial, scored=(np.concatenate(parts[1:]), parts[0]))
 
     @staticmethod
     def _by_frequency(partial: TangentSums, count: int) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ checkpoint, layer), so every unit has its own reproducible draws.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,12 @@ from tgo_analysis import names as N
 from tgo_analysis.kernels.bootstrap import BOUNDS, DEFAULT_REPLICATES, poisson_weights
 from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE
 from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
-from tgo_analysis.kernels.tangent_energy import isotropic_expectation, pca_basis, subspace_stability
+from tgo_analysis.kernels.tangent_energy import (
+    isotropic_expectation,
+    pca_bases,
+    pca_basis,
+    subspace_stability,
+)
 from tgo_analysis.kernels.tangent_local import (
     ACTIVITY_RULE,
     DEFAULT_ACTIVE_FRACTION,
@@ -61,6 +67,7 @@ DEFAULT_BOOTSTRAP_ITERATIONS = 8  # a warm-started refit moves little: 8, 15, 30
 REFIT_STREAM = 0x2EF1  # the generator of a replicate's start jitter: (stream, seed, replicate)
 DEFAULT_BOOTSTRAP_POSITIONS = 1024  # held-out positions a replicate's refit is scored on (bounded cost)
 WARM_JITTER = 0.01  # a replicate starts from the main codes times 1 + 0.01 * U(0, 1)
+REFIT_PRECISION = np.float32  # a replicate refit's two n x D products per iteration (moves a replicate by ~1e-8)
 SPLIT_STREAM = 0x5B17  # the split's generator: (stream, seed), apart from the subsample's
 
 
@@ -142,7 +149,8 @@ class TangentOptions:
                                          "repeated rows sharing one code), warm-started from "
                                          f"the main codes times 1 + {WARM_JITTER} * U(0, 1) of "
                                          f"default_rng([{REFIT_STREAM:#x}, seed, b]), at most "
-                                         f"{options.bootstrap_iterations} iterations, with Q_P and the local "
+                                         f"{options.bootstrap_iterations} iterations (each iteration's two n x D "
+                                         f"products in {np.dtype(REFIT_PRECISION).name}), with Q_P and the local "
                                          f"null's pool (its first {options.bootstrap_positions} resampled rows); each statistic with an interval is recomputed as its "
                                          "value on the weighted held-out half under the main fit plus the "
                                          "paired change the replicate's refit makes on the same weights over "
@@ -255,12 +263,12 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
 
 
 def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
-               times: np.ndarray | None = None, pool_size: int | None = None) -> Frame:
-    """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P, the solver, the null's pool
-    (with ``directions``, the points' unit directions in float32 for the radial null: only the
-    direction enters a radial share, and half the bytes of a copy stay with the unit). ``times``
-    (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first ``pool_size``
-    resampled rows, each distinct point's code solved once)."""
+               times: np.ndarray | None = None, pool_size: int | None = None, pca: np.ndarray | None = None) -> Frame:
+    """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P (``pca`` when the caller has
+    it), the solver, the null's pool (with ``directions``, the points' unit directions in float32 for the
+    radial null: only the direction enters a radial share, and half the bytes of a copy stay with the
+    unit). ``times`` (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first
+    ``pool_size`` resampled rows, each distinct point's code solved once)."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
     if times is None:
@@ -274,22 +282,31 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
         repeated = points if times is None else np.repeat(points, times, axis=0)
         norm = np.linalg.norm(repeated, axis=1, keepdims=True)
         unit = (repeated / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-    drawn = slice(None) if times is None else times > 0  # a point drawn 0 times adds nothing to the moment
-    pca = pca_basis(points[drawn], q_tangent.shape[1], weights=None if times is None else times[drawn])
+    if pca is not None:
+        pca = pca[:, :q_tangent.shape[1]]  # a rank-deficient W: its k < r directions
+    else:
+        drawn = slice(None) if times is None else times > 0  # a point drawn 0 times adds nothing to the moment
+        pca = pca_basis(points[drawn], q_tangent.shape[1], weights=None if times is None else times[drawn])
     return Frame(q_tangent, pca, solver, pool, unit)
 
 
-def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
-                     options: TangentOptions) -> tuple[Frame | None, ...]:
-    """One frame per bootstrap replicate: the fit subsample ``points`` (n, D) resampled by the Poisson
-    weights of their samples ``owners`` (n,), refitted from the main ``codes`` (n, r), jittered.
+def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray, options: TangentOptions,
+                     replicates: range | None = None) -> tuple[Frame | None, ...]:
+    """One frame per bootstrap replicate (``replicates``, default all): the fit subsample ``points`` (n, D)
+    resampled by the Poisson weights of their samples ``owners`` (n,), refitted from the main ``codes``
+    (n, r), jittered.
 
     A point drawn t times enters its replicate's refit once, with weight t (the resampled fit with
-    the copies sharing one code); points drawn 0 times cost nothing."""
-    times = poisson_weights(owners, options.bootstrap, options.seed).astype(np.int64)
+    the copies sharing one code); points drawn 0 times cost nothing. Every replicate's Q_P comes from
+    the samples' own moments at once (``pca_bases``)."""
+    chosen = range(options.bootstrap) if replicates is None else replicates
+    samples, owner_index = np.unique(owners, return_inverse=True)
+    sample_times = poisson_weights(samples, options.bootstrap, options.seed)  # (samples, B): one draw per sample
+    times = sample_times[owner_index].astype(np.int64)
+    pcas = pca_bases(points, owner_index, sample_times[:, chosen.start:chosen.stop], options.rank)
     out: list[Frame | None] = []
     floor = max(float(codes.mean()), np.finfo(np.float64).tiny) * 1e-3  # a dead code can come back
-    for b in range(options.bootstrap):
+    for b in chosen:
         drawn = np.flatnonzero(times[:, b])
         if times[drawn, b].sum() < 2 * options.rank or drawn.size < options.rank:  # too few drawn to fit
             out.append(None)
@@ -297,9 +314,9 @@ def refit_replicates(points: np.ndarray, owners: np.ndarray, codes: np.ndarray,
         jitter = 1 + WARM_JITTER * np.random.default_rng([REFIT_STREAM, options.seed, b]).random(drawn.size)
         fit = fit_seminmf(points[drawn], options.rank, iterations=options.bootstrap_iterations,
                           tolerance=options.tolerance, seed=options.seed, init=(codes[drawn] + floor) * jitter[:, None],
-                          weights=times[drawn, b], sparsity=options.sparsity)
+                          weights=times[drawn, b], sparsity=options.sparsity, precision=REFIT_PRECISION)
         out.append(make_frame(points, fit.dictionary, options.active_fraction, directions=False, times=times[:, b],
-                              pool_size=options.bootstrap_positions))
+                              pool_size=options.bootstrap_positions, pca=pcas[b - chosen.start]))
     return tuple(out)
 
 
@@ -320,18 +337,55 @@ def fit_unit(fit: Block, draws: FitDraws, checkpoint: int, layer: int, options: 
                         result.iterations, result.converged, int(points.shape[0]), codes=result.codes)
 
 
-def finish_fit(fit: Block, draws: FitDraws, basis: TangentBasis, options: TangentOptions) -> TangentBasis:
-    """``basis`` with the bootstrap's refitted frames (``refit_replicates``) and the seed + 1 twin's
-    ``tangent_subspace_stability``, from the same rows ``fit_unit`` read (the engine runs it beside the fold)."""
+REPLICATES_PER_TASK = 5  # bootstrap replicates refitted per finish task (the engine runs the tasks at once)
+
+
+def replicate_groups(options: TangentOptions) -> int:
+    """How many groups of ``REPLICATES_PER_TASK`` bootstrap replicates there are (each one task)."""
+    return -(-options.bootstrap // REPLICATES_PER_TASK)
+
+
+def replicate_group(options: TangentOptions, group: int) -> range:
+    """The replicates of group ``group``."""
+    return range(group * REPLICATES_PER_TASK, min(options.bootstrap, (group + 1) * REPLICATES_PER_TASK))
+
+
+def finish_tasks(options: TangentOptions) -> int:
+    """How many tasks ``finish_fit`` is cut into: the replicate groups (``replicate_groups``), then the
+    stability twin (at least one task, which may do nothing)."""
+    return max(1, replicate_groups(options) + int(options.stability))
+
+
+@dataclass(frozen=True)
+class FinishPart:
+    """What one finish task fitted: refitted frames of some replicates, or the twin's stability."""
+
+    replicates: tuple[Frame | None, ...] = ()
+    stability: tuple[float, bool] | None = None  # (tangent_subspace_stability, the twin converged)
+
+
+def finish_fit(fit: Block, draws: FitDraws, basis: TangentBasis, options: TangentOptions, part: int) -> FinishPart:
+    """Task ``part`` of ``finish_tasks``: the bootstrap's refitted frames of one group of replicates
+    (``refit_replicates``), or the seed + 1 twin's ``tangent_subspace_stability``, from the same rows
+    ``fit_unit`` read (the engine runs the tasks beside the fold)."""
     options = options.resolved(fit.x.shape[-1])
-    points = draw_points(fit, draws, 0)
-    rows, pairs = draws.draws[0]
-    replicates = refit_replicates(points, rows[pairs[:, 0]], basis.codes, options) if options.bootstrap else ()
-    basis = replace(basis, replicates=replicates, codes=None, finished=True)  # the warm start is spent
+    if part < replicate_groups(options):
+        rows, pairs = draws.draws[0]
+        return FinishPart(refit_replicates(draw_points(fit, draws, 0), rows[pairs[:, 0]], basis.codes, options,
+                                           replicate_group(options, part)))
     if not options.stability:
-        return basis
+        return FinishPart()
     twin = fit_seminmf(draw_points(fit, draws, 1), options.rank, iterations=options.iterations,
                        tolerance=options.tolerance, seed=options.seed + 1, device=options.device,
                        sparsity=options.sparsity)
-    return replace(basis, stability=subspace_stability(basis.tangent, tangent_basis(twin.dictionary)),
-                   stability_converged=twin.converged)
+    return FinishPart(stability=(subspace_stability(basis.tangent, tangent_basis(twin.dictionary)), twin.converged))
+
+
+def finished_basis(basis: TangentBasis, parts: Sequence[FinishPart]) -> TangentBasis:
+    """``basis`` with its finish tasks' replicates (in order) and stability; the warm start is spent."""
+    replicates = tuple(frame for part in parts for frame in part.replicates)
+    out = replace(basis, replicates=replicates, codes=None, finished=True)
+    for part in parts:
+        if part.stability is not None:
+            out = replace(out, stability=part.stability[0], stability_converged=part.stability[1])
+    return out

@@ -28,15 +28,15 @@ def check_rank(rank: int, n_features: int, n_rows: int | None = None) -> None:
 def fit_seminmf(a: np.ndarray, rank: int, *, iterations: int = NMF.DEFAULT_ITERATIONS,
                 tolerance: float = NMF.DEFAULT_TOLERANCE, seed: int = 0, device: str = "cpu",
                 init: np.ndarray | None = None, weights: np.ndarray | None = None,
-                sparsity: float = 0.0) -> NMF.SemiNMFResult:
+                sparsity: float = 0.0, precision: type = np.float64) -> NMF.SemiNMFResult:
     """The semi-NMF fit. ``sparsity`` > 0: the sparse fit (``kernels.sparse_seminmf``, numpy; its
     n × r work is small beside the reads). Otherwise Ding's updates: numpy on ``cpu``, the same
     update with torch on a torch device (``kernels_torch``); a warm start (``init``, the bootstrap's
-    weighted refits) runs with numpy."""
+    weighted refits) runs with numpy. ``precision``: the sparse fit's product dtype (a bootstrap refit's float32)."""
     with user_error(RANK_FIX):
         if sparsity > 0:
             return SPARSE.fit_sparse_seminmf(a, rank, sparsity=sparsity, iterations=iterations, tolerance=tolerance,
-                                             seed=seed, init=init, weights=weights)
+                                             seed=seed, init=init, weights=weights, precision=precision)
         if device == "cpu" or init is not None:
             return NMF.fit_seminmf(a, rank, iterations=iterations, tolerance=tolerance, seed=seed, init=init,
                                    weights=weights)
