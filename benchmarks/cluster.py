@@ -4,9 +4,10 @@
    chunks) on 2 workers pinned with ``taskset -c 0`` / ``-c 1``, against the threaded path pinned
    to one core: the speed-up, net of start-up (workers started before the clock).
 2. A 13-layer checkpoint on the same 2 workers against the threaded path on both cores.
-3. The client's serial time before the first task starts, ``--metrics tangent`` (a gradient
-   store): this checkout against the code before issue 23 (the third argument, a checkout of it),
-   both on the workers.
+The tangent row of issue 23 (the client's serial time before a unit's first task) ran here until
+stop 38, but both of its arms imported this checkout (a ``python -c`` child imports the package of
+its working directory before ``PYTHONPATH``, and the pinned workers run this tree): it now lives in
+``benchmarks/tangent_trees.py``, which runs each tree from its own folder on its own cluster.
 
 The workers run one analysis before the clock (start-up: their first imports). Other processes
 may load the machine: rows are run interleaved, ``REPEATS`` times, medians kept.
@@ -36,25 +37,6 @@ start = time.perf_counter()
 res = tgo_analysis.analyze(ds, sys.argv[2], fit_range=(2, 40), progress=False, **extra)
 print(json.dumps({"seconds": time.perf_counter() - start, "plan": res.attrs.get("cluster_plan")}, default=str))
 """
-FIRST_TASK = """
-import json, sys, time
-import tgo_analysis, tgo_store
-from distributed import Client, get_task_stream
-ds = tgo_store.open_store(sys.argv[1])
-with Client(sys.argv[2]) as client, get_task_stream(client) as stream:
-    start, t0 = time.time(), time.perf_counter()
-    tgo_analysis.analyze(ds, "tangent", scheduler=sys.argv[2], progress=False,
-                         params={"tangent": {"rank": 4, "subsample": 2048, "control_draws": 8}})
-    total = time.perf_counter() - t0
-# the first task of a unit's reduction (today: unit_task; now: tgo-*), not the reads the client's own
-# fits send to the cluster through the default client
-def name(key):  # the graph builder's keys are tuples (its unique name first), older keys strings
-    return key[0] if isinstance(key, tuple) else key
-first = min(s["start"] for task in stream.data if str(name(task["key"])).startswith(("unit_task", "tgo-"))
-            for s in task["startstops"] if s["action"] == "compute")
-print(json.dumps({"first_task_seconds": first - start, "seconds": total}))
-"""
-
 
 def write_vit_store(path: Path, shape: tuple[int, ...], token_chunks: int, samples: int = 64) -> Path:
     """float16 activations in tgo's layout: a shard per (layer, sample block), inner chunks splitting tokens."""
@@ -120,17 +102,14 @@ class PinnedCluster:
             proc.wait(timeout=60)
 
 
-def _env(pythonpath: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return env
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _child(code: str, *args: str, pin: str | None = None, pythonpath: str | None = None) -> dict:
+def _child(code: str, *args: str, pin: str | None = None) -> dict:
     command = [sys.executable, "-c", code, *args]
     done = subprocess.run((["taskset", "-c", pin] if pin else []) + command, capture_output=True, text=True,
-                          env=_env(pythonpath))
+                          env=_env())
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "child failed")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -151,21 +130,18 @@ def _in_process(url: Path, metrics: str, address: str) -> dict:
     return {"seconds": time.perf_counter() - start, "plan": res.attrs.get("cluster_plan")}
 
 
-def run(size: str = "small", device: str = "cpu", today: str = "/work/main", partial: str | None = None) -> dict:
+def run(size: str = "small", device: str = "cpu", partial: str | None = None) -> dict:
     if len(os.sched_getaffinity(0)) < 2:
         return {"skipped": "needs 2 cores to pin 2 workers"}
     unit_shape = {"tiny": (1, 1, 256, 65, 96), "small": (1, 1, 1024, 785, 384)}.get(size, (1, 1, 1024, 785, 384))
     layers_shape = {"tiny": (1, 13, 128, 17, 64), "small": (1, 13, 512, 197, 192)}.get(size, (1, 13, 1024, 197, 384))
-    here = str(Path(__file__).resolve().parents[1])
     out: dict = {"unit_shape": list(unit_shape), "layers_shape": list(layers_shape), "repeats": REPEATS,
                  "load_average_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         unit = write_vit_store(root / "unit.zarr", unit_shape, token_chunks=4)
         layers = write_vit_store(root / "layers.zarr", layers_shape, token_chunks=1)
-        grads = write_gradient_store(root / "grads.zarr")
-        rows: dict[str, list] = {k: [] for k in ("one_core", "two_workers", "layers_threaded", "layers_two_workers",
-                                                 "tangent_today", "tangent_now")}
+        rows: dict[str, list] = {k: [] for k in ("one_core", "two_workers", "layers_threaded", "layers_two_workers")}
         out["runs"] = rows
         with PinnedCluster(root) as address:
             _in_process(layers, SPECTRA, address)  # warm-up: the workers import tgo, xarray and zarr once
@@ -176,26 +152,20 @@ def run(size: str = "small", device: str = "cpu", today: str = "/work/main", par
                 out["unit_plan"] = two["plan"]
                 rows["layers_threaded"].append(_child(ANALYZE, str(layers), SPECTRA, "{}", pin="0,1")["seconds"])
                 rows["layers_two_workers"].append(_in_process(layers, SPECTRA, address)["seconds"])
-                rows["tangent_today"].append(_child(FIRST_TASK, str(grads), address, pythonpath=today))
-                rows["tangent_now"].append(_child(FIRST_TASK, str(grads), address, pythonpath=here))
                 if partial:  # what is measured so far survives an interrupted run
                     Path(partial).write_text(json.dumps(out, indent=1, default=str))
-    med = {k: _median(v) for k, v in rows.items() if k not in ("tangent_today", "tangent_now")}
+    med = {k: _median(v) for k, v in rows.items()}
     out.update({f"{k}_seconds": v for k, v in med.items()})
     out["unit_speedup_two_pinned_workers_vs_one_core"] = med["one_core"] / med["two_workers"]
     out["layers_speedup_two_workers_vs_threaded"] = med["layers_threaded"] / med["layers_two_workers"]
-    for name in ("tangent_today", "tangent_now"):
-        out[f"{name}_first_task_seconds"] = _median([r["first_task_seconds"] for r in rows[name]])
-        out[f"{name}_seconds"] = _median([r["seconds"] for r in rows[name]])
     out["load_average_end"] = os.getloadavg()[0]
     return out
 
 
 if __name__ == "__main__":
-    # python -m benchmarks.cluster [size] [results JSON] [checkout of the code before issue 23]
+    # python -m benchmarks.cluster [size] [results JSON]
     target = sys.argv[2] if len(sys.argv) > 2 else None
-    before = sys.argv[3] if len(sys.argv) > 3 else "/work/main"
-    result = run(sys.argv[1] if len(sys.argv) > 1 else "small", today=before, partial=target)
+    result = run(sys.argv[1] if len(sys.argv) > 1 else "small", partial=target)
     result["date"] = time.strftime("%Y-%m-%d")
     text = json.dumps(result, indent=1, default=str)
     if target:
