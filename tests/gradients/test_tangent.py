@@ -10,6 +10,7 @@ from tgo_analysis.kernels.tangent_energy import (
     alignment,
     control_bases,
     energy,
+    pca_bases,
     second_moment,
     tangent_basis,
     tangent_statistics,
@@ -114,3 +115,19 @@ def test_the_statistic_words_kernel_errors_as_one_line_tgo_errors():
         with pytest.raises(TgoError, match=said) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("samples", [12, 600])  # few samples of many positions: per-sample moments; else per column
+def test_every_replicate_q_p_is_the_top_eigenspace_of_its_weighted_moment(samples):
+    """``pca_bases`` against the float64 definition: the top-k eigenvectors of Σ_i w_(s(i))b a_i a_iᵀ,
+    each point repeated by its sample's weight."""
+    rng = np.random.default_rng(7)
+    points = rng.standard_normal((600, 10)) * np.linspace(3, 0.2, 10)
+    owners = rng.integers(0, samples, 600) if samples < 600 else np.arange(600)
+    weights = rng.poisson(1.0, (samples, 4)).astype(np.float64)
+    got = pca_bases(points, owners, weights, 3)
+    assert got.shape == (4, 10, 3)
+    for b in range(4):
+        repeated = np.repeat(points, weights[owners, b].astype(int), axis=0)
+        want = np.linalg.svd(repeated, full_matrices=False)[2][:3].T
+        np.testing.assert_allclose(got[b] @ got[b].T, want @ want.T, atol=1e-10)

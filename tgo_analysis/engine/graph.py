@@ -544,14 +544,6 @@ def reduce_unit(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context
     return compute_local(unit_graph(source, stats, ctx, plan, on_pass, fits), plan.threads)
 
 
-def reduce_unit_then(source: UnitSource, stats: Sequence[StatisticBase], prepared: Prepared, plan: Plan,
-                     then: Callable[[], Any], on_pass: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
-    """``reduce_unit`` of a ``Prepared`` unit and ``then()`` (the next unit's ``unit_context``), which runs
-    once this unit's blocks are folded: its fit fills the core this unit's tail leaves free."""
-    graph = unit_graph(source, stats, prepared.ctx, plan, on_pass, prepared.fits, then)
-    return compute_local(graph, plan.threads)
-
-
 def fold_partials(source: UnitSource, stats: Sequence[StatisticBase], ctx: Context, plan: Plan,
                   ranges: Sequence[tuple[int, int]]) -> dict:
     """One read of ``source``'s blocks: un-aggregated partials keyed (statistic name, token range

@@ -30,10 +30,10 @@ from tgo_analysis.engine.budget import default_threads, plan_groups, plan_unit
 from tgo_analysis.engine.graph import (
     Plan,
     Prepared,
+    compute_local,
     group_graph,
-    reduce_unit,
-    reduce_unit_then,
     unit_context,
+    unit_graph,
 )
 from tgo_analysis.statistics.base import (
     CHECKPOINT_LAYERS,
@@ -86,11 +86,9 @@ def unit_tasks(ds: xr.Dataset, act: xr.DataArray, stats: Sequence[StatisticBase]
             prepared = unit_context(ctx, stats, ci, li, source)
         plan = unit_plan(source, stats, prepared.ctx, budget)
         tell = None if on_pass is None else on_pass(ci, li)
-        if i + 1 == len(units):
-            yield ci, li, reduce_unit(source, stats, prepared, plan, tell), len(plan.passes)
-            return
-        arrays, prepared = reduce_unit_then(source, stats, prepared, plan, _next_context(ds, act, stats, ctx,
-                                                                                       *units[i + 1]), tell)
+        then = _next_context(ds, act, stats, ctx, *units[i + 1]) if i + 1 < len(units) else None
+        value = compute_local(unit_graph(source, stats, prepared.ctx, plan, tell, prepared.fits, then), plan.threads)
+        arrays, prepared = value if then is not None else (value, None)
         yield ci, li, arrays, len(plan.passes)
 
 

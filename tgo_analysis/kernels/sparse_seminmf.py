@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tgo_analysis.kernels.coordinate_descent import nonnegative_sweep
 from tgo_analysis.kernels.seminmf import DEFAULT_ITERATIONS, DEFAULT_TOLERANCE, SemiNMFResult, start
 
 DEFAULT_SPARSITY = 0.1  # λ / RMS‖a_i‖: 0.03-0.1 recover planted atoms (0.1 best over the stores tried)
@@ -105,12 +106,7 @@ def _update_codes(zt: np.ndarray, a: np.ndarray, w: np.ndarray, price: float) ->
     """One HALS sweep over the code columns, in place (unit atoms: the diagonal of WWᵀ is 1)."""
     target = _product(w, a.T) - price  # (r, n)
     gram = w @ w.T
-    for j in range(zt.shape[0]):  # zt[j] = max(0, zt[j] + (target[j] - gram[j] @ zt) / gram[j, j]), no temporaries
-        step = gram[j] @ zt
-        np.subtract(target[j], step, out=step)
-        np.divide(step, gram[j, j], out=step)
-        step += zt[j]
-        np.maximum(step, 0.0, out=zt[j])
+    nonnegative_sweep(zt, target, gram, np.diag(gram))
 
 
 def _moments(zt: np.ndarray, ta: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -166,19 +166,17 @@ def weighted_alignment(basis: np.ndarray, second_moment: np.ndarray, k: int) -> 
         return np.where(top > 0, (mu[..., :k] * inside).sum(axis=-1) / np.where(top > 0, top, 1.0), np.nan)
 
 
-def pca_basis(points: np.ndarray, k: int, centred: bool = False, weights: np.ndarray | None = None) -> np.ndarray:
+def pca_basis(points: np.ndarray, k: int, centred: bool = False) -> np.ndarray:
     """Q_P (D, k): the top-k right singular vectors of points (n, D), float64: the "high variance"
     subspace at the tangent rank. Un-centred by default, like the semi-NMF it is compared with (a
     centred Q_P against an un-centred proxy credits the proxy with the mean direction, so gradients
     that share only the activations' second moment would read "above PCA"); ``centred`` gives the
-    top-k eigenvectors of the centred covariance (``pca_energy_centred``). ``weights`` (n,): row i counted
-    that many times (un-centred only: a bootstrap replicate's resampled points, never repeated in memory)."""
+    top-k eigenvectors of the centred covariance (``pca_energy_centred``). A bootstrap replicate's
+    weighted Q_P: ``pca_bases``."""
     a = np.asarray(points, dtype=np.float64)
     if centred:
         a = a - a.mean(axis=0)
-    weighted = a if weights is None else a * np.asarray(weights, dtype=np.float64)[:, None]
-    _, vectors = np.linalg.eigh(weighted.T @ a)
-    return vectors[:, ::-1][:, :k].copy()
+    return top_eigenvectors(a.T @ a, k).copy()
 
 
 GROUP_MOMENT_BYTES = 64 << 20  # per-group second moments held at once by ``pca_bases`` (else one pass per column)
@@ -205,8 +203,7 @@ def pca_bases(points: np.ndarray, groups: np.ndarray, weights: np.ndarray, k: in
         stack = (w.T @ moments.reshape(m, d * d)).reshape(columns, d, d)
     else:
         stack = np.stack([(a * w[ids, b][:, None]).T @ a for b in range(columns)])
-    _, vectors = np.linalg.eigh(stack)
-    return vectors[..., ::-1][..., :k].copy()
+    return top_eigenvectors(stack, k).copy()
 
 
 def subspace_stability(first: np.ndarray, second: np.ndarray) -> float:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tgo_analysis.kernels.coordinate_descent import nonnegative_sweep
+
 DEFAULT_ACTIVE_FRACTION = 0.25
 JUMP_ROUNDS = 4  # KKT active-set jumps after the first descent, before descent resumes
 ACTIVITY_RULE = ("atom j is active at position i when it is in the support of the non-negative least-squares "
@@ -107,11 +109,6 @@ def restricted_solve(gram: np.ndarray, chosen: np.ndarray, rhs: np.ndarray) -> n
     return out
 
 
-def _restricted_solutions(gram: np.ndarray, c: np.ndarray, passive: np.ndarray) -> np.ndarray:
-    """(m, r): each row's least-squares solution on its passive atoms (zero elsewhere)."""
-    return restricted_solve(gram, passive, c)
-
-
 def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """argmin_{z ≥ 0} ½zᵀHz − cᵀz for every row of c (m, r), H = AᵀA positive definite (r, r).
 
@@ -139,15 +136,10 @@ def batched_nnls(gram: np.ndarray, c: np.ndarray, rounds: int = 16, sweeps: int 
     for round_ in range(rounds + JUMP_ROUNDS):
         if not 1 <= round_ < 1 + JUMP_ROUNDS:  # descend once, then jump, then descend again
             for _ in range(sweeps):
-                for j in range(r):  # z[j] = max(0, z[j] + (target[j] - gram[j] @ z) / diagonal[j]), no temporaries
-                    step = gram[j] @ z
-                    np.subtract(target[j], step, out=step)
-                    np.divide(step, diagonal[j], out=step)
-                    step += z[j]
-                    np.maximum(step, 0.0, out=z[j])
+                nonnegative_sweep(z, target, gram, diagonal)
             passive = (z > 0).T
         rows = c[todo]
-        solution = np.where(passive, _restricted_solutions(gram, rows, passive), 0.0)
+        solution = restricted_solve(gram, passive, rows)  # zero off each row's passive atoms
         dual = rows - solution @ gram
         tolerance = 1e-10 * np.maximum(np.abs(rows).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
         certified = np.all(~passive | (solution > 0), axis=1) & np.all(passive | (dual <= tolerance), axis=1)

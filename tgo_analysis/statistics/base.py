@@ -304,7 +304,8 @@ class StatisticBase:
 
     def aggregate_parts(self, ctx: Context) -> int:
         """How many independent tasks precede ``aggregate`` (``aggregate_part``), run at once once the partial
-        is folded and the unit finished; 0 (the default): ``aggregate`` alone."""
+        is folded and the unit finished; 0 (the default): ``aggregate`` alone. A partial merged elsewhere
+        (a cluster's cut unit) reaches ``aggregate`` without them, so ``aggregate`` does that work itself."""
         return 0
 
     def aggregate_part(self, partial: Any, ctx: Context, part: int) -> Any:

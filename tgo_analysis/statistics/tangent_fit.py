@@ -264,11 +264,12 @@ def draw_points(fit: Block, draws: FitDraws, index: int) -> np.ndarray:
 
 def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, directions: bool = True,
                times: np.ndarray | None = None, pool_size: int | None = None, pca: np.ndarray | None = None) -> Frame:
-    """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P (``pca`` when the caller has
-    it), the solver, the null's pool (with ``directions``, the points' unit directions in float32 for the
-    radial null: only the direction enters a radial share, and half the bytes of a copy stay with the
-    unit). ``times`` (a bootstrap replicate's repeat counts of ``points``): the null's pool is the first
-    ``pool_size`` resampled rows, each distinct point's code solved once)."""
+    """The frames of one fit of ``points`` (n, D): Q_T, the un-centred Q_P (the points' own, or ``pca``:
+    a bootstrap replicate's weighted one, ``pca_bases``), the solver, the null's pool (with
+    ``directions``, the points' unit directions in float32 for the radial null: only the direction
+    enters a radial share, and half the bytes of a copy stay with the unit). ``times`` (a bootstrap
+    replicate's repeat counts of ``points``): the null's pool is the first ``pool_size`` resampled rows,
+    each distinct point's code solved once)."""
     q_tangent = tangent_basis(dictionary)
     solver = code_solver(dictionary)
     if times is None:
@@ -282,11 +283,8 @@ def make_frame(points: np.ndarray, dictionary: np.ndarray, fraction: float, dire
         repeated = points if times is None else np.repeat(points, times, axis=0)
         norm = np.linalg.norm(repeated, axis=1, keepdims=True)
         unit = (repeated / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-    if pca is not None:
-        pca = pca[:, :q_tangent.shape[1]]  # a rank-deficient W: its k < r directions
-    else:
-        drawn = slice(None) if times is None else times > 0  # a point drawn 0 times adds nothing to the moment
-        pca = pca_basis(points[drawn], q_tangent.shape[1], weights=None if times is None else times[drawn])
+    k = q_tangent.shape[1]  # a rank-deficient W: its k < r directions
+    pca = pca_basis(points, k) if pca is None else pca[:, :k]
     return Frame(q_tangent, pca, solver, pool, unit)
 
 
