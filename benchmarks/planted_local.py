@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import write_json
+from tgo_analysis.kernels.bootstrap import DEFAULT_REPLICATES
 from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 from tgo_analysis.kernels.tangent_local import (
     active_atoms,
@@ -64,7 +65,7 @@ def fitted(seed: int, shape: dict, sparsity: float, bootstrap: int) -> dict[str,
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--bootstrap", type=int, default=20)
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_REPLICATES)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "sparsity": DEFAULT_SPARSITY,

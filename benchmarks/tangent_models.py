@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import RESULTS
+from tgo_analysis.kernels.bootstrap import DEFAULT_REPLICATES
 
 MODELS = {"smollm2": "causal_lm", "minilm": "masked_lm"}  # hf:smollm2 loads with its tied LM head
 SCALARS = ("tangent_energy", "pca_energy", "pca_energy_centred", "tangent_enrichment_vs_pca", "optimal_energy",
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default="smollm2")
     parser.add_argument("--subsample", type=int, default=2048)
     parser.add_argument("--iterations", type=int, default=300, help="semi-NMF iteration cap of the main fits")
-    parser.add_argument("--bootstrap", type=int, default=20, help="refitting bootstrap replicates (SPEC 8)")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_REPLICATES, help="refitting bootstrap replicates (SPEC 8)")
     parser.add_argument("--root", default="/tmp/tgo-tangent-models")
     parser.add_argument("--sparsity", type=float, default=None,
                         help="the semi-NMF's L1 price (default: tgo's); the results file is named after it")

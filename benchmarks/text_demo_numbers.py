@@ -1,7 +1,7 @@
 """The text demo's SPEC 8 numbers as a small results file the documents quote (issue 29).
 
 `python -m benchmarks.text_demo_numbers [RESULTS] [--out FILE]`: reads a finished ``tgo demo --text``
-results store (default /tmp/bench/text-base/metrics.zarr) and writes, per (checkpoint, layer), the
+results store (default /tmp/bench/text/metrics.zarr) and writes, per (checkpoint, layer), the
 tangent rows with their intervals and what survives SPEC 8 (``tangent_models.verdicts``), and the
 layer-by-layer CKA matrices of the last checkpoint, biased beside debiased, per representation, to
 ``benchmarks/results/text-demo-tangent-cpu-<date>.json``. Every number is the results store's, except
@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.common import RESULTS
 from benchmarks.tangent_models import INTERVALS, SCALARS, _value, summary, verdicts
 
-DEFAULT_RESULTS = "/tmp/bench/text-base/metrics.zarr"
+DEFAULT_RESULTS = "/tmp/bench/text/metrics.zarr"
 CKA = ("cka_layers", "cka_layers_debiased")
 
 

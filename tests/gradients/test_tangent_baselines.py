@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 import xarray as xr
 from scipy.optimize import nnls
+from scipy.stats import t as student_t
 
 from tests.gradients.tangent_stores import sparse_activations
 from tgo_analysis import names as N
@@ -167,7 +168,7 @@ def reference(ds: xr.Dataset, setup, options: dict) -> dict:
                      - ratios(weighted(basis.tangent, q_p, w, main_pool, scored, b)))
 
     def interval(estimate, values):
-        half = 1.6448536269514722 * np.std(values, ddof=1)
+        half = student_t.ppf(0.95, len(values) - 1) * np.std(values, ddof=1)
         return np.array([estimate - half, estimate + half])
 
     e_t, e_p = share(sel_g, basis.tangent), share(sel_g, q_p)

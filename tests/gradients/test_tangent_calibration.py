@@ -9,11 +9,12 @@ import pytest
 from tests.gradients.tangent_stores import ATOMS, null_store, planted_store
 from tests.gradients.test_tangent_baselines import run
 from tgo_analysis import names as N
+from tgo_analysis.kernels.bootstrap import DEFAULT_REPLICATES
 from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 
 SEEDS = 20
 CALIBRATION = {"rank": ATOMS, "subsample": 4096, "iterations": 500, "tolerance": 1e-6, "control_draws": 8,
-               "bootstrap": 20, "stability": False}
+               "bootstrap": DEFAULT_REPLICATES, "stability": False}  # what `tgo analyze` runs
 
 
 def contains(interval: np.ndarray, value: float) -> bool:

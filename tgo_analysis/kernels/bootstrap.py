@@ -1,4 +1,4 @@
-"""Seeded bootstrap over samples (pure numpy): Poisson weights per sample, normal intervals.
+"""Seeded bootstrap over samples (numpy, scipy's t quantile): Poisson weights per sample, Student-t intervals.
 
 A ratio statistic Σ_s a_s / Σ_s b_s over samples s (sequences or images) is resampled with
 weights w_s ~ Poisson(1), one per replicate (the Poisson bootstrap, Hanley & MacGibbon 2006;
@@ -13,9 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
-DEFAULT_REPLICATES = 20  # each replicate refits the tangent basis: see statistics.tangent_fit
+# Each replicate refits the tangent basis (statistics.tangent_fit), the bulk of the intervals' cost; the
+# t interval keeps 10 replicates at nominal coverage (issue 29: 20 added 40 % CPU to the text demo).
+DEFAULT_REPLICATES = 10
 BOUNDS = (0.05, 0.95)
-Z_BOUND = 1.6448536269514722  # the standard normal's 95 % quantile: a 5-95 % normal interval
 BOUND_NAMES = ("low", "high")
 WEIGHT_STREAM = 0xB007  # separates the bootstrap generator from every other (seed, sample) stream
 
@@ -46,16 +47,26 @@ def replicate_sums(per_sample: np.ndarray, samples: np.ndarray, replicates: int,
     return poisson_weights(samples, replicates, seed).T @ np.asarray(per_sample, dtype=np.float64)
 
 
-def normal_interval(estimate: float, replicates: np.ndarray) -> np.ndarray:
-    """(2,) the 5-95 % normal bootstrap interval estimate ± z · SD of the replicate values (NaN-safe).
+def t_interval(estimate: float, replicates: np.ndarray) -> np.ndarray:
+    """(2,) the 5-95 % interval estimate ± t_(B-1)(0.95) · SD of the B finite replicate values (NaN-safe).
 
-    With the few replicates a refitting bootstrap can afford (each one fits a basis), the SD is a
-    steadier summary than the 5th and 95th order statistics of 20 values (Efron & Tibshirani 1993,
-    ch. 13); the interval is centred on the full-data estimate.
+    A refitting bootstrap affords few replicates (each one fits a basis). Their SD is a steadier
+    summary than the 5th and 95th order statistics (Efron & Tibshirani 1993, ch. 13), and Student's
+    t quantile with B - 1 degrees of freedom carries the SD's own sampling error, so the interval
+    keeps its coverage at any B (the normal 1.645 would cover 86.6 % at B = 10). Centred on the
+    full-data estimate.
     """
     values = np.asarray(replicates, np.float64)
     values = values[np.isfinite(values)]
     if values.size < 2 or not np.isfinite(estimate):
         return np.full(2, np.nan)
-    half = Z_BOUND * float(np.std(values, ddof=1))
+    half = t_bound(values.size) * float(np.std(values, ddof=1))
     return np.array([estimate - half, estimate + half])
+
+
+@lru_cache(maxsize=256)
+def t_bound(replicates: int) -> float:
+    """Student's t quantile at ``BOUNDS[1]`` with ``replicates - 1`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(BOUNDS[1], replicates - 1))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tgo_analysis import names as N
-from tgo_analysis.kernels.bootstrap import BOUND_NAMES, normal_interval
+from tgo_analysis.kernels.bootstrap import BOUND_NAMES, DEFAULT_REPLICATES, t_interval
 from tgo_analysis.kernels.buckets import DEFAULT_BUCKETS, frequency_edges, position_buckets
 from tgo_analysis.kernels.sparse_seminmf import DEFAULT_SPARSITY
 from tgo_analysis.kernels.tangent_energy import (
@@ -92,8 +92,9 @@ OPTIONS = {  # TangentOptions field -> the analysis option that sets it
     "active_fraction": Option("tangent_active_fraction", 0.25, "tangent: an atom is active at a position when "
                               "it is in the NNLS support and its contribution z_j |w_j| exceeds this fraction "
                               "of the position's reconstruction norm", float),
-    "bootstrap": Option("tangent_bootstrap", 20, "tangent: bootstrap replicates over samples, each refitting "
-                        "the basis on its resampled fit half (0: no intervals)"),
+    "bootstrap": Option("tangent_bootstrap", DEFAULT_REPLICATES, "tangent: bootstrap replicates over samples, each "
+                        "refitting the basis on its resampled fit half; intervals use Student's t with B - 1 degrees "
+                        "of freedom (0: no intervals)"),
     "bootstrap_iterations": Option("tangent_bootstrap_iterations", DEFAULT_BOOTSTRAP_ITERATIONS, "tangent: "
                                    "iteration cap of each replicate's warm-started semi-NMF refit"),
     "bootstrap_positions": Option("tangent_bootstrap_positions", 1024, "tangent: held-out positions (a seeded "
@@ -345,7 +346,7 @@ class TangentEnrichment(StatisticBase):
             for name, column in ((N.TANGENT_ENERGY, S_ENERGY), (N.TANGENT_ENRICHMENT_VS_PCA, S_VS_PCA),
                                  (N.LOCAL_TANGENT_ENERGY, S_LOCAL), (N.LOCAL_TANGENT_NULL, S_NULL),
                                  (N.LOCAL_TANGENT_EXCESS, S_EXCESS)):
-                arrays[f"{name}_ci"] = normal_interval(float(arrays[name]), values[:, column])
+                arrays[f"{name}_ci"] = t_interval(float(arrays[name]), values[:, column])
         if partial.bucket_values:
             arrays.update(self._by_frequency(partial, setup.options.frequency_count))
         arrays[N.TANGENT_METRIC_REASON] = self._reason(basis, g)

@@ -156,8 +156,8 @@ class TangentOptions:
                                          "paired change the replicate's refit makes on the same weights over "
                                          f"the {options.bootstrap_positions} held-out positions with the "
                                          "smallest seeded position keys (exact when the held-out half is "
-                                         "no larger); interval = estimate +- 1.645 SD of the replicates "
-                                         f"({BOUNDS[0]:.0%}-{BOUNDS[1]:.0%} normal interval)")
+                                         "no larger); interval = estimate +- t_(B-1)(0.95) SD of the B finite "
+                                         f"replicates ({BOUNDS[0]:.0%}-{BOUNDS[1]:.0%} Student-t interval)")
         out["tangent_stability_rule"] = ("mean cos^2 of the principal angles between Q_T of this fit and of a "
                                          "fit with seed + 1 (another subsample of the fit split, another start)")
         out["tangent_frequency_rule"] = (f"per bucket, the {options.frequency_count} held-out positions with the "
