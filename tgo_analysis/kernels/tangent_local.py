@@ -172,7 +172,7 @@ def projected_shares(gradients: np.ndarray, active: np.ndarray, solver: CodeSolv
     distinct active sets (a rule that keeps several atoms makes thousands of them). ``solve``: LU
     solves of each H_AA at its own size instead (``restricted_solve``: equal up to rounding where
     every H_AA is invertible; the pseudo-inverse when one is singular), for the bootstrap's replicate
-    frames, scored 20 times a unit."""
+    frames, each scored once a unit."""
     g = np.asarray(gradients, dtype=np.float64)
     b = g @ solver.dictionary.T
     norm = np.einsum("ij,ij->i", g, g)
